@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { runCli, type CliIo } from "./index.js";
+
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const vectors = resolve(repositoryRoot, "../shared/attestation-vectors");
+const vector = (path: string): string => join(vectors, path);
+
+function run(argv: string[]): { code: number; stdout: string; stderr: string } {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) };
+  const code = runCli(argv, io);
+  return { code, stdout, stderr };
+}
+
+const sgxArgs = [
+  "verify-quote",
+  vector("dcap-qvl/sgx_quote"),
+  "--collateral",
+  vector("dcap-qvl/sgx_quote_collateral.json"),
+];
+
+describe("cloister verify-quote", () => {
+  test("accepts the SGX vector at its time: exit 0 and the JSON result", () => {
+    const { code, stdout } = run([...sgxArgs, "--at", "2025-07-04T10:28:44Z", "--json"]);
+    assert.equal(code, 0);
+    const result = JSON.parse(stdout) as Record<string, unknown>;
+    assert.equal(result.ok, true);
+    assert.equal(result.tee, "sgx");
+    assert.equal(result.tcbStatus, "ConfigurationAndSWHardeningNeeded");
+    assert.deepEqual(result.advisoryIds, ["INTEL-SA-00289", "INTEL-SA-00615"]);
+    assert.equal(result.error, null);
+    assert.equal(
+      (result.claims as Record<string, unknown>)["x-ms-sgx-mrenclave"],
+      "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb",
+    );
+  });
+
+  test("rejects expired collateral: exit 1 with the error code", () => {
+    const { code, stdout } = run([...sgxArgs, "--at", "2025-09-01T00:00:00Z", "--json"]);
+    assert.equal(code, 1);
+    const result = JSON.parse(stdout) as { ok: boolean; tee: string; error: { code: string } };
+    assert.equal(result.ok, false);
+    assert.equal(result.tee, "sgx");
+    assert.equal(result.error.code, "ERR_COLLATERAL_EXPIRED");
+  });
+
+  test("detects TDX v5 and SEV-SNP from the bytes", () => {
+    const tdx = run([
+      "verify-quote",
+      vector("dcap-qvl/tdx_quote_outdated"),
+      "--collateral",
+      vector("dcap-qvl/tdx_quote_outdated_collateral.json"),
+      "--at",
+      "2026-03-05T10:50:33Z",
+      "--json",
+    ]);
+    assert.equal(tdx.code, 1);
+    const tdxResult = JSON.parse(tdx.stdout) as { tee: string; error: { code: string } };
+    assert.equal(tdxResult.error.code, "ERR_TCB_NO_MATCH");
+    assert.equal(tdxResult.tee, "tdx");
+    const snp = run([
+      "verify-quote",
+      vector("sev-snp-go-sev-guest/attestation.bin"),
+      "--vcek",
+      vector("sev-snp-go-sev-guest/vcek.testcer"),
+      "--chain",
+      vector("sev-snp-go-sev-guest/ask_ark_milan.pem"),
+      "--at",
+      "2025-01-01T00:00:00Z",
+    ]);
+    assert.equal(snp.code, 0);
+    assert.match(snp.stdout, /^accepted: SEV-SNP evidence/);
+  });
+
+  test("an OpenEnclave report (16-byte header) verifies like its quote", () => {
+    const { code, stdout } = run([
+      "verify-quote",
+      vector("maa-sgx-2022/oe_report.bin"),
+      "--skip-tcb",
+      "--at",
+      "2022-01-28T23:44:36Z",
+      "--json",
+    ]);
+    assert.equal(code, 0);
+    assert.equal((JSON.parse(stdout) as { tcbStatus: string }).tcbStatus, "NotEvaluated");
+  });
+
+  test("usage errors exit 2", () => {
+    assert.equal(run(["verify-quote"]).code, 2);
+    assert.equal(
+      run(["verify-quote", vector("dcap-qvl/sgx_quote")]).code,
+      2,
+      "no collateral and no --skip-tcb",
+    );
+    assert.equal(run([...sgxArgs, "--at", "yesterday"]).code, 2);
+    assert.equal(run([...sgxArgs, "--bogus"]).code, 2);
+    assert.equal(run(["verify-quote", "/no/such/file", "--skip-tcb"]).code, 2);
+    assert.equal(run(["frobnicate"]).code, 2);
+  });
+});
+
+describe("cloister up", () => {
+  test("creates the simulation platform once (0600) and reuses it", () => {
+    const directory = mkdtempSync(join(tmpdir(), "cloister-up-"));
+    try {
+      const first = run(["up", "--data-dir", directory]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /simulation root\s+created/);
+      assert.match(first.stdout, /verifyQuote: UpToDate, debuggable=true/);
+      assert.match(first.stdout, /Not built yet/);
+      assert.equal(statSync(join(directory, "sim-platform.json")).mode & 0o777, 0o600);
+      const second = run(["up", "--data-dir", directory]);
+      assert.match(second.stdout, /simulation root\s+loaded/);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+test("the installed `cloister` binary works from the repository root", () => {
+  const binary = join(repositoryRoot, "node_modules/.bin/cloister");
+  assert.ok(existsSync(binary), "node_modules/.bin/cloister is missing: run `npm ci`");
+  assert.ok(
+    existsSync(join(repositoryRoot, "packages/cli/dist/bin.js")),
+    "the CLI is not built: run `npm run build`",
+  );
+  const result = spawnSync(binary, [...sgxArgs, "--at", "2025-07-04T10:28:44Z", "--json"], {
+    cwd: repositoryRoot,
+    encoding: "utf8",
+  });
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal((JSON.parse(result.stdout) as { ok: boolean }).ok, true);
+});

@@ -1,0 +1,4 @@
+export { runCli, usage } from "./run-cli.js";
+export { runVerifyQuote, detectEvidence, verifyQuoteUsage } from "./verify-quote-command.js";
+export { runUp, upUsage } from "./up-command.js";
+export { ExitCode, type CliIo } from "./cli-io.js";

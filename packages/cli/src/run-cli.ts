@@ -1,0 +1,31 @@
+import { ExitCode, type CliIo } from "./cli-io.js";
+import { runUp } from "./up-command.js";
+import { runVerifyQuote } from "./verify-quote-command.js";
+
+export const usage = `Usage: cloister <command> [options]
+
+Commands:
+  up              run the local platform in simulation mode
+  verify-quote    verify an SGX or TDX quote, or an SEV-SNP report
+
+Run "cloister <command> --help" for a command's options.`;
+
+/** Runs one `cloister` command and returns its exit code. */
+export function runCli(argv: readonly string[], io: CliIo): number {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "verify-quote":
+      return runVerifyQuote(rest, io);
+    case "up":
+      return runUp(rest, io);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      io.stdout(`${usage}\n`);
+      return command === undefined ? ExitCode.usage : ExitCode.ok;
+    default:
+      io.stderr(`cloister: unknown command ${JSON.stringify(command)}\n\n${usage}\n`);
+      return ExitCode.usage;
+  }
+}
