@@ -20,6 +20,13 @@ export interface ChainOptions {
   readonly memo?: SignatureMemo;
 }
 
+/**
+ * Pinned roots whose self-signature has been checked. A pinned root's trust comes from the pin, not from its
+ * self-signature; the check only guards the integrity of its own fields, so like a trust store we do it once
+ * per root certificate (parsed certificates are cached by their exact bytes) instead of on every call.
+ */
+const validatedAnchors = new WeakSet<Certificate>();
+
 export function isSignedBy(subject: Certificate, issuer: Certificate, memo?: SignatureMemo): boolean {
   if (memo?.get(subject) === issuer) {
     return true;
@@ -51,11 +58,14 @@ export function verifyChain(chain: readonly Certificate[], options: ChainOptions
       `${what}: root "${root.subjectCommonName}" is not a pinned root`,
     );
   }
-  if (!isSignedBy(root, root, options.memo)) {
-    throw new AttestationError(
-      "ERR_CERT_CHAIN",
-      `${what}: root "${root.subjectCommonName}" is not self-signed`,
-    );
+  if (!validatedAnchors.has(root)) {
+    if (!isSignedBy(root, root, options.memo)) {
+      throw new AttestationError(
+        "ERR_CERT_CHAIN",
+        `${what}: root "${root.subjectCommonName}" is not self-signed`,
+      );
+    }
+    validatedAnchors.add(root);
   }
   for (let i = 0; i < chain.length; i++) {
     const certificate = chain[i] as Certificate;

@@ -269,8 +269,7 @@ export const der = {
   null: (): Uint8Array => Uint8Array.of(Tag.null, 0),
   boolean: (value: boolean): Uint8Array => derTlv(Tag.boolean, Uint8Array.of(value ? 0xff : 0)),
   octetString: (value: Uint8Array): Uint8Array => derTlv(Tag.octetString, value),
-  bitString: (value: Uint8Array): Uint8Array =>
-    derTlv(Tag.bitString, concatBytes(...[Uint8Array.of(0), value])),
+  bitString: (value: Uint8Array): Uint8Array => derTlv(Tag.bitString, concatBytes(Uint8Array.of(0), value)),
   utf8String: (value: string): Uint8Array => derTlv(Tag.utf8String, new TextEncoder().encode(value)),
   /** Unsigned big-endian bytes as a positive INTEGER. */
   unsignedInteger: (value: Uint8Array): Uint8Array => {
@@ -280,7 +279,7 @@ export const der = {
     }
     const trimmed = value.subarray(start);
     const needsPad = ((trimmed[0] ?? 0) & 0x80) !== 0;
-    return derTlv(Tag.integer, needsPad ? concatBytes(...[Uint8Array.of(0), trimmed]) : trimmed);
+    return derTlv(Tag.integer, needsPad ? concatBytes(Uint8Array.of(0), trimmed) : trimmed);
   },
   integer: (value: number, tag: number = Tag.integer): Uint8Array => {
     const octets: number[] = [];

@@ -17,7 +17,19 @@ export interface PckExtension {
   readonly sgxType: number;
 }
 
+const parsed = new WeakMap<Certificate, PckExtension>();
+
+/** The SGX extension of a PCK certificate (parsed once per certificate object). */
 export function parsePckExtension(certificate: Certificate): PckExtension {
+  let extension = parsed.get(certificate);
+  if (extension === undefined) {
+    extension = parseExtension(certificate);
+    parsed.set(certificate, extension);
+  }
+  return extension;
+}
+
+function parseExtension(certificate: Certificate): PckExtension {
   const extension = certificate.extensions.get(sgxExtensionOid);
   if (extension === undefined) {
     throw new AttestationError("ERR_CERT_FORMAT", "PCK certificate has no Intel SGX extension");

@@ -3,6 +3,7 @@
 import { AttestationError } from "../errors.js";
 import { ByteReader } from "../lib/byte-reader.js";
 import { isAllZero } from "../lib/bytes.js";
+import { memoizeParse } from "../lib/parse-cache.js";
 import { pemBlocks, toPem } from "../lib/x509.js";
 
 export const teeTypeSgx = 0x00000000;
@@ -157,6 +158,13 @@ function parseTdReport(raw: Uint8Array): TdReport {
   return report;
 }
 
+const isCanonicalPem = memoizeParse((text: string): boolean => {
+  const canonical = pemBlocks(text)
+    .map((der) => toPem(der))
+    .join("");
+  return canonical.length > 0 && canonical === text;
+});
+
 function parseQeReportCertificationData(
   reader: ByteReader,
 ): Omit<QuoteSignatureData, "signature" | "attestationKey"> {
@@ -181,10 +189,7 @@ function parseQeReportCertificationData(
   );
   // Intel's QE writes canonical PEM (64-column base64, LF). Requiring exactly that leaves no byte of the
   // chain (whitespace, padding bits, text between blocks) that could change without being rejected.
-  const canonical = pemBlocks(pckCertChainPem)
-    .map((der) => toPem(der))
-    .join("");
-  if (canonical.length === 0 || canonical !== pckCertChainPem) {
+  if (!isCanonicalPem(pckCertChainPem)) {
     throw new AttestationError("ERR_QUOTE_FORMAT", "the PCK certificate chain is not canonical PEM");
   }
   return { qeReport, qeReportSignature, qeAuthData, pckCertChainPem };
