@@ -60,6 +60,38 @@ export class AttestationError extends Error {
   }
 }
 
+/**
+ * Runs `action`; anything it throws that is not an AttestationError becomes one with `code`. Our parsers
+ * raise AttestationError themselves: this is the net that keeps the "only AttestationError" promise even
+ * for a defect, with the original error kept as `cause`.
+ */
+export function guard<T>(code: AttestationErrorCode, message: string, action: () => T): T {
+  try {
+    return action();
+  } catch (error) {
+    if (error instanceof AttestationError) {
+      throw error;
+    }
+    throw new AttestationError(code, message, { cause: error });
+  }
+}
+
+/** {@link guard} for async actions. */
+export async function guardAsync<T>(
+  code: AttestationErrorCode,
+  message: string,
+  action: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof AttestationError) {
+      throw error;
+    }
+    throw new AttestationError(code, message, { cause: error });
+  }
+}
+
 /** Throws an {@link AttestationError} with `code` unless `condition` holds. */
 export function ensure(condition: boolean, code: AttestationErrorCode, message: string): asserts condition {
   if (!condition) {

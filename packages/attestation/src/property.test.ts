@@ -7,7 +7,10 @@ import fc from "fast-check";
 import {
   AttestationError,
   createSimulationPlatform,
+  evaluatePolicy,
+  parsePolicy,
   parseQuote,
+  parseSnpReport,
   verifyQuote,
   verifySnpReport,
   type VerifiedEvidence,
@@ -176,6 +179,64 @@ describe("mutated evidence is never accepted", () => {
             assert.deepEqual(result, accepted);
           } else {
             assert.ok(result instanceof AttestationError, `${field} flip at ${index} accepted`);
+          }
+        },
+      ),
+      { numRuns: runs(0.05) },
+    );
+  });
+
+  test("arbitrary bytes and text never escape as anything but an AttestationError", () => {
+    const header = vectorBytes(intelVectors.sgx.quote).subarray(0, 48);
+    const policyWords = [
+      "version=1.0;",
+      "authorizationrules",
+      "issuancerules",
+      "{",
+      "}",
+      ";",
+      "=>",
+      "permit()",
+      "c:[",
+      "type==",
+      '"x"',
+      "]",
+      "&&",
+      "issue(",
+      "value=c.value",
+      ")",
+      ",",
+      "deny()",
+      "1",
+      "true",
+    ];
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 2048 }),
+        fc.array(fc.constantFrom(...policyWords), { maxLength: 30 }),
+        fc.string(),
+        (bytes, words, text) => {
+          const withHeader = new Uint8Array(header.length + bytes.length);
+          withHeader.set(header);
+          withHeader.set(bytes, header.length);
+          for (const action of [
+            () => parseQuote(bytes),
+            () => parseQuote(withHeader),
+            () => verifyQuote(withHeader, { skipTcb: true }),
+            () => parseSnpReport(bytes),
+            () => parsePolicy(words.join(" ")),
+            () => parsePolicy(text),
+            () =>
+              evaluatePolicy(
+                `version=1.0; authorizationrules{ => permit(); }; issuancerules{ ${words.join(" ")} };`,
+                { x: text },
+              ),
+          ]) {
+            try {
+              action();
+            } catch (error) {
+              assert.ok(error instanceof AttestationError, `escaped: ${String(error)}`);
+            }
           }
         },
       ),

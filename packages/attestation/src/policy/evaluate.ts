@@ -2,7 +2,7 @@
 // combination of incoming claims that satisfies its conditions; add() extends the incoming set,
 // issue() extends the incoming and the outgoing sets. Authorization needs a permit() and no deny().
 import { createHash } from "node:crypto";
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 import type { ClaimValue, Claims } from "../claims.js";
 import {
   parsePolicy,
@@ -214,6 +214,16 @@ export function policyHash(text: string): string {
  * ```
  */
 export function evaluatePolicy(policy: Policy | string, claims: Claims): PolicyResult {
+  return guard("ERR_POLICY_DENIED", "the policy could not be evaluated over these claims", () =>
+    evaluatePolicyUnguarded(policy, claims),
+  );
+}
+
+function evaluatePolicyUnguarded(policy: Policy | string, claims: Claims): PolicyResult {
+  const untrusted: unknown = claims;
+  if (typeof untrusted !== "object" || untrusted === null || Array.isArray(untrusted)) {
+    throw new AttestationError("ERR_POLICY_DENIED", "claims must be an object");
+  }
   const parsed = typeof policy === "string" ? parsePolicy(policy) : policy;
   const incoming = toPolicyClaims(claims);
   const properties: PolicyClaim[] = [];

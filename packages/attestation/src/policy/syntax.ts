@@ -1,7 +1,7 @@
 // The MAA attestation policy language (learn.microsoft.com/azure/attestation/policy-grammar):
 //   version=1.0; [configurationrules{…};] authorizationrules{…}; issuancerules{…};
 // A rule is `[binding:][condition] && … => action(…);`.
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 
 /** A policy that does not parse; `line` and `column` are 1-based. */
 export class PolicySyntaxError extends AttestationError {
@@ -390,5 +390,7 @@ export function parsePolicy(text: string): Policy {
   if (typeof text !== "string") {
     throw new PolicySyntaxError("policy must be text", 1, 1);
   }
-  return new Parser(tokenize(text)).policy(text);
+  return guard("ERR_POLICY_SYNTAX", "the policy could not be parsed", () =>
+    new Parser(tokenize(text)).policy(text),
+  );
 }

@@ -1,6 +1,6 @@
 // Intel SGX ECDSA quote v3, TDX quote v4 and v5 (Intel DCAP "Quote Library API" appendix, and the
 // TDX DCAP Quoting Library API §A.3 for v4/v5). All integers are little-endian.
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 import { ByteReader } from "../lib/byte-reader.js";
 import { isAllZero } from "../lib/bytes.js";
 import { memoizeParse } from "../lib/parse-cache.js";
@@ -206,6 +206,10 @@ function parseQeReportCertificationData(
  * ```
  */
 export function parseQuote(bytes: Uint8Array): Quote {
+  return guard("ERR_QUOTE_FORMAT", "the quote could not be parsed", () => parseQuoteUnguarded(bytes));
+}
+
+function parseQuoteUnguarded(bytes: Uint8Array): Quote {
   if (!(bytes instanceof Uint8Array)) {
     throw new AttestationError("ERR_QUOTE_FORMAT", "quote must be a Uint8Array");
   }

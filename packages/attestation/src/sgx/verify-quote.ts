@@ -2,7 +2,7 @@
 // PCK chain and CRLs → QE report signature → QE report-data binding → quote signature →
 // collateral signatures and validity → QE identity → TCB level → merged status.
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 import { bytesEqual, fromHex, isAllZero, toHex } from "../lib/bytes.js";
 import { verifyChain, verifyRevocationList, type SignatureMemo } from "../lib/chain.js";
 import { memoizeParse } from "../lib/parse-cache.js";
@@ -254,7 +254,8 @@ function verifyCollateral(
       `a ${quote.tee.toUpperCase()} quote needs ${expectedQeId} identity`,
     );
   }
-  const crlHash = collateralHash(collateral.root_ca_crl);
+  // Hash the CRL's DER, not its hex text: the same CRL in upper or lower case is the same collateral.
+  const crlHash = sha256Hex(rootCrl.der);
   return {
     tcbInfo,
     qeIdentity,
@@ -413,13 +414,7 @@ function verifyQuoteUnsafe(bytes: Uint8Array, options: VerifyQuoteOptions): Veri
  * ```
  */
 export function verifyQuote(quote: Uint8Array, options: VerifyQuoteOptions = {}): VerifiedEvidence {
-  try {
-    return verifyQuoteUnsafe(quote, options);
-  } catch (error) {
-    if (error instanceof AttestationError) {
-      throw error;
-    }
-    // Our own parsers raise AttestationError; anything else is a defect surfaced with a stable code.
-    throw new AttestationError("ERR_QUOTE_FORMAT", "the quote could not be processed", { cause: error });
-  }
+  return guard("ERR_QUOTE_FORMAT", "the quote could not be processed", () =>
+    verifyQuoteUnsafe(quote, options),
+  );
 }

@@ -1,6 +1,6 @@
 // AMD SEV-SNP ATTESTATION_REPORT (SEV-SNP Firmware ABI spec, Table 22), versions 2 and 3.
 // 0x4A0 bytes, little-endian; the signature covers bytes [0, 0x2A0).
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 import { ByteReader } from "../lib/byte-reader.js";
 import { isAllZero } from "../lib/bytes.js";
 
@@ -86,6 +86,10 @@ function littleEndianComponent(bytes: Uint8Array, what: string): Uint8Array {
  * ```
  */
 export function parseSnpReport(bytes: Uint8Array): SnpReport {
+  return guard("ERR_SNP_FORMAT", "the SNP report could not be parsed", () => parseSnpReportUnguarded(bytes));
+}
+
+function parseSnpReportUnguarded(bytes: Uint8Array): SnpReport {
   if (!(bytes instanceof Uint8Array)) {
     throw new AttestationError("ERR_SNP_FORMAT", "SNP report must be a Uint8Array");
   }

@@ -1,7 +1,7 @@
 // SEV-SNP report verification: VCEK ← ASK ← ARK (ARK pinned per product), the VCEK's TCB and hwID
 // extensions against the report (AMD "VCEK Certificate and KDS Interface Specification" §3), and the
 // report's ECDSA P-384 signature.
-import { AttestationError } from "../errors.js";
+import { AttestationError, guard } from "../errors.js";
 import { bytesEqual, concatBytes } from "../lib/bytes.js";
 import { verifyChain } from "../lib/chain.js";
 import { DerReader, Tag } from "../lib/der.js";
@@ -123,52 +123,51 @@ function checkVcekMatchesReport(vcek: Certificate, report: SnpReport, product: A
  * ```
  */
 export function verifySnpReport(bytes: Uint8Array, options: VerifySnpReportOptions): VerifiedEvidence {
-  try {
-    const report = parseSnpReport(bytes);
-    const now = options.now ?? new Date();
-    const vcek = certificateFrom(options.vcek, "VCEK");
-    const signers = pemBlocks(typeof options.chain === "string" ? options.chain : "").map((der) =>
-      parseCertificate(der),
+  return guard("ERR_SNP_FORMAT", "the SNP evidence could not be processed", () =>
+    verifySnpReportUnguarded(bytes, options),
+  );
+}
+
+function verifySnpReportUnguarded(bytes: Uint8Array, options: VerifySnpReportOptions): VerifiedEvidence {
+  const report = parseSnpReport(bytes);
+  const now = options.now ?? new Date();
+  const vcek = certificateFrom(options.vcek, "VCEK");
+  const signers = pemBlocks(typeof options.chain === "string" ? options.chain : "").map((der) =>
+    parseCertificate(der),
+  );
+  const ark = signers.find((certificate) => bytesEqual(certificate.issuer, certificate.subject));
+  const ask = signers.find(
+    (certificate) => certificate !== ark && bytesEqual(vcek.issuer, certificate.subject),
+  );
+  if (ark === undefined || ask === undefined) {
+    throw new AttestationError(
+      "ERR_CERT_CHAIN",
+      "the chain must hold the ASK that issued the VCEK and the ARK",
     );
-    const ark = signers.find((certificate) => bytesEqual(certificate.issuer, certificate.subject));
-    const ask = signers.find(
-      (certificate) => certificate !== ark && bytesEqual(vcek.issuer, certificate.subject),
-    );
-    if (ark === undefined || ask === undefined) {
-      throw new AttestationError(
-        "ERR_CERT_CHAIN",
-        "the chain must hold the ASK that issued the VCEK and the ARK",
-      );
-    }
-    const arkHash = spkiSha256(ark);
-    const product = (Object.keys(amdArkSpkiSha256) as AmdProduct[]).find(
-      (name) => amdArkSpkiSha256[name] === arkHash,
-    );
-    if (product === undefined || (options.product !== undefined && options.product !== product)) {
-      throw new AttestationError(
-        "ERR_CERT_CHAIN",
-        `ARK "${ark.subjectCommonName}" is not the pinned ARK of ${options.product ?? "any AMD product"}`,
-      );
-    }
-    verifyChain([vcek, ask, ark], { now, trustedRoots: new Set([arkHash]), what: "VCEK certificate chain" });
-    checkVcekMatchesReport(vcek, report, product);
-    const signature = concatBytes(report.signature.r, report.signature.s);
-    if (!verifyP1363("sha384", report.signedBytes, signature, publicKeyOf(vcek))) {
-      throw new AttestationError("ERR_SNP_SIGNATURE", "the report signature does not verify with the VCEK");
-    }
-    return {
-      tee: "sevsnp",
-      // AMD publishes no TCB status list: policies compare the SVN claims against minimums instead.
-      tcbStatus: "NotEvaluated",
-      advisoryIds: [],
-      reportData: report.reportData,
-      claims: snpClaims(report),
-      trustAnchor: { spkiSha256: arkHash, commonName: ark.subjectCommonName },
-    };
-  } catch (error) {
-    if (error instanceof AttestationError) {
-      throw error;
-    }
-    throw new AttestationError("ERR_SNP_FORMAT", "the SNP evidence could not be processed", { cause: error });
   }
+  const arkHash = spkiSha256(ark);
+  const product = (Object.keys(amdArkSpkiSha256) as AmdProduct[]).find(
+    (name) => amdArkSpkiSha256[name] === arkHash,
+  );
+  if (product === undefined || (options.product !== undefined && options.product !== product)) {
+    throw new AttestationError(
+      "ERR_CERT_CHAIN",
+      `ARK "${ark.subjectCommonName}" is not the pinned ARK of ${options.product ?? "any AMD product"}`,
+    );
+  }
+  verifyChain([vcek, ask, ark], { now, trustedRoots: new Set([arkHash]), what: "VCEK certificate chain" });
+  checkVcekMatchesReport(vcek, report, product);
+  const signature = concatBytes(report.signature.r, report.signature.s);
+  if (!verifyP1363("sha384", report.signedBytes, signature, publicKeyOf(vcek))) {
+    throw new AttestationError("ERR_SNP_SIGNATURE", "the report signature does not verify with the VCEK");
+  }
+  return {
+    tee: "sevsnp",
+    // AMD publishes no TCB status list: policies compare the SVN claims against minimums instead.
+    tcbStatus: "NotEvaluated",
+    advisoryIds: [],
+    reportData: report.reportData,
+    claims: snpClaims(report),
+    trustAnchor: { spkiSha256: arkHash, commonName: ark.subjectCommonName },
+  };
 }

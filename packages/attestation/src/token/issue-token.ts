@@ -3,7 +3,7 @@
 import { randomBytes, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
 import type { Claims } from "../claims.js";
-import { AttestationError } from "../errors.js";
+import { AttestationError, guardAsync } from "../errors.js";
 
 export interface TokenSigner {
   /** RSA private key (2048 bits or more). */
@@ -34,6 +34,12 @@ export async function issueAttestationToken(
   signer: TokenSigner,
   options: IssueTokenOptions = {},
 ): Promise<string> {
+  return guardAsync("ERR_TOKEN_INVALID", "the token could not be signed with this signer", () =>
+    signToken(claims, signer, options),
+  );
+}
+
+async function signToken(claims: Claims, signer: TokenSigner, options: IssueTokenOptions): Promise<string> {
   const now = Math.floor((options.now ?? new Date()).getTime() / 1000);
   const lifetime = signer.lifetimeSeconds ?? 8 * 3600;
   if (!Number.isInteger(lifetime) || lifetime <= 0) {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -163,6 +165,38 @@ describe("attestation tokens", () => {
 
   test("issuing refuses to let claims override registered claims", async () => {
     await assertAttestationError(() => issueAttestationToken({ exp: 1 }, signer, { now }), "ERR_TOKEN_CLAIM");
+  });
+
+  test("jwksUri: keys are fetched from the issuer's JWKS endpoint", async () => {
+    const server = createServer((request, response) => {
+      response.writeHead(request.url === "/certs" ? 200 : 404, { "content-type": "application/json" });
+      response.end(request.url === "/certs" ? JSON.stringify(jwks) : "{}");
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const token = await issueAttestationToken(claims, signer, { now });
+      const verified = await verifyAttestationToken(token, {
+        jwksUri: `http://127.0.0.1:${port}/certs`,
+        issuer,
+        now,
+      });
+      assert.equal(verified.iss, issuer);
+      await assertAttestationError(
+        () => verifyAttestationToken(token, { jwksUri: `http://127.0.0.1:${port}/missing`, issuer, now }),
+        "ERR_TOKEN_KEY_UNKNOWN",
+      );
+    } finally {
+      server.close();
+    }
+  });
+
+  test("issuing with an unusable key is a typed error", async () => {
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    await assertAttestationError(
+      () => issueAttestationToken(claims, { ...signer, privateKey: ec.privateKey }, { now }),
+      "ERR_TOKEN_INVALID",
+    );
   });
 
   test("the verify module is browser-safe: no node: imports on its path", () => {

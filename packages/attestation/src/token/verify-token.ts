@@ -53,7 +53,23 @@ function keySetFor(options: VerifyAttestationTokenOptions): Parameters<typeof jw
       keySet = createRemoteJWKSet(new URL(uri));
       remoteKeySets.set(uri, keySet);
     }
-    return keySet;
+    const remote = keySet;
+    return async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (error) {
+        if (
+          error instanceof joseErrors.JWKSNoMatchingKey ||
+          error instanceof joseErrors.JWKSMultipleMatchingKeys
+        ) {
+          throw error;
+        }
+        // Unreachable, non-200 or malformed key sets: the token's key cannot be known.
+        throw new AttestationError("ERR_TOKEN_KEY_UNKNOWN", "the issuer's key set could not be loaded", {
+          cause: error,
+        });
+      }
+    };
   }
   throw new AttestationError("ERR_TOKEN_KEY_UNKNOWN", "no jwks or jwksUri to verify the token with");
 }
