@@ -63,3 +63,4 @@ export {
   type RevocationListTemplate,
   type DistinguishedName,
 } from "./sim/certificates.js";
+export { simulationClaim } from "./claim-names.js";

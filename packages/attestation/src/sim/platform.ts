@@ -5,6 +5,7 @@ import {
   createHash,
   createPrivateKey,
   generateKeyPairSync,
+  hkdfSync,
   randomBytes,
   sign,
   type KeyObject,
@@ -463,6 +464,16 @@ export class SimulationPlatform {
     };
     this.collateralCache.set(key, bundle);
     return bundle;
+  }
+
+  /**
+   * A 256-bit sealing key for an enclave, like SGX EGETKEY with the MRENCLAVE policy: bound to this platform
+   * and to the measurement, so other code (or the same code on another platform) derives another key.
+   */
+  sealingKey(mrenclave: Uint8Array | string, label: string): Uint8Array {
+    const measurement = bytes32(mrenclave, "mrenclave");
+    const platformSecret = createPrivateKey(this.state.keys.pck).export({ format: "der", type: "pkcs8" });
+    return new Uint8Array(hkdfSync("sha256", platformSecret, measurement, `cloister-sim-seal:${label}`, 32));
   }
 
   /** Writes the platform (certificates and private keys) to `directory/sim-platform.json`, mode 0600. */

@@ -162,3 +162,5 @@ export async function verifyAttestationToken(
     throw translate(error);
   }
 }
+
+export { simulationClaim } from "../claim-names.js";

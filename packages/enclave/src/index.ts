@@ -1,0 +1,24 @@
+export { EnclaveError, enclaveErrorCodes, type EnclaveErrorCode } from "./errors.js";
+export { measureCode, measureSigner, type MeasureOptions } from "./measurement.js";
+export { reportDataFor, type Evidence, type TeeProvider } from "./providers/provider.js";
+export { simulationProvider, type SimulatedIdentity } from "./providers/sim-provider.js";
+export { gramineProvider, type GramineProviderOptions } from "./providers/gramine-provider.js";
+export { tsmProvider, vcekFromCertificateTable, type TsmProviderOptions } from "./providers/tsm-provider.js";
+export { encodeKeyConfig, generateOhttpKeyPair, type OhttpKeyPair } from "./ohttp-key.js";
+export { requestJson, type HttpsClientOptions, type JsonResponse } from "./https-client.js";
+export {
+  attestAtStart,
+  attestRequestBody,
+  backoffMs,
+  refreshDelayMs,
+  type Attestation,
+  type AttestAtStartOptions,
+  type AttestationServiceClient,
+  type WorkloadKeys,
+} from "./attest-at-start.js";
+export {
+  verifyPeer,
+  type PeerExpectations,
+  type PeerIdentity,
+  type PeerAttestationType,
+} from "./verify-peer.js";
