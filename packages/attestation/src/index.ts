@@ -11,6 +11,7 @@ export {
 } from "./sgx/quote.js";
 export {
   verifyQuote,
+  quoteFmspc,
   type VerifyQuoteOptions,
   type VerifiedEvidence,
   type EvidenceTcbStatus,
@@ -59,8 +60,11 @@ export {
   buildRevocationList,
   basicConstraintsExtension,
   keyUsageExtension,
+  subjectAltNameExtension,
   type CertificateTemplate,
   type RevocationListTemplate,
   type DistinguishedName,
 } from "./sim/certificates.js";
 export { simulationClaim } from "./claim-names.js";
+export { pemBlocks, toPem } from "./lib/x509.js";
+export { parseCertificate, type Certificate } from "./lib/x509.js";

@@ -418,3 +418,17 @@ export function verifyQuote(quote: Uint8Array, options: VerifyQuoteOptions = {})
     verifyQuoteUnsafe(quote, options),
   );
 }
+
+/**
+ * The FMSPC (hex) from a quote's PCK certificate, to look up its collateral before verification. The value
+ * is unverified until {@link verifyQuote} has checked the chain.
+ */
+export function quoteFmspc(quote: Quote): string {
+  return guard("ERR_CERT_FORMAT", "the quote's PCK certificate could not be read", () => {
+    const [leaf] = chainFromPem(quote.signatureData.pckCertChainPem, "PCK certificate chain");
+    if (leaf === undefined) {
+      throw new AttestationError("ERR_CERT_CHAIN", "the quote has no PCK certificate");
+    }
+    return toHex(parsePckExtension(leaf).fmspc);
+  });
+}

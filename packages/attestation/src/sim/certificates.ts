@@ -116,3 +116,15 @@ export function buildRevocationList(template: RevocationListTemplate): Uint8Arra
   );
   return signDer(tbs, template.signingKey);
 }
+
+/** subjectAltName (RFC 5280 §4.2.1.6) with IPv4 addresses and DNS names, for TLS server certificates. */
+export function subjectAltNameExtension(names: {
+  ips?: readonly string[];
+  dnsNames?: readonly string[];
+}): Uint8Array {
+  const entries = [
+    ...(names.dnsNames ?? []).map((name) => derTlv(0x82, new TextEncoder().encode(name))),
+    ...(names.ips ?? []).map((ip) => derTlv(0x87, Uint8Array.from(ip.split(".").map(Number)))),
+  ];
+  return extension("2.5.29.17", false, der.sequence(...entries));
+}

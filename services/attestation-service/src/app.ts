@@ -1,0 +1,293 @@
+// The attestation service: Microsoft Azure Attestation's REST API over @cloister/attestation.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { Counter, Histogram, Registry } from "prom-client";
+import { issueAttestationToken, policyHash, type SimulationPlatform } from "@cloister/attestation";
+import type { TeeProvider } from "@cloister/enclave";
+import { attest, parseAttestRequest } from "./attest.js";
+import { CollateralStore } from "./collateral-store.js";
+import { ServiceError } from "./errors.js";
+import { attestationTypes, PolicyStore, type AttestationType, type PolicyMode } from "./policies.js";
+import { createSigningKey, jwkFor, type SigningKey } from "./signing-key.js";
+
+export interface AttestationServiceConfig {
+  /** The service's public URL: the tokens' `iss`, and `jku` = issuer + "/certs". */
+  readonly issuer: string;
+  /** The service's own TEE: its evidence goes into the signing certificate. */
+  readonly provider: TeeProvider;
+  /** "production" denies debuggable evidence; "dev" accepts it and unsigned policy envelopes. */
+  readonly policyMode: PolicyMode;
+  /** PEM certificates whose keys may sign policy envelopes. */
+  readonly policySigners?: readonly string[];
+  /** Trust this simulation platform's root (the dev stack) besides Intel's. */
+  readonly simulationPlatform?: SimulationPlatform;
+  /** Folder of collateral bundles (JSON, DESIGN.md §4). */
+  readonly collateralDirectory?: string;
+  /** AMD ASK+ARK chains (PEM) for SEV-SNP reports whose VcekCertChain holds only the VCEK. */
+  readonly amdChains?: readonly string[];
+  /** Token lifetime in seconds (default 3600). */
+  readonly tokenLifetimeSeconds?: number;
+  /** The clock (tests freeze it). */
+  readonly now?: () => Date;
+  readonly logger?: FastifyServerOptions["logger"];
+  /** TLS certificate and key (PEM); main.ts always sets them. */
+  readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+}
+
+export interface AttestationServiceExtras {
+  /** Signs new tokens with a new key; old public keys stay in /certs until their tokens have expired. */
+  readonly rotateSigningKey: () => Promise<void>;
+  readonly metricsRegistry: Registry;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    attestationService: AttestationServiceExtras;
+  }
+}
+
+function isAttestationType(value: string): value is AttestationType {
+  return (attestationTypes as readonly string[]).includes(value);
+}
+
+/** Builds the app (tests call `inject`); `main.ts` listens. */
+export async function buildApp(config: AttestationServiceConfig): Promise<FastifyInstance> {
+  const now = config.now ?? ((): Date => new Date());
+  const lifetime = config.tokenLifetimeSeconds ?? 3600;
+  const issuer = config.issuer.replace(/\/$/, "");
+  const policies = new PolicyStore(config.policyMode, config.policySigners ?? []);
+  const collateral = new CollateralStore({
+    ...(config.collateralDirectory === undefined ? {} : { directory: config.collateralDirectory }),
+    ...(config.simulationPlatform === undefined ? {} : { simulationPlatform: config.simulationPlatform }),
+  });
+  const ownEvidence = async (runtimeData: Uint8Array): Promise<Uint8Array> => {
+    const evidence = await config.provider.getEvidence(runtimeData);
+    return evidence.type === "sevsnp" ? evidence.report : evidence.quote;
+  };
+  let signingKey: SigningKey = await createSigningKey(ownEvidence, now());
+  const retiredKeys: SigningKey[] = [];
+
+  const registry = new Registry();
+  const requests = new Counter({
+    name: "http_requests_total",
+    help: "HTTP requests by method, route template and status",
+    labelNames: ["method", "route", "status"],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "http_request_duration_seconds",
+    help: "HTTP request latency by route template",
+    labelNames: ["method", "route"],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const results = new Counter({
+    name: "attestation_results_total",
+    help: "Attestation requests by attestation type and outcome code",
+    labelNames: ["type", "outcome"],
+    registers: [registry],
+  });
+
+  // Requests are logged by method, route template and id only: never headers, query, body, tokens or evidence.
+  const serializers = {
+    req: (request: { method: string; id: string; routeOptions?: { url?: string } }) => ({
+      method: request.method,
+      route: request.routeOptions?.url ?? "unmatched",
+      id: request.id,
+    }),
+    res: (reply: { statusCode: number }) => ({ statusCode: reply.statusCode }),
+  };
+  const logger =
+    config.logger === undefined || config.logger === false
+      ? false
+      : config.logger === true
+        ? { serializers }
+        : { ...config.logger, serializers };
+  const app = Fastify({
+    logger,
+    bodyLimit: 1024 * 1024,
+    ...(config.https === undefined ? {} : { https: { cert: config.https.cert, key: config.https.key } }),
+  }) as unknown as FastifyInstance;
+  app.decorate("attestationService", {
+    rotateSigningKey: async () => {
+      signingKey.retiredAt = now();
+      retiredKeys.push(signingKey);
+      signingKey = await createSigningKey(ownEvidence, now());
+    },
+    metricsRegistry: registry,
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "unmatched";
+    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler(async (error, request, reply) => {
+    let failure: ServiceError;
+    if (error instanceof ServiceError) {
+      failure = error;
+    } else if (
+      typeof error === "object" &&
+      error !== null &&
+      "statusCode" in error &&
+      error.statusCode === 400
+    ) {
+      failure = new ServiceError("ERR_BAD_REQUEST", "the request body is not valid JSON");
+    } else if (
+      typeof error === "object" &&
+      error !== null &&
+      "statusCode" in error &&
+      error.statusCode === 413
+    ) {
+      failure = new ServiceError("ERR_BAD_REQUEST", "the request body is too large");
+    } else {
+      request.log.error({ errorName: error instanceof Error ? error.name : "unknown" }, "unexpected failure");
+      failure = new ServiceError("ERR_INTERNAL", "the request could not be handled");
+    }
+    return reply
+      .status(failure.status)
+      .header("x-ms-error-code", failure.code)
+      .send({ error: { code: failure.code, message: failure.message } });
+  });
+  app.setNotFoundHandler(async (_request, reply) =>
+    reply
+      .status(404)
+      .header("x-ms-error-code", "ERR_NOT_FOUND")
+      .send({ error: { code: "ERR_NOT_FOUND", message: "no such route" } }),
+  );
+
+  app.post<{ Params: { type: string } }>("/attest/:type", async (request) => {
+    const { type } = request.params;
+    if (!isAttestationType(type)) {
+      throw new ServiceError(
+        "ERR_NOT_FOUND",
+        `unknown attestation type ${JSON.stringify(type.slice(0, 40))}`,
+      );
+    }
+    try {
+      const token = await attest(type, parseAttestRequest(type, request.body), {
+        now: now(),
+        issuer,
+        signingKey,
+        tokenLifetimeSeconds: lifetime,
+        policy: policies.get(type),
+        collateral,
+        simulationPlatform: config.simulationPlatform,
+        amdChains: config.amdChains ?? [],
+      });
+      results.inc({ type, outcome: "OK" });
+      return { token };
+    } catch (error) {
+      const outcome = error instanceof ServiceError ? (error.attestationCode ?? error.code) : "ERR_INTERNAL";
+      results.inc({ type, outcome });
+      throw error;
+    }
+  });
+
+  app.get("/certs", async () => {
+    const cutoff = now().getTime() - lifetime * 1000;
+    const live = retiredKeys.filter((key) => (key.retiredAt?.getTime() ?? 0) > cutoff);
+    return { keys: await Promise.all([signingKey, ...live].map(jwkFor)) };
+  });
+
+  app.get("/.well-known/openid-configuration", async () => ({
+    response_types_supported: ["token", "none"],
+    id_token_signing_alg_values_supported: ["RS256"],
+    revocation_endpoint: `${issuer}/revoke`,
+    issuer,
+    jwks_uri: `${issuer}/certs`,
+    claims_supported: [
+      "cnf",
+      "nonce",
+      "x-ms-ver",
+      "x-ms-attestation-type",
+      "x-ms-policy-hash",
+      "x-ms-sgx-is-debuggable",
+      "x-ms-sgx-mrenclave",
+      "x-ms-sgx-mrsigner",
+      "x-ms-sgx-svn",
+      "x-ms-sgx-product-id",
+      "x-ms-sgx-report-data",
+      "x-ms-sgx-ehd",
+      "x-ms-sgx-collateral",
+      "x-ms-runtime",
+      "x-ms-inittime",
+      "is-debuggable",
+      "sgx-mrsigner",
+      "sgx-mrenclave",
+      "product-id",
+      "svn",
+      "tee",
+    ],
+  }));
+
+  /** MAA answers policy reads as a token whose `x-ms-policy` is the base64url policy text. */
+  const policyToken = async (type: AttestationType): Promise<{ token: string }> => {
+    const policy = policies.get(type);
+    return {
+      token: await issueAttestationToken(
+        {
+          "x-ms-policy": Buffer.from(policy.text).toString("base64url"),
+          "x-ms-policy-hash": policyHash(policy.text),
+        },
+        {
+          privateKey: signingKey.privateKey,
+          kid: signingKey.kid,
+          issuer,
+          jku: `${issuer}/certs`,
+          lifetimeSeconds: lifetime,
+        },
+        { now: now() },
+      ),
+    };
+  };
+
+  app.get<{ Params: { type: string } }>("/policies/:type", async (request) => {
+    const type = request.params.type.replace(/:reset$/, "");
+    if (!isAttestationType(type)) {
+      throw new ServiceError("ERR_NOT_FOUND", "unknown attestation type");
+    }
+    return policyToken(type);
+  });
+
+  app.put<{ Params: { type: string } }>("/policies/:type", async (request) => {
+    const { type } = request.params;
+    if (!isAttestationType(type)) {
+      throw new ServiceError("ERR_NOT_FOUND", "unknown attestation type");
+    }
+    const body = request.body;
+    const envelope = typeof body === "string" ? body : (body as { policy?: unknown } | null)?.policy;
+    if (typeof envelope !== "string") {
+      throw new ServiceError("ERR_BAD_REQUEST", "the body must be the policy JWS (or {policy: JWS})");
+    }
+    await policies.set(type, envelope.trim());
+    request.log.info({ attestationType: type }, "attestation policy replaced");
+    return policyToken(type);
+  });
+
+  app.post<{ Params: { type: string } }>("/policies/:type", async (request) => {
+    const match = /^(.+):reset$/.exec(request.params.type);
+    if (match === null || !isAttestationType(match[1] ?? "")) {
+      throw new ServiceError("ERR_NOT_FOUND", "use POST /policies/{attestationType}:reset");
+    }
+    const type = match[1] as AttestationType;
+    policies.reset(type);
+    request.log.info({ attestationType: type }, "attestation policy reset");
+    return policyToken(type);
+  });
+
+  app.addContentTypeParser("text/plain", { parseAs: "string" }, (_request, body, done) => {
+    done(null, body);
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async () => ({ status: "ready", signingKey: signingKey.kid }));
+  app.get("/metrics", async (_request, reply) =>
+    reply.header("content-type", registry.contentType).send(await registry.metrics()),
+  );
+  return app;
+}
+
+export { serviceErrors, ServiceError, type ServiceErrorCode } from "./errors.js";
+export { defaultPolicy, type AttestationType, type PolicyMode } from "./policies.js";
+export { kidFor, evidenceExtensionOid } from "./signing-key.js";

@@ -1,0 +1,137 @@
+// The running service over HTTPS on loopback, driven by other people's clients: Microsoft's
+// @azure/attestation SDK (with token validation on) and jose's createRemoteJWKSet.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { createHash, generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  basicConstraintsExtension,
+  buildCertificate,
+  createSimulationPlatform,
+  keyUsageExtension,
+  subjectAltNameExtension,
+  toPem,
+} from "@cloister/attestation";
+import { simulationProvider } from "@cloister/enclave";
+import { buildApp } from "./app.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const execFileAsync = promisify(execFile);
+const scratch = mkdtempSync(join(tmpdir(), "cloister-https-"));
+after(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+/** A throwaway CA and a server certificate for 127.0.0.1. */
+function testTls(): { caPem: string; cert: string; key: string } {
+  const ca = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const server = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const caName = { commonName: "Cloister Test CA" };
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(Date.now() + 24 * 3600 * 1000);
+  const caPem = toPem(
+    buildCertificate({
+      serial: Uint8Array.of(1),
+      issuer: caName,
+      subject: caName,
+      notBefore,
+      notAfter,
+      publicKey: ca.privateKey,
+      signingKey: ca.privateKey,
+      extensions: [basicConstraintsExtension(true), keyUsageExtension([5, 6])],
+    }),
+  );
+  const cert = toPem(
+    buildCertificate({
+      serial: Uint8Array.of(2),
+      issuer: caName,
+      subject: { commonName: "127.0.0.1" },
+      notBefore,
+      notAfter,
+      publicKey: server.privateKey,
+      signingKey: ca.privateKey,
+      extensions: [
+        basicConstraintsExtension(false),
+        keyUsageExtension([0]),
+        subjectAltNameExtension({ ips: ["127.0.0.1"], dnsNames: ["localhost"] }),
+      ],
+    }),
+  );
+  return { caPem, cert, key: server.privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+}
+
+test("@azure/attestation and jose work against the service over HTTPS", async () => {
+  const tls = testTls();
+  const caFile = join(scratch, "ca.pem");
+  writeFileSync(caFile, tls.caPem);
+  const platform = createSimulationPlatform();
+  const provider = simulationProvider(platform, {
+    mrenclave: "5e".repeat(32),
+    mrsigner: "51".repeat(32),
+    productId: 1,
+    svn: 1,
+  });
+  // The issuer must be known before listening: bind a port first, then build the app for it.
+  const probe = await buildApp({
+    issuer: "https://127.0.0.1",
+    provider,
+    policyMode: "dev",
+    simulationPlatform: platform,
+    https: tls,
+  });
+  await probe.listen({ port: 0, host: "127.0.0.1" });
+  const port = (probe.server.address() as AddressInfo).port;
+  await probe.close();
+  const endpoint = `https://127.0.0.1:${port}`;
+  const app = await buildApp({
+    issuer: endpoint,
+    provider,
+    policyMode: "dev",
+    simulationPlatform: platform,
+    https: tls,
+  });
+  await app.listen({ port, host: "127.0.0.1" });
+  after(() => app.close());
+
+  const runtime = Buffer.from(
+    JSON.stringify({
+      jwk: {
+        kty: "EC",
+        crv: "P-256",
+        x: "18wHLeIgW9wVN6VD1Txgpqy2LszYkMf6J8njVAibvhM",
+        y: "cV4dS4UaLMgP_4fY4j8ir7cl1TXlFdAgcx55o7TkcSA",
+      },
+    }),
+  );
+  const reportData = new Uint8Array(64);
+  reportData.set(createHash("sha256").update(runtime).digest());
+  const mrenclave = "c1".repeat(32);
+  const quote = platform.quote({ mrenclave, mrsigner: "c2".repeat(32), productId: 1, svn: 1, reportData });
+  // Asynchronously: the service runs in this process and must keep answering while the client works.
+  const child = await execFileAsync(
+    process.execPath,
+    [
+      join(here, "../test-fixtures/azure-sdk-client.mjs"),
+      endpoint,
+      Buffer.from(quote).toString("base64url"),
+      runtime.toString("base64url"),
+    ],
+    { env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile }, encoding: "utf8", timeout: 60_000 },
+  );
+  const result = JSON.parse(child.stdout) as Record<string, unknown>;
+  assert.equal(result.issuer, endpoint);
+  assert.equal(result.jwksUri, `${endpoint}/certs`);
+  assert.deepEqual(result.signers, [
+    { keyId: (result.signers as { keyId: string }[])[0]?.keyId, certificates: 1 },
+  ]);
+  assert.equal(result.mrEnclave, mrenclave);
+  assert.equal(result.isDebuggable, true);
+  assert.deepEqual(result.runTimeClaims, JSON.parse(runtime.toString()));
+  assert.equal(result.joseMrenclave, mrenclave);
+});

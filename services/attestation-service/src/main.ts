@@ -1,0 +1,62 @@
+// Runs the attestation service over HTTPS. Configuration is read once, here, from the environment:
+//   CLOISTER_ATTESTATION_URL     public URL (issuer), default https://127.0.0.1:<port>
+//   CLOISTER_ATTESTATION_PORT    default 7443 (listens on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
+//   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required: the service only speaks TLS)
+//   CLOISTER_POLICY_MODE         "production" (default) or "dev"; dev accepts debuggable evidence
+//   CLOISTER_DATA_DIR            holds the simulation platform (sim-platform.json), default .cloister
+//   CLOISTER_TRUST_SIMULATION    "1" to trust that platform's root (the dev stack), never by default
+//   CLOISTER_COLLATERAL_DIR      folder of Intel collateral bundles
+//   CLOISTER_POLICY_SIGNERS      file with PEM certificates allowed to sign policies
+//   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
+import { measureCode, simulationProvider } from "@cloister/enclave";
+import { buildApp } from "./app.js";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} is required`);
+  }
+  return value;
+}
+
+const port = Number.parseInt(process.env.CLOISTER_ATTESTATION_PORT ?? "7443", 10);
+const host = process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1";
+const policyMode = process.env.CLOISTER_POLICY_MODE === "dev" ? "dev" : "production";
+const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
+const platform = loadSimulationPlatform(dataDirectory);
+const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const provider = simulationProvider(platform, {
+  mrenclave: measureCode(serviceRoot, ["services/attestation-service/dist", "packages/attestation/dist"]),
+  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
+  productId: 1,
+  svn: 1,
+});
+const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
+const app = await buildApp({
+  issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
+  provider,
+  policyMode,
+  ...(process.env.CLOISTER_TRUST_SIMULATION === "1" ? { simulationPlatform: platform } : {}),
+  ...(process.env.CLOISTER_COLLATERAL_DIR === undefined
+    ? {}
+    : { collateralDirectory: process.env.CLOISTER_COLLATERAL_DIR }),
+  ...(signersFile === undefined
+    ? {}
+    : { policySigners: pemBlocks(readFileSync(signersFile, "utf8")).map((der) => toPem(der)) }),
+  tokenLifetimeSeconds: Number.parseInt(process.env.CLOISTER_TOKEN_LIFETIME ?? "3600", 10),
+  logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  https: {
+    cert: readFileSync(required("CLOISTER_TLS_CERT")),
+    key: readFileSync(required("CLOISTER_TLS_KEY")),
+  },
+});
+await app.listen({ port, host });
+app.log.info(
+  { policyMode, trustsSimulation: process.env.CLOISTER_TRUST_SIMULATION === "1" },
+  "attestation service ready",
+);
