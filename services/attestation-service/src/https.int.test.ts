@@ -18,7 +18,7 @@ import {
   subjectAltNameExtension,
   toPem,
 } from "@cloister/attestation";
-import { simulationProvider } from "@cloister/enclave";
+import { attestAtStart, simulationProvider, verifyPeer } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -134,4 +134,72 @@ test("@azure/attestation and jose work against the service over HTTPS", async ()
   assert.equal(result.isDebuggable, true);
   assert.deepEqual(result.runTimeClaims, JSON.parse(runtime.toString()));
   assert.equal(result.joseMrenclave, mrenclave);
+});
+
+test("attestAtStart gets a token over HTTPS whose runtime data binds its keys, and verifyPeer accepts it", async () => {
+  const tls = testTls();
+  const platform = createSimulationPlatform();
+  const serviceProvider = simulationProvider(platform, {
+    mrenclave: "5e".repeat(32),
+    mrsigner: "51".repeat(32),
+    productId: 1,
+    svn: 1,
+  });
+  const probe = await buildApp({
+    issuer: "https://127.0.0.1",
+    provider: serviceProvider,
+    policyMode: "dev",
+    simulationPlatform: platform,
+    https: tls,
+  });
+  await probe.listen({ port: 0, host: "127.0.0.1" });
+  const port = (probe.server.address() as AddressInfo).port;
+  await probe.close();
+  const endpoint = `https://127.0.0.1:${port}`;
+  const app = await buildApp({
+    issuer: endpoint,
+    provider: serviceProvider,
+    policyMode: "dev",
+    simulationPlatform: platform,
+    https: tls,
+  });
+  await app.listen({ port, host: "127.0.0.1" });
+  after(() => app.close());
+
+  const workloadMeasurement = "77".repeat(32);
+  const attestation = await attestAtStart({
+    provider: simulationProvider(platform, {
+      mrenclave: workloadMeasurement,
+      mrsigner: "88".repeat(32),
+      productId: 4,
+      svn: 2,
+    }),
+    attestationService: { url: endpoint, ca: tls.caPem },
+    runtime: { service: "test-workload" },
+  });
+  after(() => {
+    attestation.stop();
+  });
+  const jwks = (await app.inject({ method: "GET", url: "/certs" })).json<{ keys: never[] }>();
+  const peer = await verifyPeer(attestation.token(), {
+    jwks,
+    issuer: endpoint,
+    measurements: [workloadMeasurement],
+    allowDebug: true,
+    allowSimulation: true,
+    boundKey: attestation.keys.release.publicJwk,
+    ohttpKeyConfig: Buffer.from(attestation.keys.ohttp.keyConfig).toString("base64url"),
+  });
+  assert.equal(peer.simulated, true);
+  assert.equal(peer.runtime.service, "test-workload");
+  assert.ok(attestation.expiresAt().getTime() > Date.now());
+  // Without the simulation allowance, the same token is refused: simulated evidence is never production.
+  await assert.rejects(
+    verifyPeer(attestation.token(), {
+      jwks,
+      issuer: endpoint,
+      measurements: [workloadMeasurement],
+      allowDebug: true,
+    }),
+  );
 });
