@@ -22,3 +22,9 @@ export {
   type PeerIdentity,
   type PeerAttestationType,
 } from "./verify-peer.js";
+export {
+  createDevCertificateAuthority,
+  issueServerCertificate,
+  type DevCertificateAuthority,
+  type ServerCertificate,
+} from "./dev-tls.js";

@@ -1,6 +1,7 @@
 // The attestation service: Microsoft Azure Attestation's REST API over @cloister/attestation.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
-import { Counter, Histogram, Registry } from "prom-client";
+import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import { Counter, type Registry } from "prom-client";
+import { createServiceApp, isClientError } from "@cloister/service-kit";
 import { issueAttestationToken, policyHash, type SimulationPlatform } from "@cloister/attestation";
 import type { TeeProvider } from "@cloister/enclave";
 import { attest, parseAttestRequest } from "./attest.js";
@@ -66,19 +67,10 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
   let signingKey: SigningKey = await createSigningKey(ownEvidence, now());
   const retiredKeys: SigningKey[] = [];
 
-  const registry = new Registry();
-  const requests = new Counter({
-    name: "http_requests_total",
-    help: "HTTP requests by method, route template and status",
-    labelNames: ["method", "route", "status"],
-    registers: [registry],
-  });
-  const latency = new Histogram({
-    name: "http_request_duration_seconds",
-    help: "HTTP request latency by route template",
-    labelNames: ["method", "route"],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
+  const { app, registry } = createServiceApp({
+    logger: config.logger,
+    bodyLimit: 1024 * 1024,
+    ...(config.https === undefined ? {} : { https: config.https }),
   });
   const results = new Counter({
     name: "attestation_results_total",
@@ -86,27 +78,6 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     labelNames: ["type", "outcome"],
     registers: [registry],
   });
-
-  // Requests are logged by method, route template and id only: never headers, query, body, tokens or evidence.
-  const serializers = {
-    req: (request: { method: string; id: string; routeOptions?: { url?: string } }) => ({
-      method: request.method,
-      route: request.routeOptions?.url ?? "unmatched",
-      id: request.id,
-    }),
-    res: (reply: { statusCode: number }) => ({ statusCode: reply.statusCode }),
-  };
-  const logger =
-    config.logger === undefined || config.logger === false
-      ? false
-      : config.logger === true
-        ? { serializers }
-        : { ...config.logger, serializers };
-  const app = Fastify({
-    logger,
-    bodyLimit: 1024 * 1024,
-    ...(config.https === undefined ? {} : { https: { cert: config.https.cert, key: config.https.key } }),
-  }) as unknown as FastifyInstance;
   app.decorate("attestationService", {
     rotateSigningKey: async () => {
       signingKey.retiredAt = now();
@@ -116,30 +87,13 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     metricsRegistry: registry,
   });
 
-  app.addHook("onResponse", async (request, reply) => {
-    const route = request.routeOptions.url ?? "unmatched";
-    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
-  });
-
   app.setErrorHandler(async (error, request, reply) => {
     let failure: ServiceError;
     if (error instanceof ServiceError) {
       failure = error;
-    } else if (
-      typeof error === "object" &&
-      error !== null &&
-      "statusCode" in error &&
-      error.statusCode === 400
-    ) {
-      failure = new ServiceError("ERR_BAD_REQUEST", "the request body is not valid JSON");
-    } else if (
-      typeof error === "object" &&
-      error !== null &&
-      "statusCode" in error &&
-      error.statusCode === 413
-    ) {
-      failure = new ServiceError("ERR_BAD_REQUEST", "the request body is too large");
+    } else if (isClientError(error)) {
+      // Fastify's own messages may quote the body: answer with a fixed one.
+      failure = new ServiceError("ERR_BAD_REQUEST", "the request body is not acceptable JSON");
     } else {
       request.log.error({ errorName: error instanceof Error ? error.name : "unknown" }, "unexpected failure");
       failure = new ServiceError("ERR_INTERNAL", "the request could not be handled");
@@ -280,11 +234,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     done(null, body);
   });
 
-  app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async () => ({ status: "ready", signingKey: signingKey.kid }));
-  app.get("/metrics", async (_request, reply) =>
-    reply.header("content-type", registry.contentType).send(await registry.metrics()),
-  );
   return app;
 }
 

@@ -3,22 +3,21 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { createSimulationPlatform } from "@cloister/attestation";
 import {
-  basicConstraintsExtension,
-  buildCertificate,
-  createSimulationPlatform,
-  keyUsageExtension,
-  subjectAltNameExtension,
-  toPem,
-} from "@cloister/attestation";
-import { attestAtStart, simulationProvider, verifyPeer } from "@cloister/enclave";
+  attestAtStart,
+  createDevCertificateAuthority,
+  issueServerCertificate,
+  simulationProvider,
+  verifyPeer,
+} from "@cloister/enclave";
+import { listenOnLoopback } from "@cloister/service-kit";
 import { buildApp } from "./app.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -30,40 +29,11 @@ after(() => {
 
 /** A throwaway CA and a server certificate for 127.0.0.1. */
 function testTls(): { caPem: string; cert: string; key: string } {
-  const ca = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const server = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const caName = { commonName: "Cloister Test CA" };
-  const notBefore = new Date(Date.now() - 60_000);
-  const notAfter = new Date(Date.now() + 24 * 3600 * 1000);
-  const caPem = toPem(
-    buildCertificate({
-      serial: Uint8Array.of(1),
-      issuer: caName,
-      subject: caName,
-      notBefore,
-      notAfter,
-      publicKey: ca.privateKey,
-      signingKey: ca.privateKey,
-      extensions: [basicConstraintsExtension(true), keyUsageExtension([5, 6])],
-    }),
-  );
-  const cert = toPem(
-    buildCertificate({
-      serial: Uint8Array.of(2),
-      issuer: caName,
-      subject: { commonName: "127.0.0.1" },
-      notBefore,
-      notAfter,
-      publicKey: server.privateKey,
-      signingKey: ca.privateKey,
-      extensions: [
-        basicConstraintsExtension(false),
-        keyUsageExtension([0]),
-        subjectAltNameExtension({ ips: ["127.0.0.1"], dnsNames: ["localhost"] }),
-      ],
-    }),
-  );
-  return { caPem, cert, key: server.privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+  const ca = createDevCertificateAuthority("Cloister Test CA");
+  return {
+    caPem: ca.certificatePem,
+    ...issueServerCertificate(ca, { ips: ["127.0.0.1"], dnsNames: ["localhost"] }),
+  };
 }
 
 test("@azure/attestation and jose work against the service over HTTPS", async () => {
@@ -77,26 +47,10 @@ test("@azure/attestation and jose work against the service over HTTPS", async ()
     productId: 1,
     svn: 1,
   });
-  // The issuer must be known before listening: bind a port first, then build the app for it.
-  const probe = await buildApp({
-    issuer: "https://127.0.0.1",
-    provider,
-    policyMode: "dev",
-    simulationPlatform: platform,
-    https: tls,
-  });
-  await probe.listen({ port: 0, host: "127.0.0.1" });
-  const port = (probe.server.address() as AddressInfo).port;
-  await probe.close();
-  const endpoint = `https://127.0.0.1:${port}`;
-  const app = await buildApp({
-    issuer: endpoint,
-    provider,
-    policyMode: "dev",
-    simulationPlatform: platform,
-    https: tls,
-  });
-  await app.listen({ port, host: "127.0.0.1" });
+  const { app: app, url } = await listenOnLoopback((issuer) =>
+    buildApp({ issuer, provider, policyMode: "dev", simulationPlatform: platform, https: tls }),
+  );
+  const endpoint = url;
   after(() => app.close());
 
   const runtime = Buffer.from(
@@ -145,25 +99,16 @@ test("attestAtStart gets a token over HTTPS whose runtime data binds its keys, a
     productId: 1,
     svn: 1,
   });
-  const probe = await buildApp({
-    issuer: "https://127.0.0.1",
-    provider: serviceProvider,
-    policyMode: "dev",
-    simulationPlatform: platform,
-    https: tls,
-  });
-  await probe.listen({ port: 0, host: "127.0.0.1" });
-  const port = (probe.server.address() as AddressInfo).port;
-  await probe.close();
-  const endpoint = `https://127.0.0.1:${port}`;
-  const app = await buildApp({
-    issuer: endpoint,
-    provider: serviceProvider,
-    policyMode: "dev",
-    simulationPlatform: platform,
-    https: tls,
-  });
-  await app.listen({ port, host: "127.0.0.1" });
+  const { app: app, url } = await listenOnLoopback((issuer) =>
+    buildApp({
+      issuer,
+      provider: serviceProvider,
+      policyMode: "dev",
+      simulationPlatform: platform,
+      https: tls,
+    }),
+  );
+  const endpoint = url;
   after(() => app.close());
 
   const workloadMeasurement = "77".repeat(32);

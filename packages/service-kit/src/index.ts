@@ -1,0 +1,2 @@
+export { createServiceApp, isClientError, type ServiceApp, type ServiceAppOptions } from "./service-app.js";
+export { listenOnLoopback } from "./loopback.js";

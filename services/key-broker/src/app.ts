@@ -1,0 +1,259 @@
+// The key broker: secure key release under Azure-Key-Vault-style policies (DESIGN.md §4).
+//   PUT  /keys/{name}          (admin) create a key: a 256-bit secret, or a named secret, with a release policy
+//   GET  /keys/{name}          (admin) its policy and metadata, never its value
+//   POST /keys/{name}/release  {target: <attestation token>} → {value: <JWS>} whose payload carries the
+//                              secret as a JWE to the runtime key bound in the token (x-ms-runtime.keys)
+import { createHash, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
+import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from "fastify";
+import { CompactEncrypt, CompactSign, decodeJwt, exportJWK, importJWK, type JWK } from "jose";
+import { Counter } from "prom-client";
+import { createServiceApp, isClientError } from "@cloister/service-kit";
+import { verifyAttestationToken, AttestationError } from "@cloister/attestation";
+import type { TeeProvider } from "@cloister/enclave";
+import { AuthorityKeySets } from "./authorities.js";
+import { BrokerError } from "./errors.js";
+import { keyNamePattern, SealedKeyStore } from "./key-store.js";
+import { normalizeAuthority, parseReleasePolicy, satisfiesReleasePolicy } from "./release-policy.js";
+
+export interface KeyBrokerConfig {
+  /** The broker's own TEE: its sealing key protects keys at rest. */
+  readonly provider: TeeProvider;
+  /** Folder of sealed keys. */
+  readonly dataDirectory: string;
+  /** Bearer token of the admin API (from configuration, never logged). */
+  readonly adminToken: string;
+  /** CA certificates (PEM) to trust when fetching authorities' key sets (the dev stack's CA). */
+  readonly authorityCa?: string | readonly string[];
+  readonly now?: () => Date;
+  readonly logger?: FastifyServerOptions["logger"];
+  readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+}
+
+function keyName(name: string): string {
+  if (!keyNamePattern.test(name)) {
+    throw new BrokerError("ERR_BAD_REQUEST", "key names are 1–127 letters, digits and dashes");
+  }
+  return name;
+}
+
+/** The first runtime key the secret can be encrypted to: RSA (RSA-OAEP-256) or EC (ECDH-ES). */
+async function runtimeKey(
+  claims: Record<string, unknown>,
+): Promise<{ key: KeyObject | Uint8Array | CryptoKey; alg: string; kid?: string }> {
+  const runtime = claims["x-ms-runtime"] as { keys?: unknown } | undefined;
+  const keys: unknown[] = Array.isArray(runtime?.keys) ? runtime.keys : [];
+  for (const entry of keys) {
+    if (typeof entry !== "object" || entry === null) {
+      continue;
+    }
+    const jwk = entry as JWK;
+    const alg = jwk.kty === "RSA" ? "RSA-OAEP-256" : jwk.kty === "EC" ? "ECDH-ES" : undefined;
+    if (alg === undefined || (jwk.use !== undefined && jwk.use !== "enc")) {
+      continue;
+    }
+    try {
+      // Only the public members: a runtime key is never imported with a private part.
+      const publicJwk: JWK =
+        jwk.kty === "RSA"
+          ? { kty: "RSA", n: jwk.n, e: jwk.e }
+          : { kty: "EC", crv: jwk.crv, x: jwk.x, y: jwk.y };
+      return {
+        key: await importJWK(publicJwk, alg),
+        alg,
+        ...(jwk.kid === undefined ? {} : { kid: jwk.kid }),
+      };
+    } catch {
+      // not a usable key; try the next one
+    }
+  }
+  throw new BrokerError(
+    "ERR_NO_RUNTIME_KEY",
+    "the token binds no RSA or EC encryption key in x-ms-runtime.keys",
+  );
+}
+
+export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance> {
+  const now = config.now ?? ((): Date => new Date());
+  const store = new SealedKeyStore(
+    config.dataDirectory,
+    await config.provider.sealingKey("key-broker-store"),
+  );
+  const authorities = new AuthorityKeySets(config.authorityCa);
+  const signing = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const signingJwk: JWK = { ...(await exportJWK(signing.publicKey)), alg: "ES256", use: "sig" };
+  signingJwk.kid = createHash("sha256")
+    .update(JSON.stringify([signingJwk.crv, signingJwk.x, signingJwk.y]))
+    .digest("base64url");
+  const adminDigest = createHash("sha256").update(config.adminToken).digest();
+
+  const { app, registry } = createServiceApp({
+    logger: config.logger,
+    bodyLimit: 256 * 1024,
+    ...(config.https === undefined ? {} : { https: config.https }),
+  });
+  const releases = new Counter({
+    name: "key_release_results_total",
+    help: "Key release requests by outcome code",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+
+  app.setErrorHandler(async (error, request, reply) => {
+    let failure: BrokerError;
+    if (error instanceof BrokerError) {
+      failure = error;
+    } else if (isClientError(error)) {
+      failure = new BrokerError("ERR_BAD_REQUEST", "the request body is not acceptable JSON");
+    } else {
+      request.log.error({ errorName: error instanceof Error ? error.name : "unknown" }, "unexpected failure");
+      failure = new BrokerError("ERR_INTERNAL", "the request could not be handled");
+    }
+    return reply.status(failure.status).send({ error: { code: failure.code, message: failure.message } });
+  });
+  app.setNotFoundHandler(async (_request, reply) =>
+    reply.status(404).send({ error: { code: "ERR_NOT_FOUND", message: "no such route" } }),
+  );
+
+  const requireAdmin = async (request: FastifyRequest): Promise<void> => {
+    const header = request.headers.authorization ?? "";
+    const presented = createHash("sha256")
+      .update(header.startsWith("Bearer ") ? header.slice(7) : "")
+      .digest();
+    if (!timingSafeEqual(presented, adminDigest)) {
+      request.log.warn({ audit: "admin.denied", route: request.routeOptions.url }, "admin request refused");
+      throw new BrokerError("ERR_UNAUTHORIZED", "the admin API needs the configured bearer token");
+    }
+  };
+
+  app.put<{ Params: { name: string }; Body: { policy?: unknown; value?: unknown } }>(
+    "/keys/:name",
+    { preHandler: requireAdmin },
+    async (request, reply) => {
+      const name = keyName(request.params.name);
+      if (store.get(name) !== undefined) {
+        throw new BrokerError("ERR_CONFLICT", `key ${name} exists already`);
+      }
+      const policy = parseReleasePolicy(request.body.policy);
+      const given = request.body.value;
+      if (given !== undefined && (typeof given !== "string" || given.length === 0 || given.length > 8192)) {
+        throw new BrokerError("ERR_BAD_REQUEST", "value, when given, is a base64 string of at most 8 KiB");
+      }
+      const value =
+        given === undefined ? new Uint8Array(randomBytes(32)) : new Uint8Array(Buffer.from(given, "base64"));
+      store.put({
+        name,
+        kind: given === undefined ? "secret" : "named-secret",
+        value,
+        policy,
+        createdAt: now().toISOString(),
+      });
+      request.log.info(
+        { audit: "key.created", key: name, kind: given === undefined ? "secret" : "named-secret" },
+        "key created",
+      );
+      return reply.status(201).send({ name, kind: given === undefined ? "secret" : "named-secret", policy });
+    },
+  );
+
+  app.get<{ Params: { name: string } }>("/keys/:name", { preHandler: requireAdmin }, async (request) => {
+    const key = store.get(keyName(request.params.name));
+    if (key === undefined) {
+      throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
+    }
+    return { name: key.name, kind: key.kind, policy: key.policy, createdAt: key.createdAt };
+  });
+
+  app.post<{ Params: { name: string }; Body: { target?: unknown } }>(
+    "/keys/:name/release",
+    async (request) => {
+      try {
+        const key = store.get(keyName(request.params.name));
+        if (key === undefined) {
+          throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
+        }
+        const target = (request.body as { target?: unknown } | null)?.target;
+        if (typeof target !== "string") {
+          throw new BrokerError("ERR_BAD_REQUEST", "the body must be {target: <attestation token>}");
+        }
+        let issuer: unknown;
+        try {
+          issuer = decodeJwt(target).iss;
+        } catch {
+          throw new BrokerError("ERR_TOKEN_INVALID", "the target is not a JWT");
+        }
+        const authority = typeof issuer === "string" ? normalizeAuthority(issuer) : "";
+        if (!key.policy.anyOf.some((entry) => entry.authority === authority)) {
+          throw new BrokerError(
+            "ERR_AUTHORITY_UNKNOWN",
+            "the token's issuer is not an authority of this key's policy",
+          );
+        }
+        let claims: Record<string, unknown>;
+        try {
+          claims = await verifyAttestationToken(target, {
+            jwks: await authorities.forToken(authority, target),
+            issuer: authority,
+            now: now(),
+          });
+        } catch (error) {
+          if (error instanceof BrokerError) {
+            throw error;
+          }
+          throw new BrokerError(
+            "ERR_TOKEN_INVALID",
+            `the attestation token is not valid (${error instanceof AttestationError ? error.code : "unknown"})`,
+          );
+        }
+        if (!satisfiesReleasePolicy(key.policy, authority, claims)) {
+          throw new BrokerError(
+            "ERR_POLICY_DENIED",
+            "the token's claims do not satisfy the key's release policy",
+          );
+        }
+        const recipient = await runtimeKey(claims);
+        const jwe = await new CompactEncrypt(key.value)
+          .setProtectedHeader({
+            alg: recipient.alg,
+            enc: "A256GCM",
+            ...(recipient.kid === undefined ? {} : { kid: recipient.kid }),
+          })
+          .encrypt(recipient.key);
+        const issuedAt = Math.floor(now().getTime() / 1000);
+        const payload = {
+          iat: issuedAt,
+          response: { key: { kid: key.name, kty: key.kind === "secret" ? "oct" : "secret", key_hsm: jwe } },
+        };
+        const value = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+          .setProtectedHeader({ alg: "ES256", kid: signingJwk.kid ?? "", typ: "JWT" })
+          .sign(signing.privateKey);
+        releases.inc({ outcome: "OK" });
+        request.log.info(
+          {
+            audit: "key.released",
+            key: key.name,
+            authority,
+            measurement:
+              claims["x-ms-sgx-mrenclave"] ?? claims.tdx_mrtd ?? claims["x-ms-sevsnpvm-launchmeasurement"],
+          },
+          "key released",
+        );
+        return { value };
+      } catch (error) {
+        const outcome = error instanceof BrokerError ? error.code : "ERR_INTERNAL";
+        releases.inc({ outcome });
+        request.log.info(
+          { audit: "key.release.refused", key: request.params.name.slice(0, 127), outcome },
+          "key release refused",
+        );
+        throw error;
+      }
+    },
+  );
+
+  app.get("/certs", async () => ({ keys: [signingJwk] }));
+  app.get("/readyz", async () => ({ status: "ready", keys: store.list().length }));
+  return app;
+}
+
+export { brokerErrors, BrokerError, type BrokerErrorCode } from "./errors.js";
+export { parseReleasePolicy, satisfiesReleasePolicy, type ReleasePolicy } from "./release-policy.js";

@@ -1,0 +1,45 @@
+// The key broker's error table: `{error:{code,message}}` with the status below.
+export const brokerErrors = {
+  ERR_BAD_REQUEST: { status: 400, description: "The request body, key name or release policy is malformed." },
+  ERR_UNAUTHORIZED: { status: 401, description: "The admin API needs the configured bearer token." },
+  ERR_TOKEN_INVALID: {
+    status: 401,
+    description: "The attestation token does not verify (code in the message).",
+  },
+  ERR_AUTHORITY_UNKNOWN: {
+    status: 403,
+    description: "The token's issuer is not an authority of the key's release policy.",
+  },
+  ERR_POLICY_DENIED: {
+    status: 403,
+    description: "The token's claims do not satisfy the key's release policy.",
+  },
+  ERR_NO_RUNTIME_KEY: {
+    status: 400,
+    description: "The token binds no runtime encryption key (x-ms-runtime.keys).",
+  },
+  ERR_NOT_FOUND: { status: 404, description: "No key of that name." },
+  ERR_CONFLICT: {
+    status: 409,
+    description: "A key of that name exists already; keys are never overwritten.",
+  },
+  ERR_AUTHORITY_UNREACHABLE: { status: 502, description: "The authority's key set could not be fetched." },
+  ERR_INTERNAL: {
+    status: 500,
+    description: "An unexpected failure; details are in the broker's log, never in the response.",
+  },
+} as const;
+
+export type BrokerErrorCode = keyof typeof brokerErrors;
+
+export class BrokerError extends Error {
+  override readonly name = "BrokerError";
+  readonly code: BrokerErrorCode;
+  readonly status: number;
+
+  constructor(code: BrokerErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.status = brokerErrors[code].status;
+  }
+}

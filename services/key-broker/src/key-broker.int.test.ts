@@ -1,0 +1,310 @@
+// The key broker against a real attestation service over HTTPS, with a workload that attested itself.
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import { compactDecrypt, compactVerify, createLocalJWKSet, type JSONWebKeySet } from "jose";
+import { createSimulationPlatform, issueAttestationToken } from "@cloister/attestation";
+import {
+  attestAtStart,
+  createDevCertificateAuthority,
+  issueServerCertificate,
+  simulationProvider,
+  type Attestation,
+} from "@cloister/enclave";
+import { buildApp as buildAttestationService } from "../../attestation-service/src/app.js";
+import { listenOnLoopback } from "@cloister/service-kit";
+import { buildApp } from "./app.js";
+
+const scratch = mkdtempSync(join(tmpdir(), "cloister-broker-"));
+const platform = createSimulationPlatform();
+const ca = createDevCertificateAuthority("Broker Test CA");
+const tls = issueServerCertificate(ca, { ips: ["127.0.0.1"] });
+const adminToken = "test-admin-token-0123456789";
+const brokerIdentity = { mrenclave: "b0".repeat(32), mrsigner: "51".repeat(32), productId: 1, svn: 1 };
+const workloadMeasurement = "77".repeat(32);
+let endpoint = "";
+let workload: Attestation;
+let stranger: Attestation;
+let logged = "";
+const logStream = new Writable({
+  write(chunk: Buffer, _encoding, done) {
+    logged += chunk.toString();
+    done();
+  },
+});
+const closers: (() => Promise<unknown>)[] = [];
+
+before(async () => {
+  const serviceProvider = simulationProvider(platform, {
+    mrenclave: "5e".repeat(32),
+    mrsigner: "51".repeat(32),
+    productId: 1,
+    svn: 1,
+  });
+  const { app: service, url } = await listenOnLoopback((issuer) =>
+    buildAttestationService({
+      issuer,
+      provider: serviceProvider,
+      policyMode: "dev",
+      simulationPlatform: platform,
+      https: tls,
+    }),
+  );
+  endpoint = url;
+  closers.push(() => service.close());
+  const client = { url: endpoint, ca: ca.certificatePem };
+  workload = await attestAtStart({
+    provider: simulationProvider(platform, {
+      mrenclave: workloadMeasurement,
+      mrsigner: "88".repeat(32),
+      productId: 4,
+      svn: 2,
+    }),
+    attestationService: client,
+  });
+  stranger = await attestAtStart({
+    provider: simulationProvider(platform, {
+      mrenclave: "66".repeat(32),
+      mrsigner: "88".repeat(32),
+      productId: 4,
+      svn: 2,
+    }),
+    attestationService: client,
+  });
+});
+after(async () => {
+  workload.stop();
+  stranger.stop();
+  for (const close of closers) {
+    await close();
+  }
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+function policy(extra: object[] = []): object {
+  return {
+    version: "1.0.0",
+    anyOf: [
+      {
+        authority: endpoint,
+        allOf: [
+          { claim: "x-ms-sgx-mrenclave", equals: workloadMeasurement },
+          { claim: "x-ms-sgx-svn", greaterOrEquals: 2 },
+          ...extra,
+        ],
+      },
+    ],
+  };
+}
+
+async function broker(
+  overrides: { now?: () => Date; mrenclave?: string; directory?: string } = {},
+): Promise<Awaited<ReturnType<typeof buildApp>>> {
+  const app = await buildApp({
+    provider: simulationProvider(platform, {
+      ...brokerIdentity,
+      ...(overrides.mrenclave === undefined ? {} : { mrenclave: overrides.mrenclave }),
+    }),
+    dataDirectory: overrides.directory ?? join(scratch, "keys"),
+    adminToken,
+    authorityCa: ca.certificatePem,
+    logger: { level: "trace", stream: logStream },
+    ...(overrides.now === undefined ? {} : { now: overrides.now }),
+  });
+  closers.push(() => app.close());
+  return app;
+}
+
+const admin = { authorization: `Bearer ${adminToken}` };
+
+async function release(
+  app: Awaited<ReturnType<typeof buildApp>>,
+  name: string,
+  target: string,
+): Promise<{ status: number; body: { value?: string; error?: { code: string } } }> {
+  const response = await app.inject({ method: "POST", url: `/keys/${name}/release`, payload: { target } });
+  return { status: response.statusCode, body: response.json() };
+}
+
+async function unwrap(
+  app: Awaited<ReturnType<typeof buildApp>>,
+  value: string,
+  attestation: Attestation,
+): Promise<Uint8Array> {
+  const jwks = (await app.inject({ method: "GET", url: "/certs" })).json<JSONWebKeySet>();
+  const { payload } = await compactVerify(value, createLocalJWKSet(jwks));
+  const jwe = (JSON.parse(new TextDecoder().decode(payload)) as { response: { key: { key_hsm: string } } })
+    .response.key.key_hsm;
+  return (await compactDecrypt(jwe, attestation.keys.release.privateKey)).plaintext;
+}
+
+describe("key broker", () => {
+  test("admin creates keys (bearer token required, never overwritten); release succeeds for a matching token", async () => {
+    const app = await broker();
+    assert.equal(
+      (await app.inject({ method: "PUT", url: "/keys/db-key", payload: { policy: policy() } })).statusCode,
+      401,
+    );
+    assert.equal(
+      (
+        await app.inject({
+          method: "PUT",
+          url: "/keys/db-key",
+          headers: { authorization: "Bearer wrong" },
+          payload: { policy: policy() },
+        })
+      ).statusCode,
+      401,
+    );
+    const created = await app.inject({
+      method: "PUT",
+      url: "/keys/db-key",
+      headers: admin,
+      payload: { policy: policy() },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(
+      (
+        await app.inject({
+          method: "PUT",
+          url: "/keys/db-key",
+          headers: admin,
+          payload: { policy: policy() },
+        })
+      ).statusCode,
+      409,
+    );
+    assert.equal(
+      (
+        await app.inject({
+          method: "PUT",
+          url: "/keys/bad",
+          headers: admin,
+          payload: { policy: { version: "1.0.0", anyOf: [] } },
+        })
+      ).statusCode,
+      400,
+    );
+    const released = await release(app, "db-key", workload.token());
+    assert.equal(released.status, 200, JSON.stringify(released.body));
+    const secret = await unwrap(app, released.body.value ?? "", workload);
+    assert.equal(secret.length, 32);
+    // Only the private key bound in the token opens it.
+    const jwks = (await app.inject({ method: "GET", url: "/certs" })).json<JSONWebKeySet>();
+    const { payload } = await compactVerify(released.body.value ?? "", createLocalJWKSet(jwks));
+    const jwe = (JSON.parse(new TextDecoder().decode(payload)) as { response: { key: { key_hsm: string } } })
+      .response.key.key_hsm;
+    const other = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    await assert.rejects(compactDecrypt(jwe, other.privateKey));
+    // A restart loses nothing: the same secret comes back; a leftover temp file from a torn write is ignored.
+    writeFileSync(join(scratch, "keys", "db-key.sealed.abc.tmp"), "torn");
+    const restarted = await broker();
+    const again = await release(restarted, "db-key", workload.token());
+    assert.deepEqual(await unwrap(restarted, again.body.value ?? "", workload), secret);
+    // Other code (another measurement) cannot unseal the store.
+    await assert.rejects(broker({ mrenclave: "99".repeat(32) }));
+  });
+
+  test("named secrets (Redis credentials) are released as given", async () => {
+    const app = await broker({ directory: join(scratch, "named") });
+    const value = Buffer.from("redis-user:redis-password").toString("base64");
+    assert.equal(
+      (
+        await app.inject({
+          method: "PUT",
+          url: "/keys/redis-credentials",
+          headers: admin,
+          payload: { policy: policy(), value },
+        })
+      ).statusCode,
+      201,
+    );
+    const released = await release(app, "redis-credentials", workload.token());
+    assert.equal(
+      Buffer.from(await unwrap(app, released.body.value ?? "", workload)).toString(),
+      "redis-user:redis-password",
+    );
+    const shown = (await app.inject({ method: "GET", url: "/keys/redis-credentials", headers: admin })).body;
+    assert.ok(!shown.includes(value) && !shown.includes("redis-password"), "GET never shows the value");
+  });
+
+  test("release fails for the wrong measurement, debuggable under a non-debug policy, expired, forged, unknown authority, no runtime key", async () => {
+    const app = await broker({ directory: join(scratch, "negative") });
+    await app.inject({ method: "PUT", url: "/keys/db-key", headers: admin, payload: { policy: policy() } });
+    await app.inject({
+      method: "PUT",
+      url: "/keys/prod-key",
+      headers: admin,
+      payload: { policy: policy([{ claim: "x-ms-sgx-is-debuggable", equals: false }]) },
+    });
+    const codeOf = async (name: string, token: string, on = app): Promise<string | undefined> =>
+      (await release(on, name, token)).body.error?.code;
+    assert.equal(await codeOf("db-key", stranger.token()), "ERR_POLICY_DENIED");
+    assert.equal(await codeOf("prod-key", workload.token()), "ERR_POLICY_DENIED");
+    const later = await broker({
+      directory: join(scratch, "negative"),
+      now: () => new Date(Date.now() + 2 * 3600 * 1000),
+    });
+    assert.equal(
+      await codeOf("db-key", workload.token(), later),
+      "ERR_TOKEN_INVALID",
+      "replayed beyond its expiry",
+    );
+    const [header, payload] = workload.token().split(".");
+    const forgedSignature = `${header}.${payload}.${Buffer.alloc(256, 1).toString("base64url")}`;
+    assert.equal(await codeOf("db-key", forgedSignature), "ERR_TOKEN_INVALID");
+    const attacker = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const foreign = await issueAttestationToken(
+      { "x-ms-sgx-mrenclave": workloadMeasurement, "x-ms-sgx-svn": 2 },
+      { privateKey: attacker.privateKey, kid: "x", issuer: "https://attacker.example" },
+    );
+    assert.equal(await codeOf("db-key", foreign), "ERR_AUTHORITY_UNKNOWN");
+    const sameIssuer = await issueAttestationToken(
+      { "x-ms-sgx-mrenclave": workloadMeasurement, "x-ms-sgx-svn": 2 },
+      { privateKey: attacker.privateKey, kid: "x", issuer: endpoint },
+    );
+    assert.equal(await codeOf("db-key", sameIssuer), "ERR_TOKEN_INVALID");
+    assert.equal(await codeOf("db-key", "not-a-token"), "ERR_TOKEN_INVALID");
+    assert.equal(await codeOf("missing", workload.token()), "ERR_NOT_FOUND");
+  });
+
+  test("a token without a runtime encryption key is refused", async () => {
+    const app = await broker({ directory: join(scratch, "nokey") });
+    await app.inject({ method: "PUT", url: "/keys/db-key", headers: admin, payload: { policy: policy() } });
+    const { requestJson } = await import("@cloister/enclave");
+    const quote = platform.quote({
+      mrenclave: workloadMeasurement,
+      mrsigner: "88".repeat(32),
+      productId: 4,
+      svn: 2,
+      reportData: new Uint8Array(64),
+    });
+    const response = await requestJson(
+      "POST",
+      `${endpoint}/attest/SgxEnclave`,
+      { quote: Buffer.from(quote).toString("base64url") },
+      { ca: ca.certificatePem },
+    );
+    const token = (response.body as { token: string }).token;
+    assert.equal((await release(app, "db-key", token)).body.error?.code, "ERR_NO_RUNTIME_KEY");
+  });
+
+  test("no token, secret or admin token in any log line; releases are audited", () => {
+    assert.match(logged, /"audit":"key.created"/);
+    assert.match(logged, /"audit":"key.released"/);
+    assert.match(logged, /"audit":"key.release.refused"/);
+    for (const secret of [
+      workload.token(),
+      workload.token().split(".")[2] ?? "",
+      adminToken,
+      Buffer.from("redis-user:redis-password").toString("base64"),
+      "redis-password",
+    ]) {
+      assert.ok(!logged.includes(secret), `log contains ${secret.slice(0, 10)}…`);
+    }
+  });
+});

@@ -1,0 +1,94 @@
+// Keys at rest: one file per key, AES-256-GCM sealed with the broker's own sealing key (bound to its
+// measurement), written atomically (temp file, fsync, rename, fsync of the folder) so a restart or a torn
+// write loses nothing.
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import type { ReleasePolicy } from "./release-policy.js";
+
+export interface StoredKey {
+  readonly name: string;
+  /** "secret": a 256-bit key the broker generated; "named-secret": a value given by the admin (e.g. Redis credentials). */
+  readonly kind: "secret" | "named-secret";
+  readonly value: Uint8Array;
+  readonly policy: ReleasePolicy;
+  readonly createdAt: string;
+}
+
+export const keyNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,126}$/;
+
+export class SealedKeyStore {
+  private readonly directory: string;
+  private readonly sealingKey: Uint8Array;
+  private readonly keys = new Map<string, StoredKey>();
+
+  constructor(directory: string, sealingKey: Uint8Array) {
+    this.directory = directory;
+    this.sealingKey = sealingKey;
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    for (const file of readdirSync(directory).filter((name) => name.endsWith(".sealed"))) {
+      const key = this.unseal(readFileSync(join(directory, file)), file.slice(0, -".sealed".length));
+      this.keys.set(key.name, key);
+    }
+  }
+
+  get(name: string): StoredKey | undefined {
+    return this.keys.get(name);
+  }
+
+  list(): string[] {
+    return [...this.keys.keys()].sort();
+  }
+
+  put(key: StoredKey): void {
+    const path = join(this.directory, `${key.name}.sealed`);
+    const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+    const descriptor = openSync(temporary, "wx", 0o600);
+    try {
+      writeSync(descriptor, this.seal(key));
+      fsyncSync(descriptor);
+    } finally {
+      closeSync(descriptor);
+    }
+    renameSync(temporary, path);
+    const folder = openSync(this.directory, "r");
+    try {
+      fsyncSync(folder);
+    } finally {
+      closeSync(folder);
+    }
+    this.keys.set(key.name, key);
+  }
+
+  private seal(key: StoredKey): Buffer {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", this.sealingKey, iv);
+    cipher.setAAD(Buffer.from(key.name));
+    const plaintext = Buffer.from(
+      JSON.stringify({ ...key, value: Buffer.from(key.value).toString("base64") }),
+    );
+    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([Buffer.from("CKB1"), iv, cipher.getAuthTag(), ciphertext]);
+  }
+
+  private unseal(sealed: Buffer, name: string): StoredKey {
+    if (sealed.subarray(0, 4).toString() !== "CKB1" || sealed.length < 32) {
+      throw new Error(`sealed key ${name} has an unknown format`);
+    }
+    const decipher = createDecipheriv("aes-256-gcm", this.sealingKey, sealed.subarray(4, 16));
+    decipher.setAAD(Buffer.from(name));
+    decipher.setAuthTag(sealed.subarray(16, 32));
+    const plaintext = Buffer.concat([decipher.update(sealed.subarray(32)), decipher.final()]);
+    const parsed = JSON.parse(plaintext.toString()) as Omit<StoredKey, "value"> & { value: string };
+    return { ...parsed, value: new Uint8Array(Buffer.from(parsed.value, "base64")) };
+  }
+}

@@ -1,0 +1,48 @@
+// Runs the key broker over HTTPS. Configuration is read once, here, from the environment:
+//   CLOISTER_KEY_BROKER_PORT      default 7444 (on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
+//   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
+//   CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE  file holding the admin bearer token (required)
+//   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
+//   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadSimulationPlatform } from "@cloister/attestation";
+import { measureCode, simulationProvider } from "@cloister/enclave";
+import { buildApp } from "./app.js";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} is required`);
+  }
+  return value;
+}
+
+const port = Number.parseInt(process.env.CLOISTER_KEY_BROKER_PORT ?? "7444", 10);
+const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
+  mrenclave: measureCode(repositoryRoot, [
+    "services/key-broker/dist",
+    "packages/attestation/dist",
+    "packages/enclave/dist",
+  ]),
+  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
+  productId: 2,
+  svn: 1,
+});
+const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
+const app = await buildApp({
+  provider,
+  dataDirectory: join(dataDirectory, "keys"),
+  adminToken: readFileSync(required("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),
+  ...(authorityCa === undefined ? {} : { authorityCa: readFileSync(authorityCa, "utf8") }),
+  logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  https: {
+    cert: readFileSync(required("CLOISTER_TLS_CERT")),
+    key: readFileSync(required("CLOISTER_TLS_KEY")),
+  },
+});
+await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
