@@ -68,3 +68,4 @@ export {
 export { simulationClaim } from "./claim-names.js";
 export { pemBlocks, toPem } from "./lib/x509.js";
 export { parseCertificate, type Certificate } from "./lib/x509.js";
+export { createVerificationCache, VerificationCache } from "./lib/verification-cache.js";

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import {
   AttestationError,
   createSimulationPlatform,
+  createVerificationCache,
   evaluatePolicy,
   parsePolicy,
   parseQuote,
@@ -49,6 +50,7 @@ const simulatedQuote = platform.quote({
   reportData: new Uint8Array(64).fill(7),
 });
 const simulationCollateral = platform.collateral();
+const verificationCache = createVerificationCache();
 
 const subjects: Subject[] = [
   ...(["sgx", "tdx"] as const).map((name) => {
@@ -75,6 +77,17 @@ const subjects: Subject[] = [
     bytes: simulatedQuote,
     verify: (bytes: Uint8Array) =>
       verifyQuote(bytes, { collateral: simulationCollateral, trustedRoots: [platform.rootSpkiSha256] }),
+  },
+  {
+    // The same, with a warm verification cache: cached collateral must not let a mutation through.
+    name: "simulated SGX quote (verification cache)",
+    bytes: simulatedQuote,
+    verify: (bytes: Uint8Array) =>
+      verifyQuote(bytes, {
+        collateral: simulationCollateral,
+        trustedRoots: [platform.rootSpkiSha256],
+        cache: verificationCache,
+      }),
   },
 ];
 

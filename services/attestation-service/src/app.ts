@@ -2,7 +2,12 @@
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { Counter, type Registry } from "prom-client";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
-import { issueAttestationToken, policyHash, type SimulationPlatform } from "@cloister/attestation";
+import {
+  createVerificationCache,
+  issueAttestationToken,
+  policyHash,
+  type SimulationPlatform,
+} from "@cloister/attestation";
 import type { TeeProvider } from "@cloister/enclave";
 import { attest, parseAttestRequest } from "./attest.js";
 import { CollateralStore } from "./collateral-store.js";
@@ -66,6 +71,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
   };
   let signingKey: SigningKey = await createSigningKey(ownEvidence, now());
   const retiredKeys: SigningKey[] = [];
+  const verificationCache = createVerificationCache();
 
   const { app, registry } = createServiceApp({
     logger: config.logger,
@@ -128,6 +134,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
         collateral,
         simulationPlatform: config.simulationPlatform,
         amdChains: config.amdChains ?? [],
+        verificationCache,
       });
       results.inc({ type, outcome: "OK" });
       return { token };

@@ -16,6 +16,7 @@ import {
   type Claims,
   type Policy,
   type SimulationPlatform,
+  type VerificationCache,
   type VerifiedEvidence,
 } from "@cloister/attestation";
 import type { CollateralStore } from "./collateral-store.js";
@@ -44,6 +45,8 @@ export interface AttestContext {
   readonly collateral: CollateralStore;
   readonly simulationPlatform: SimulationPlatform | undefined;
   readonly amdChains: readonly string[];
+  /** Verified collateral, PCK chains and QE reports, reused across requests (keyed by exact bytes). */
+  readonly verificationCache: VerificationCache;
 }
 
 function base64urlBytes(value: unknown, field: string): Uint8Array {
@@ -139,7 +142,12 @@ function verifyIntel(quoteBytes: Uint8Array, tee: "sgx" | "tdx", context: Attest
     intelSgxRootCaSpkiSha256,
     ...(context.simulationPlatform === undefined ? [] : [context.simulationPlatform.rootSpkiSha256]),
   ];
-  const evidence = verifyQuote(quote.raw, { collateral, now: context.now, trustedRoots });
+  const evidence = verifyQuote(quote.raw, {
+    collateral,
+    now: context.now,
+    trustedRoots,
+    cache: context.verificationCache,
+  });
   return { evidence, initTimeBinding: quote.tee === "sgx" ? quote.body.configId : quote.body.mrConfigId };
 }
 

@@ -6,6 +6,7 @@ import { AttestationError, guard } from "../errors.js";
 import { bytesEqual, fromHex, isAllZero, toHex } from "../lib/bytes.js";
 import { verifyChain, verifyRevocationList, type SignatureMemo } from "../lib/chain.js";
 import { memoizeParse } from "../lib/parse-cache.js";
+import { VerificationCache } from "../lib/verification-cache.js";
 import {
   parseCertificate,
   parseRevocationList,
@@ -47,6 +48,11 @@ export interface VerifyQuoteOptions {
   readonly skipTcb?: boolean;
   /** Roots to accept instead of Intel's SGX Root CA (the simulation platform passes its own). */
   readonly trustedRoots?: readonly TrustedRoot[];
+  /**
+   * Reuse verified collateral, PCK chains and QE report signatures, keyed by their exact bytes and kept
+   * within their validity windows. The quote's own signature and binding are always checked.
+   */
+  readonly cache?: VerificationCache;
 }
 
 export type EvidenceTcbStatus = TcbStatus | "NotEvaluated";
@@ -138,11 +144,26 @@ const attestationKeyObject = memoizeParse((hex: string): KeyObject => {
   }
 });
 
+const collateralFields = [
+  "pck_crl_issuer_chain",
+  "root_ca_crl",
+  "pck_crl",
+  "tcb_info_issuer_chain",
+  "tcb_info",
+  "tcb_info_signature",
+  "qe_identity_issuer_chain",
+  "qe_identity",
+  "qe_identity_signature",
+] as const;
+
 interface VerifiedCollateral {
   readonly tcbInfo: TcbInfo;
   readonly qeIdentity: QeIdentity;
   readonly revocationLists: readonly RevocationList[];
   readonly hashes: Record<string, string>;
+  /** When every certificate, CRL and document checked here is valid. */
+  readonly validFrom: Date;
+  readonly validUntil: Date;
 }
 
 function verifySignedDocument(
@@ -178,6 +199,19 @@ function checkWindow(issueDate: Date, nextUpdate: Date, now: Date, what: string)
   }
 }
 
+/** Fails with ERR_COLLATERAL_FORMAT unless every field of the bundle is a string. */
+function checkCollateralShape(collateral: CollateralBundle): void {
+  const untrusted: unknown = collateral;
+  if (typeof untrusted !== "object" || untrusted === null) {
+    throw new AttestationError("ERR_COLLATERAL_FORMAT", "collateral must be an object");
+  }
+  for (const field of collateralFields) {
+    if (typeof collateral[field] !== "string") {
+      throw new AttestationError("ERR_COLLATERAL_FORMAT", `collateral.${field} must be a string`);
+    }
+  }
+}
+
 function verifyCollateral(
   collateral: CollateralBundle,
   root: Certificate,
@@ -186,25 +220,7 @@ function verifyCollateral(
   trustedRoots: ReadonlySet<string>,
   memo: SignatureMemo,
 ): VerifiedCollateral {
-  const untrusted: unknown = collateral;
-  if (typeof untrusted !== "object" || untrusted === null) {
-    throw new AttestationError("ERR_COLLATERAL_FORMAT", "collateral must be an object");
-  }
-  for (const field of [
-    "pck_crl_issuer_chain",
-    "root_ca_crl",
-    "pck_crl",
-    "tcb_info_issuer_chain",
-    "tcb_info",
-    "tcb_info_signature",
-    "qe_identity_issuer_chain",
-    "qe_identity",
-    "qe_identity_signature",
-  ] as const) {
-    if (typeof collateral[field] !== "string") {
-      throw new AttestationError("ERR_COLLATERAL_FORMAT", `collateral.${field} must be a string`);
-    }
-  }
+  checkCollateralShape(collateral);
   const rootCrl = verifyRevocationList(parseCrlText(collateral.root_ca_crl), root, now, "root CA CRL");
   const pckCrlIssuerChain = chainFromPem(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain");
   verifyChain(pckCrlIssuerChain, {
@@ -256,7 +272,29 @@ function verifyCollateral(
   }
   // Hash the CRL's DER, not its hex text: the same CRL in upper or lower case is the same collateral.
   const crlHash = sha256Hex(rootCrl.der);
+  const certificates = [
+    root,
+    ...pckCrlIssuerChain,
+    ...chainFromPem(collateral.tcb_info_issuer_chain, "TCB info issuer chain"),
+    ...chainFromPem(collateral.qe_identity_issuer_chain, "QE identity issuer chain"),
+  ];
+  const starts = [
+    ...certificates.map((certificate) => certificate.notBefore.getTime()),
+    rootCrl.thisUpdate.getTime(),
+    pckCrl.thisUpdate.getTime(),
+    tcbInfo.issueDate.getTime(),
+    qeIdentity.issueDate.getTime(),
+  ];
+  const ends = [
+    ...certificates.map((certificate) => certificate.notAfter.getTime()),
+    rootCrl.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY,
+    pckCrl.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY,
+    tcbInfo.nextUpdate.getTime(),
+    qeIdentity.nextUpdate.getTime(),
+  ];
   return {
+    validFrom: new Date(Math.max(...starts)),
+    validUntil: new Date(Math.min(...ends)),
     tcbInfo,
     qeIdentity,
     revocationLists,
@@ -264,7 +302,6 @@ function verifyCollateral(
       qeidcertshash: collateralHash(collateral.qe_identity_issuer_chain),
       qeidcrlhash: crlHash,
       qeidhash: collateralHash(collateral.qe_identity),
-      quotehash: sha256Hex(quote.raw),
       tcbinfocertshash: collateralHash(collateral.tcb_info_issuer_chain),
       tcbinfocrlhash: crlHash,
       tcbinfohash: collateralHash(collateral.tcb_info),
@@ -302,14 +339,40 @@ function verifyQuoteUnsafe(bytes: Uint8Array, options: VerifyQuoteOptions): Veri
         `PCK certificate chain: root "${root.subjectCommonName}" is not a pinned root`,
       );
     }
-    collateral = verifyCollateral(options.collateral, root, quote, now, trustedRoots, memo);
-    verifyChain(pckChain, {
-      now,
-      trustedRoots,
-      revocationLists: collateral.revocationLists,
-      what: "PCK certificate chain",
-      memo,
-    });
+    const bundle = options.collateral;
+    checkCollateralShape(bundle);
+    const cache = options.cache;
+    const collateralKey =
+      cache === undefined
+        ? ""
+        : VerificationCache.key(
+            "collateral",
+            quote.tee,
+            spkiSha256(root),
+            [...trustedRoots].sort().join(","),
+            ...collateralFields.map((field) => bundle[field]),
+          );
+    collateral = cache?.get(collateralKey, now) as VerifiedCollateral | undefined;
+    if (collateral === undefined) {
+      collateral = verifyCollateral(bundle, root, quote, now, trustedRoots, memo);
+      cache?.set(collateralKey, collateral, collateral.validFrom, collateral.validUntil);
+    }
+    const chainKey =
+      cache === undefined
+        ? ""
+        : VerificationCache.key("pck-chain", collateralKey, signatureData.pckCertChainPem);
+    if (cache?.get(chainKey, now) !== true) {
+      verifyChain(pckChain, {
+        now,
+        trustedRoots,
+        revocationLists: collateral.revocationLists,
+        what: "PCK certificate chain",
+        memo,
+      });
+      const from = Math.max(...pckChain.map((certificate) => certificate.notBefore.getTime()));
+      const until = Math.min(...pckChain.map((certificate) => certificate.notAfter.getTime()));
+      cache?.set(chainKey, true, new Date(from), new Date(Math.min(until, collateral.validUntil.getTime())));
+    }
     // Revocation is only checked if the PCK CRL is the one of the CA that issued this PCK.
     if (!collateral.revocationLists.some((crl) => bytesEqual(crl.issuer, pckLeaf.issuer))) {
       throw new AttestationError(
@@ -320,13 +383,30 @@ function verifyQuoteUnsafe(bytes: Uint8Array, options: VerifyQuoteOptions): Veri
   }
 
   // QE report: signed by the PCK key; its report data binds the attestation key (Intel DCAP, §QE report).
-  if (
-    !verifyP1363("sha256", signatureData.qeReport.raw, signatureData.qeReportSignature, publicKeyOf(pckLeaf))
-  ) {
-    throw new AttestationError(
-      "ERR_QE_REPORT_SIGNATURE",
-      "the QE report is not signed by the PCK certificate",
-    );
+  const qeReportKey =
+    options.cache === undefined
+      ? ""
+      : VerificationCache.key(
+          "qe-report",
+          signatureData.qeReport.raw,
+          signatureData.qeReportSignature,
+          pckLeaf.der,
+        );
+  if (options.cache?.get(qeReportKey, now) !== true) {
+    if (
+      !verifyP1363(
+        "sha256",
+        signatureData.qeReport.raw,
+        signatureData.qeReportSignature,
+        publicKeyOf(pckLeaf),
+      )
+    ) {
+      throw new AttestationError(
+        "ERR_QE_REPORT_SIGNATURE",
+        "the QE report is not signed by the PCK certificate",
+      );
+    }
+    options.cache?.set(qeReportKey, true, pckLeaf.notBefore, pckLeaf.notAfter);
   }
   const binding = createHash("sha256")
     .update(signatureData.attestationKey)
@@ -377,7 +457,7 @@ function verifyQuoteUnsafe(bytes: Uint8Array, options: VerifyQuoteOptions): Veri
   const tcbStatus: EvidenceTcbStatus = tcb?.status ?? "NotEvaluated";
   const advisoryIds = tcb?.advisoryIds ?? [];
   const trustAnchor = { spkiSha256: spkiSha256(root), commonName: root.subjectCommonName };
-  const collateralHashes = collateral?.hashes ?? { quotehash: sha256Hex(quote.raw) };
+  const collateralHashes = { ...collateral?.hashes, quotehash: sha256Hex(quote.raw) };
   if (quote.tee === "sgx") {
     return {
       tee: "sgx",

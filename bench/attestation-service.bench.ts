@@ -1,0 +1,97 @@
+// `npm run bench` (part 2): attestation tokens per second for simulated SGX quotes, with autocannon over
+// HTTPS on loopback. The service runs in its own process (one core), the load generator in this one (the
+// other core). Baseline, in the same run and on the same connections: GET /healthz, the transport ceiling.
+// Goal (issue 3): ≥ 1,000 tokens/s with p99 < 25 ms.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+interface LoadResult {
+  readonly requestsPerSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly non2xx: number;
+}
+
+async function load(options: autocannon.Options): Promise<LoadResult> {
+  const result = await autocannon(options);
+  return {
+    requestsPerSecond: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+export async function runAttestationServiceBenchmark(
+  seconds: number,
+  connections: number,
+): Promise<{ baseline: LoadResult; tokens: LoadResult }> {
+  const server = spawn(
+    process.execPath,
+    ["--conditions=@cloister/source", "--import", "tsx", join(here, "attestation-service-server.ts")],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: server.stdout }).once("line", resolve);
+      server.once("exit", (code) => {
+        reject(new Error(`bench server exited with ${String(code)}`));
+      });
+    });
+    const { url, body } = JSON.parse(line) as { url: string; body: string };
+    const common = { connections, duration: seconds };
+    await load({ ...common, url: `${url}/healthz`, duration: 1 }); // warm-up
+    const baseline = await load({ ...common, url: `${url}/healthz` });
+    await load({
+      ...common,
+      url: `${url}/attest/SgxEnclave`,
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duration: 1,
+    });
+    const tokens = await load({
+      ...common,
+      url: `${url}/attest/SgxEnclave?api-version=2022-08-01`,
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    return { baseline, tokens };
+  } finally {
+    server.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const seconds = Number.parseInt(process.env.CLOISTER_BENCH_SECONDS ?? "10", 10);
+  const connections = 8;
+  console.log(
+    `\nattestation service: POST /attest/SgxEnclave (simulated quote, JSON runtime data), HTTPS, ${connections} connections, ${seconds} s`,
+  );
+  const { baseline, tokens } = await runAttestationServiceBenchmark(seconds, connections);
+  const row = (name: string, result: LoadResult): string =>
+    `${name.padEnd(34)} ${result.requestsPerSecond.toFixed(0).padStart(7)} req/s   p50 ${String(result.p50).padStart(3)} ms   p99 ${String(result.p99).padStart(3)} ms   errors ${result.errors + result.non2xx}`;
+  console.log(row("baseline: GET /healthz", baseline));
+  console.log(row("tokens: POST /attest/SgxEnclave", tokens));
+  console.log(
+    `ratio tokens/s ÷ healthz/s: ${(tokens.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}×`,
+  );
+  const met = tokens.requestsPerSecond >= 1000 && tokens.p99 < 25 && tokens.errors + tokens.non2xx === 0;
+  console.log(
+    `goal: ≥ 1,000 tokens/s with p99 < 25 ms: ${met ? "met" : "NOT met"} (${(tokens.requestsPerSecond / 1000).toFixed(2)}× the goal rate).`,
+  );
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await main();
+}
