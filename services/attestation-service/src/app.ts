@@ -11,6 +11,7 @@ import {
 import type { TeeProvider } from "@cloister/enclave";
 import { attest, parseAttestRequest } from "./attest.js";
 import { CollateralStore } from "./collateral-store.js";
+import { PccsClient, type PccsClientOptions } from "./pccs-client.js";
 import { ServiceError } from "./errors.js";
 import { attestationTypes, PolicyStore, type AttestationType, type PolicyMode } from "./policies.js";
 import { createSigningKey, jwkFor, type SigningKey } from "./signing-key.js";
@@ -28,6 +29,8 @@ export interface AttestationServiceConfig {
   readonly simulationPlatform?: SimulationPlatform;
   /** Folder of collateral bundles (JSON, DESIGN.md §4). */
   readonly collateralDirectory?: string;
+  /** An Intel PCS or PCCS (API v4) for collateral the folder lacks or has only expired. */
+  readonly pccs?: PccsClientOptions;
   /** AMD ASK+ARK chains (PEM) for SEV-SNP reports whose VcekCertChain holds only the VCEK. */
   readonly amdChains?: readonly string[];
   /** Token lifetime in seconds (default 3600). */
@@ -64,6 +67,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
   const collateral = new CollateralStore({
     ...(config.collateralDirectory === undefined ? {} : { directory: config.collateralDirectory }),
     ...(config.simulationPlatform === undefined ? {} : { simulationPlatform: config.simulationPlatform }),
+    ...(config.pccs === undefined ? {} : { pccs: new PccsClient(config.pccs) }),
   });
   const ownEvidence = async (runtimeData: Uint8Array): Promise<Uint8Array> => {
     const evidence = await config.provider.getEvidence(runtimeData);

@@ -5,7 +5,9 @@ import {
   evaluatePolicy,
   intelSgxRootCaSpkiSha256,
   issueAttestationToken,
+  parseCertificate,
   parseQuote,
+  pemBlocks,
   parseSnpReport,
   quoteFmspc,
   runtimeDataClaims,
@@ -125,19 +127,22 @@ interface VerifiedInput {
   readonly initTimeBinding: Uint8Array;
 }
 
-function verifyIntel(quoteBytes: Uint8Array, tee: "sgx" | "tdx", context: AttestContext): VerifiedInput {
+async function verifyIntel(
+  quoteBytes: Uint8Array,
+  tee: "sgx" | "tdx",
+  context: AttestContext,
+): Promise<VerifiedInput> {
   const quote = parseQuote(quoteBytes);
   if (quote.tee !== tee) {
     throw new ServiceError("ERR_BAD_REQUEST", `this endpoint takes ${tee.toUpperCase()} quotes`);
   }
   const fmspc = quoteFmspc(quote);
-  const collateral = context.collateral.find(fmspc, tee, context.now);
-  if (collateral === undefined) {
-    throw new ServiceError(
-      "ERR_COLLATERAL_UNAVAILABLE",
-      `no ${tee.toUpperCase()} collateral for FMSPC ${fmspc}`,
-    );
-  }
+  const [, pckCa] = pemBlocks(quote.signatureData.pckCertChainPem);
+  const pckCaKind =
+    pckCa !== undefined && parseCertificate(pckCa).subjectCommonName.includes("Platform")
+      ? "platform"
+      : "processor";
+  const collateral = await context.collateral.resolve(fmspc, tee, pckCaKind, context.now);
   const trustedRoots = [
     intelSgxRootCaSpkiSha256,
     ...(context.simulationPlatform === undefined ? [] : [context.simulationPlatform.rootSpkiSha256]),
@@ -196,7 +201,7 @@ export async function attest(
     const verified =
       type === "SevSnpVm"
         ? verifySnp(request.evidence, context)
-        : verifyIntel(
+        : await verifyIntel(
             type === "OpenEnclave" ? openEnclaveQuote(request.evidence) : request.evidence,
             type === "TdxVm" ? "tdx" : "sgx",
             context,

@@ -3,6 +3,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CollateralBundle, SimulationPlatform } from "@cloister/attestation";
+import { ServiceError } from "./errors.js";
+import type { PccsClient } from "./pccs-client.js";
 
 interface StoredBundle {
   readonly fmspc: string;
@@ -13,9 +15,11 @@ interface StoredBundle {
 export class CollateralStore {
   private readonly bundles: StoredBundle[] = [];
   private readonly simulation: SimulationPlatform | undefined;
+  private readonly pccs: PccsClient | undefined;
 
-  constructor(options: { directory?: string; simulationPlatform?: SimulationPlatform }) {
+  constructor(options: { directory?: string; simulationPlatform?: SimulationPlatform; pccs?: PccsClient }) {
     this.simulation = options.simulationPlatform;
+    this.pccs = options.pccs;
     if (options.directory !== undefined) {
       for (const name of readdirSync(options.directory)
         .filter((file) => file.endsWith(".json"))
@@ -37,8 +41,44 @@ export class CollateralStore {
     });
   }
 
-  /** The collateral for a platform: the newest stored bundle for its FMSPC and TEE type. */
-  find(fmspc: string, tee: "sgx" | "tdx", now: Date): CollateralBundle | undefined {
+  /**
+   * The collateral for a platform: the simulation platform's own; else the newest stored bundle for its FMSPC
+   * and TEE type while it is current; else the PCCS's (when configured). Stale offline collateral is returned
+   * when nothing fresher can be had, so verification fails with ERR_COLLATERAL_EXPIRED, saying why.
+   */
+  async resolve(
+    fmspc: string,
+    tee: "sgx" | "tdx",
+    pckCa: "processor" | "platform",
+    now: Date,
+  ): Promise<CollateralBundle> {
+    const offline = this.find(fmspc, tee, now);
+    const current =
+      offline !== undefined &&
+      Date.parse((JSON.parse(offline.tcb_info) as { nextUpdate?: string }).nextUpdate ?? "") >= now.getTime();
+    if (offline !== undefined && (current || this.pccs === undefined)) {
+      return offline;
+    }
+    if (this.pccs !== undefined) {
+      try {
+        return await this.pccs.collateral(tee, fmspc, pckCa, now);
+      } catch (error) {
+        if (offline !== undefined) {
+          return offline;
+        }
+        throw new ServiceError(
+          "ERR_COLLATERAL_UNAVAILABLE",
+          `no ${tee.toUpperCase()} collateral for FMSPC ${fmspc}: ${error instanceof Error ? error.message : "PCCS failed"}`,
+        );
+      }
+    }
+    throw new ServiceError(
+      "ERR_COLLATERAL_UNAVAILABLE",
+      `no ${tee.toUpperCase()} collateral for FMSPC ${fmspc}`,
+    );
+  }
+
+  private find(fmspc: string, tee: "sgx" | "tdx", now: Date): CollateralBundle | undefined {
     if (
       this.simulation !== undefined &&
       fmspc.toLowerCase() === this.simulation.fmspc.toLowerCase() &&

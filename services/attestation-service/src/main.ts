@@ -6,6 +6,7 @@
 //   CLOISTER_DATA_DIR            holds the simulation platform (sim-platform.json), default .cloister
 //   CLOISTER_TRUST_SIMULATION    "1" to trust that platform's root (the dev stack), never by default
 //   CLOISTER_COLLATERAL_DIR      folder of Intel collateral bundles
+//   CLOISTER_PCCS_URL            Intel PCS or PCCS (API v4) base URL for collateral the folder lacks
 //   CLOISTER_POLICY_SIGNERS      file with PEM certificates allowed to sign policies
 //   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
 import { createHash } from "node:crypto";
@@ -48,6 +49,9 @@ const app = await buildApp({
   ...(signersFile === undefined
     ? {}
     : { policySigners: pemBlocks(readFileSync(signersFile, "utf8")).map((der) => toPem(der)) }),
+  ...(process.env.CLOISTER_PCCS_URL === undefined
+    ? {}
+    : { pccs: { baseUrl: process.env.CLOISTER_PCCS_URL } }),
   tokenLifetimeSeconds: Number.parseInt(process.env.CLOISTER_TOKEN_LIFETIME ?? "3600", 10),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
