@@ -171,6 +171,23 @@ describe("attestation service (MAA REST API)", async () => {
     assert.equal(notJson.headers["x-ms-error-code"], "ERR_BAD_REQUEST");
   });
 
+  test("init-time data must be bound (SGX CONFIGID); unbound init-time data is refused", async () => {
+    const response = await app.inject({
+      method: "POST",
+      url: "/attest/SgxEnclave",
+      payload: {
+        quote: b64url(workloadQuote),
+        initTimeData: { data: b64url(Buffer.from('{"config":1}')), dataType: "JSON" },
+      },
+    });
+    assert.equal(response.statusCode, 400);
+    assert.equal(
+      response.json<{ error: { code: string; message: string } }>().error.code,
+      "ERR_RUNTIME_DATA_BINDING",
+    );
+    assert.match(response.json<{ error: { message: string } }>().error.message, /init-time/);
+  });
+
   test("GET /certs: every key has a kid and an x5c self-signed certificate carrying the service's own quote", async () => {
     const { keys } = await jwksOf(app);
     assert.equal(keys.length, 1);

@@ -32,7 +32,6 @@ export const serviceErrors = {
     description: "The policy text does not parse (line and column in the message).",
   },
   ERR_NOT_FOUND: { status: 404, description: "Unknown attestation type or route." },
-  ERR_NOT_READY: { status: 503, description: "The service has not finished attesting itself." },
   ERR_INTERNAL: {
     status: 500,
     description: "An unexpected failure; details are in the service log, never in the response.",

@@ -148,3 +148,50 @@ test("attestAtStart gets a token over HTTPS whose runtime data binds its keys, a
     }),
   );
 });
+
+test("attestAtStart refreshes the token before it expires", async () => {
+  const tls = testTls();
+  const platform = createSimulationPlatform();
+  const serviceProvider = simulationProvider(platform, {
+    mrenclave: "5e".repeat(32),
+    mrsigner: "51".repeat(32),
+    productId: 1,
+    svn: 1,
+  });
+  const { app, url } = await listenOnLoopback((issuer) =>
+    buildApp({
+      issuer,
+      provider: serviceProvider,
+      policyMode: "dev",
+      simulationPlatform: platform,
+      https: tls,
+      tokenLifetimeSeconds: 2,
+    }),
+  );
+  after(() => app.close());
+  const refreshed = new Promise<{ ok: boolean }>((done) => {
+    void attestAtStart({
+      provider: simulationProvider(platform, {
+        mrenclave: "78".repeat(32),
+        mrsigner: "88".repeat(32),
+        productId: 4,
+        svn: 2,
+      }),
+      attestationService: { url, ca: tls.caPem },
+      onRefresh: (outcome) => {
+        done(outcome);
+      },
+    }).then((attestation) => {
+      after(() => {
+        attestation.stop();
+      });
+      firstToken = attestation.token();
+      current = attestation.token;
+    });
+  });
+  let firstToken = "";
+  let current = (): string => "";
+  const outcome = await refreshed;
+  assert.equal(outcome.ok, true);
+  assert.notEqual(current(), firstToken, "a new token after the refresh");
+});
