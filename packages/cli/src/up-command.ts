@@ -69,8 +69,8 @@ export function runUp(argv: readonly string[], io: CliIo): number {
         `  attestation core   simulated SGX quote v3 → verifyQuote: ${evidence.tcbStatus}, ` +
           `debuggable=${JSON.stringify(evidence.claims["x-ms-sgx-is-debuggable"])}, mrenclave ${mrenclave.slice(0, 16)}… (${elapsed} ms)`,
         "",
-        "Not built yet: the attestation service, key broker, inference server, platform API and portal.",
-        "They join `cloister up` as they are built; today it sets up the simulation platform and checks it.",
+        "Built, not yet started by `cloister up`: the attestation service and the key broker (each runs on its",
+        "own: see services/*/README.md). Not built yet: the inference server, platform API and portal.",
         "",
       ].join("\n"),
     );

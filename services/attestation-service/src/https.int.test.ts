@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createSimulationPlatform } from "@cloister/attestation";
+import { createSimulationPlatform, type SimulationPlatform } from "@cloister/attestation";
 import {
   attestAtStart,
   createDevCertificateAuthority,
@@ -17,6 +17,7 @@ import {
   simulationProvider,
   verifyPeer,
 } from "@cloister/enclave";
+import type { FastifyInstance } from "fastify";
 import { listenOnLoopback } from "@cloister/service-kit";
 import { buildApp } from "./app.js";
 
@@ -36,10 +37,14 @@ function testTls(): { caPem: string; cert: string; key: string } {
   };
 }
 
-test("@azure/attestation and jose work against the service over HTTPS", async () => {
+/** The service in dev mode over HTTPS on loopback, trusting a fresh simulation platform. */
+async function startService(options: { tokenLifetimeSeconds?: number } = {}): Promise<{
+  app: FastifyInstance;
+  url: string;
+  tls: ReturnType<typeof testTls>;
+  platform: SimulationPlatform;
+}> {
   const tls = testTls();
-  const caFile = join(scratch, "ca.pem");
-  writeFileSync(caFile, tls.caPem);
   const platform = createSimulationPlatform();
   const provider = simulationProvider(platform, {
     mrenclave: "5e".repeat(32),
@@ -47,11 +52,17 @@ test("@azure/attestation and jose work against the service over HTTPS", async ()
     productId: 1,
     svn: 1,
   });
-  const { app: app, url } = await listenOnLoopback((issuer) =>
-    buildApp({ issuer, provider, policyMode: "dev", simulationPlatform: platform, https: tls }),
+  const { app, url } = await listenOnLoopback((issuer) =>
+    buildApp({ issuer, provider, policyMode: "dev", simulationPlatform: platform, https: tls, ...options }),
   );
-  const endpoint = url;
   after(() => app.close());
+  return { app, url, tls, platform };
+}
+
+test("@azure/attestation and jose work against the service over HTTPS", async () => {
+  const { url: endpoint, tls, platform } = await startService();
+  const caFile = join(scratch, "ca.pem");
+  writeFileSync(caFile, tls.caPem);
 
   const runtime = Buffer.from(
     JSON.stringify({
@@ -91,25 +102,7 @@ test("@azure/attestation and jose work against the service over HTTPS", async ()
 });
 
 test("attestAtStart gets a token over HTTPS whose runtime data binds its keys, and verifyPeer accepts it", async () => {
-  const tls = testTls();
-  const platform = createSimulationPlatform();
-  const serviceProvider = simulationProvider(platform, {
-    mrenclave: "5e".repeat(32),
-    mrsigner: "51".repeat(32),
-    productId: 1,
-    svn: 1,
-  });
-  const { app: app, url } = await listenOnLoopback((issuer) =>
-    buildApp({
-      issuer,
-      provider: serviceProvider,
-      policyMode: "dev",
-      simulationPlatform: platform,
-      https: tls,
-    }),
-  );
-  const endpoint = url;
-  after(() => app.close());
+  const { app, url: endpoint, tls, platform } = await startService();
 
   const workloadMeasurement = "77".repeat(32);
   const attestation = await attestAtStart({
@@ -150,25 +143,7 @@ test("attestAtStart gets a token over HTTPS whose runtime data binds its keys, a
 });
 
 test("attestAtStart refreshes the token before it expires", async () => {
-  const tls = testTls();
-  const platform = createSimulationPlatform();
-  const serviceProvider = simulationProvider(platform, {
-    mrenclave: "5e".repeat(32),
-    mrsigner: "51".repeat(32),
-    productId: 1,
-    svn: 1,
-  });
-  const { app, url } = await listenOnLoopback((issuer) =>
-    buildApp({
-      issuer,
-      provider: serviceProvider,
-      policyMode: "dev",
-      simulationPlatform: platform,
-      https: tls,
-      tokenLifetimeSeconds: 2,
-    }),
-  );
-  after(() => app.close());
+  const { url, tls, platform } = await startService({ tokenLifetimeSeconds: 2 });
   const refreshed = new Promise<{ ok: boolean }>((done) => {
     void attestAtStart({
       provider: simulationProvider(platform, {
