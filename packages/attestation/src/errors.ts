@@ -91,10 +91,3 @@ export async function guardAsync<T>(
     throw new AttestationError(code, message, { cause: error });
   }
 }
-
-/** Throws an {@link AttestationError} with `code` unless `condition` holds. */
-export function ensure(condition: boolean, code: AttestationErrorCode, message: string): asserts condition {
-  if (!condition) {
-    throw new AttestationError(code, message);
-  }
-}

@@ -1,6 +1,6 @@
 // The attestation service: Microsoft Azure Attestation's REST API over @cloister/attestation.
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "prom-client";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import {
   createVerificationCache,
@@ -45,7 +45,6 @@ export interface AttestationServiceConfig {
 export interface AttestationServiceExtras {
   /** Signs new tokens with a new key; old public keys stay in /certs until their tokens have expired. */
   readonly rotateSigningKey: () => Promise<void>;
-  readonly metricsRegistry: Registry;
 }
 
 declare module "fastify" {
@@ -94,7 +93,6 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
       retiredKeys.push(signingKey);
       signingKey = await createSigningKey(ownEvidence, now());
     },
-    metricsRegistry: registry,
   });
 
   app.setErrorHandler(async (error, request, reply) => {

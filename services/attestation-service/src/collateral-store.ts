@@ -6,6 +6,18 @@ import type { CollateralBundle, SimulationPlatform } from "@cloister/attestation
 import { ServiceError } from "./errors.js";
 import type { PccsClient } from "./pccs-client.js";
 
+const nextUpdates = new WeakMap<CollateralBundle, number>();
+
+/** The TCB info's nextUpdate (ms), read once per bundle object. */
+function nextUpdateOf(bundle: CollateralBundle): number {
+  let nextUpdate = nextUpdates.get(bundle);
+  if (nextUpdate === undefined) {
+    nextUpdate = Date.parse((JSON.parse(bundle.tcb_info) as { nextUpdate?: string }).nextUpdate ?? "");
+    nextUpdates.set(bundle, Number.isNaN(nextUpdate) ? 0 : nextUpdate);
+  }
+  return nextUpdates.get(bundle) ?? 0;
+}
+
 interface StoredBundle {
   readonly fmspc: string;
   readonly tee: "SGX" | "TDX";
@@ -53,10 +65,7 @@ export class CollateralStore {
     now: Date,
   ): Promise<CollateralBundle> {
     const offline = this.find(fmspc, tee, now);
-    const current =
-      offline !== undefined &&
-      Date.parse((JSON.parse(offline.tcb_info) as { nextUpdate?: string }).nextUpdate ?? "") >= now.getTime();
-    if (offline !== undefined && (current || this.pccs === undefined)) {
+    if (offline !== undefined && (this.pccs === undefined || nextUpdateOf(offline) >= now.getTime())) {
       return offline;
     }
     if (this.pccs !== undefined) {

@@ -52,8 +52,3 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
-
-/** Reverses a little-endian byte string (AMD stores ECDSA r and s little-endian). */
-export function reversed(bytes: Uint8Array): Uint8Array {
-  return Uint8Array.from(bytes).reverse();
-}

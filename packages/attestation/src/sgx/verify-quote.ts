@@ -212,6 +212,7 @@ function checkCollateralShape(collateral: CollateralBundle): void {
   }
 }
 
+/** Verifies collateral whose shape {@link checkCollateralShape} has checked. */
 function verifyCollateral(
   collateral: CollateralBundle,
   root: Certificate,
@@ -220,7 +221,6 @@ function verifyCollateral(
   trustedRoots: ReadonlySet<string>,
   memo: SignatureMemo,
 ): VerifiedCollateral {
-  checkCollateralShape(collateral);
   const rootCrl = verifyRevocationList(parseCrlText(collateral.root_ca_crl), root, now, "root CA CRL");
   const pckCrlIssuerChain = chainFromPem(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain");
   verifyChain(pckCrlIssuerChain, {
