@@ -1,0 +1,89 @@
+// The client side of OHTTP (RFC 9458 §4.3 and §4.4): seal a Binary HTTP request to the gateway's key
+// configuration; open the response with the same HPKE context.
+import { concatBytes, ownBytes, uint16 } from "./bytes.js";
+import { OhttpError } from "./errors.js";
+import { parseKeyConfig, selectSuite, type KeyConfig } from "./key-config.js";
+import { openResponseBody, responseExportLabel, responseNonceLength } from "./response-crypto.js";
+import type { OhttpSuite } from "./suites.js";
+
+export const ohttpRequestMediaType = "message/ohttp-req";
+export const ohttpResponseMediaType = "message/ohttp-res";
+
+export interface EncapsulateOptions {
+  /**
+   * A fixed ephemeral key pair, for known-answer tests only (RFC 9458 Appendix A). Leave unset: every
+   * request must use a fresh ephemeral key.
+   */
+  readonly ephemeralKeyPair?: { readonly privateKey: Uint8Array; readonly publicKey: Uint8Array };
+}
+
+export interface EncapsulatedRequest {
+  /** The `message/ohttp-req` body. */
+  readonly encapsulatedRequest: Uint8Array;
+  /** The suite the request was sealed with. */
+  readonly suite: OhttpSuite;
+  /** Opens this request's `message/ohttp-res` body, and only this request's. */
+  readonly openResponse: (encapsulatedResponse: Uint8Array) => Promise<Uint8Array>;
+}
+
+/** hdr = key_id ‖ kem_id ‖ kdf_id ‖ aead_id (RFC 9458 §4.3). */
+export function requestHeader(keyId: number, suite: OhttpSuite): Uint8Array {
+  return concatBytes(new Uint8Array([keyId]), uint16(suite.kemId), uint16(suite.kdfId), uint16(suite.aeadId));
+}
+
+/** info = "message/bhttp request" ‖ 0x00 ‖ hdr (RFC 9458 §4.3). */
+export function requestInfo(header: Uint8Array): Uint8Array<ArrayBuffer> {
+  return ownBytes(
+    concatBytes(new TextEncoder().encode("message/bhttp request"), new Uint8Array([0]), header),
+  );
+}
+
+/**
+ * Seals a Binary HTTP request to a gateway's key configuration.
+ *
+ * @example
+ * ```ts
+ * const sealed = await encapsulateRequest(keyConfig, encodeRequest({ method: "GET", path: "/v2/models" }));
+ * const reply = await fetch(gatewayUrl, { method: "POST", body: sealed.encapsulatedRequest,
+ *   headers: { "content-type": "message/ohttp-req" } });
+ * const response = decodeResponse(await sealed.openResponse(new Uint8Array(await reply.arrayBuffer())));
+ * ```
+ */
+export async function encapsulateRequest(
+  keyConfig: KeyConfig | Uint8Array,
+  request: Uint8Array,
+  options: EncapsulateOptions = {},
+): Promise<EncapsulatedRequest> {
+  const config = keyConfig instanceof Uint8Array ? parseKeyConfig(keyConfig) : keyConfig;
+  const suite = selectSuite(config);
+  const cipherSuite = suite.cipherSuite();
+  const header = requestHeader(config.keyId, suite);
+  const recipientPublicKey = await cipherSuite.kem.deserializePublicKey(ownBytes(config.publicKey));
+  const ekm =
+    options.ephemeralKeyPair === undefined
+      ? undefined
+      : {
+          privateKey: await cipherSuite.kem.deserializePrivateKey(
+            ownBytes(options.ephemeralKeyPair.privateKey),
+          ),
+          publicKey: await cipherSuite.kem.deserializePublicKey(ownBytes(options.ephemeralKeyPair.publicKey)),
+        };
+  const sender = await cipherSuite.createSenderContext({
+    recipientPublicKey,
+    info: requestInfo(header),
+    ...(ekm === undefined ? {} : { ekm }),
+  });
+  const enc = new Uint8Array(sender.enc);
+  const ciphertext = new Uint8Array(await sender.seal(ownBytes(request)));
+  const secret = new Uint8Array(await sender.export(responseExportLabel, responseNonceLength(suite)));
+  return {
+    encapsulatedRequest: concatBytes(header, enc, ciphertext),
+    suite,
+    openResponse: async (encapsulatedResponse) => {
+      if (!(encapsulatedResponse instanceof Uint8Array)) {
+        throw new OhttpError("ERR_OHTTP_MALFORMED", "an encapsulated response is bytes");
+      }
+      return openResponseBody(suite, secret, enc, encapsulatedResponse);
+    },
+  };
+}
