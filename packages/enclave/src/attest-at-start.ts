@@ -1,10 +1,10 @@
 // attestAtStart: the workload makes its keys inside the TEE, binds them into its evidence as runtime data,
 // exchanges the evidence for an attestation token, and keeps the token fresh.
 import { generateKeyPairSync, randomInt, type KeyObject } from "node:crypto";
+import { generateOhttpKeyPair, type OhttpKeyPair } from "@cloister/ohttp";
 import { decodeJwt, exportJWK, type JWK } from "jose";
 import { EnclaveError } from "./errors.js";
 import { requestJson, type HttpsClientOptions } from "./https-client.js";
-import { generateOhttpKeyPair, type OhttpKeyPair } from "./ohttp-key.js";
 import type { Evidence, TeeProvider } from "./providers/provider.js";
 
 export interface AttestationServiceClient extends HttpsClientOptions {
@@ -17,6 +17,8 @@ export interface AttestAtStartOptions {
   readonly attestationService: AttestationServiceClient;
   /** Extra runtime data fields, bound into the evidence next to `keys` and `ohttp`. */
   readonly runtime?: Readonly<Record<string, unknown>>;
+  /** The OHTTP gateway key to make: key id (random by default) and HPKE suite. */
+  readonly ohttp?: { keyId?: number; suite?: "X25519-SHA256-AES128GCM" | "P384-SHA384-AES256GCM" };
   /** Refresh when this fraction of the token's lifetime has passed (default 0.75). */
   readonly refreshAt?: number;
   /** Called after every refresh attempt: for logs and metrics (never with the token itself). */
@@ -119,7 +121,7 @@ export async function attestAtStart(options: AttestAtStartOptions): Promise<Atte
     use: "enc",
     alg: "RSA-OAEP-256",
   };
-  const ohttp = generateOhttpKeyPair();
+  const ohttp = await generateOhttpKeyPair(options.ohttp ?? {});
   const runtimeData = new TextEncoder().encode(
     JSON.stringify({ ...options.runtime, keys: [publicJwk], ohttp: base64url(ohttp.keyConfig) }),
   );

@@ -6,12 +6,15 @@ export const enclaveErrorCodes = [
   "ERR_SEALING_UNAVAILABLE",
   "ERR_MEASUREMENT",
   "ERR_ATTESTATION_SERVICE",
+  "ERR_UNREACHABLE",
+  "ERR_KEY_RELEASE",
   "ERR_PEER_TOKEN",
   "ERR_PEER_TEE",
   "ERR_PEER_MEASUREMENT",
   "ERR_PEER_DEBUG",
   "ERR_PEER_SIMULATION",
   "ERR_PEER_KEY_BINDING",
+  "ERR_PEER_RESPONSE",
 ] as const;
 
 export type EnclaveErrorCode = (typeof enclaveErrorCodes)[number];

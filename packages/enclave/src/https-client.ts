@@ -1,12 +1,17 @@
-// A small JSON-over-HTTPS client with an explicit CA (the dev stack's CA), on node:https.
-import { request as httpRequest } from "node:http";
-import { request as httpsRequest } from "node:https";
+// A small HTTPS client with an explicit CA (the dev stack's CA), on node:https: JSON for the attestation
+// service and key broker, raw bytes for OHTTP.
+import { request as httpRequest, type Agent as HttpAgent } from "node:http";
+import { request as httpsRequest, type Agent as HttpsAgent } from "node:https";
 import { EnclaveError } from "./errors.js";
 
 export interface HttpsClientOptions {
   /** PEM CA certificates to trust besides the system's (the local stack's dev CA). */
   readonly ca?: string | readonly string[];
   readonly timeoutMs?: number;
+  /** A keep-alive agent to reuse connections (it must carry the CA itself). */
+  readonly agent?: HttpsAgent | HttpAgent;
+  /** Largest response body accepted (default 32 MiB). */
+  readonly maxResponseBytes?: number;
 }
 
 export interface JsonResponse {
@@ -14,51 +19,100 @@ export interface JsonResponse {
   readonly body: unknown;
 }
 
-export function requestJson(
+export interface BytesResponse {
+  readonly status: number;
+  readonly contentType: string | undefined;
+  readonly retryAfter: string | undefined;
+  readonly body: Uint8Array;
+}
+
+/** Sends one request and reads the whole response body. */
+export function requestBytes(
   method: "GET" | "POST" | "PUT",
   url: string | URL,
-  body: unknown,
-  options: HttpsClientOptions = {},
-): Promise<JsonResponse> {
+  body: { bytes: Uint8Array; contentType: string } | undefined,
+  options: HttpsClientOptions & { accept?: string } = {},
+): Promise<BytesResponse> {
   const target = new URL(url);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const send = target.protocol === "https:" ? httpsRequest : httpRequest;
+  const limit = options.maxResponseBytes ?? 32 * 1024 * 1024;
   return new Promise((resolve, reject) => {
     const outgoing = send(
       target,
       {
         method,
         headers: {
-          accept: "application/json",
-          ...(payload === undefined
+          accept: options.accept ?? "*/*",
+          ...(body === undefined
             ? {}
-            : { "content-type": "application/json", "content-length": payload.length }),
+            : { "content-type": body.contentType, "content-length": body.bytes.length }),
         },
         ...(options.ca === undefined
           ? {}
           : { ca: typeof options.ca === "string" ? options.ca : [...options.ca] }),
+        ...(options.agent === undefined ? {} : { agent: options.agent }),
         timeout: options.timeoutMs ?? 10_000,
       },
       (response) => {
         const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let parsed: unknown = undefined;
-          try {
-            parsed = text.length === 0 ? undefined : JSON.parse(text);
-          } catch {
-            parsed = undefined;
+        let size = 0;
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > limit) {
+            response.destroy(
+              new EnclaveError("ERR_PEER_RESPONSE", `${target.origin} sent too large a response`),
+            );
+            return;
           }
-          resolve({ status: response.statusCode ?? 0, body: parsed });
+          chunks.push(chunk);
+        });
+        response.on("end", () => {
+          const retryAfter = response.headers["retry-after"];
+          resolve({
+            status: response.statusCode ?? 0,
+            contentType: response.headers["content-type"],
+            retryAfter: typeof retryAfter === "string" ? retryAfter : undefined,
+            body: new Uint8Array(Buffer.concat(chunks)),
+          });
         });
         response.on("error", reject);
       },
     );
     outgoing.on("timeout", () => outgoing.destroy(new Error(`request to ${target.origin} timed out`)));
     outgoing.on("error", (cause) => {
-      reject(new EnclaveError("ERR_ATTESTATION_SERVICE", `${target.origin} could not be reached`, { cause }));
+      reject(
+        cause instanceof EnclaveError
+          ? cause
+          : new EnclaveError("ERR_UNREACHABLE", `${target.origin} could not be reached`, { cause }),
+      );
     });
-    outgoing.end(payload);
+    outgoing.end(
+      body === undefined
+        ? undefined
+        : Buffer.from(body.bytes.buffer, body.bytes.byteOffset, body.bytes.length),
+    );
   });
+}
+
+export async function requestJson(
+  method: "GET" | "POST" | "PUT",
+  url: string | URL,
+  body: unknown,
+  options: HttpsClientOptions = {},
+): Promise<JsonResponse> {
+  const response = await requestBytes(
+    method,
+    url,
+    body === undefined
+      ? undefined
+      : { bytes: new TextEncoder().encode(JSON.stringify(body)), contentType: "application/json" },
+    { ...options, accept: "application/json" },
+  );
+  let parsed: unknown = undefined;
+  try {
+    parsed = response.body.length === 0 ? undefined : JSON.parse(Buffer.from(response.body).toString("utf8"));
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, body: parsed };
 }

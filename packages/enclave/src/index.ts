@@ -4,8 +4,13 @@ export { reportDataFor, type Evidence, type TeeProvider } from "./providers/prov
 export { simulationProvider, type SimulatedIdentity } from "./providers/sim-provider.js";
 export { gramineProvider, type GramineProviderOptions } from "./providers/gramine-provider.js";
 export { tsmProvider, vcekFromCertificateTable, type TsmProviderOptions } from "./providers/tsm-provider.js";
-export { encodeKeyConfig, generateOhttpKeyPair, type OhttpKeyPair } from "./ohttp-key.js";
-export { requestJson, type HttpsClientOptions, type JsonResponse } from "./https-client.js";
+export {
+  requestBytes,
+  requestJson,
+  type BytesResponse,
+  type HttpsClientOptions,
+  type JsonResponse,
+} from "./https-client.js";
 export {
   attestAtStart,
   attestRequestBody,
@@ -28,3 +33,11 @@ export {
   type DevCertificateAuthority,
   type ServerCertificate,
 } from "./dev-tls.js";
+export { releaseKey, type KeyBrokerClient } from "./key-release.js";
+export { PeerVerifier, type PeerBinding, type PeerVerifierOptions } from "./peer-verifier.js";
+export {
+  connectConfidentialService,
+  type ConfidentialResponse,
+  type ConfidentialService,
+  type ConfidentialServiceOptions,
+} from "./confidential-client.js";

@@ -3,7 +3,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, test } from "node:test";
 import { exportJWK, type JWK } from "jose";
 import { issueAttestationToken, simulationClaim } from "@cloister/attestation";
-import { EnclaveError, generateOhttpKeyPair, verifyPeer, type PeerExpectations } from "./index.js";
+import { generateOhttpKeyPair } from "@cloister/ohttp";
+import { EnclaveError, verifyPeer, type PeerExpectations } from "./index.js";
 
 const issuer = "https://attest.cloister.test";
 const signing = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -12,7 +13,7 @@ const signer = { privateKey: signing.privateKey, kid: "k1", issuer };
 const mrenclave = "ab".repeat(32);
 const peerKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const peerJwk: JWK = await exportJWK(peerKey.publicKey);
-const ohttp = generateOhttpKeyPair();
+const ohttp = await generateOhttpKeyPair();
 const ohttpConfig = Buffer.from(ohttp.keyConfig).toString("base64url");
 
 function sgxClaims(overrides: Record<string, unknown> = {}): Record<string, never> {
@@ -92,7 +93,7 @@ describe("verifyPeer", () => {
       issueAttestationToken(sgxClaims(), signer),
       {
         ...expectations,
-        ohttpKeyConfig: Buffer.from(generateOhttpKeyPair().keyConfig).toString("base64url"),
+        ohttpKeyConfig: Buffer.from((await generateOhttpKeyPair()).keyConfig).toString("base64url"),
       },
       "ERR_PEER_KEY_BINDING",
     );

@@ -1,0 +1,15 @@
+export { ImagingError, imagingErrorCodes, type ImagingErrorCode } from "./errors.js";
+export { maxPixels, rgbaToGray, type GrayImage } from "./image.js";
+export { decodeImage, grayImageFromBytes, imageContentTypes, type ImageContentType } from "./decode.js";
+export { decodePng, isPng } from "./png.js";
+export { decodeJpeg, isJpeg } from "./jpeg.js";
+export {
+  applyWindow,
+  decodeDicom,
+  decodeDicomModalityValues,
+  isDicom,
+  readPixelModule,
+  transferSyntaxes,
+  type DicomPixelModule,
+} from "./dicom.js";
+export { parsePreprocessing, preprocess, type Preprocessing } from "./preprocess.js";
