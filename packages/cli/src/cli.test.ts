@@ -16,7 +16,8 @@ function run(argv: string[]): { code: number; stdout: string; stderr: string } {
   let stderr = "";
   const io: CliIo = { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) };
   const code = runCli(argv, io);
-  return { code, stdout, stderr };
+  assert.equal(typeof code, "number", "this command runs synchronously");
+  return { code: code as number, stdout, stderr };
 }
 
 const sgxArgs = [

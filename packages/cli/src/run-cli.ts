@@ -1,4 +1,5 @@
 import { ExitCode, type CliIo } from "./cli-io.js";
+import { runModels } from "./models-command.js";
 import { runUp } from "./up-command.js";
 import { runVerifyQuote } from "./verify-quote-command.js";
 
@@ -7,15 +8,18 @@ export const usage = `Usage: cloister <command> [options]
 Commands:
   up              run the local platform in simulation mode
   verify-quote    verify an SGX or TDX quote, or an SEV-SNP report
+  models          evaluate a committed diagnostics model on a MedMNIST .npz
 
 Run "cloister <command> --help" for a command's options.`;
 
-/** Runs one `cloister` command and returns its exit code. */
-export function runCli(argv: readonly string[], io: CliIo): number {
+/** Runs one `cloister` command and returns its exit code (a promise for commands that run models). */
+export function runCli(argv: readonly string[], io: CliIo): number | Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "verify-quote":
       return runVerifyQuote(rest, io);
+    case "models":
+      return runModels(rest, io);
     case "up":
       return runUp(rest, io);
     case undefined:

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -11,9 +12,11 @@ import {
   decodeDicom,
   decodeDicomModalityValues,
   decodeImage,
+  encodeDicom,
   grayImageFromBytes,
   ImagingError,
   parsePreprocessing,
+  readMedMnistSplit,
   preprocess,
   type ImagingErrorCode,
 } from "./index.js";
@@ -242,5 +245,52 @@ describe("preprocessing", () => {
     const sigmoid = applyWindow(values, { window: { center: 50, width: 100 }, voiFunction: "SIGMOID" });
     assert.ok(Math.abs((sigmoid[1] ?? 0) - 127.5) < 1e-4);
     assert.ok(Math.abs((sigmoid[2] ?? 0) - 255 / (1 + Math.exp(-2))) < 1e-3);
+  });
+});
+
+describe("the test DICOM writer", () => {
+  it("writes files that we and pydicom read identically, with window, rescale and MONOCHROME1", async (t) => {
+    const pixels = new Uint16Array(64 * 48).map((_, i) => (i * 37) % 4096);
+    const bytes = encodeDicom({
+      rows: 48,
+      columns: 64,
+      pixels,
+      bitsStored: 12,
+      photometric: "MONOCHROME1",
+      window: { center: 1500, width: 2000 },
+      rescale: { slope: 2, intercept: -1000 },
+      modality: "DX",
+    });
+    const { module, values } = decodeDicomModalityValues(bytes);
+    assert.deepEqual(
+      [module.rows, module.columns, module.bitsStored, module.photometric],
+      [48, 64, 12, "MONOCHROME1"],
+    );
+    assert.deepEqual(Array.from(values.subarray(0, 3)), [-1000, -926, -852]);
+    const image = decodeDicom(bytes);
+    // MONOCHROME1: the lowest values are the brightest.
+    assert.equal(image.pixels[0], 255);
+    if (skipReason !== false) {
+      t.skip(skipReason);
+      return;
+    }
+    const file = join(mkdtempSync(join(tmpdir(), "cloister-dicom-")), "written.dcm");
+    writeFileSync(file, bytes);
+    const { stdout } = await run("/usr/bin/python3", [reference, file], { maxBuffer: 16 << 20 });
+    const expected = JSON.parse(stdout) as { values: number[] };
+    assert.equal(maxDifference(values, expected.values), 0);
+  });
+});
+
+describe("MedMNIST .npz", () => {
+  it("reads the PneumoniaMNIST validation split", () => {
+    const path = new URL("../../../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url)
+      .pathname;
+    const split = readMedMnistSplit(path, "val");
+    assert.deepEqual([split.count, split.height, split.width], [524, 28, 28]);
+    assert.equal(split.images.length, 524 * 28 * 28);
+    // The README's class counts: 135 normal, 389 pneumonia.
+    assert.equal(split.labels.filter((label) => label === 1).length, 389);
+    assert.throws(() => readMedMnistSplit(path, "test"), ImagingError);
   });
 });

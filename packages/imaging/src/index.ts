@@ -13,3 +13,5 @@ export {
   type DicomPixelModule,
 } from "./dicom.js";
 export { parsePreprocessing, preprocess, type Preprocessing } from "./preprocess.js";
+export { encodeDicom, type DicomImageInit } from "./dicom-writer.js";
+export { parseNpy, readMedMnistSplit, readNpz, type MedMnistSplit, type NpyArray } from "./npz.js";

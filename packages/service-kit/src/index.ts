@@ -1,2 +1,3 @@
 export { createServiceApp, isClientError, type ServiceApp, type ServiceAppOptions } from "./service-app.js";
 export { listenOnLoopback } from "./loopback.js";
+export { readErrorTable } from "./error-table.js";

@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { test } from "node:test";
+import { readErrorTable } from "@cloister/service-kit";
 import { serviceErrors } from "./app.js";
 
 test("the README's error table lists every service error with its status", () => {
-  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const rows = [...readme.matchAll(/^\| `(ERR_[A-Z_]+)`\s*\|\s*(\d{3})\s*\|/gm)].map((match) => [
-    match[1],
-    Number(match[2]),
-  ]);
   assert.deepEqual(
-    rows,
+    readErrorTable(new URL("../README.md", import.meta.url)),
     Object.entries(serviceErrors).map(([code, entry]) => [code, entry.status]),
   );
 });

@@ -1,0 +1,224 @@
+// The inference server's HTTP surface, outside the encapsulation: its evidence, its OHTTP key
+// configuration, and the gateway. The host sees sizes, timings and outcome codes, never content.
+import { attestRequestBody, type Evidence } from "@cloister/enclave";
+import {
+  decodeRequest,
+  encodeResponse,
+  OhttpError,
+  OhttpGateway,
+  ohttpKeysMediaType,
+  ohttpRequestMediaType,
+  ohttpResponseMediaType,
+  type OhttpKeyPair,
+} from "@cloister/ohttp";
+import { createServiceApp, isClientError } from "@cloister/service-kit";
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from "fastify";
+import { Counter, Histogram } from "prom-client";
+import { InferenceError, type InferenceErrorCode } from "./errors.js";
+import type { LoadedModel } from "./model-repository.js";
+import { errorResponse, handleOpenInference, type CallerVerifier } from "./open-inference.js";
+
+/** What attestAtStart gives the server: its token, evidence and the keys bound into it. */
+export interface ServerAttestation {
+  readonly token: () => string;
+  readonly evidence: Evidence;
+  readonly runtimeData: Uint8Array;
+  readonly keys: { readonly ohttp: OhttpKeyPair };
+}
+
+export interface InferenceServerConfig {
+  readonly attestation: ServerAttestation;
+  readonly models: readonly LoadedModel[];
+  readonly callers: CallerVerifier;
+  readonly logger?: FastifyServerOptions["logger"];
+  readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Largest encapsulated request (default 32 MiB: a 20 MB image in base64, with room). */
+  readonly bodyLimit?: number;
+  /** Requests handled at once before the gateway answers 503 with Retry-After (default 16). */
+  readonly maxInFlight?: number;
+  readonly replayWindowMs?: number;
+  readonly clockSkewMs?: number;
+  readonly now?: () => number;
+}
+
+function clientErrorCode(status: number): InferenceErrorCode {
+  return status === 413
+    ? "ERR_PAYLOAD_TOO_LARGE"
+    : status === 415
+      ? "ERR_UNSUPPORTED_MEDIA_TYPE"
+      : "ERR_BAD_REQUEST";
+}
+
+const problemType = "https://iana.org/assignments/http-problem-types#ohttp-key";
+
+/**
+ * @example
+ * ```ts
+ * const app = await buildApp({ attestation, models: await loadModelRepository(dir), callers });
+ * await app.listen({ port: 7445, host: "127.0.0.1" });
+ * ```
+ */
+export async function buildApp(config: InferenceServerConfig): Promise<FastifyInstance> {
+  const now = config.now ?? Date.now;
+  const gateway = new OhttpGateway({
+    keys: [config.attestation.keys.ohttp],
+    replayWindowMs: config.replayWindowMs ?? 600_000,
+    now,
+  });
+  const { app, registry } = createServiceApp({
+    logger: config.logger,
+    bodyLimit: config.bodyLimit ?? 32 * 1024 * 1024,
+    ...(config.https === undefined ? {} : { https: config.https }),
+  });
+  const outcomes = new Counter({
+    name: "inference_requests_total",
+    help: "Encapsulated requests by outcome code",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  const stages = new Histogram({
+    name: "inference_request_seconds",
+    help: "Time to open, handle and seal an encapsulated request",
+    labelNames: ["stage"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const maxInFlight = config.maxInFlight ?? 16;
+  let inFlight = 0;
+
+  app.addContentTypeParser(ohttpRequestMediaType, { parseAs: "buffer" }, (_request, body, done) => {
+    done(null, body);
+  });
+  app.setErrorHandler(async (error, request, reply) => {
+    const failure =
+      error instanceof InferenceError
+        ? error
+        : isClientError(error)
+          ? new InferenceError(clientErrorCode((error as { statusCode: number }).statusCode))
+          : new InferenceError("ERR_INTERNAL");
+    if (failure.code === "ERR_INTERNAL") {
+      request.log.error({ errorName: error instanceof Error ? error.name : "unknown" }, "unexpected failure");
+    }
+    return reply
+      .status(failure.status)
+      .header("content-type", "application/problem+json")
+      .send({ title: failure.message, status: failure.status, code: failure.code });
+  });
+  app.setNotFoundHandler(async () => {
+    throw new InferenceError("ERR_NOT_FOUND");
+  });
+
+  app.get("/attestation", async () => ({
+    ...attestRequestBody(config.attestation.evidence, config.attestation.runtimeData),
+    token: config.attestation.token(),
+    keyConfig: Buffer.from(config.attestation.keys.ohttp.keyConfig).toString("base64url"),
+  }));
+
+  app.get("/ohttp-keys", async (_request, reply) =>
+    reply.header("content-type", ohttpKeysMediaType).send(Buffer.from(gateway.keyConfigList())),
+  );
+
+  app.get("/readyz", async () => ({ status: "ready", models: config.models.length }));
+
+  app.post("/ohttp", async (request, reply) => {
+    if (request.headers["content-type"] !== ohttpRequestMediaType || !Buffer.isBuffer(request.body)) {
+      return reply
+        .status(415)
+        .header("content-type", "application/problem+json")
+        .send({ title: `send ${ohttpRequestMediaType}`, status: 415, code: "ERR_UNSUPPORTED_MEDIA_TYPE" });
+    }
+    if (inFlight >= maxInFlight) {
+      outcomes.inc({ outcome: "ERR_OVERLOADED" });
+      return reply
+        .status(503)
+        .header("retry-after", "1")
+        .header("content-type", "application/problem+json")
+        .send({ title: "the server is at capacity", status: 503, code: "ERR_OVERLOADED" });
+    }
+    inFlight++;
+    let answer: { status: number; type: string; body: unknown };
+    try {
+      answer = await serveEncapsulated(request.body, request.log);
+    } finally {
+      inFlight--;
+    }
+    return reply
+      .status(answer.status)
+      .header("content-type", answer.type)
+      .header("cache-control", "no-store")
+      .send(answer.body);
+  });
+
+  const serveEncapsulated = async (
+    body: Buffer,
+    log: FastifyBaseLogger,
+  ): Promise<{ status: number; type: string; body: unknown }> => {
+    const started = performance.now();
+    let opened;
+    try {
+      opened = await gateway.decapsulate(new Uint8Array(body));
+    } catch (error) {
+      const code = error instanceof OhttpError ? error.code : "ERR_GATEWAY";
+      outcomes.inc({ outcome: code });
+      log.info({ requestBytes: body.length, outcome: code }, "encapsulated request refused");
+      // RFC 9458 §5.3: key problems are signalled with this problem type, so clients refetch the keys.
+      return {
+        status: 400,
+        type: "application/problem+json",
+        body: {
+          ...(code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT" ? { type: problemType } : {}),
+          title: "the encapsulated request could not be opened",
+          status: 400,
+          code,
+        },
+      };
+    }
+    const openedAt = performance.now();
+    let handled;
+    try {
+      handled = await handleOpenInference(decodeRequest(opened.request), {
+        models: config.models,
+        callers: config.callers,
+        replayHorizon: () => gateway.replayHorizon(),
+        now,
+        serverVersion: "0.1.0",
+        ...(config.clockSkewMs === undefined ? {} : { clockSkewMs: config.clockSkewMs }),
+      });
+    } catch {
+      handled = errorResponse(new InferenceError("ERR_BAD_REQUEST", "the inner message is not Binary HTTP"));
+    }
+    const handledAt = performance.now();
+    const sealed = await opened.sealResponse(encodeResponse(handled.response));
+    const sealedAt = performance.now();
+    stages.observe({ stage: "open" }, (openedAt - started) / 1000);
+    stages.observe({ stage: "handle" }, (handledAt - openedAt) / 1000);
+    stages.observe({ stage: "seal" }, (sealedAt - handledAt) / 1000);
+    outcomes.inc({ outcome: handled.outcome });
+    log.info(
+      {
+        requestBytes: body.length,
+        responseBytes: sealed.length,
+        ms: Number((sealedAt - started).toFixed(2)),
+        outcome: handled.outcome,
+      },
+      "encapsulated request handled",
+    );
+    return { status: 200, type: ohttpResponseMediaType, body: Buffer.from(sealed) };
+  };
+  return app;
+}
+
+export { InferenceError, inferenceErrors, type InferenceErrorCode } from "./errors.js";
+export { parseModelConfig, type ModelConfig } from "./model-config.js";
+export { decryptModel, encryptModel } from "./model-encryption.js";
+export {
+  loadModel,
+  loadModelRepository,
+  modelMeasurements,
+  scanModelRepository,
+  type LoadedModel,
+  type ModelEntry,
+  type ModelMeasurement,
+} from "./model-repository.js";
+export { inputSize, runModel } from "./inference.js";
+export { handleOpenInference, type CallerVerifier, type OpenInferenceContext } from "./open-inference.js";

@@ -1,0 +1,103 @@
+// Runs the inference server over HTTPS. Configuration is read once, here, from the environment:
+//   CLOISTER_INFERENCE_PORT         default 7445 (on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
+//   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
+//   CLOISTER_DATA_DIR               holds the simulation platform (default .cloister)
+//   CLOISTER_MODEL_REPOSITORY       <model>/<version>/… folders (default models/repository)
+//   CLOISTER_ATTESTATION_URL        the attestation service (required); CLOISTER_ATTESTATION_ISSUER if it differs
+//   CLOISTER_CA                     PEM file of the CA for the attestation service and key broker (dev CA)
+//   CLOISTER_KEY_BROKER_URL         needed only for encrypted models
+//   CLOISTER_CALLER_MEASUREMENTS    comma-separated allowed caller measurements (hex), or "any" (required)
+//   CLOISTER_CALLER_ALLOW_SIMULATION, CLOISTER_CALLER_ALLOW_DEBUG   "true" for the dev stack only
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadSimulationPlatform } from "@cloister/attestation";
+import { attestAtStart, measureCode, PeerVerifier, releaseKey, simulationProvider } from "@cloister/enclave";
+import { buildApp } from "./app.js";
+import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} is required`);
+  }
+  return value;
+}
+
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const port = Number.parseInt(process.env.CLOISTER_INFERENCE_PORT ?? "7445", 10);
+const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
+const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(process.env.CLOISTER_CA, "utf8");
+const attestationUrl = required("CLOISTER_ATTESTATION_URL");
+const callerMeasurements = required("CLOISTER_CALLER_MEASUREMENTS");
+
+const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
+  mrenclave: measureCode(repositoryRoot, [
+    "services/inference-server/dist",
+    "packages/attestation/dist",
+    "packages/enclave/dist",
+    "packages/imaging/dist",
+    "packages/ohttp/dist",
+    "packages/service-kit/dist",
+  ]),
+  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
+  productId: 3,
+  svn: 1,
+});
+
+// Hash every model first, so exactly these bytes are bound into the evidence.
+const entries = scanModelRepository(
+  resolve(process.env.CLOISTER_MODEL_REPOSITORY ?? resolve(repositoryRoot, "models/repository")),
+);
+const attestation = await attestAtStart({
+  provider,
+  attestationService: { url: attestationUrl, ...(ca === undefined ? {} : { ca }) },
+  runtime: { models: modelMeasurements(entries) },
+});
+const keyBrokerUrl = process.env.CLOISTER_KEY_BROKER_URL;
+const models = await Promise.all(
+  entries.map((entry) =>
+    loadModel(entry, {
+      ...(keyBrokerUrl === undefined
+        ? {}
+        : {
+            releaseModelKey: async (keyName: string) =>
+              releaseKey(
+                { url: keyBrokerUrl, ...(ca === undefined ? {} : { ca }) },
+                keyName,
+                attestation.token(),
+                attestation.keys.release.privateKey,
+              ),
+          }),
+    }),
+  ),
+);
+const callers = new PeerVerifier({
+  attestationService: {
+    url: attestationUrl,
+    ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
+      ? {}
+      : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
+    ...(ca === undefined ? {} : { ca }),
+  },
+  expectations: {
+    measurements: callerMeasurements === "any" ? "any" : callerMeasurements.split(",").map((m) => m.trim()),
+    allowSimulation: process.env.CLOISTER_CALLER_ALLOW_SIMULATION === "true",
+    allowDebug: process.env.CLOISTER_CALLER_ALLOW_DEBUG === "true",
+  },
+});
+const app = await buildApp({
+  attestation,
+  models,
+  callers,
+  logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  https: {
+    cert: readFileSync(required("CLOISTER_TLS_CERT")),
+    key: readFileSync(required("CLOISTER_TLS_KEY")),
+  },
+});
+app.addHook("onClose", async () => {
+  attestation.stop();
+});
+await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
