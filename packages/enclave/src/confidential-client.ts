@@ -11,6 +11,7 @@ import {
   type FieldLine,
   type RequestInit,
 } from "@cloister/ohttp";
+import { nodeHpke } from "@cloister/ohttp/node";
 import { Agent } from "node:https";
 import { EnclaveError } from "./errors.js";
 import { requestBytes, requestJson, type HttpsClientOptions } from "./https-client.js";
@@ -112,6 +113,7 @@ export async function connectConfidentialService(
     const sealed = await encapsulateRequest(
       Buffer.from(current.keyConfig, "base64url"),
       encodeRequest({ ...init, authority: new URL(options.url).host, headers }),
+      { hpke: nodeHpke },
     );
     const sealedAt = performance.now();
     const reply = await requestBytes(

@@ -59,11 +59,11 @@ function bodyBytes(body: Uint8Array | string | undefined): Uint8Array {
   return body === undefined ? new Uint8Array(0) : typeof body === "string" ? utf8.encode(body) : body;
 }
 
-function lengthPrefixed(bytes: Uint8Array): Uint8Array {
-  return concatBytes(encodeVarint(bytes.length), bytes);
+function lengthPrefixed(bytes: Uint8Array): Uint8Array[] {
+  return [encodeVarint(bytes.length), bytes];
 }
 
-function encodeFieldSection(fields: readonly FieldLine[]): Uint8Array {
+function encodeFieldSection(fields: readonly FieldLine[]): Uint8Array[] {
   const encoded = concatBytes(
     ...fields.flatMap(([name, value]) => {
       if (!tokenPattern.test(name)) {
@@ -75,7 +75,7 @@ function encodeFieldSection(fields: readonly FieldLine[]): Uint8Array {
           "a field value must not contain CR, LF or NUL, nor start or end with whitespace",
         );
       }
-      return [lengthPrefixed(utf8.encode(name)), lengthPrefixed(utf8.encode(value))];
+      return [...lengthPrefixed(utf8.encode(name)), ...lengthPrefixed(utf8.encode(value))];
     }),
   );
   return lengthPrefixed(encoded);
@@ -92,7 +92,8 @@ function encodeTail(
   while (sections.length > 0 && empty[sections.length - 1] === true) {
     sections.pop();
   }
-  return sections;
+  // Parts, not a joined copy: the message is concatenated once, by the caller.
+  return sections.flat();
 }
 
 /**
@@ -111,10 +112,10 @@ export function encodeRequest(init: RequestInit): Uint8Array {
   }
   return concatBytes(
     encodeVarint(0),
-    lengthPrefixed(utf8.encode(method)),
-    lengthPrefixed(utf8.encode(init.scheme ?? "https")),
-    lengthPrefixed(utf8.encode(init.authority ?? "")),
-    lengthPrefixed(utf8.encode(init.path)),
+    ...lengthPrefixed(utf8.encode(method)),
+    ...lengthPrefixed(utf8.encode(init.scheme ?? "https")),
+    ...lengthPrefixed(utf8.encode(init.authority ?? "")),
+    ...lengthPrefixed(utf8.encode(init.path)),
     ...encodeTail(lines(init.headers), bodyBytes(init.body), []),
   );
 }
@@ -171,7 +172,8 @@ function readFieldLine(reader: ByteReader, nameLength: number): FieldLine {
 
 function readContent(reader: ByteReader, indeterminate: boolean): Uint8Array {
   if (!indeterminate) {
-    return reader.take(reader.varint()).slice();
+    // A view into the decrypted message, which the caller owns: no copy of what may be a large image.
+    return reader.take(reader.varint());
   }
   const chunks: Uint8Array[] = [];
   for (;;) {

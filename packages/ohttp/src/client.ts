@@ -3,6 +3,7 @@
 import { concatBytes, ownBytes, uint16 } from "./bytes.js";
 import { OhttpError } from "./errors.js";
 import { parseKeyConfig, selectSuite, type KeyConfig } from "./key-config.js";
+import { webHpke, type HpkeBackend } from "./hpke-backend.js";
 import { openResponseBody, responseExportLabel, responseNonceLength } from "./response-crypto.js";
 import type { OhttpSuite } from "./suites.js";
 
@@ -15,6 +16,8 @@ export interface EncapsulateOptions {
    * request must use a fresh ephemeral key.
    */
   readonly ephemeralKeyPair?: { readonly privateKey: Uint8Array; readonly publicKey: Uint8Array };
+  /** The HPKE implementation (default `webHpke`; in Node, `nodeHpke` from `@cloister/ohttp/node`). */
+  readonly hpke?: HpkeBackend;
 }
 
 export interface EncapsulatedRequest {
@@ -56,26 +59,17 @@ export async function encapsulateRequest(
 ): Promise<EncapsulatedRequest> {
   const config = keyConfig instanceof Uint8Array ? parseKeyConfig(keyConfig) : keyConfig;
   const suite = selectSuite(config);
-  const cipherSuite = suite.cipherSuite();
+  const backend = options.hpke ?? webHpke;
   const header = requestHeader(config.keyId, suite);
-  const recipientPublicKey = await cipherSuite.kem.deserializePublicKey(ownBytes(config.publicKey));
-  const ekm =
-    options.ephemeralKeyPair === undefined
-      ? undefined
-      : {
-          privateKey: await cipherSuite.kem.deserializePrivateKey(
-            ownBytes(options.ephemeralKeyPair.privateKey),
-          ),
-          publicKey: await cipherSuite.kem.deserializePublicKey(ownBytes(options.ephemeralKeyPair.publicKey)),
-        };
-  const sender = await cipherSuite.createSenderContext({
-    recipientPublicKey,
-    info: requestInfo(header),
-    ...(ekm === undefined ? {} : { ekm }),
-  });
-  const enc = new Uint8Array(sender.enc);
-  const ciphertext = new Uint8Array(await sender.seal(ownBytes(request)));
-  const secret = new Uint8Array(await sender.export(responseExportLabel, responseNonceLength(suite)));
+  const sender = await backend.setupSender(
+    suite,
+    config.publicKey,
+    requestInfo(header),
+    options.ephemeralKeyPair,
+  );
+  const enc = sender.enc;
+  const ciphertext = await sender.seal(request);
+  const secret = await sender.export(responseExportLabel, responseNonceLength(suite));
   return {
     encapsulatedRequest: concatBytes(header, enc, ciphertext),
     suite,
@@ -83,7 +77,7 @@ export async function encapsulateRequest(
       if (!(encapsulatedResponse instanceof Uint8Array)) {
         throw new OhttpError("ERR_OHTTP_MALFORMED", "an encapsulated response is bytes");
       }
-      return openResponseBody(suite, secret, enc, encapsulatedResponse);
+      return openResponseBody(backend, suite, secret, enc, encapsulatedResponse);
     },
   };
 }

@@ -4,6 +4,7 @@ import { ByteReader, ownBytes } from "./bytes.js";
 import { requestInfo, requestHeader } from "./client.js";
 import { OhttpError } from "./errors.js";
 import { encodeKeyConfig, encodeKeyConfigList } from "./key-config.js";
+import { webHpke, type HpkeBackend } from "./hpke-backend.js";
 import { ReplayCache } from "./replay-cache.js";
 import { responseExportLabel, responseNonceLength, sealResponseBody } from "./response-crypto.js";
 import { defaultSuiteName, findSuite, suites, type OhttpSuite, type OhttpSuiteName } from "./suites.js";
@@ -74,6 +75,8 @@ export interface OhttpGatewayOptions {
   readonly replayWindowMs?: number;
   readonly maxReplayEntries?: number;
   readonly now?: () => number;
+  /** The HPKE implementation (default `webHpke`; in Node, `nodeHpke` from `@cloister/ohttp/node`). */
+  readonly hpke?: HpkeBackend;
 }
 
 export interface SealResponseOptions {
@@ -105,6 +108,7 @@ export interface DecapsulatedRequest {
 export class OhttpGateway {
   private readonly keys: ReadonlyMap<number, OhttpKeyPair>;
   private readonly replayCache: ReplayCache;
+  private readonly hpke: HpkeBackend;
 
   constructor(options: OhttpGatewayOptions) {
     const keys = new Map<number, OhttpKeyPair>();
@@ -115,6 +119,7 @@ export class OhttpGateway {
       keys.set(key.keyId, key);
     }
     this.keys = keys;
+    this.hpke = options.hpke ?? webHpke;
     this.replayCache = new ReplayCache({
       windowMs: options.replayWindowMs ?? 600_000,
       ...(options.maxReplayEntries === undefined ? {} : { maxEntries: options.maxReplayEntries }),
@@ -159,18 +164,18 @@ export class OhttpGateway {
     if (reader.remaining < 16) {
       reader.fail("the encapsulated request has no room for an AEAD tag");
     }
-    const ciphertext = ownBytes(reader.take(reader.remaining));
-    const cipherSuite = suite.cipherSuite();
+    const ciphertext = reader.take(reader.remaining);
     let request: Uint8Array;
     let secret: Uint8Array;
     try {
-      const recipient = await cipherSuite.createRecipientContext({
-        recipientKey: key.privateKey,
-        enc: ownBytes(enc),
-        info: requestInfo(requestHeader(keyId, suite)),
-      });
-      request = new Uint8Array(await recipient.open(ciphertext));
-      secret = new Uint8Array(await recipient.export(responseExportLabel, responseNonceLength(suite)));
+      const recipient = await this.hpke.setupReceiver(
+        suite,
+        key.privateKey,
+        enc,
+        requestInfo(requestHeader(keyId, suite)),
+      );
+      request = await recipient.open(ciphertext);
+      secret = await recipient.export(responseExportLabel, responseNonceLength(suite));
     } catch (cause) {
       throw new OhttpError("ERR_OHTTP_DECRYPT", "the encapsulated request does not decrypt", { cause });
     }
@@ -188,7 +193,7 @@ export class OhttpGateway {
         if (nonce.length !== responseNonceLength(suite)) {
           throw new OhttpError("ERR_OHTTP_MALFORMED", "the response nonce has the wrong length");
         }
-        return sealResponseBody(suite, secret, enc, response, nonce);
+        return sealResponseBody(this.hpke, suite, secret, enc, response, nonce);
       },
     };
   }

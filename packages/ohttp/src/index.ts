@@ -39,3 +39,4 @@ export {
   type RequestInit,
   type ResponseInit,
 } from "./bhttp.js";
+export { webHpke, type HpkeBackend, type HpkeReceiver, type HpkeSender } from "./hpke-backend.js";

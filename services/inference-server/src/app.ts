@@ -11,6 +11,7 @@ import {
   ohttpResponseMediaType,
   type OhttpKeyPair,
 } from "@cloister/ohttp";
+import { nodeHpke } from "@cloister/ohttp/node";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from "fastify";
 import { Counter, Histogram } from "prom-client";
@@ -64,6 +65,7 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
     keys: [config.attestation.keys.ohttp],
     replayWindowMs: config.replayWindowMs ?? 600_000,
     now,
+    hpke: nodeHpke,
   });
   const { app, registry } = createServiceApp({
     logger: config.logger,
@@ -156,7 +158,8 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
     const started = performance.now();
     let opened;
     try {
-      opened = await gateway.decapsulate(new Uint8Array(body));
+      // A view, not a copy: encapsulated images are large.
+      opened = await gateway.decapsulate(new Uint8Array(body.buffer, body.byteOffset, body.length));
     } catch (error) {
       const code = error instanceof OhttpError ? error.code : "ERR_GATEWAY";
       outcomes.inc({ outcome: code });

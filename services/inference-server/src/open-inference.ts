@@ -124,9 +124,6 @@ function prepareInput(
     if (typeof image?.contentType !== "string" || typeof image.data !== "string") {
       throw new InferenceError("ERR_BAD_REQUEST", 'image must be {"contentType", "data": base64}');
     }
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(image.data)) {
-      throw new InferenceError("ERR_BAD_REQUEST", "image.data must be base64");
-    }
     let started = performance.now();
     let decoded;
     try {

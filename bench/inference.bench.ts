@@ -1,0 +1,182 @@
+// Confidential inference against a plain HTTPS inference server, in one run, on the same images and the
+// same onnxruntime session: the price of attestation, OHTTP and caller checks per request.
+//   baseline:     HTTPS POST of the OIP JSON to bench/plain-inference-server.ts
+//   confidential: the platform's client: token check (cached), OHTTP seal, HTTPS, gateway open, caller
+//                 token (cached decision), Date check, decode, preprocess, infer, response seal, open.
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Agent } from "node:https";
+import { requestBytes } from "@cloister/enclave";
+import { encodeDicom, readMedMnistSplit } from "@cloister/imaging";
+import { listenOnLoopback } from "@cloister/service-kit";
+import { PNG } from "pngjs";
+import { startConfidentialStack } from "../services/inference-server/src/test-support/confidential-stack.js";
+import { buildPlainInferenceServer } from "./plain-inference-server.js";
+
+const modelName = "chest-xray-pneumonia";
+const medmnist = new URL("../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url).pathname;
+
+export interface InferenceBenchmarkRow {
+  readonly input: string;
+  readonly bytes: number;
+  readonly baseline: { p50: number; p99: number };
+  readonly confidential: { p50: number; p99: number };
+  /** Median milliseconds per stage of the confidential path. */
+  readonly stages: Readonly<Record<string, number>>;
+  readonly goal: number;
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+function testImages(): { name: string; contentType: string; data: Uint8Array; goal: number }[] {
+  const validation = readMedMnistSplit(medmnist, "val");
+  const first = validation.images.subarray(0, 784);
+  const png = new PNG({ width: 28, height: 28 });
+  first.forEach((value, i) => {
+    png.data.set([value, value, value, 255], i * 4);
+  });
+  // A 512×512 12-bit DX image made from the same picture (nearest-neighbour upscaling).
+  const pixels = new Uint16Array(512 * 512).map((_, i) => {
+    const y = Math.floor(Math.floor(i / 512) * (28 / 512));
+    const x = Math.floor((i % 512) * (28 / 512));
+    return (first[y * 28 + x] ?? 0) * 16;
+  });
+  const dicom = encodeDicom({
+    rows: 512,
+    columns: 512,
+    pixels,
+    bitsStored: 12,
+    window: { center: 2048, width: 4096 },
+    modality: "DX",
+  });
+  return [
+    { name: "28×28 PNG", contentType: "image/png", data: PNG.sync.write(png), goal: 1.25 },
+    { name: "512×512 DICOM", contentType: "application/dicom", data: dicom, goal: 1.1 },
+  ];
+}
+
+export async function runInferenceBenchmark(options: {
+  iterations: number;
+  warmup: number;
+}): Promise<InferenceBenchmarkRow[]> {
+  const stack = await startConfidentialStack();
+  try {
+    const { app: plain, url: plainUrl } = await listenOnLoopback(async () =>
+      buildPlainInferenceServer(stack.models, stack.tls),
+    );
+    const agent = new Agent({ keepAlive: true, ca: stack.caPem });
+    try {
+      const rows: InferenceBenchmarkRow[] = [];
+      for (const image of testImages()) {
+        const body = JSON.stringify({
+          id: "bench",
+          image: { contentType: image.contentType, data: Buffer.from(image.data).toString("base64") },
+        });
+        const baselineOnce = async (): Promise<number> => {
+          const started = performance.now();
+          const response = await requestBytes(
+            "POST",
+            new URL(`/v2/models/${modelName}/infer`, plainUrl),
+            { bytes: new TextEncoder().encode(body), contentType: "application/json" },
+            { agent },
+          );
+          if (response.status !== 200) {
+            throw new Error(`baseline answered ${response.status}`);
+          }
+          return performance.now() - started;
+        };
+        const stages: Record<string, number[]> = {};
+        const confidentialOnce = async (): Promise<number> => {
+          const started = performance.now();
+          const response = await stack.client.request({
+            method: "POST",
+            path: `/v2/models/${modelName}/infer`,
+            headers: { "content-type": "application/json" },
+            body,
+          });
+          const elapsed = performance.now() - started;
+          if (response.status !== 200) {
+            throw new Error(`confidential answered ${response.status}`);
+          }
+          const serverTiming = response.headers.find(([name]) => name === "server-timing")?.[1] ?? "";
+          let inside = 0;
+          for (const match of serverTiming.matchAll(/(\w+);dur=([\d.]+)/g)) {
+            const ms = Number(match[2]);
+            inside += ms;
+            (stages[`server ${match[1] ?? ""}`] ??= []).push(ms);
+          }
+          (stages["client seal"] ??= []).push(response.timings.seal);
+          (stages["wire, TLS, gateway open/seal, JSON"] ??= []).push(response.timings.exchange - inside);
+          (stages["client open"] ??= []).push(response.timings.open);
+          return elapsed;
+        };
+        for (let i = 0; i < options.warmup; i++) {
+          await baselineOnce();
+          await confidentialOnce();
+        }
+        for (const key of Object.keys(stages)) {
+          stages[key] = [];
+        }
+        const baseline: number[] = [];
+        const confidential: number[] = [];
+        // Interleaved, so drift on a shared machine hits both sides alike.
+        for (let i = 0; i < options.iterations; i++) {
+          baseline.push(await baselineOnce());
+          confidential.push(await confidentialOnce());
+        }
+        rows.push({
+          input: image.name,
+          bytes: image.data.length,
+          baseline: { p50: median(baseline), p99: percentile(baseline, 99) },
+          confidential: { p50: median(confidential), p99: percentile(confidential, 99) },
+          stages: Object.fromEntries(
+            Object.entries(stages).map(([stage, values]) => [stage, median(values)]),
+          ),
+          goal: image.goal,
+        });
+      }
+      return rows;
+    } finally {
+      agent.destroy();
+      await plain.close();
+    }
+  } finally {
+    await stack.close();
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(
+    "Confidential inference (OHTTP, attested both ways) vs a plain HTTPS OIP server: same model, images and onnxruntime session",
+  );
+  const rows = await runInferenceBenchmark({ iterations: 400, warmup: 40 });
+  for (const row of rows) {
+    const ratio = row.confidential.p50 / row.baseline.p50;
+    console.log(`\n${row.input} (${row.bytes} bytes)`);
+    console.log(
+      `  baseline      p50 ${row.baseline.p50.toFixed(2)} ms   p99 ${row.baseline.p99.toFixed(2)} ms`,
+    );
+    console.log(
+      `  confidential  p50 ${row.confidential.p50.toFixed(2)} ms   p99 ${row.confidential.p99.toFixed(2)} ms`,
+    );
+    console.log(
+      `  ratio confidential/baseline: p50 ${ratio.toFixed(2)}×, p99 ${(row.confidential.p99 / row.baseline.p99).toFixed(2)}×` +
+        ` (goal ≤ ${row.goal.toFixed(2)}× at p50: ${ratio <= row.goal ? "met" : "NOT met"})`,
+    );
+    console.log("  confidential path, median ms per stage:");
+    for (const [stage, ms] of Object.entries(row.stages)) {
+      console.log(`    ${stage.padEnd(38)} ${ms.toFixed(3)}`);
+    }
+  }
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  await main();
+}
