@@ -1,0 +1,48 @@
+// The platform API's error table: code, HTTP status, FHIR issue type, message. At /fhir every error is an
+// OperationOutcome; elsewhere it is application/problem+json. Messages never carry PHI.
+
+export const platformErrors = {
+  ERR_BAD_REQUEST: { status: 400, issue: "invalid", message: "the request is not acceptable" },
+  ERR_INVALID_RESOURCE: { status: 400, issue: "invalid", message: "the resource does not validate" },
+  ERR_UNAUTHENTICATED: { status: 401, issue: "login", message: "sign in first" },
+  ERR_LOGIN_FAILED: { status: 401, issue: "security", message: "the email or password is wrong" },
+  ERR_FORBIDDEN: { status: 403, issue: "forbidden", message: "your role may not do this" },
+  ERR_NOT_FOUND: { status: 404, issue: "not-found", message: "no such resource" },
+  ERR_GONE: { status: 410, issue: "deleted", message: "the resource was deleted" },
+  ERR_VERSION_CONFLICT: { status: 409, issue: "conflict", message: "the resource changed since you read it" },
+  ERR_DUPLICATE: { status: 409, issue: "duplicate", message: "a resource with this identifier exists" },
+  ERR_PRECONDITION: { status: 412, issue: "conflict", message: "If-Match does not name the current version" },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, issue: "too-long", message: "the request is larger than allowed" },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, issue: "not-supported", message: "send application/fhir+json" },
+  ERR_LOCKED: {
+    status: 423,
+    issue: "security",
+    message: "the account is locked for a while after failed sign-ins",
+  },
+  ERR_RATE_LIMITED: { status: 429, issue: "throttled", message: "too many attempts; retry later" },
+  ERR_NOT_READY: {
+    status: 503,
+    issue: "transient",
+    message: "the platform is not ready (attestation or keys)",
+  },
+  ERR_STORAGE: { status: 500, issue: "exception", message: "the record store failed" },
+  ERR_INTERNAL: { status: 500, issue: "exception", message: "the request could not be handled" },
+} as const;
+
+export type PlatformErrorCode = keyof typeof platformErrors;
+
+/** The one error type of the platform API; `code` is stable, `status` follows the table. */
+export class PlatformError extends Error {
+  override readonly name = "PlatformError";
+  readonly code: PlatformErrorCode;
+  readonly status: number;
+  /** FHIRPath of the offending element, for OperationOutcome.issue.expression. */
+  readonly expression: string | undefined;
+
+  constructor(code: PlatformErrorCode, message?: string, options?: { cause?: unknown; expression?: string }) {
+    super(message ?? platformErrors[code].message, options);
+    this.code = code;
+    this.status = platformErrors[code].status;
+    this.expression = options?.expression;
+  }
+}

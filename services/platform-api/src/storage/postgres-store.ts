@@ -1,0 +1,197 @@
+// The production driver: PostgreSQL through node-postgres, every write in one transaction with the
+// current row locked, migrations serialised by an advisory lock.
+import pg from "pg";
+import { PlatformError } from "../errors.js";
+import { migrations, type RecordStore, type StoredVersion } from "./record-store.js";
+
+interface VersionRow {
+  type: string;
+  id: string;
+  version_id: number;
+  last_updated: string;
+  deleted: boolean;
+  body: Buffer;
+}
+
+function toVersion(row: VersionRow): StoredVersion {
+  return {
+    type: row.type,
+    id: row.id,
+    versionId: row.version_id,
+    lastUpdated: row.last_updated,
+    deleted: row.deleted,
+    body: new Uint8Array(row.body),
+  };
+}
+
+function storageFailure(cause: unknown): PlatformError {
+  if (cause instanceof PlatformError) {
+    return cause;
+  }
+  // 23505: unique violation, two writers creating the same version at once.
+  if (typeof cause === "object" && cause !== null && "code" in cause && cause.code === "23505") {
+    return new PlatformError("ERR_VERSION_CONFLICT");
+  }
+  return new PlatformError("ERR_STORAGE", undefined, { cause });
+}
+
+const versionColumns = "v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body";
+
+export interface PostgresStoreOptions {
+  readonly connectionString: string;
+  /** A schema to create and use (tests isolate themselves this way); default `public`. */
+  readonly schema?: string;
+  readonly maxConnections?: number;
+}
+
+export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
+  const schema = options.schema ?? "public";
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    throw new PlatformError("ERR_STORAGE", "the schema name must be a lowercase identifier");
+  }
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.maxConnections ?? 10,
+    options: `-c search_path=${schema}`,
+  });
+  // A dropped connection is reported on the pool; queries on it fail and are retried by the caller.
+  pool.on("error", () => undefined);
+
+  const transaction = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw storageFailure(error);
+    } finally {
+      client.release();
+    }
+  };
+
+  const query = async (sql: string, values: unknown[]): Promise<VersionRow[]> => {
+    try {
+      return (await pool.query<VersionRow>(sql, values)).rows;
+    } catch (cause) {
+      throw storageFailure(cause);
+    }
+  };
+
+  return {
+    dialect: "postgres",
+    migrate: async () =>
+      transaction(async (client) => {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+        await client.query("SELECT pg_advisory_xact_lock(726172)");
+        await client.query(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        );
+        const applied = new Set(
+          (await client.query<{ version: number }>("SELECT version FROM schema_migrations")).rows.map(
+            (r) => r.version,
+          ),
+        );
+        for (const migration of migrations) {
+          if (!applied.has(migration.version)) {
+            await client.query(migration.sql.postgres);
+            await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [
+              migration.version,
+              new Date().toISOString(),
+            ]);
+          }
+        }
+        return Math.max(0, ...migrations.map((m) => m.version));
+      }),
+    write: async (tenantId, version, expected, tokens) =>
+      transaction(async (client) => {
+        const current = await client.query<{ version_id: number }>(
+          "SELECT version_id FROM resources_current WHERE tenant_id = $1 AND type = $2 AND id = $3 FOR UPDATE",
+          [tenantId, version.type, version.id],
+        );
+        if ((current.rows[0]?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
+          throw new PlatformError("ERR_VERSION_CONFLICT");
+        }
+        await client.query(
+          "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          [
+            tenantId,
+            version.type,
+            version.id,
+            version.versionId,
+            version.lastUpdated,
+            version.deleted,
+            Buffer.from(version.body),
+          ],
+        );
+        await client.query(
+          `INSERT INTO resources_current (tenant_id, type, id, version_id, last_updated, deleted) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (tenant_id, type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
+             last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted`,
+          [tenantId, version.type, version.id, version.versionId, version.lastUpdated, version.deleted],
+        );
+        await client.query("DELETE FROM search_tokens WHERE tenant_id = $1 AND type = $2 AND id = $3", [
+          tenantId,
+          version.type,
+          version.id,
+        ]);
+        const unique = [
+          ...new Map(
+            (version.deleted ? [] : tokens).map((t) => [Buffer.from(t).toString("hex"), t]),
+          ).values(),
+        ];
+        if (unique.length > 0) {
+          await client.query(
+            "INSERT INTO search_tokens (tenant_id, type, id, token) SELECT $1, $2, $3, unnest($4::bytea[])",
+            [tenantId, version.type, version.id, unique.map((t) => Buffer.from(t))],
+          );
+        }
+      }),
+    current: async (tenantId, type, id) => {
+      const rows = await query(
+        `SELECT ${versionColumns} FROM resources_current c JOIN resource_versions v ON v.tenant_id = c.tenant_id
+         AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id WHERE c.tenant_id = $1 AND c.type = $2 AND c.id = $3`,
+        [tenantId, type, id],
+      );
+      return rows[0] === undefined ? undefined : toVersion(rows[0]);
+    },
+    version: async (tenantId, type, id, versionId) => {
+      const rows = await query(
+        `SELECT ${versionColumns} FROM resource_versions v WHERE v.tenant_id = $1 AND v.type = $2 AND v.id = $3 AND v.version_id = $4`,
+        [tenantId, type, id, versionId],
+      );
+      return rows[0] === undefined ? undefined : toVersion(rows[0]);
+    },
+    history: async (tenantId, type, id) =>
+      (
+        await query(
+          `SELECT ${versionColumns} FROM resource_versions v WHERE v.tenant_id = $1 AND v.type = $2 AND v.id = $3 ORDER BY v.version_id DESC`,
+          [tenantId, type, id],
+        )
+      ).map(toVersion),
+    search: async (tenantId, type, tokenGroups, limit) => {
+      if (tokenGroups.some((group) => group.length === 0)) {
+        return [];
+      }
+      const values: unknown[] = [tenantId, type];
+      const clauses = tokenGroups.map((group) => {
+        values.push(group.map((token) => Buffer.from(token)));
+        return `AND EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token = ANY($${values.length}::bytea[]))`;
+      });
+      values.push(limit);
+      const rows = await query(
+        `SELECT ${versionColumns} FROM resources_current c JOIN resource_versions v ON v.tenant_id = c.tenant_id
+         AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
+         WHERE c.tenant_id = $1 AND c.type = $2 AND NOT c.deleted ${clauses.join(" ")}
+         ORDER BY c.last_updated DESC, c.id LIMIT $${values.length}`,
+        values,
+      );
+      return rows.map(toVersion);
+    },
+    close: async () => {
+      await pool.end();
+    },
+  };
+}

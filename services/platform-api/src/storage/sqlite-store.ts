@@ -1,0 +1,165 @@
+// The embedded driver: better-sqlite3, write-ahead logging, every write in one transaction.
+import Database from "better-sqlite3";
+import { PlatformError } from "../errors.js";
+import { migrations, type RecordStore, type StoredVersion } from "./record-store.js";
+
+interface VersionRow {
+  type: string;
+  id: string;
+  version_id: number;
+  last_updated: string;
+  deleted: number;
+  body: Buffer;
+}
+
+function toVersion(row: VersionRow): StoredVersion {
+  return {
+    type: row.type,
+    id: row.id,
+    versionId: row.version_id,
+    lastUpdated: row.last_updated,
+    deleted: row.deleted === 1,
+    body: new Uint8Array(row.body),
+  };
+}
+
+function storageFailure(cause: unknown): PlatformError {
+  return cause instanceof PlatformError ? cause : new PlatformError("ERR_STORAGE", undefined, { cause });
+}
+
+/** Opens (and creates) an SQLite record store at `path` (":memory:" for tests). */
+export function openSqliteStore(path: string): RecordStore {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+
+  // Migrations run as the store opens (better-sqlite3 is synchronous), so statements can be prepared.
+  const applyMigrations = (): number => {
+    try {
+      db.exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+      );
+      const applied = new Set(
+        (db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map(
+          (r) => r.version,
+        ),
+      );
+      for (const migration of migrations) {
+        if (!applied.has(migration.version)) {
+          db.transaction(() => {
+            db.exec(migration.sql.sqlite);
+            db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)").run(
+              migration.version,
+              new Date().toISOString(),
+            );
+          })();
+        }
+      }
+      return Math.max(0, ...migrations.map((m) => m.version));
+    } catch (cause) {
+      db.close();
+      throw storageFailure(cause);
+    }
+  };
+  const schemaVersion = applyMigrations();
+  const migrate = async (): Promise<number> => schemaVersion;
+
+  const currentVersionOf = db.prepare(
+    "SELECT version_id FROM resources_current WHERE tenant_id = ? AND type = ? AND id = ?",
+  );
+  const insertVersion = db.prepare(
+    "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+  );
+  const upsertCurrent = db.prepare(
+    `INSERT INTO resources_current (tenant_id, type, id, version_id, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (tenant_id, type, id) DO UPDATE SET version_id = excluded.version_id,
+       last_updated = excluded.last_updated, deleted = excluded.deleted`,
+  );
+  const deleteTokens = db.prepare("DELETE FROM search_tokens WHERE tenant_id = ? AND type = ? AND id = ?");
+  const insertToken = db.prepare(
+    "INSERT OR IGNORE INTO search_tokens (tenant_id, type, id, token) VALUES (?, ?, ?, ?)",
+  );
+  const write = db.transaction(
+    (tenantId: string, version: StoredVersion, expected: number, tokens: readonly Uint8Array[]) => {
+      const row = currentVersionOf.get(tenantId, version.type, version.id) as
+        { version_id: number } | undefined;
+      if ((row?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
+        throw new PlatformError("ERR_VERSION_CONFLICT");
+      }
+      insertVersion.run(
+        tenantId,
+        version.type,
+        version.id,
+        version.versionId,
+        version.lastUpdated,
+        version.deleted ? 1 : 0,
+        Buffer.from(version.body),
+      );
+      upsertCurrent.run(
+        tenantId,
+        version.type,
+        version.id,
+        version.versionId,
+        version.lastUpdated,
+        version.deleted ? 1 : 0,
+      );
+      deleteTokens.run(tenantId, version.type, version.id);
+      for (const token of version.deleted ? [] : tokens) {
+        insertToken.run(tenantId, version.type, version.id, Buffer.from(token));
+      }
+    },
+  );
+  const selectCurrent = db.prepare(
+    `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body FROM resources_current c
+     JOIN resource_versions v ON v.tenant_id = c.tenant_id AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
+     WHERE c.tenant_id = ? AND c.type = ? AND c.id = ?`,
+  );
+  const selectVersion = db.prepare(
+    "SELECT type, id, version_id, last_updated, deleted, body FROM resource_versions WHERE tenant_id = ? AND type = ? AND id = ? AND version_id = ?",
+  );
+  const selectHistory = db.prepare(
+    "SELECT type, id, version_id, last_updated, deleted, body FROM resource_versions WHERE tenant_id = ? AND type = ? AND id = ? ORDER BY version_id DESC",
+  );
+
+  return {
+    dialect: "sqlite",
+    migrate,
+    write: async (tenantId, version, expected, tokens) => {
+      try {
+        write(tenantId, version, expected, tokens);
+      } catch (cause) {
+        throw storageFailure(cause);
+      }
+    },
+    current: async (tenantId, type, id) => {
+      const row = selectCurrent.get(tenantId, type, id) as VersionRow | undefined;
+      return row === undefined ? undefined : toVersion(row);
+    },
+    version: async (tenantId, type, id, versionId) => {
+      const row = selectVersion.get(tenantId, type, id, versionId) as VersionRow | undefined;
+      return row === undefined ? undefined : toVersion(row);
+    },
+    history: async (tenantId, type, id) =>
+      (selectHistory.all(tenantId, type, id) as VersionRow[]).map(toVersion),
+    search: async (tenantId, type, tokenGroups, limit) => {
+      if (tokenGroups.some((group) => group.length === 0)) {
+        return [];
+      }
+      // One EXISTS per group; tokens are bound parameters, never spliced into the SQL.
+      const clauses = tokenGroups.map(
+        (group) =>
+          `EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token IN (${group.map(() => "?").join(", ")}))`,
+      );
+      const sql = `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body FROM resources_current c
+        JOIN resource_versions v ON v.tenant_id = c.tenant_id AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
+        WHERE c.tenant_id = ? AND c.type = ? AND c.deleted = 0 ${clauses.map((clause) => `AND ${clause}`).join(" ")}
+        ORDER BY c.last_updated DESC, c.id LIMIT ?`;
+      const parameters = [tenantId, type, ...tokenGroups.flat().map((token) => Buffer.from(token)), limit];
+      return (db.prepare(sql).all(...parameters) as VersionRow[]).map(toVersion);
+    },
+    close: async () => {
+      db.close();
+    },
+  };
+}
