@@ -73,6 +73,8 @@ function testImages(): { name: string; contentType: string; data: Uint8Array; go
 export async function runInferenceBenchmark(options: {
   iterations: number;
   warmup: number;
+  /** Run only the inputs whose names start with one of these. */
+  only?: readonly string[];
 }): Promise<InferenceBenchmarkRow[]> {
   const stack = await startConfidentialStack();
   try {
@@ -82,7 +84,10 @@ export async function runInferenceBenchmark(options: {
     const agent = new Agent({ keepAlive: true, ca: stack.caPem });
     try {
       const rows: InferenceBenchmarkRow[] = [];
-      for (const image of testImages()) {
+      const images = testImages().filter(
+        (image) => options.only === undefined || options.only.some((prefix) => image.name.startsWith(prefix)),
+      );
+      for (const image of images) {
         const body = JSON.stringify({
           id: "bench",
           image: { contentType: image.contentType, data: Buffer.from(image.data).toString("base64") },

@@ -1,0 +1,307 @@
+// The platform API's HTTP surface: staff sign-in, and FHIR R4 under /fhir with every resource sealed per
+// tenant. Tests call buildApp and inject; main.ts wires it to attestation, the key broker and storage.
+import { createServiceApp, isClientError } from "@cloister/service-kit";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import type { AccountService } from "./auth/accounts.js";
+import { LoginRateLimited } from "./auth/accounts.js";
+import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
+import { PlatformError, type PlatformErrorCode } from "./errors.js";
+import { capabilityStatement } from "./fhir/capability-statement.js";
+import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
+import { FhirRepository, type TenantContext } from "./fhir/repository.js";
+import { loadFhirDefinitions } from "./fhir/validation.js";
+import type { FhirResource } from "./fhir/search-parameters.js";
+import type { TenantKeyring } from "./storage/record-crypto.js";
+import type { RecordStore } from "./storage/record-store.js";
+
+export interface PlatformConfig {
+  readonly baseUrl: string;
+  readonly store: RecordStore;
+  /** The tenant's keys, derived from its data key released by the key broker. */
+  readonly tenantKeyring: (tenantId: string) => Promise<TenantKeyring>;
+  readonly accounts: AccountService;
+  readonly sessions: LocalSessions;
+  /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
+  readonly sessionVerifier?: SessionVerifier;
+  readonly logger?: FastifyServerOptions["logger"];
+  readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Largest Binary (default 20 MB). */
+  readonly maxBinaryBytes?: number;
+  readonly now?: () => Date;
+}
+
+type Action = "read" | "write";
+
+/** Who may do what: clerks register patients and orders; clinicians also read results; admins all. */
+const permissions: Readonly<Record<Principal["role"], Readonly<Record<Action, readonly string[]>>>> = {
+  clerk: { read: ["Patient", "ServiceRequest", "Binary"], write: ["Patient", "ServiceRequest", "Binary"] },
+  clinician: {
+    read: ["Patient", "ServiceRequest", "Binary", "DiagnosticReport", "Observation", "Provenance"],
+    write: ["Patient", "ServiceRequest", "Binary"],
+  },
+  admin: {
+    read: [
+      "Patient",
+      "ServiceRequest",
+      "Binary",
+      "DiagnosticReport",
+      "Observation",
+      "Provenance",
+      "AuditEvent",
+    ],
+    write: ["Patient", "ServiceRequest", "Binary"],
+  },
+};
+
+const imageTypes = ["image/png", "image/jpeg", "application/dicom"];
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+}
+
+function fhirJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return reply.status(status).header("content-type", "application/fhir+json; charset=utf-8").send(body);
+}
+
+function versionHeaders(reply: FastifyReply, resource: FhirResource): FastifyReply {
+  const meta = (resource.meta ?? {}) as { versionId?: string; lastUpdated?: string };
+  if (meta.versionId !== undefined) {
+    reply.header("etag", `W/"${meta.versionId}"`);
+  }
+  if (meta.lastUpdated !== undefined) {
+    reply.header("last-modified", new Date(meta.lastUpdated).toUTCString());
+  }
+  return reply;
+}
+
+export async function buildApp(config: PlatformConfig): Promise<FastifyInstance> {
+  loadFhirDefinitions();
+  const maxBinaryBytes = config.maxBinaryBytes ?? 20 * 1024 * 1024;
+  const repository = new FhirRepository(config.store, config.now);
+  const verifier = config.sessionVerifier ?? config.sessions;
+  const { app } = createServiceApp({
+    logger: config.logger,
+    // A Binary of maxBinaryBytes in base64 inside JSON, with room for the rest of the resource.
+    bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,
+    ...(config.https === undefined ? {} : { https: config.https }),
+  });
+  app.decorateRequest("principal", undefined);
+
+  for (const type of ["application/fhir+json", "application/json+fhir"]) {
+    app.addContentTypeParser(type, { parseAs: "string" }, (_request, body, done) => {
+      try {
+        done(null, JSON.parse(body as string));
+      } catch {
+        done(new PlatformError("ERR_BAD_REQUEST", "the body is not JSON"), undefined);
+      }
+    });
+  }
+  app.addContentTypeParser(
+    imageTypes,
+    { parseAs: "buffer", bodyLimit: maxBinaryBytes },
+    (_request, body, done) => {
+      done(null, body);
+    },
+  );
+
+  app.setErrorHandler(async (error, request, reply) => {
+    let failure: PlatformError;
+    if (error instanceof PlatformError) {
+      failure = error;
+    } else if (isClientError(error)) {
+      const status = (error as { statusCode: number }).statusCode;
+      const code: PlatformErrorCode =
+        status === 413
+          ? "ERR_PAYLOAD_TOO_LARGE"
+          : status === 415
+            ? "ERR_UNSUPPORTED_MEDIA_TYPE"
+            : "ERR_BAD_REQUEST";
+      failure = new PlatformError(code);
+    } else {
+      request.log.error({ errorName: error instanceof Error ? error.name : "unknown" }, "unexpected failure");
+      failure = new PlatformError("ERR_INTERNAL");
+    }
+    if (failure instanceof LoginRateLimited) {
+      reply.header("retry-after", String(failure.retryAfterSeconds));
+    }
+    if (request.url.startsWith("/fhir")) {
+      return fhirJson(reply, failure.status, operationOutcome(failure));
+    }
+    return reply
+      .status(failure.status)
+      .header("content-type", "application/problem+json")
+      .send({ title: failure.message, status: failure.status, code: failure.code });
+  });
+  app.setNotFoundHandler(async () => {
+    throw new PlatformError("ERR_NOT_FOUND", "no such route");
+  });
+
+  app.post<{ Body: { email?: unknown; password?: unknown } }>("/auth/login", async (request) => {
+    const { email, password } = request.body;
+    if (
+      typeof email !== "string" ||
+      typeof password !== "string" ||
+      email.length > 320 ||
+      password.length > 1024
+    ) {
+      throw new PlatformError("ERR_BAD_REQUEST", "send {email, password}");
+    }
+    try {
+      const principal = await config.accounts.login(email, password, request.ip);
+      request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
+      const session = await config.sessions.issue(principal);
+      return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
+    } catch (error) {
+      request.log.info(
+        { audit: "login", outcome: error instanceof PlatformError ? error.code : "ERR_INTERNAL" },
+        "sign-in refused",
+      );
+      throw error;
+    }
+  });
+  app.get("/auth/jwks", async () => config.sessions.jwks());
+
+  const tenantOf = async (request: FastifyRequest, action: Action, type: string): Promise<TenantContext> => {
+    const header = request.headers.authorization;
+    if (header === undefined || !header.startsWith("Bearer ")) {
+      throw new PlatformError("ERR_UNAUTHENTICATED");
+    }
+    const principal = await verifier.verify(header.slice(7));
+    request.principal = principal;
+    if (!permissions[principal.role][action].includes(type)) {
+      throw new PlatformError("ERR_FORBIDDEN");
+    }
+    return { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) };
+  };
+
+  app.get("/fhir/metadata", async (_request, reply) =>
+    fhirJson(reply, 200, capabilityStatement(config.baseUrl, "0.1.0")),
+  );
+
+  const resourceBody = (request: FastifyRequest, type: string): FhirResource => {
+    const contentType = (request.headers["content-type"] ?? "").split(";")[0]?.trim() ?? "";
+    if (type === "Binary" && imageTypes.includes(contentType) && Buffer.isBuffer(request.body)) {
+      return { resourceType: "Binary", contentType, data: request.body.toString("base64") };
+    }
+    const body = request.body as FhirResource | undefined;
+    if (typeof body !== "object" || Array.isArray(body)) {
+      throw new PlatformError("ERR_BAD_REQUEST", "send a FHIR resource as application/fhir+json");
+    }
+    if (body.resourceType !== type) {
+      throw new PlatformError("ERR_BAD_REQUEST", `the body is not a ${type}`, { expression: "resourceType" });
+    }
+    if (type === "Binary" && typeof body.data === "string" && (body.data.length * 3) / 4 > maxBinaryBytes) {
+      throw new PlatformError("ERR_PAYLOAD_TOO_LARGE");
+    }
+    return body;
+  };
+
+  app.post<{ Params: { type: string } }>("/fhir/:type", async (request, reply) => {
+    const { type } = request.params;
+    const tenant = await tenantOf(request, "write", type);
+    const resource = resourceBody(request, type);
+    // FHIR conditional create: If-None-Exist makes a create idempotent by identifier.
+    const condition = request.headers["if-none-exist"];
+    if (typeof condition === "string") {
+      const query = Object.fromEntries(new URLSearchParams(condition));
+      const existing = await repository.search(tenant, type, query);
+      if (existing.length > 1) {
+        throw new PlatformError("ERR_DUPLICATE", "If-None-Exist matches more than one resource");
+      }
+      if (existing[0] !== undefined) {
+        return fhirJson(versionHeaders(reply, existing[0]), 200, existing[0]);
+      }
+    }
+    const created = await repository.create(tenant, resource);
+    request.log.info({ audit: "create", type, id: created.id }, "resource created");
+    reply.header("location", `${config.baseUrl}/fhir/${type}/${created.id ?? ""}/_history/1`);
+    return fhirJson(versionHeaders(reply, created), 201, created);
+  });
+
+  app.put<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
+    const { type, id } = request.params;
+    const tenant = await tenantOf(request, "write", type);
+    const match = /^W\/"([1-9][0-9]{0,8})"$/.exec(request.headers["if-match"] ?? "");
+    if (request.headers["if-match"] !== undefined && match === null) {
+      throw new PlatformError("ERR_PRECONDITION");
+    }
+    const updated = await repository.update(
+      tenant,
+      resourceBody(request, type),
+      id,
+      match === null ? undefined : Number(match[1]),
+    );
+    request.log.info({ audit: "update", type, id }, "resource updated");
+    return fhirJson(
+      versionHeaders(reply, updated),
+      updated.meta && (updated.meta as { versionId?: string }).versionId === "1" ? 201 : 200,
+      updated,
+    );
+  });
+
+  app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
+    const { type, id } = request.params;
+    const tenant = await tenantOf(request, "read", type);
+    const resource = await repository.read(tenant, type, id);
+    request.log.info({ audit: "read", type, id }, "resource read");
+    const accept = request.headers.accept ?? "";
+    if (type === "Binary" && !accept.includes("fhir+json") && typeof resource.data === "string") {
+      return versionHeaders(reply, resource)
+        .header(
+          "content-type",
+          typeof resource.contentType === "string" ? resource.contentType : "application/octet-stream",
+        )
+        .header("x-content-type-options", "nosniff")
+        .header("content-disposition", "attachment")
+        .send(Buffer.from(resource.data, "base64"));
+    }
+    return fhirJson(versionHeaders(reply, resource), 200, resource);
+  });
+
+  app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id/_history", async (request, reply) => {
+    const { type, id } = request.params;
+    const tenant = await tenantOf(request, "read", type);
+    const versions = await repository.history(tenant, type, id);
+    request.log.info({ audit: "history", type, id }, "history read");
+    return fhirJson(reply, 200, historyBundle(config.baseUrl, type, versions));
+  });
+
+  app.get<{ Params: { type: string; id: string; version: string } }>(
+    "/fhir/:type/:id/_history/:version",
+    async (request, reply) => {
+      const { type, id, version } = request.params;
+      const tenant = await tenantOf(request, "read", type);
+      const resource = await repository.vread(tenant, type, id, version);
+      request.log.info({ audit: "vread", type, id }, "version read");
+      return fhirJson(versionHeaders(reply, resource), 200, resource);
+    },
+  );
+
+  app.get<{ Params: { type: string }; Querystring: Record<string, string | string[]> }>(
+    "/fhir/:type",
+    async (request, reply) => {
+      const { type } = request.params;
+      const tenant = await tenantOf(request, "read", type);
+      const found = await repository.search(tenant, type, request.query);
+      request.log.info({ audit: "search", type, results: found.length }, "searched");
+      return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found));
+    },
+  );
+  return app;
+}
+
+export { PlatformError, platformErrors, type PlatformErrorCode } from "./errors.js";
+export { AccountService, defaultLoginPolicy, type LoginPolicy } from "./auth/accounts.js";
+export {
+  createLocalSessions,
+  createOidcSessions,
+  roles,
+  type Principal,
+  type Role,
+} from "./auth/sessions.js";
+export { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
+export { openSqliteStore } from "./storage/sqlite-store.js";
+export { openPostgresStore } from "./storage/postgres-store.js";
+export type { RecordStore } from "./storage/record-store.js";

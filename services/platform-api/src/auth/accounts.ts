@@ -1,0 +1,192 @@
+// Local staff accounts, stored like records: sealed under the platform's system keys, found by a blind
+// index of the email. Login is rate limited per email and per client address, and an account locks for
+// 15 minutes after 5 failures in a row.
+import { randomUUID } from "node:crypto";
+import { PlatformError } from "../errors.js";
+import { blindIndex, openRecord, sealRecord, type TenantKeyring } from "../storage/record-crypto.js";
+import type { RecordStore } from "../storage/record-store.js";
+import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
+import type { Principal, Role } from "./sessions.js";
+
+const systemTenant = "_system";
+const accountType = "Account";
+
+interface AccountRecord {
+  readonly id: string;
+  readonly email: string;
+  readonly tenantId: string;
+  readonly role: Role;
+  readonly passwordHash: string;
+  readonly failedAttempts: number;
+  readonly lockedUntil: string | null;
+}
+
+export interface LoginPolicy {
+  readonly maxFailures: number;
+  readonly lockoutMs: number;
+  /** Attempts allowed per email and per client address within `windowMs`. */
+  readonly maxAttempts: number;
+  readonly windowMs: number;
+}
+
+export const defaultLoginPolicy: LoginPolicy = {
+  maxFailures: 5,
+  lockoutMs: 15 * 60_000,
+  maxAttempts: 10,
+  windowMs: 5 * 60_000,
+};
+
+/** A fixed-window counter per key; old windows are dropped as they pass. */
+class AttemptCounter {
+  private readonly windows = new Map<string, { start: number; count: number }>();
+  private readonly limit: number;
+  private readonly windowMs: number;
+
+  constructor(limit: number, windowMs: number) {
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+
+  /** Counts an attempt; returns the seconds to wait when over the limit. */
+  hit(key: string, now: number): number | undefined {
+    const window = this.windows.get(key);
+    if (window === undefined || now - window.start >= this.windowMs) {
+      if (this.windows.size > 100_000) {
+        this.windows.clear();
+      }
+      this.windows.set(key, { start: now, count: 1 });
+      return undefined;
+    }
+    window.count++;
+    return window.count > this.limit ? Math.ceil((window.start + this.windowMs - now) / 1000) : undefined;
+  }
+}
+
+export class LoginRateLimited extends PlatformError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super("ERR_RATE_LIMITED");
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+export class AccountService {
+  private readonly perEmail: AttemptCounter;
+  private readonly perClient: AttemptCounter;
+
+  private readonly store: RecordStore;
+  private readonly keyring: TenantKeyring;
+  private readonly policy: LoginPolicy;
+  private readonly now: () => number;
+
+  constructor(
+    store: RecordStore,
+    keyring: TenantKeyring,
+    policy: LoginPolicy = defaultLoginPolicy,
+    now: () => number = Date.now,
+  ) {
+    this.store = store;
+    this.keyring = keyring;
+    this.policy = policy;
+    this.now = now;
+    this.perEmail = new AttemptCounter(policy.maxAttempts, policy.windowMs);
+    this.perClient = new AttemptCounter(policy.maxAttempts * 5, policy.windowMs);
+  }
+
+  private emailToken(email: string): Buffer {
+    return blindIndex(this.keyring, accountType, "email", email.trim().toLowerCase());
+  }
+
+  private async find(email: string): Promise<{ account: AccountRecord; versionId: number } | undefined> {
+    const [found] = await this.store.search(systemTenant, accountType, [[this.emailToken(email)]], 1);
+    if (found === undefined) {
+      return undefined;
+    }
+    const body = openRecord(
+      this.keyring,
+      { tenantId: systemTenant, type: accountType, id: found.id, versionId: found.versionId },
+      found.body,
+    );
+    return { account: JSON.parse(body.toString("utf8")) as AccountRecord, versionId: found.versionId };
+  }
+
+  private async save(account: AccountRecord, previous: number): Promise<void> {
+    const versionId = previous + 1;
+    await this.store.write(
+      systemTenant,
+      {
+        type: accountType,
+        id: account.id,
+        versionId,
+        lastUpdated: new Date(this.now()).toISOString(),
+        deleted: false,
+        body: sealRecord(
+          this.keyring,
+          { tenantId: systemTenant, type: accountType, id: account.id, versionId },
+          Buffer.from(JSON.stringify(account)),
+        ),
+      },
+      previous,
+      [this.emailToken(account.email)],
+    );
+  }
+
+  async create(input: { email: string; password: string; tenantId: string; role: Role }): Promise<string> {
+    if (!/^[^@\s]+@[^@\s]+$/.test(input.email) || input.password.length < 12) {
+      throw new PlatformError(
+        "ERR_BAD_REQUEST",
+        "an account needs an email and a password of at least 12 characters",
+      );
+    }
+    if ((await this.find(input.email)) !== undefined) {
+      throw new PlatformError("ERR_DUPLICATE", "an account with this email exists");
+    }
+    const account: AccountRecord = {
+      id: randomUUID(),
+      email: input.email.trim().toLowerCase(),
+      tenantId: input.tenantId,
+      role: input.role,
+      passwordHash: await hashPassword(input.password),
+      failedAttempts: 0,
+      lockedUntil: null,
+    };
+    await this.save(account, 0);
+    return account.id;
+  }
+
+  /** Checks a password; the caller turns the principal into a session. */
+  async login(email: string, password: string, client: string): Promise<Principal> {
+    const now = this.now();
+    const wait =
+      this.perEmail.hit(this.emailToken(email).toString("hex"), now) ?? this.perClient.hit(client, now);
+    if (wait !== undefined) {
+      throw new LoginRateLimited(wait);
+    }
+    const found = await this.find(email);
+    if (found === undefined) {
+      await verifyPassword(password, decoyHash);
+      throw new PlatformError("ERR_LOGIN_FAILED");
+    }
+    const { account, versionId } = found;
+    if (account.lockedUntil !== null && Date.parse(account.lockedUntil) > now) {
+      throw new PlatformError("ERR_LOCKED");
+    }
+    if (!(await verifyPassword(password, account.passwordHash))) {
+      const failedAttempts = account.failedAttempts + 1;
+      const locked = failedAttempts >= this.policy.maxFailures;
+      await this.save(
+        {
+          ...account,
+          failedAttempts: locked ? 0 : failedAttempts,
+          lockedUntil: locked ? new Date(now + this.policy.lockoutMs).toISOString() : account.lockedUntil,
+        },
+        versionId,
+      );
+      throw new PlatformError(locked ? "ERR_LOCKED" : "ERR_LOGIN_FAILED");
+    }
+    if (account.failedAttempts !== 0 || account.lockedUntil !== null) {
+      await this.save({ ...account, failedAttempts: 0, lockedUntil: null }, versionId);
+    }
+    return { subject: account.id, tenantId: account.tenantId, role: account.role };
+  }
+}

@@ -1,0 +1,125 @@
+// Staff sessions. Locally, a JWT (ES256) signed by a key made inside the TEE at start; or, by
+// configuration, tokens from an external OpenID Connect provider (Entra ID) whose claims map to a tenant
+// and a role. Routes only see a Principal, whichever verified it.
+import {
+  createRemoteJWKSet,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JWK,
+  type JWTPayload,
+} from "jose";
+import { PlatformError } from "../errors.js";
+
+export const roles = ["clerk", "clinician", "admin"] as const;
+export type Role = (typeof roles)[number];
+
+export interface Principal {
+  readonly subject: string;
+  readonly tenantId: string;
+  readonly role: Role;
+}
+
+export interface SessionVerifier {
+  readonly verify: (token: string) => Promise<Principal>;
+}
+
+function isRole(value: unknown): value is Role {
+  return typeof value === "string" && (roles as readonly string[]).includes(value);
+}
+
+export interface LocalSessions extends SessionVerifier {
+  readonly issue: (principal: Principal) => Promise<{ accessToken: string; expiresIn: number }>;
+  readonly jwks: () => { keys: JWK[] };
+}
+
+/** Local accounts: the signing key exists only in this process. */
+export async function createLocalSessions(options: {
+  issuer: string;
+  lifetimeSeconds?: number;
+}): Promise<LocalSessions> {
+  const { privateKey, publicKey } = await generateKeyPair("ES256");
+  const publicJwk: JWK = { ...(await exportJWK(publicKey)), alg: "ES256", use: "sig", kid: "session-1" };
+  const lifetime = options.lifetimeSeconds ?? 900;
+  const audience = "cloister-platform";
+  return {
+    issue: async (principal) => ({
+      accessToken: await new SignJWT({ tid: principal.tenantId, role: principal.role })
+        .setProtectedHeader({ alg: "ES256", kid: "session-1", typ: "JWT" })
+        .setSubject(principal.subject)
+        .setIssuer(options.issuer)
+        .setAudience(audience)
+        .setIssuedAt()
+        .setExpirationTime(`${lifetime}s`)
+        .sign(privateKey),
+      expiresIn: lifetime,
+    }),
+    verify: async (token) => {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, publicKey, {
+          issuer: options.issuer,
+          audience,
+          algorithms: ["ES256"],
+        }));
+      } catch (cause) {
+        throw new PlatformError("ERR_UNAUTHENTICATED", "the session token is not valid", { cause });
+      }
+      if (typeof payload.sub !== "string" || typeof payload.tid !== "string" || !isRole(payload.role)) {
+        throw new PlatformError("ERR_UNAUTHENTICATED", "the session token lacks its claims");
+      }
+      return { subject: payload.sub, tenantId: payload.tid, role: payload.role };
+    },
+    jwks: () => ({ keys: [publicJwk] }),
+  };
+}
+
+export interface OidcSessionOptions {
+  /** e.g. `https://login.microsoftonline.com/<tenant>/v2.0` */
+  readonly issuer: string;
+  readonly jwksUri: string;
+  readonly audience: string;
+  /** The claim naming the hospital (Entra: `tid`) and how its values map to Cloister tenants. */
+  readonly tenantClaim: string;
+  readonly tenants: Readonly<Record<string, string>>;
+  /** The claim carrying app roles (Entra: `roles`) and how they map to Cloister roles. */
+  readonly roleClaim: string;
+  readonly roles: Readonly<Record<string, Role>>;
+}
+
+/** An external OpenID Connect provider: its JWKS, issuer and audience, and a claim mapping. */
+export function createOidcSessions(options: OidcSessionOptions): SessionVerifier {
+  const keySet = createRemoteJWKSet(new URL(options.jwksUri));
+  return {
+    verify: async (token) => {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keySet, {
+          issuer: options.issuer,
+          audience: options.audience,
+          algorithms: ["RS256", "ES256", "PS256"],
+        }));
+      } catch (cause) {
+        throw new PlatformError("ERR_UNAUTHENTICATED", "the identity provider's token is not valid", {
+          cause,
+        });
+      }
+      const tenantValue = payload[options.tenantClaim];
+      const tenantId = typeof tenantValue === "string" ? options.tenants[tenantValue] : undefined;
+      const roleValues = payload[options.roleClaim];
+      const mapped = (Array.isArray(roleValues) ? roleValues : [roleValues])
+        .map((value) => (typeof value === "string" ? options.roles[value] : undefined))
+        .filter(isRole);
+      // The strongest mapped role wins; no mapped role means no access.
+      const role = [...roles].reverse().find((candidate) => mapped.includes(candidate));
+      if (typeof payload.sub !== "string" || tenantId === undefined || role === undefined) {
+        throw new PlatformError(
+          "ERR_FORBIDDEN",
+          "the identity provider's token maps to no tenant or role here",
+        );
+      }
+      return { subject: payload.sub, tenantId, role };
+    },
+  };
+}

@@ -1,0 +1,341 @@
+// The FHIR API through Fastify's inject: sign-in, CRUD, history, search on blind indexes, validation,
+// tenant isolation and roles, Binary images, conditional create. Every error is an OperationOutcome.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import {
+  AccountService,
+  buildApp,
+  createLocalSessions,
+  deriveTenantKeyring,
+  openSqliteStore,
+  type RecordStore,
+  type TenantKeyring,
+} from "./app.js";
+
+const scratch = mkdtempSync(join(tmpdir(), "cloister-fhir-"));
+const password = "correct horse battery staple";
+let app: FastifyInstance;
+let store: RecordStore;
+const tokens: Record<string, string> = {};
+const keyrings = new Map<string, TenantKeyring>();
+
+before(async () => {
+  store = openSqliteStore(join(scratch, "records.db"));
+  await store.migrate();
+  const accounts = new AccountService(store, deriveTenantKeyring(randomBytes(32), "_system"), {
+    maxFailures: 3,
+    lockoutMs: 60_000,
+    maxAttempts: 6,
+    windowMs: 60_000,
+  });
+  for (const tenant of ["hospital-a", "hospital-b"]) {
+    keyrings.set(tenant, deriveTenantKeyring(randomBytes(32), tenant));
+  }
+  await accounts.create({ email: "clerk@a.test", password, tenantId: "hospital-a", role: "clerk" });
+  await accounts.create({ email: "clinician@a.test", password, tenantId: "hospital-a", role: "clinician" });
+  await accounts.create({ email: "clerk@b.test", password, tenantId: "hospital-b", role: "clerk" });
+  await accounts.create({ email: "locked@a.test", password, tenantId: "hospital-a", role: "clerk" });
+  app = await buildApp({
+    baseUrl: "https://platform.test",
+    store,
+    accounts,
+    sessions: await createLocalSessions({ issuer: "https://platform.test" }),
+    tenantKeyring: async (tenantId) => {
+      const keyring = keyrings.get(tenantId);
+      assert.ok(keyring);
+      return keyring;
+    },
+    maxBinaryBytes: 64 * 1024,
+  });
+  for (const [name, email] of [
+    ["clerkA", "clerk@a.test"],
+    ["clinicianA", "clinician@a.test"],
+    ["clerkB", "clerk@b.test"],
+  ] as const) {
+    const response = await app.inject({ method: "POST", url: "/auth/login", payload: { email, password } });
+    assert.equal(response.statusCode, 200, response.body);
+    const body = response.json<{ accessToken: string; tokenType: string; expiresIn: number }>();
+    assert.equal(body.tokenType, "Bearer");
+    tokens[name] = body.accessToken;
+  }
+});
+after(async () => {
+  await app.close();
+  await store.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+function fhir(
+  who: string,
+  method: "GET" | "POST" | "PUT",
+  url: string,
+  payload?: unknown,
+  headers: Record<string, string> = {},
+) {
+  return app.inject({
+    method,
+    url,
+    headers: {
+      authorization: `Bearer ${tokens[who] ?? ""}`,
+      ...(payload === undefined ? {} : { "content-type": "application/fhir+json" }),
+      ...headers,
+    },
+    ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
+  });
+}
+
+function outcomeCode(body: string): string | undefined {
+  const outcome = JSON.parse(body) as {
+    resourceType: string;
+    issue: { details: { coding: { code: string }[] } }[];
+  };
+  assert.equal(outcome.resourceType, "OperationOutcome");
+  return outcome.issue[0]?.details.coding[0]?.code;
+}
+
+const patient = {
+  resourceType: "Patient",
+  identifier: [{ system: "urn:oid:1.2.36.146.595.217.0.1", value: "MRN-1001" }],
+  name: [{ family: "Zoë-Ann", given: ["Ada", "Mary"] }],
+  birthDate: "1990-04-12",
+};
+
+describe("FHIR R4 API", () => {
+  let patientId = "";
+
+  it("creates, reads, updates with If-Match, and keeps history", async () => {
+    const created = await fhir("clerkA", "POST", "/fhir/Patient", patient);
+    assert.equal(created.statusCode, 201, created.body);
+    const body = created.json<{ id: string; meta: { versionId: string } }>();
+    patientId = body.id;
+    assert.equal(body.meta.versionId, "1");
+    assert.equal(created.headers.etag, 'W/"1"');
+    assert.equal(created.headers.location, `https://platform.test/fhir/Patient/${patientId}/_history/1`);
+    assert.match(String(created.headers["content-type"]), /application\/fhir\+json/);
+
+    const read = await fhir("clerkA", "GET", `/fhir/Patient/${patientId}`);
+    assert.equal(read.json<{ birthDate: string }>().birthDate, "1990-04-12");
+
+    const updated = await fhir(
+      "clerkA",
+      "PUT",
+      `/fhir/Patient/${patientId}`,
+      { ...patient, id: patientId, gender: "female" },
+      { "if-match": 'W/"1"' },
+    );
+    assert.equal(updated.statusCode, 200, updated.body);
+    assert.equal(updated.headers.etag, 'W/"2"');
+    const stale = await fhir(
+      "clerkA",
+      "PUT",
+      `/fhir/Patient/${patientId}`,
+      { ...patient, id: patientId },
+      { "if-match": 'W/"1"' },
+    );
+    assert.equal(stale.statusCode, 412);
+    assert.equal(outcomeCode(stale.body), "ERR_PRECONDITION");
+
+    const history = (await fhir("clerkA", "GET", `/fhir/Patient/${patientId}/_history`)).json<{
+      type: string;
+      entry: unknown[];
+    }>();
+    assert.equal(history.type, "history");
+    assert.equal(history.entry.length, 2);
+    const first = await fhir("clerkA", "GET", `/fhir/Patient/${patientId}/_history/1`);
+    assert.equal(first.json<{ gender?: string }>().gender, undefined);
+  });
+
+  it("searches by identifier, name (any case, without accents) and birthdate; refuses unknown parameters", async () => {
+    const ids = async (query: string): Promise<string[]> => {
+      const response = await fhir("clerkA", "GET", `/fhir/Patient?${query}`);
+      assert.equal(response.statusCode, 200, response.body);
+      return response
+        .json<{ entry: { resource: { id: string } }[] }>()
+        .entry.map((entry) => entry.resource.id);
+    };
+    assert.deepEqual(await ids("identifier=urn:oid:1.2.36.146.595.217.0.1|MRN-1001"), [patientId]);
+    assert.deepEqual(await ids("identifier=MRN-1001"), []);
+    assert.deepEqual(await ids("identifier=|MRN-1001"), [patientId]);
+    assert.deepEqual(await ids("name=zoe-ann"), [patientId]);
+    assert.deepEqual(await ids("name=ADA&birthdate=1990-04-12"), [patientId]);
+    assert.deepEqual(await ids("name=ada&birthdate=1990-04-13"), []);
+    assert.deepEqual(await ids(`name=${encodeURIComponent("' OR 1=1 --")}`), []);
+    const unknown = await fhir("clerkA", "GET", "/fhir/Patient?favourite-colour=blue");
+    assert.equal(unknown.statusCode, 400);
+    assert.equal(outcomeCode(unknown.body), "ERR_BAD_REQUEST");
+  });
+
+  it("validates resources and says where they are wrong", async () => {
+    const invalid = await fhir("clerkA", "POST", "/fhir/Patient", { ...patient, birthDate: "12/04/1990" });
+    assert.equal(invalid.statusCode, 400);
+    const outcome = invalid.json<{ issue: { expression: string[] }[] }>();
+    assert.deepEqual(outcome.issue[0]?.expression, ["Patient.birthDate"]);
+    assert.equal(
+      (await fhir("clerkA", "POST", "/fhir/Patient", { resourceType: "Observation" })).statusCode,
+      400,
+    );
+    const notJson = await app.inject({
+      method: "POST",
+      url: "/fhir/Patient",
+      headers: { authorization: `Bearer ${tokens.clerkA ?? ""}`, "content-type": "application/fhir+json" },
+      payload: "{not json",
+    });
+    assert.equal(notJson.statusCode, 400);
+    assert.equal(outcomeCode(notJson.body), "ERR_BAD_REQUEST");
+  });
+
+  it("keeps tenants apart and enforces roles", async () => {
+    const fromB = await fhir("clerkB", "GET", `/fhir/Patient/${patientId}`);
+    assert.equal(fromB.statusCode, 404);
+    const searchB = await fhir(
+      "clerkB",
+      "GET",
+      "/fhir/Patient?identifier=urn:oid:1.2.36.146.595.217.0.1|MRN-1001",
+    );
+    assert.equal(searchB.json<{ total: number }>().total, 0);
+    const overwrite = await fhir("clerkB", "PUT", `/fhir/Patient/${patientId}`, {
+      ...patient,
+      id: patientId,
+    });
+    // B's write lands in B's own space under that id; A's record is untouched.
+    assert.ok([200, 201].includes(overwrite.statusCode));
+    assert.equal(
+      (await fhir("clerkA", "GET", `/fhir/Patient/${patientId}`)).json<{ meta: { versionId: string } }>().meta
+        .versionId,
+      "2",
+    );
+
+    assert.equal((await fhir("clerkA", "GET", "/fhir/DiagnosticReport?status=final")).statusCode, 403);
+    assert.equal((await fhir("clinicianA", "GET", "/fhir/DiagnosticReport?status=final")).statusCode, 200);
+    assert.equal(
+      (await fhir("clinicianA", "POST", "/fhir/DiagnosticReport", { resourceType: "DiagnosticReport" }))
+        .statusCode,
+      403,
+    );
+    assert.equal((await app.inject({ method: "GET", url: `/fhir/Patient/${patientId}` })).statusCode, 401);
+    const forged = await app.inject({
+      method: "GET",
+      url: `/fhir/Patient/${patientId}`,
+      headers: { authorization: `Bearer ${(tokens.clerkA ?? "").slice(0, -4)}AAAA` },
+    });
+    assert.equal(forged.statusCode, 401);
+    assert.equal(outcomeCode(forged.body), "ERR_UNAUTHENTICATED");
+  });
+
+  it("stores images as Binary, serves them back, and refuses oversized ones", async () => {
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      randomBytes(1000),
+    ]);
+    const created = await app.inject({
+      method: "POST",
+      url: "/fhir/Binary",
+      headers: { authorization: `Bearer ${tokens.clerkA ?? ""}`, "content-type": "image/png" },
+      payload: png,
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const id = created.json<{ id: string }>().id;
+    const raw = await fhir("clerkA", "GET", `/fhir/Binary/${id}`);
+    assert.equal(raw.headers["content-type"], "image/png");
+    assert.deepEqual(raw.rawPayload, png);
+    const tooLarge = await app.inject({
+      method: "POST",
+      url: "/fhir/Binary",
+      headers: { authorization: `Bearer ${tokens.clerkA ?? ""}`, "content-type": "image/png" },
+      payload: Buffer.alloc(70 * 1024),
+    });
+    assert.equal(tooLarge.statusCode, 413);
+    assert.equal(outcomeCode(tooLarge.body), "ERR_PAYLOAD_TOO_LARGE");
+  });
+
+  it("makes creates idempotent with If-None-Exist, and refuses path tricks", async () => {
+    const order = {
+      resourceType: "ServiceRequest",
+      status: "active",
+      intent: "order",
+      identifier: [{ system: "https://hospital-a.test/orders", value: "ORD-1" }],
+      subject: { reference: `Patient/${patientId}` },
+      code: {
+        coding: [{ system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" }],
+      },
+    };
+    const condition = { "if-none-exist": "identifier=https://hospital-a.test/orders|ORD-1" };
+    const first = await fhir("clerkA", "POST", "/fhir/ServiceRequest", order, condition);
+    const second = await fhir("clerkA", "POST", "/fhir/ServiceRequest", order, condition);
+    assert.equal(first.statusCode, 201);
+    assert.equal(second.statusCode, 200);
+    assert.equal(second.json<{ id: string }>().id, first.json<{ id: string }>().id);
+    for (const url of [
+      "/fhir/Patient/..%2F..%2Fetc",
+      "/fhir/Patient/a%00b",
+      `/fhir/Patient/${"x".repeat(65)}`,
+    ]) {
+      const response = await fhir("clerkA", "GET", url);
+      assert.equal(response.statusCode, 400, url);
+    }
+    assert.equal((await fhir("clerkA", "GET", "/fhir/Account?email=x")).statusCode, 403);
+    assert.equal(outcomeCode((await fhir("admin", "GET", "/fhir/Nonsense/1")).body), "ERR_UNAUTHENTICATED");
+  });
+
+  it("answers /fhir/metadata with a CapabilityStatement", async () => {
+    const statement = (await app.inject({ method: "GET", url: "/fhir/metadata" })).json<{
+      resourceType: string;
+      fhirVersion: string;
+    }>();
+    assert.equal(statement.resourceType, "CapabilityStatement");
+    assert.equal(statement.fhirVersion, "4.0.1");
+  });
+
+  it("never writes patient values to the database in plain text", () => {
+    const files = ["records.db", "records.db-wal"].map((name) => {
+      try {
+        return readFileSync(join(scratch, name)).toString("latin1");
+      } catch {
+        return "";
+      }
+    });
+    for (const secret of ["MRN-1001", "Zoë-Ann", "Zo", "1990-04-12"].filter((s) => s.length > 3)) {
+      assert.ok(!files.some((file) => file.includes(secret)), `${secret} is in the database`);
+    }
+  });
+});
+
+describe("sign-in", () => {
+  it("refuses a wrong password, locks after repeated failures, and rate-limits with Retry-After", async () => {
+    const attempt = (email: string, pass: string) =>
+      app.inject({
+        method: "POST",
+        url: "/auth/login",
+        payload: { email, password: pass },
+        remoteAddress: "10.0.0.9",
+      });
+    const wrong = await attempt("locked@a.test", "wrong password!!");
+    assert.equal(wrong.statusCode, 401);
+    assert.equal(wrong.json<{ code: string }>().code, "ERR_LOGIN_FAILED");
+    assert.equal((await attempt("locked@a.test", "wrong password!!")).statusCode, 401);
+    assert.equal((await attempt("locked@a.test", "wrong password!!")).statusCode, 423);
+    assert.equal(
+      (await attempt("locked@a.test", password)).statusCode,
+      423,
+      "locked even with the right password",
+    );
+    assert.equal(
+      (await attempt("nobody@a.test", password)).json<{ code: string }>().code,
+      "ERR_LOGIN_FAILED",
+    );
+    let limited;
+    for (let i = 0; i < 4 && limited === undefined; i++) {
+      const response = await attempt("locked@a.test", password);
+      if (response.statusCode === 429) {
+        limited = response;
+      }
+    }
+    assert.ok(limited, "the seventh attempt within the window is rate limited");
+    assert.ok(Number(limited.headers["retry-after"]) > 0);
+  });
+});

@@ -1,0 +1,48 @@
+import { searchParameters } from "./search-parameters.js";
+
+const searchTypes: Record<string, string> = {
+  token: "token",
+  string: "string",
+  date: "date",
+  reference: "reference",
+};
+
+/** GET /fhir/metadata: what this server does, so any FHIR client can discover it. */
+export function capabilityStatement(baseUrl: string, software: string): Record<string, unknown> {
+  return {
+    resourceType: "CapabilityStatement",
+    status: "active",
+    date: "2026-11-29",
+    kind: "instance",
+    software: { name: "Cloister platform API", version: software },
+    implementation: { description: "Cloister medical platform (confidential)", url: `${baseUrl}/fhir` },
+    fhirVersion: "4.0.1",
+    format: ["application/fhir+json", "json"],
+    rest: [
+      {
+        mode: "server",
+        security: {
+          description:
+            "Bearer tokens from POST /auth/login (or the configured OpenID Connect provider); every resource belongs to one tenant.",
+        },
+        resource: Object.entries(searchParameters).map(([type, parameters]) => ({
+          type,
+          versioning: "versioned",
+          readHistory: true,
+          updateCreate: type !== "AuditEvent",
+          interaction: [
+            { code: "read" },
+            { code: "vread" },
+            { code: "history-instance" },
+            { code: "search-type" },
+            ...(type === "AuditEvent" ? [] : [{ code: "create" }, { code: "update" }]),
+          ],
+          searchParam: Object.entries(parameters).map(([name, definition]) => ({
+            name,
+            type: searchTypes[definition.kind] ?? "string",
+          })),
+        })),
+      },
+    ],
+  };
+}

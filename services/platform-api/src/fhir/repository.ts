@@ -1,0 +1,165 @@
+// FHIR resources of one tenant over the sealed record store: ids and versions assigned here, every body
+// validated, sealed with the tenant's keys and indexed by blind tokens.
+import { randomUUID } from "node:crypto";
+import { PlatformError } from "../errors.js";
+import { blindIndex, openRecord, sealRecord, type TenantKeyring } from "../storage/record-crypto.js";
+import type { RecordStore, StoredVersion } from "../storage/record-store.js";
+import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
+import { validateFhirResource } from "./validation.js";
+
+/** FHIR R4 id: 1 to 64 of [A-Za-z0-9-.] (so never a path). */
+export const fhirIdPattern = /^[A-Za-z0-9\-.]{1,64}$/;
+
+export function checkType(type: string): void {
+  if (!supportedTypes.includes(type)) {
+    throw new PlatformError("ERR_NOT_FOUND", "this server does not hold that resource type");
+  }
+}
+
+export function checkId(id: string): void {
+  if (!fhirIdPattern.test(id)) {
+    throw new PlatformError("ERR_BAD_REQUEST", "a FHIR id is 1 to 64 letters, digits, '-' or '.'", {
+      expression: "id",
+    });
+  }
+}
+
+export interface TenantContext {
+  readonly tenantId: string;
+  readonly keyring: TenantKeyring;
+}
+
+export class FhirRepository {
+  private readonly store: RecordStore;
+  private readonly now: () => Date;
+
+  constructor(store: RecordStore, now: () => Date = () => new Date()) {
+    this.store = store;
+    this.now = now;
+  }
+
+  private tokens(tenant: TenantContext, resource: FhirResource): Buffer[] {
+    return indexEntries(resource).map(({ parameter, value }) =>
+      blindIndex(tenant.keyring, resource.resourceType, parameter, value),
+    );
+  }
+
+  private decode(tenant: TenantContext, version: StoredVersion): FhirResource {
+    const body = openRecord(
+      tenant.keyring,
+      { tenantId: tenant.tenantId, type: version.type, id: version.id, versionId: version.versionId },
+      version.body,
+    );
+    return JSON.parse(body.toString("utf8")) as FhirResource;
+  }
+
+  private async put(
+    tenant: TenantContext,
+    resource: FhirResource,
+    id: string,
+    previous: number,
+  ): Promise<FhirResource> {
+    const versionId = previous + 1;
+    const lastUpdated = this.now().toISOString();
+    const meta = {
+      ...(typeof resource.meta === "object" ? (resource.meta as object) : {}),
+      versionId: String(versionId),
+      lastUpdated,
+    };
+    const stored: FhirResource = { ...resource, id, meta };
+    validateFhirResource(stored);
+    const address = { tenantId: tenant.tenantId, type: resource.resourceType, id, versionId };
+    await this.store.write(
+      tenant.tenantId,
+      {
+        type: resource.resourceType,
+        id,
+        versionId,
+        lastUpdated,
+        deleted: false,
+        body: sealRecord(tenant.keyring, address, Buffer.from(JSON.stringify(stored), "utf8")),
+      },
+      previous,
+      this.tokens(tenant, stored),
+    );
+    return stored;
+  }
+
+  /** Creates a resource with a server-assigned id (any id in the body is replaced). */
+  async create(tenant: TenantContext, resource: FhirResource): Promise<FhirResource> {
+    checkType(resource.resourceType);
+    return this.put(tenant, resource, randomUUID(), 0);
+  }
+
+  /** Updates (or, with an unused id, creates) a resource; `ifMatch` is the version the caller read. */
+  async update(
+    tenant: TenantContext,
+    resource: FhirResource,
+    id: string,
+    ifMatch?: number,
+  ): Promise<FhirResource> {
+    checkType(resource.resourceType);
+    checkId(id);
+    if (resource.id !== undefined && resource.id !== id) {
+      throw new PlatformError("ERR_BAD_REQUEST", "the body's id is not the URL's id", { expression: "id" });
+    }
+    const current = await this.store.current(tenant.tenantId, resource.resourceType, id);
+    const previous = current?.versionId ?? 0;
+    if (ifMatch !== undefined && ifMatch !== previous) {
+      throw new PlatformError("ERR_PRECONDITION");
+    }
+    return this.put(tenant, resource, id, previous);
+  }
+
+  async read(tenant: TenantContext, type: string, id: string): Promise<FhirResource> {
+    checkType(type);
+    checkId(id);
+    const current = await this.store.current(tenant.tenantId, type, id);
+    if (current === undefined) {
+      throw new PlatformError("ERR_NOT_FOUND");
+    }
+    if (current.deleted) {
+      throw new PlatformError("ERR_GONE");
+    }
+    return this.decode(tenant, current);
+  }
+
+  async vread(tenant: TenantContext, type: string, id: string, versionId: string): Promise<FhirResource> {
+    checkType(type);
+    checkId(id);
+    const version = /^[1-9][0-9]{0,8}$/.test(versionId)
+      ? await this.store.version(tenant.tenantId, type, id, Number(versionId))
+      : undefined;
+    if (version === undefined) {
+      throw new PlatformError("ERR_NOT_FOUND");
+    }
+    if (version.deleted) {
+      throw new PlatformError("ERR_GONE");
+    }
+    return this.decode(tenant, version);
+  }
+
+  async history(tenant: TenantContext, type: string, id: string): Promise<FhirResource[]> {
+    checkType(type);
+    checkId(id);
+    const versions = await this.store.history(tenant.tenantId, type, id);
+    if (versions.length === 0) {
+      throw new PlatformError("ERR_NOT_FOUND");
+    }
+    return versions.filter((version) => !version.deleted).map((version) => this.decode(tenant, version));
+  }
+
+  async search(
+    tenant: TenantContext,
+    type: string,
+    query: Readonly<Record<string, string | string[] | undefined>>,
+  ): Promise<FhirResource[]> {
+    checkType(type);
+    const { groups, count } = queryGroups(type, query);
+    const tokenGroups = groups.map((group) =>
+      group.map(({ parameter, value }) => blindIndex(tenant.keyring, type, parameter, value)),
+    );
+    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count);
+    return found.map((version) => this.decode(tenant, version));
+  }
+}

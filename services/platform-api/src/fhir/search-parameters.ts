@@ -1,0 +1,175 @@
+// The search parameters the portal and workflow need, per resource type (FHIR R4 search, exact-match
+// subset). Each resource yields blind-index tokens for its values; each query yields token groups. Matching
+// is exact after normalisation (strings: lowercase, accents removed, one word at a time), because the
+// database only ever sees HMACs of values.
+import { PlatformError } from "../errors.js";
+
+export type SearchValueKind = "token" | "string" | "date" | "reference";
+
+interface ParameterDefinition {
+  readonly kind: SearchValueKind;
+  /** The values a resource carries for this parameter (before normalisation). */
+  readonly extract: (resource: FhirResource) => string[];
+}
+
+export type FhirResource = Record<string, unknown> & { resourceType: string; id?: string };
+
+function array(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : value === undefined ? [] : [value];
+}
+
+function record(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+}
+
+function identifierTokens(resource: FhirResource): string[] {
+  return array(resource.identifier).flatMap((entry) => {
+    const { system, value } = record(entry);
+    if (typeof value !== "string") {
+      return [];
+    }
+    return typeof system === "string" ? [`${system}|${value}`, `|${value}`] : [`|${value}`];
+  });
+}
+
+function referenceTokens(...values: unknown[]): string[] {
+  return values.flatMap(array).flatMap((entry) => {
+    const reference = record(entry).reference;
+    return typeof reference === "string" ? [reference] : [];
+  });
+}
+
+function codeTokens(value: unknown): string[] {
+  return typeof value === "string" ? [value] : [];
+}
+
+const status = (resource: FhirResource): string[] => codeTokens(resource.status);
+
+export const searchParameters: Readonly<Record<string, Readonly<Record<string, ParameterDefinition>>>> = {
+  Patient: {
+    identifier: { kind: "token", extract: identifierTokens },
+    name: {
+      kind: "string",
+      extract: (patient) =>
+        array(patient.name).flatMap((entry) => {
+          const name = record(entry);
+          return [...array(name.family), ...array(name.given), ...array(name.text)].filter(
+            (part): part is string => typeof part === "string",
+          );
+        }),
+    },
+    birthdate: { kind: "date", extract: (patient) => codeTokens(patient.birthDate) },
+  },
+  ServiceRequest: {
+    subject: { kind: "reference", extract: (request) => referenceTokens(request.subject) },
+    status: { kind: "token", extract: status },
+    identifier: { kind: "token", extract: identifierTokens },
+  },
+  DiagnosticReport: {
+    subject: { kind: "reference", extract: (report) => referenceTokens(report.subject) },
+    "based-on": { kind: "reference", extract: (report) => referenceTokens(report.basedOn) },
+    status: { kind: "token", extract: status },
+  },
+  Observation: {
+    subject: { kind: "reference", extract: (observation) => referenceTokens(observation.subject) },
+  },
+  Provenance: {
+    target: { kind: "reference", extract: (provenance) => referenceTokens(provenance.target) },
+  },
+  AuditEvent: {},
+  Binary: {},
+};
+
+export const supportedTypes = Object.keys(searchParameters);
+
+/** Lowercase, accents removed, split into words: "Zoë  O'Brien" → ["zoe", "o'brien"]. */
+function words(value: string): string[] {
+  return value
+    .normalize("NFKD")
+    .replace(/\p{M}/gu, "")
+    .toLowerCase()
+    .split(/[\s,]+/)
+    .filter((word) => word.length > 0);
+}
+
+function normalise(kind: SearchValueKind, value: string): string[] {
+  switch (kind) {
+    case "string":
+      return words(value);
+    case "date":
+      return /^\d{4}(-\d{2}(-\d{2})?)?$/.test(value) ? [value] : [];
+    case "reference":
+    case "token":
+      return [value];
+  }
+}
+
+/** Every (parameter, normalised value) pair a resource is findable by. */
+export function indexEntries(resource: FhirResource): { parameter: string; value: string }[] {
+  const parameters = searchParameters[resource.resourceType] ?? {};
+  return Object.entries(parameters).flatMap(([parameter, definition]) =>
+    definition
+      .extract(resource)
+      .flatMap((raw) => normalise(definition.kind, raw).map((value) => ({ parameter, value }))),
+  );
+}
+
+/**
+ * A query's groups: each parameter is one AND-ed group whose comma-separated values are OR-ed. A
+ * string value of several words must match every word. Unknown parameters are refused, not ignored.
+ */
+export function queryGroups(
+  type: string,
+  query: Readonly<Record<string, string | string[] | undefined>>,
+): {
+  groups: { parameter: string; value: string }[][];
+  count: number;
+} {
+  const parameters = searchParameters[type] ?? {};
+  const groups: { parameter: string; value: string }[][] = [];
+  let count = 50;
+  for (const [name, rawValue] of Object.entries(query)) {
+    const values = array(rawValue).filter((v): v is string => typeof v === "string");
+    if (name === "_count") {
+      const parsed = Number.parseInt(values[0] ?? "", 10);
+      if (!Number.isInteger(parsed) || parsed < 1 || parsed > 500) {
+        throw new PlatformError("ERR_BAD_REQUEST", "_count must be 1 to 500", { expression: "_count" });
+      }
+      count = parsed;
+      continue;
+    }
+    const definition = parameters[name];
+    if (definition === undefined) {
+      throw new PlatformError(
+        "ERR_BAD_REQUEST",
+        `${type} cannot be searched by ${JSON.stringify(name.slice(0, 40))}`,
+        {
+          expression: name.slice(0, 40),
+        },
+      );
+    }
+    for (const value of values) {
+      const alternatives = value.split(",").filter((part) => part.length > 0);
+      if (definition.kind === "string") {
+        // Each word of the value is its own AND-ed group; alternatives of one word are OR-ed.
+        const perAlternative = alternatives.map((alternative) => words(alternative));
+        const longest = Math.max(0, ...perAlternative.map((w) => w.length));
+        for (let i = 0; i < longest; i++) {
+          groups.push(
+            perAlternative.flatMap((w) => {
+              const word = w[i];
+              return word === undefined ? [] : [{ parameter: name, value: word }];
+            }),
+          );
+        }
+      } else {
+        const normalised = alternatives.flatMap((alternative) => normalise(definition.kind, alternative));
+        if (normalised.length === 0) {
+          throw new PlatformError("ERR_BAD_REQUEST", `${name} has no usable value`, { expression: name });
+        }
+        groups.push(normalised.map((v) => ({ parameter: name, value: v })));
+      }
+    }
+  }
+  return { groups, count };
+}
