@@ -2,6 +2,7 @@
 // tenant. Tests call buildApp and inject; main.ts wires it to attestation, the key broker and storage.
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
@@ -20,6 +21,8 @@ export interface PlatformConfig {
   /** The tenant's keys, derived from its data key released by the key broker. */
   readonly tenantKeyring: (tenantId: string) => Promise<TenantKeyring>;
   readonly accounts: AccountService;
+  /** Keys for platform-level records: accounts and the audit trail of sign-ins and refused requests. */
+  readonly systemKeyring: TenantKeyring;
   readonly sessions: LocalSessions;
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
@@ -59,6 +62,9 @@ declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | undefined;
   }
+  interface FastifyInstance {
+    auditTrail: AuditTrail;
+  }
 }
 
 function fhirJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
@@ -80,6 +86,60 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   loadFhirDefinitions();
   const maxBinaryBytes = config.maxBinaryBytes ?? 20 * 1024 * 1024;
   const repository = new FhirRepository(config.store, config.now);
+  const audit = new AuditTrail(config.store, config.now);
+  const systemTenant: TenantContext = { tenantId: "_system", keyring: config.systemKeyring };
+  const interactionActions: Record<string, AuditAction> = {
+    create: "C",
+    update: "U",
+    read: "R",
+    vread: "R",
+    "history-instance": "R",
+    "search-type": "E",
+  };
+
+  /**
+   * Runs one FHIR interaction and records its AuditEvent, success or failure, in the caller's tenant (or the
+   * system trail when the caller is not known). Ids and codes only.
+   */
+  const audited = async <T>(
+    request: FastifyRequest,
+    interaction: string,
+    type: string,
+    run: (setEntities: (entities: string[]) => void) => Promise<{ tenant: TenantContext; result: T }>,
+  ): Promise<T> => {
+    let entities: string[] = [];
+    try {
+      const { tenant, result } = await run((found) => {
+        entities = found;
+      });
+      await audit.record(tenant, {
+        type: { code: "110110", display: "Patient Record" },
+        subtype: interaction,
+        action: interactionActions[interaction] ?? "E",
+        outcome: "0",
+        agent: { id: request.principal?.subject ?? "anonymous", role: request.principal?.role ?? "none" },
+        entities,
+      });
+      return result;
+    } catch (error) {
+      const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
+      const principal = request.principal;
+      const tenant =
+        principal === undefined
+          ? systemTenant
+          : { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) };
+      await audit.record(tenant, {
+        type: { code: "110110", display: "Patient Record" },
+        subtype: interaction,
+        action: interactionActions[interaction] ?? "E",
+        outcome: code === "ERR_INTERNAL" || code === "ERR_STORAGE" ? "8" : "4",
+        outcomeCode: code,
+        agent: { id: principal?.subject ?? "anonymous", role: principal?.role ?? "none" },
+        entities: entities.length > 0 ? entities : [type.slice(0, 64)],
+      });
+      throw error;
+    }
+  };
   const verifier = config.sessionVerifier ?? config.sessions;
   const { app } = createServiceApp({
     logger: config.logger,
@@ -151,13 +211,30 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     try {
       const principal = await config.accounts.login(email, password, request.ip);
       request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
+      await audit.record(
+        { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) },
+        {
+          type: { code: "110114", display: "User Authentication" },
+          subtype: "login",
+          action: "E",
+          outcome: "0",
+          agent: { id: principal.subject, role: principal.role },
+        },
+      );
       const session = await config.sessions.issue(principal);
       return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
     } catch (error) {
-      request.log.info(
-        { audit: "login", outcome: error instanceof PlatformError ? error.code : "ERR_INTERNAL" },
-        "sign-in refused",
-      );
+      const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
+      request.log.info({ audit: "login", outcome: code }, "sign-in refused");
+      // The email is not recorded: it may be a mistyped password or someone else's address.
+      await audit.record(systemTenant, {
+        type: { code: "110114", display: "User Authentication" },
+        subtype: "login",
+        action: "E",
+        outcome: "4",
+        outcomeCode: code,
+        agent: { id: "anonymous" },
+      });
       throw error;
     }
   });
@@ -198,54 +275,67 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     return body;
   };
 
+  const reference = (resource: FhirResource): string => `${resource.resourceType}/${resource.id ?? ""}`;
+
   app.post<{ Params: { type: string } }>("/fhir/:type", async (request, reply) => {
     const { type } = request.params;
-    const tenant = await tenantOf(request, "write", type);
-    const resource = resourceBody(request, type);
-    // FHIR conditional create: If-None-Exist makes a create idempotent by identifier.
-    const condition = request.headers["if-none-exist"];
-    if (typeof condition === "string") {
-      const query = Object.fromEntries(new URLSearchParams(condition));
-      const existing = await repository.search(tenant, type, query);
-      if (existing.length > 1) {
-        throw new PlatformError("ERR_DUPLICATE", "If-None-Exist matches more than one resource");
+    const { status, resource } = await audited(request, "create", type, async (setEntities) => {
+      const tenant = await tenantOf(request, "write", type);
+      const body = resourceBody(request, type);
+      // FHIR conditional create: If-None-Exist makes a create idempotent by identifier.
+      const condition = request.headers["if-none-exist"];
+      if (typeof condition === "string") {
+        const existing = await repository.search(
+          tenant,
+          type,
+          Object.fromEntries(new URLSearchParams(condition)),
+        );
+        if (existing.length > 1) {
+          throw new PlatformError("ERR_DUPLICATE", "If-None-Exist matches more than one resource");
+        }
+        if (existing[0] !== undefined) {
+          setEntities([reference(existing[0])]);
+          return { tenant, result: { status: 200, resource: existing[0] } };
+        }
       }
-      if (existing[0] !== undefined) {
-        return fhirJson(versionHeaders(reply, existing[0]), 200, existing[0]);
-      }
+      const created = await repository.create(tenant, body);
+      setEntities([reference(created)]);
+      return { tenant, result: { status: 201, resource: created } };
+    });
+    if (status === 201) {
+      reply.header("location", `${config.baseUrl}/fhir/${type}/${resource.id ?? ""}/_history/1`);
     }
-    const created = await repository.create(tenant, resource);
-    request.log.info({ audit: "create", type, id: created.id }, "resource created");
-    reply.header("location", `${config.baseUrl}/fhir/${type}/${created.id ?? ""}/_history/1`);
-    return fhirJson(versionHeaders(reply, created), 201, created);
+    return fhirJson(versionHeaders(reply, resource), status, resource);
   });
 
   app.put<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
     const { type, id } = request.params;
-    const tenant = await tenantOf(request, "write", type);
-    const match = /^W\/"([1-9][0-9]{0,8})"$/.exec(request.headers["if-match"] ?? "");
-    if (request.headers["if-match"] !== undefined && match === null) {
-      throw new PlatformError("ERR_PRECONDITION");
-    }
-    const updated = await repository.update(
-      tenant,
-      resourceBody(request, type),
-      id,
-      match === null ? undefined : Number(match[1]),
-    );
-    request.log.info({ audit: "update", type, id }, "resource updated");
-    return fhirJson(
-      versionHeaders(reply, updated),
-      updated.meta && (updated.meta as { versionId?: string }).versionId === "1" ? 201 : 200,
-      updated,
-    );
+    const updated = await audited(request, "update", type, async (setEntities) => {
+      const tenant = await tenantOf(request, "write", type);
+      const match = /^W\/"([1-9][0-9]{0,8})"$/.exec(request.headers["if-match"] ?? "");
+      if (request.headers["if-match"] !== undefined && match === null) {
+        throw new PlatformError("ERR_PRECONDITION");
+      }
+      setEntities([`${type}/${id.slice(0, 64)}`]);
+      const result = await repository.update(
+        tenant,
+        resourceBody(request, type),
+        id,
+        match === null ? undefined : Number(match[1]),
+      );
+      return { tenant, result };
+    });
+    const created = (updated.meta as { versionId?: string } | undefined)?.versionId === "1";
+    return fhirJson(versionHeaders(reply, updated), created ? 201 : 200, updated);
   });
 
   app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
     const { type, id } = request.params;
-    const tenant = await tenantOf(request, "read", type);
-    const resource = await repository.read(tenant, type, id);
-    request.log.info({ audit: "read", type, id }, "resource read");
+    const resource = await audited(request, "read", type, async (setEntities) => {
+      const tenant = await tenantOf(request, "read", type);
+      setEntities([`${type}/${id.slice(0, 64)}`]);
+      return { tenant, result: await repository.read(tenant, type, id) };
+    });
     const accept = request.headers.accept ?? "";
     if (type === "Binary" && !accept.includes("fhir+json") && typeof resource.data === "string") {
       return versionHeaders(reply, resource)
@@ -262,9 +352,11 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id/_history", async (request, reply) => {
     const { type, id } = request.params;
-    const tenant = await tenantOf(request, "read", type);
-    const versions = await repository.history(tenant, type, id);
-    request.log.info({ audit: "history", type, id }, "history read");
+    const versions = await audited(request, "history-instance", type, async (setEntities) => {
+      const tenant = await tenantOf(request, "read", type);
+      setEntities([`${type}/${id.slice(0, 64)}`]);
+      return { tenant, result: await repository.history(tenant, type, id) };
+    });
     return fhirJson(reply, 200, historyBundle(config.baseUrl, type, versions));
   });
 
@@ -272,9 +364,11 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     "/fhir/:type/:id/_history/:version",
     async (request, reply) => {
       const { type, id, version } = request.params;
-      const tenant = await tenantOf(request, "read", type);
-      const resource = await repository.vread(tenant, type, id, version);
-      request.log.info({ audit: "vread", type, id }, "version read");
+      const resource = await audited(request, "vread", type, async (setEntities) => {
+        const tenant = await tenantOf(request, "read", type);
+        setEntities([`${type}/${id.slice(0, 64)}`]);
+        return { tenant, result: await repository.vread(tenant, type, id, version) };
+      });
       return fhirJson(versionHeaders(reply, resource), 200, resource);
     },
   );
@@ -283,12 +377,17 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     "/fhir/:type",
     async (request, reply) => {
       const { type } = request.params;
-      const tenant = await tenantOf(request, "read", type);
-      const found = await repository.search(tenant, type, request.query);
-      request.log.info({ audit: "search", type, results: found.length }, "searched");
+      const found = await audited(request, "search-type", type, async (setEntities) => {
+        const tenant = await tenantOf(request, "read", type);
+        const result = await repository.search(tenant, type, request.query);
+        // The query itself may hold PHI (a name, an MRN): record what was returned, never what was asked.
+        setEntities(result.map(reference));
+        return { tenant, result };
+      });
       return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found));
     },
   );
+  app.decorate("auditTrail", audit);
   return app;
 }
 
@@ -305,3 +404,4 @@ export { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto
 export { openSqliteStore } from "./storage/sqlite-store.js";
 export { openPostgresStore } from "./storage/postgres-store.js";
 export type { RecordStore } from "./storage/record-store.js";
+export { AuditTrail, auditEventHash, type AuditInput } from "./audit/audit-trail.js";

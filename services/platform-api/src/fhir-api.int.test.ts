@@ -16,6 +16,7 @@ import {
   type RecordStore,
   type TenantKeyring,
 } from "./app.js";
+import { openRecord } from "./storage/record-crypto.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "cloister-fhir-"));
 const password = "correct horse battery staple";
@@ -27,7 +28,8 @@ const keyrings = new Map<string, TenantKeyring>();
 before(async () => {
   store = openSqliteStore(join(scratch, "records.db"));
   await store.migrate();
-  const accounts = new AccountService(store, deriveTenantKeyring(randomBytes(32), "_system"), {
+  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  const accounts = new AccountService(store, systemKeyring, {
     maxFailures: 3,
     lockoutMs: 60_000,
     maxAttempts: 6,
@@ -44,6 +46,7 @@ before(async () => {
     baseUrl: "https://platform.test",
     store,
     accounts,
+    systemKeyring,
     sessions: await createLocalSessions({ issuer: "https://platform.test" }),
     tenantKeyring: async (tenantId) => {
       const keyring = keyrings.get(tenantId);
@@ -302,6 +305,90 @@ describe("FHIR R4 API", () => {
     for (const secret of ["MRN-1001", "Zoë-Ann", "Zo", "1990-04-12"].filter((s) => s.length > 3)) {
       assert.ok(!files.some((file) => file.includes(secret)), `${secret} is in the database`);
     }
+  });
+});
+
+describe("audit trail", () => {
+  const tenantA = (): { tenantId: string; keyring: TenantKeyring } => {
+    const keyring = keyrings.get("hospital-a");
+    assert.ok(keyring);
+    return { tenantId: "hospital-a", keyring };
+  };
+
+  it("records every interaction as a chained AuditEvent with ids and codes only, readable by admins only", async () => {
+    const length = await app.auditTrail.verify(tenantA());
+    assert.ok(length >= 10, `only ${length} events`);
+    const denied = await fhir("clerkA", "GET", "/fhir/AuditEvent/audit-1");
+    assert.equal(denied.statusCode, 403);
+    const db = readFileSync(join(scratch, "records.db")).toString("latin1");
+    assert.ok(!db.includes("110110"), "audit events are sealed like every record");
+    // Read one event through the store to check its content carries no PHI from the searches above.
+    const events = await Promise.all(
+      Array.from({ length }, async (_, i) => {
+        const stored = await store.current("hospital-a", "AuditEvent", `audit-${i + 1}`);
+        assert.ok(stored);
+        return stored;
+      }),
+    );
+    const texts = events.map((stored) =>
+      openRecord(
+        tenantA().keyring,
+        { tenantId: "hospital-a", type: "AuditEvent", id: stored.id, versionId: 1 },
+        stored.body,
+      ).toString(),
+    );
+    assert.ok(texts.some((text) => text.includes('"subtype"') && text.includes("search-type")));
+    for (const phi of ["MRN-1001", "Zoë", "zoe-ann", "1990-04-12", "ORD-1", "correct horse"]) {
+      assert.ok(
+        !texts.some((text) => text.toLowerCase().includes(phi.toLowerCase())),
+        `an AuditEvent holds ${phi}`,
+      );
+    }
+  });
+
+  it("detects an edited, deleted or reordered event", async () => {
+    const tenant = tenantA();
+    const db = (store as unknown as { dialect: string }).dialect;
+    assert.equal(db, "sqlite");
+    const Database = (await import("better-sqlite3")).default;
+    const raw = new Database(join(scratch, "records.db"));
+    const body = (
+      raw
+        .prepare("SELECT body FROM resource_versions WHERE tenant_id = ? AND id = ?")
+        .get("hospital-a", "audit-3") as { body: Buffer }
+    ).body;
+    const flipped = Buffer.from(body);
+    flipped[20] = (flipped[20] ?? 0) ^ 1;
+    raw
+      .prepare("UPDATE resource_versions SET body = ? WHERE tenant_id = ? AND id = ?")
+      .run(flipped, "hospital-a", "audit-3");
+    await assert.rejects(app.auditTrail.verify(tenant), /altered/);
+    raw
+      .prepare("UPDATE resource_versions SET body = ? WHERE tenant_id = ? AND id = ?")
+      .run(body, "hospital-a", "audit-3");
+    assert.ok((await app.auditTrail.verify(tenant)) > 3);
+
+    // Swapping two events' rows: the ids are bound into the encryption, so neither opens in the other's place.
+    const four = (
+      raw
+        .prepare("SELECT body FROM resource_versions WHERE tenant_id = ? AND id = ?")
+        .get("hospital-a", "audit-4") as { body: Buffer }
+    ).body;
+    raw
+      .prepare("UPDATE resource_versions SET body = ? WHERE tenant_id = ? AND id = ?")
+      .run(four, "hospital-a", "audit-3");
+    await assert.rejects(app.auditTrail.verify(tenant), /altered/);
+    raw
+      .prepare("UPDATE resource_versions SET body = ? WHERE tenant_id = ? AND id = ?")
+      .run(body, "hospital-a", "audit-3");
+
+    // Deleting an event in the middle breaks the chain; deleting the newest is caught against the known length.
+    const length = await app.auditTrail.verify(tenant);
+    raw
+      .prepare("DELETE FROM resources_current WHERE tenant_id = ? AND id = ?")
+      .run("hospital-a", `audit-${length}`);
+    await assert.rejects(app.auditTrail.verify(tenant), /ends at/);
+    raw.close();
   });
 });
 

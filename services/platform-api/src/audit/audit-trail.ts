@@ -1,0 +1,212 @@
+// The audit trail: one FHIR AuditEvent per read, search, create, update, sign-in, inference and
+// attestation failure, with ids and codes only. Events are append-only and hash-chained per tenant: event
+// n is stored as AuditEvent/audit-n and carries the SHA-256 of event n-1, so an edit, a deletion or a
+// reordering breaks the chain (verifyAuditChain). Creating audit-n is the claim on sequence number n, so
+// concurrent writers (replicas) never fork the chain.
+import { createHash } from "node:crypto";
+import { PlatformError } from "../errors.js";
+import { openRecord, sealRecord } from "../storage/record-crypto.js";
+import type { RecordStore } from "../storage/record-store.js";
+import type { TenantContext } from "../fhir/repository.js";
+
+export const auditChainExtension = "https://cloister.dev/fhir/StructureDefinition/audit-chain";
+
+export type AuditAction = "C" | "R" | "U" | "D" | "E";
+
+export interface AuditInput {
+  /** DICOM audit event type, e.g. 110110 Patient Record, 110114 User Authentication, 110112 Query. */
+  readonly type: { code: string; display: string };
+  readonly subtype?: string;
+  readonly action: AuditAction;
+  /** 0 success, 4 minor failure, 8 serious failure, 12 major failure (FHIR AuditEvent.outcome). */
+  readonly outcome: "0" | "4" | "8" | "12";
+  /** Error code on failure: a stable code, never a message with values in it. */
+  readonly outcomeCode?: string;
+  /** Who: an account id or a workload measurement, never a name. */
+  readonly agent: { readonly id: string; readonly role?: string };
+  /** What: references only (`Patient/<id>`). */
+  readonly entities?: readonly string[];
+}
+
+type AuditEvent = Record<string, unknown> & { resourceType: "AuditEvent"; id: string };
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) {
+    return `[${value.map(canonical).join(",")}]`;
+  }
+  if (typeof value === "object" && value !== null) {
+    return `{${Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The chain hash of an event: SHA-256 over its canonical JSON (RFC 8785 style key order). */
+export function auditEventHash(event: Record<string, unknown>): string {
+  return createHash("sha256").update(canonical(event)).digest("hex");
+}
+
+const genesis = "0".repeat(64);
+
+function chainOf(event: Record<string, unknown>): { sequence: number; previousHash: string } | undefined {
+  const extensions = Array.isArray(event.extension) ? (event.extension as Record<string, unknown>[]) : [];
+  const chain = extensions.find((extension) => extension.url === auditChainExtension);
+  const parts = Array.isArray(chain?.extension) ? (chain.extension as Record<string, unknown>[]) : [];
+  const sequence = parts.find((part) => part.url === "sequence")?.valueInteger;
+  const previousHash = parts.find((part) => part.url === "previousHash")?.valueString;
+  return typeof sequence === "number" && typeof previousHash === "string"
+    ? { sequence, previousHash }
+    : undefined;
+}
+
+export class AuditTrail {
+  private readonly store: RecordStore;
+  private readonly now: () => Date;
+  /** Last known sequence and hash per tenant: where the next append starts looking. */
+  private readonly heads = new Map<string, { sequence: number; hash: string }>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  constructor(store: RecordStore, now: () => Date = () => new Date()) {
+    this.store = store;
+    this.now = now;
+  }
+
+  private async read(tenant: TenantContext, sequence: number): Promise<AuditEvent | undefined> {
+    const stored = await this.store.current(tenant.tenantId, "AuditEvent", `audit-${sequence}`);
+    if (stored === undefined) {
+      return undefined;
+    }
+    const body = openRecord(
+      tenant.keyring,
+      { tenantId: tenant.tenantId, type: "AuditEvent", id: stored.id, versionId: stored.versionId },
+      stored.body,
+    );
+    return JSON.parse(body.toString("utf8")) as AuditEvent;
+  }
+
+  /** Appends one event; serialised per tenant in this process, and safe against other writers. */
+  async record(tenant: TenantContext, input: AuditInput): Promise<void> {
+    const previous = this.queues.get(tenant.tenantId) ?? Promise.resolve();
+    const next = previous.then(() => this.append(tenant, input));
+    this.queues.set(
+      tenant.tenantId,
+      next.catch(() => undefined),
+    );
+    await next;
+  }
+
+  private async append(tenant: TenantContext, input: AuditInput): Promise<void> {
+    let head = this.heads.get(tenant.tenantId) ?? { sequence: 0, hash: genesis };
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      // Catch up with events other writers appended.
+      const existing = await this.read(tenant, head.sequence + 1);
+      if (existing !== undefined) {
+        head = { sequence: head.sequence + 1, hash: auditEventHash(existing) };
+        continue;
+      }
+      const sequence = head.sequence + 1;
+      const recorded = this.now().toISOString();
+      const event: AuditEvent = {
+        resourceType: "AuditEvent",
+        id: `audit-${sequence}`,
+        extension: [
+          {
+            url: auditChainExtension,
+            extension: [
+              { url: "sequence", valueInteger: sequence },
+              { url: "previousHash", valueString: head.hash },
+            ],
+          },
+        ],
+        type: {
+          system: "http://dicom.nema.org/resources/ontology/DCM",
+          code: input.type.code,
+          display: input.type.display,
+        },
+        ...(input.subtype === undefined
+          ? {}
+          : { subtype: [{ system: "http://hl7.org/fhir/restful-interaction", code: input.subtype }] }),
+        action: input.action,
+        recorded,
+        outcome: input.outcome,
+        ...(input.outcomeCode === undefined ? {} : { outcomeDesc: input.outcomeCode }),
+        agent: [
+          {
+            who: { identifier: { value: input.agent.id } },
+            ...(input.agent.role === undefined ? {} : { role: [{ text: input.agent.role }] }),
+            requestor: true,
+          },
+        ],
+        source: { observer: { display: "cloister-platform-api" } },
+        ...(input.entities === undefined || input.entities.length === 0
+          ? {}
+          : { entity: input.entities.map((reference) => ({ what: { reference } })) }),
+      };
+      try {
+        await this.store.write(
+          tenant.tenantId,
+          {
+            type: "AuditEvent",
+            id: event.id,
+            versionId: 1,
+            lastUpdated: recorded,
+            deleted: false,
+            body: sealRecord(
+              tenant.keyring,
+              { tenantId: tenant.tenantId, type: "AuditEvent", id: event.id, versionId: 1 },
+              Buffer.from(JSON.stringify(event), "utf8"),
+            ),
+          },
+          0,
+          [],
+        );
+      } catch (error) {
+        if (error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT") {
+          continue;
+        }
+        throw error;
+      }
+      this.heads.set(tenant.tenantId, { sequence, hash: auditEventHash(event) });
+      return;
+    }
+    throw new PlatformError("ERR_STORAGE", "the audit chain could not be extended");
+  }
+
+  /**
+   * Walks the tenant's chain from event 1: every event must name its own sequence and the hash of the one
+   * before. Returns the length, or throws naming the first broken link.
+   */
+  async verify(tenant: TenantContext, expectedLength?: number): Promise<number> {
+    let previousHash = genesis;
+    let sequence = 0;
+    for (;;) {
+      let event: AuditEvent | undefined;
+      try {
+        event = await this.read(tenant, sequence + 1);
+      } catch (cause) {
+        throw new PlatformError("ERR_STORAGE", `audit event ${sequence + 1} does not open: it was altered`, {
+          cause,
+        });
+      }
+      if (event === undefined) {
+        break;
+      }
+      const chain = chainOf(event);
+      if (chain?.sequence !== sequence + 1 || chain.previousHash !== previousHash) {
+        throw new PlatformError("ERR_STORAGE", `the audit chain breaks at event ${sequence + 1}`);
+      }
+      previousHash = auditEventHash(event);
+      sequence++;
+    }
+    const known = Math.max(expectedLength ?? 0, this.heads.get(tenant.tenantId)?.sequence ?? 0);
+    if (sequence < known) {
+      throw new PlatformError(
+        "ERR_STORAGE",
+        `the audit chain ends at ${sequence}, but ${known} events were written`,
+      );
+    }
+    return sequence;
+  }
+}
