@@ -2,7 +2,10 @@
 // tenant. Tests call buildApp and inject; main.ts wires it to attestation, the key broker and storage.
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import type { ConfidentialService } from "@cloister/enclave";
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
+import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
+import type { JobQueue } from "./workflow/job-queue.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
@@ -31,6 +34,13 @@ export interface PlatformConfig {
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
   readonly now?: () => Date;
+  /** The diagnosis workflow: its queue and the attested inference server it talks to. */
+  readonly workflow?: {
+    readonly queue: JobQueue;
+    readonly inference: () => Promise<ConfidentialService>;
+    readonly workers?: number;
+    readonly maxAttempts?: number;
+  };
 }
 
 type Action = "read" | "write";
@@ -64,6 +74,8 @@ declare module "fastify" {
   }
   interface FastifyInstance {
     auditTrail: AuditTrail;
+    /** Queues every active ServiceRequest of these tenants again (after a restart). */
+    recoverDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
   }
 }
 
@@ -300,6 +312,13 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       }
       const created = await repository.create(tenant, body);
       setEntities([reference(created)]);
+      if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
+        await config.workflow?.queue.enqueue({
+          tenantId: tenant.tenantId,
+          serviceRequestId: created.id,
+          attempt: 0,
+        });
+      }
       return { tenant, result: { status: 201, resource: created } };
     });
     if (status === 201) {
@@ -388,6 +407,82 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     },
   );
   app.decorate("auditTrail", audit);
+
+  // Server-sent events per tenant: ids and statuses of new and changed DiagnosticReports, never content.
+  const listeners = new Map<string, Set<(event: string) => void>>();
+  const events: WorkflowEvents = {
+    publish: (tenantId, event) => {
+      const line = `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+      for (const listener of listeners.get(tenantId) ?? []) {
+        listener(line);
+      }
+    },
+  };
+  app.get("/events", async (request, reply) => {
+    const header = request.headers.authorization;
+    if (header === undefined || !header.startsWith("Bearer ")) {
+      throw new PlatformError("ERR_UNAUTHENTICATED");
+    }
+    const principal = await verifier.verify(header.slice(7));
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-store",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    reply.raw.write(": connected\n\n");
+    const send = (line: string): void => {
+      reply.raw.write(line);
+    };
+    const set = listeners.get(principal.tenantId) ?? new Set();
+    set.add(send);
+    listeners.set(principal.tenantId, set);
+    const heartbeat = setInterval(() => reply.raw.write(": heartbeat\n\n"), 15_000);
+    heartbeat.unref();
+    request.raw.on("close", () => {
+      clearInterval(heartbeat);
+      set.delete(send);
+    });
+  });
+
+  const workflow = config.workflow;
+  const worker =
+    workflow === undefined
+      ? undefined
+      : new DiagnosisWorker({
+          queue: workflow.queue,
+          repository,
+          audit,
+          tenantKeyring: config.tenantKeyring,
+          inference: workflow.inference,
+          events,
+          ...(workflow.maxAttempts === undefined ? {} : { maxAttempts: workflow.maxAttempts }),
+          ...(config.now === undefined ? {} : { now: config.now }),
+          log: (fields, message) => {
+            app.log.info(fields, message);
+          },
+        });
+  worker?.start(workflow?.workers ?? 2);
+  app.addHook("onClose", async () => {
+    await worker?.stop();
+  });
+  app.decorate("recoverDiagnosisJobs", async (tenantIds: readonly string[]) => {
+    let queued = 0;
+    for (const tenantId of tenantIds) {
+      const tenant = { tenantId, keyring: await config.tenantKeyring(tenantId) };
+      for (const request of await repository.search(tenant, "ServiceRequest", {
+        status: "active",
+        _count: "500",
+      })) {
+        if (request.id !== undefined) {
+          await workflow?.queue.enqueue({ tenantId, serviceRequestId: request.id, attempt: 0 });
+          queued++;
+        }
+      }
+    }
+    return queued;
+  });
   return app;
 }
 
@@ -405,3 +500,5 @@ export { openSqliteStore } from "./storage/sqlite-store.js";
 export { openPostgresStore } from "./storage/postgres-store.js";
 export type { RecordStore } from "./storage/record-store.js";
 export { AuditTrail, auditEventHash, type AuditInput } from "./audit/audit-trail.js";
+export { createMemoryJobQueue, type DiagnosisJob, type JobQueue } from "./workflow/job-queue.js";
+export { modelCodeSystem, findingCodeSystem, retryDelayMs } from "./workflow/diagnosis-worker.js";

@@ -1,0 +1,209 @@
+// The diagnosis workflow end to end on loopback: the platform verifies the attested inference server,
+// sends the image sealed with OHTTP carrying its own attestation, and records the report, observations and
+// provenance once, or a cancelled report with the reason.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { readMedMnistSplit } from "@cloister/imaging";
+import {
+  inferenceMeasurement,
+  startConfidentialStack,
+  type ConfidentialStack,
+} from "@cloister/inference-server/test-support";
+import type { FastifyInstance } from "fastify";
+import { PNG } from "pngjs";
+import {
+  AccountService,
+  buildApp,
+  createLocalSessions,
+  createMemoryJobQueue,
+  deriveTenantKeyring,
+  modelCodeSystem,
+  openSqliteStore,
+  type RecordStore,
+} from "./app.js";
+
+const medmnist = new URL("../../../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url)
+  .pathname;
+const validation = readMedMnistSplit(medmnist, "val");
+const scratch = mkdtempSync(join(tmpdir(), "cloister-workflow-"));
+const password = "correct horse battery staple";
+const tenantKeyring = deriveTenantKeyring(randomBytes(32), "demo");
+let stack: ConfidentialStack;
+let store: RecordStore;
+let app: FastifyInstance;
+let url = "";
+const tokens: Record<string, string> = {};
+
+before(async () => {
+  stack = await startConfidentialStack();
+  store = openSqliteStore(join(scratch, "records.db"));
+  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  const accounts = new AccountService(store, systemKeyring);
+  await accounts.create({ email: "clerk@demo.test", password, tenantId: "demo", role: "clerk" });
+  await accounts.create({ email: "clinician@demo.test", password, tenantId: "demo", role: "clinician" });
+  app = await buildApp({
+    baseUrl: "http://127.0.0.1",
+    store,
+    accounts,
+    systemKeyring,
+    sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
+    tenantKeyring: async () => tenantKeyring,
+    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 2 },
+  });
+  url = await app.listen({ port: 0, host: "127.0.0.1" });
+  for (const who of ["clerk", "clinician"]) {
+    const response = await app.inject({
+      method: "POST",
+      url: "/auth/login",
+      payload: { email: `${who}@demo.test`, password },
+    });
+    tokens[who] = response.json<{ accessToken: string }>().accessToken;
+  }
+});
+after(async () => {
+  await app.close();
+  await store.close();
+  await stack.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+async function fhir(
+  who: string,
+  method: "GET" | "POST",
+  path: string,
+  body?: unknown,
+  contentType = "application/fhir+json",
+) {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${tokens[who] ?? ""}`,
+      ...(body === undefined ? {} : { "content-type": contentType }),
+    },
+    ...(body === undefined
+      ? {}
+      : { body: body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+function png(index: number): Buffer {
+  const image = new PNG({ width: 28, height: 28 });
+  validation.images.subarray(index * 784, (index + 1) * 784).forEach((value, i) => {
+    image.data.set([value, value, value, 255], i * 4);
+  });
+  return PNG.sync.write(image);
+}
+
+async function order(image: Uint8Array): Promise<string> {
+  const patient = await fhir("clerk", "POST", "/fhir/Patient", {
+    resourceType: "Patient",
+    identifier: [{ system: "urn:mrn", value: `MRN-${randomBytes(4).toString("hex")}` }],
+    name: [{ family: "Testperson" }],
+  });
+  const binary = await fhir("clerk", "POST", "/fhir/Binary", image, "image/png");
+  assert.equal(binary.status, 201);
+  const request = await fhir("clerk", "POST", "/fhir/ServiceRequest", {
+    resourceType: "ServiceRequest",
+    status: "active",
+    intent: "order",
+    subject: { reference: `Patient/${String(patient.body.id)}` },
+    code: { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] },
+    supportingInfo: [{ reference: `Binary/${String(binary.body.id)}` }],
+  });
+  assert.equal(request.status, 201);
+  return String(request.body.id);
+}
+
+async function reportFor(serviceRequestId: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const found = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/DiagnosticReport?based-on=ServiceRequest/${serviceRequestId}`,
+    );
+    const entry = (found.body.entry as { resource: Record<string, unknown> }[] | undefined)?.[0];
+    if (entry !== undefined) {
+      return entry.resource;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("no report within 30 s");
+}
+
+describe("diagnosis workflow", () => {
+  it("orders an analysis, announces the result over SSE, and records report, observations and provenance", async () => {
+    const events = await fetch(`${url}/events`, {
+      headers: { authorization: `Bearer ${tokens.clinician ?? ""}` },
+    });
+    assert.equal(events.headers.get("content-type"), "text/event-stream");
+    const reader = events.body?.getReader();
+    assert.ok(reader);
+
+    // Index 1 of the validation split is a pneumonia image.
+    assert.equal(validation.labels[1], 1);
+    const requestId = await order(png(1));
+    const report = await reportFor(requestId);
+    assert.equal(report.status, "final");
+    assert.match(String(report.conclusion), /pneumonia/);
+    assert.match(String(report.conclusion), /not a diagnosis/);
+
+    let announced = "";
+    while (!announced.includes(`ServiceRequest/${requestId}`)) {
+      const chunk = await reader.read();
+      announced += new TextDecoder().decode(chunk.value);
+    }
+    assert.match(announced, /event: DiagnosticReport/);
+    await reader.cancel();
+
+    const results = report.result as { reference: string }[];
+    const observations = await Promise.all(
+      results.map(async (r) => (await fhir("clinician", "GET", `/fhir/${r.reference}`)).body),
+    );
+    const probabilities = observations.flatMap((o) => {
+      const value = (o.valueQuantity as { value?: number } | undefined)?.value;
+      return value === undefined ? [] : [value];
+    });
+    assert.equal(probabilities.length, 2);
+    assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4);
+    const provenance = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/Provenance?target=DiagnosticReport/${String(report.id)}`,
+    );
+    const agents = JSON.stringify(provenance.body);
+    assert.ok(
+      agents.includes(inferenceMeasurement),
+      "the provenance names the attested inference measurement",
+    );
+    assert.ok(
+      agents.includes(stack.models.find((m) => m.config.name === "chest-xray-pneumonia")?.sha256 ?? "none"),
+    );
+    const request = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
+    assert.equal(request.body.status, "completed");
+    assert.equal(
+      (await fhir("clerk", "GET", `/fhir/DiagnosticReport/${String(report.id)}`)).status,
+      403,
+      "clerks do not read results",
+    );
+
+    // A second delivery of the same job writes nothing new.
+    assert.equal(await app.recoverDiagnosisJobs(["demo"]), 0, "completed requests are not active any more");
+    const again = await reportFor(requestId);
+    assert.equal((again.meta as { versionId: string }).versionId, "1");
+  });
+
+  it("ends a bad image in a cancelled report with the reason, never silently", async () => {
+    const requestId = await order(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]));
+    const report = await reportFor(requestId);
+    assert.equal(report.status, "cancelled");
+    assert.match(JSON.stringify(report.contained), /ERR_IMAGE_DECODE/);
+    const request = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
+    assert.equal(request.body.status, "revoked");
+  });
+});

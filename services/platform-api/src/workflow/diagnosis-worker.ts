@@ -1,0 +1,400 @@
+// The diagnosis workflow (DESIGN.md §1 steps 5 to 7): for a ServiceRequest, send its image to the attested
+// inference server through OHTTP and record a DiagnosticReport with its Observations and a Provenance.
+// Every write has an id derived from the ServiceRequest and is create-only, so a job run twice (after a
+// crash, a retry or a duplicate delivery) writes its result exactly once.
+import { createHash } from "node:crypto";
+import type { ConfidentialService } from "@cloister/enclave";
+import { PlatformError } from "../errors.js";
+import type { AuditTrail } from "../audit/audit-trail.js";
+import type { FhirRepository, TenantContext } from "../fhir/repository.js";
+import type { FhirResource } from "../fhir/search-parameters.js";
+import type { DiagnosisJob, JobQueue } from "./job-queue.js";
+
+export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
+export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
+
+export interface WorkflowEvents {
+  readonly publish: (
+    tenantId: string,
+    event: { type: string; id: string; status: string; basedOn: string },
+  ) => void;
+}
+
+export interface DiagnosisWorkerOptions {
+  readonly queue: JobQueue;
+  readonly repository: FhirRepository;
+  readonly audit: AuditTrail;
+  readonly tenantKeyring: (tenantId: string) => Promise<TenantContext["keyring"]>;
+  readonly inference: () => Promise<ConfidentialService>;
+  readonly events: WorkflowEvents;
+  readonly maxAttempts?: number;
+  readonly now?: () => Date;
+  /** For logs: ids and codes only. */
+  readonly log?: (fields: Record<string, unknown>, message: string) => void;
+}
+
+/** A failure that retrying cannot fix (bad image, unknown model, missing Binary). */
+class PermanentFailure extends Error {
+  readonly code: string;
+  constructor(code: string) {
+    super(code);
+    this.code = code;
+  }
+}
+
+/** Capped exponential backoff with jitter: about 1, 2, 4 … 60 s. */
+export function retryDelayMs(attempt: number): number {
+  const base = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
+  return Math.floor(base / 2 + Math.random() * (base / 2));
+}
+
+/** The first element of a FHIR array as an object with unknown fields (or an empty one). */
+function first(value: unknown): Record<string, unknown> {
+  const item: unknown = Array.isArray(value) ? value[0] : undefined;
+  return typeof item === "object" && item !== null ? (item as Record<string, unknown>) : {};
+}
+
+export class DiagnosisWorker {
+  private readonly options: DiagnosisWorkerOptions;
+  private readonly labels = new Map<string, { labels: string[]; title: string }>();
+  private stopped = false;
+  private running: Promise<void> | undefined;
+
+  constructor(options: DiagnosisWorkerOptions) {
+    this.options = options;
+  }
+
+  start(concurrency = 2): void {
+    this.running = Promise.all(Array.from({ length: concurrency }, async () => this.loop())).then(
+      () => undefined,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.options.queue.close();
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      const job = await this.options.queue.take();
+      if (job === undefined) {
+        return;
+      }
+      await this.run(job);
+    }
+  }
+
+  /** Runs one job to an outcome: a result, a retry later, or a recorded failure. */
+  async run(job: DiagnosisJob): Promise<void> {
+    const { queue } = this.options;
+    const tenant: TenantContext = {
+      tenantId: job.tenantId,
+      keyring: await this.options.tenantKeyring(job.tenantId),
+    };
+    try {
+      await this.diagnose(tenant, job.serviceRequestId);
+      await queue.complete(job);
+    } catch (error) {
+      const permanent = error instanceof PermanentFailure;
+      const code = permanent
+        ? error.code
+        : error instanceof PlatformError
+          ? error.code
+          : "ERR_INFERENCE_UNAVAILABLE";
+      const attempts = job.attempt + 1;
+      if (!permanent && attempts < (this.options.maxAttempts ?? 8)) {
+        this.options.log?.(
+          { job: job.serviceRequestId, attempt: attempts, outcome: code },
+          "diagnosis will be retried",
+        );
+        await queue.enqueue({ ...job, attempt: attempts }, retryDelayMs(attempts));
+        return;
+      }
+      this.options.log?.({ job: job.serviceRequestId, attempt: attempts, outcome: code }, "diagnosis failed");
+      await this.recordFailure(tenant, job.serviceRequestId, code).catch(() => undefined);
+      await queue.complete(job);
+    }
+  }
+
+  /** Writes a resource with a derived id, create-only; returns the stored one either way. */
+  private async createOnce(tenant: TenantContext, resource: FhirResource, id: string): Promise<FhirResource> {
+    try {
+      return await this.options.repository.update(tenant, { ...resource, id }, id, 0);
+    } catch (error) {
+      if (
+        error instanceof PlatformError &&
+        (error.code === "ERR_PRECONDITION" || error.code === "ERR_VERSION_CONFLICT")
+      ) {
+        return this.options.repository.read(tenant, resource.resourceType, id);
+      }
+      throw error;
+    }
+  }
+
+  private async modelInfo(
+    inference: ConfidentialService,
+    model: string,
+  ): Promise<{ labels: string[]; title: string }> {
+    const cached = this.labels.get(model);
+    if (cached !== undefined) {
+      return cached;
+    }
+    const response = await inference.request({ method: "GET", path: `/v2/models/${model}` });
+    if (response.status === 404) {
+      throw new PermanentFailure("ERR_MODEL_NOT_FOUND");
+    }
+    if (response.status !== 200) {
+      throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
+    }
+    const metadata = JSON.parse(Buffer.from(response.body).toString("utf8")) as {
+      parameters?: { labels?: string[]; title?: string };
+    };
+    const info = { labels: metadata.parameters?.labels ?? [], title: metadata.parameters?.title ?? model };
+    this.labels.set(model, info);
+    return info;
+  }
+
+  private async diagnose(tenant: TenantContext, serviceRequestId: string): Promise<void> {
+    const { repository } = this.options;
+    const request = await repository.read(tenant, "ServiceRequest", serviceRequestId);
+    const reportId = `report-${serviceRequestId}`;
+    if (request.status === "completed" || request.status === "revoked") {
+      return;
+    }
+    const model = first((request.code as { coding?: unknown } | undefined)?.coding);
+    if (model.system !== modelCodeSystem || typeof model.code !== "string") {
+      throw new PermanentFailure("ERR_MODEL_NOT_FOUND");
+    }
+    const supporting = first(request.supportingInfo).reference;
+    const binaryReference = typeof supporting === "string" ? supporting : "";
+    const binaryId = /^Binary\/([A-Za-z0-9\-.]{1,64})$/.exec(binaryReference)?.[1];
+    if (binaryId === undefined) {
+      throw new PermanentFailure("ERR_NO_IMAGE");
+    }
+    let binary: FhirResource;
+    try {
+      binary = await repository.read(tenant, "Binary", binaryId);
+    } catch {
+      throw new PermanentFailure("ERR_NO_IMAGE");
+    }
+    const inference = await this.options.inference();
+    const info = await this.modelInfo(inference, model.code);
+    const response = await inference.request({
+      method: "POST",
+      path: `/v2/models/${model.code}/infer`,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        id: serviceRequestId,
+        image: { contentType: binary.contentType, data: binary.data },
+      }),
+    });
+    const result = JSON.parse(Buffer.from(response.body).toString("utf8")) as {
+      code?: string;
+      model_version?: string;
+      outputs?: { data?: number[] }[];
+      parameters?: { predicted_index?: number; predicted_label?: string; model_sha256?: string };
+    };
+    if (response.status >= 400 && response.status < 500) {
+      throw new PermanentFailure(result.code ?? "ERR_INFERENCE_REFUSED");
+    }
+    if (response.status !== 200) {
+      throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
+    }
+    const probabilities = result.outputs?.[0]?.data ?? [];
+    const predicted = result.parameters?.predicted_label ?? "";
+    const now = (this.options.now?.() ?? new Date()).toISOString();
+    const subject = request.subject as { reference: string };
+    const identity = inference.identity();
+    await this.options.audit.record(tenant, {
+      type: { code: "110112", display: "Query" },
+      subtype: "inference",
+      action: "E",
+      outcome: "0",
+      agent: { id: `tee:${identity.measurement}`, role: "inference-server" },
+      entities: [`ServiceRequest/${serviceRequestId}`, `Binary/${binaryId}`],
+    });
+
+    const observations: FhirResource[] = [];
+    for (const [index, probability] of probabilities.entries()) {
+      const label = info.labels[index] ?? `class ${index}`;
+      observations.push(
+        await this.createOnce(
+          tenant,
+          {
+            resourceType: "Observation",
+            status: "final",
+            code: { coding: [{ system: findingCodeSystem, code: label }], text: `AI probability: ${label}` },
+            subject,
+            issued: now,
+            valueQuantity: {
+              value: Number(probability.toFixed(6)),
+              unit: "probability",
+              system: "http://unitsofmeasure.org",
+              code: "1",
+            },
+          },
+          `obs-${serviceRequestId}-${index}`,
+        ),
+      );
+    }
+    observations.push(
+      await this.createOnce(
+        tenant,
+        {
+          resourceType: "Observation",
+          status: "final",
+          code: {
+            coding: [{ system: findingCodeSystem, code: "predicted-finding" }],
+            text: "AI predicted finding",
+          },
+          subject,
+          issued: now,
+          valueCodeableConcept: { coding: [{ system: findingCodeSystem, code: predicted }], text: predicted },
+        },
+        `obs-${serviceRequestId}-finding`,
+      ),
+    );
+    const best = probabilities[result.parameters?.predicted_index ?? 0] ?? 0;
+    const report = await this.createOnce(
+      tenant,
+      {
+        resourceType: "DiagnosticReport",
+        status: "final",
+        code: { coding: [{ system: modelCodeSystem, code: model.code }], text: info.title },
+        subject,
+        basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
+        issued: now,
+        result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
+        conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; a clinician must review the image.`,
+      },
+      reportId,
+    );
+    const tokenId =
+      typeof identity.claims.jti === "string"
+        ? identity.claims.jti
+        : createHash("sha256").update(JSON.stringify(identity.claims)).digest("hex");
+    await this.createOnce(
+      tenant,
+      {
+        resourceType: "Provenance",
+        target: [
+          { reference: `DiagnosticReport/${reportId}` },
+          ...observations.map((o) => ({ reference: `Observation/${o.id ?? ""}` })),
+        ],
+        recorded: now,
+        activity: { text: "confidential AI inference" },
+        agent: [
+          {
+            type: {
+              coding: [
+                {
+                  system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                  code: "performer",
+                },
+              ],
+            },
+            who: {
+              display: `${model.code} v${result.model_version ?? "?"}`,
+              identifier: {
+                system: "https://cloister.dev/model-sha256",
+                value: result.parameters?.model_sha256 ?? "",
+              },
+            },
+          },
+          {
+            type: {
+              coding: [
+                {
+                  system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                  code: "assembler",
+                },
+              ],
+            },
+            who: {
+              display: `inference server (${identity.attestationType}${identity.simulated ? ", simulated" : ""})`,
+              identifier: { system: "https://cloister.dev/tee-measurement", value: identity.measurement },
+            },
+          },
+        ],
+        entity: [
+          { role: "source", what: { reference: `Binary/${binaryId}` } },
+          {
+            role: "source",
+            what: { identifier: { system: "https://cloister.dev/attestation-token", value: tokenId } },
+          },
+        ],
+      },
+      `prov-${serviceRequestId}`,
+    );
+    await this.complete(tenant, request, "completed");
+    this.options.events.publish(tenant.tenantId, {
+      type: "DiagnosticReport",
+      id: report.id ?? reportId,
+      status: "final",
+      basedOn: `ServiceRequest/${serviceRequestId}`,
+    });
+  }
+
+  private async complete(
+    tenant: TenantContext,
+    request: FhirResource,
+    status: "completed" | "revoked",
+  ): Promise<void> {
+    const version = Number((request.meta as { versionId?: string } | undefined)?.versionId ?? 0);
+    try {
+      await this.options.repository.update(tenant, { ...request, status }, request.id ?? "", version);
+    } catch (error) {
+      // Someone else completed it meanwhile: the report is written once either way.
+      if (!(error instanceof PlatformError && error.code === "ERR_PRECONDITION")) {
+        throw error;
+      }
+    }
+  }
+
+  private async recordFailure(tenant: TenantContext, serviceRequestId: string, code: string): Promise<void> {
+    const { repository } = this.options;
+    const request = await repository.read(tenant, "ServiceRequest", serviceRequestId);
+    const reportId = `report-${serviceRequestId}`;
+    const report = await this.createOnce(
+      tenant,
+      {
+        resourceType: "DiagnosticReport",
+        status: "cancelled",
+        contained: [
+          {
+            resourceType: "OperationOutcome",
+            id: "reason",
+            issue: [
+              {
+                severity: "error",
+                code: "processing",
+                details: { coding: [{ system: "https://cloister.dev/fhir/CodeSystem/error", code }] },
+              },
+            ],
+          },
+        ],
+        extension: [
+          {
+            url: "https://cloister.dev/fhir/StructureDefinition/failure-reason",
+            valueReference: { reference: "#reason" },
+          },
+        ],
+        code: request.code ?? { text: "AI analysis" },
+        ...(request.subject === undefined ? {} : { subject: request.subject }),
+        basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
+        issued: (this.options.now?.() ?? new Date()).toISOString(),
+        conclusion: `The AI analysis could not be completed (${code}). No result was produced; order it again or read the image without it.`,
+      },
+      reportId,
+    );
+    await this.complete(tenant, request, "revoked");
+    this.options.events.publish(tenant.tenantId, {
+      type: "DiagnosticReport",
+      id: report.id ?? reportId,
+      status: "cancelled",
+      basedOn: `ServiceRequest/${serviceRequestId}`,
+    });
+  }
+}

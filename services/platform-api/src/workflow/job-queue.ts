@@ -1,0 +1,82 @@
+// Diagnosis jobs: at-least-once delivery with leases; the worker makes the effects idempotent, so each
+// ServiceRequest gets exactly one result. An in-memory queue is the embedded default; a Redis one (for
+// several replicas) implements the same interface.
+
+export interface DiagnosisJob {
+  readonly tenantId: string;
+  readonly serviceRequestId: string;
+  readonly attempt: number;
+}
+
+export interface JobQueue {
+  /** Adds a job unless one for the same ServiceRequest is already waiting or running. */
+  readonly enqueue: (job: DiagnosisJob, delayMs?: number) => Promise<void>;
+  /** Waits for the next due job (or undefined when closed). */
+  readonly take: () => Promise<DiagnosisJob | undefined>;
+  /** The job is done (or given up): forget it. */
+  readonly complete: (job: DiagnosisJob) => Promise<void>;
+  readonly close: () => Promise<void>;
+}
+
+export function createMemoryJobQueue(now: () => number = Date.now): JobQueue {
+  const pending = new Map<string, { job: DiagnosisJob; dueAt: number }>();
+  const running = new Set<string>();
+  let waiters: ((job: DiagnosisJob | undefined) => void)[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const key = (job: DiagnosisJob): string => `${job.tenantId}/${job.serviceRequestId}`;
+
+  const dispatch = (): void => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    while (waiters.length > 0) {
+      const due = [...pending.values()]
+        .filter((entry) => entry.dueAt <= now())
+        .sort((a, b) => a.dueAt - b.dueAt)[0];
+      if (due === undefined) {
+        break;
+      }
+      pending.delete(key(due.job));
+      running.add(key(due.job));
+      waiters.shift()?.(due.job);
+    }
+    const next = Math.min(...[...pending.values()].map((entry) => entry.dueAt));
+    if (waiters.length > 0 && Number.isFinite(next)) {
+      timer = setTimeout(dispatch, Math.max(0, next - now()));
+      timer.unref();
+    }
+  };
+
+  return {
+    enqueue: async (job, delayMs = 0) => {
+      if (closed || pending.has(key(job))) {
+        return;
+      }
+      running.delete(key(job));
+      pending.set(key(job), { job, dueAt: now() + delayMs });
+      dispatch();
+    },
+    take: async () =>
+      closed
+        ? undefined
+        : new Promise((resolve) => {
+            waiters.push(resolve);
+            dispatch();
+          }),
+    complete: async (job) => {
+      running.delete(key(job));
+    },
+    close: async () => {
+      closed = true;
+      if (timer !== undefined) {
+        clearTimeout(timer);
+      }
+      for (const waiter of waiters) {
+        waiter(undefined);
+      }
+      waiters = [];
+    },
+  };
+}
