@@ -2,7 +2,7 @@
 // tenant. Tests call buildApp and inject; main.ts wires it to attestation, the key broker and storage.
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
-import type { ConfidentialService } from "@cloister/enclave";
+import { attestRequestBody, type ConfidentialService, type Evidence } from "@cloister/enclave";
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import type { JobQueue } from "./workflow/job-queue.js";
@@ -34,6 +34,12 @@ export interface PlatformConfig {
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
   readonly now?: () => Date;
+  /** This platform's own attestation (evidence and token), served at GET /attestation for the portal. */
+  readonly attestation?: {
+    readonly token: () => string;
+    readonly evidence: Evidence;
+    readonly runtimeData: Uint8Array;
+  };
   /** The diagnosis workflow: its queue and the attested inference server it talks to. */
   readonly workflow?: {
     readonly queue: JobQueue;
@@ -252,6 +258,17 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   });
   app.get("/auth/jwks", async () => config.sessions.jwks());
 
+  // The evidence for the portal to check with the attestation service itself (DESIGN.md §1 step 3).
+  app.get("/attestation", async () => {
+    if (config.attestation === undefined) {
+      throw new PlatformError("ERR_NOT_READY");
+    }
+    return {
+      ...attestRequestBody(config.attestation.evidence, config.attestation.runtimeData),
+      token: config.attestation.token(),
+    };
+  });
+
   const tenantOf = async (request: FastifyRequest, action: Action, type: string): Promise<TenantContext> => {
     const header = request.headers.authorization;
     if (header === undefined || !header.startsWith("Bearer ")) {
@@ -392,19 +409,42 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     },
   );
 
+  const search = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    type: string,
+    query: Readonly<Record<string, string | string[]>>,
+  ): Promise<FastifyReply> => {
+    const found = await audited(request, "search-type", type, async (setEntities) => {
+      const tenant = await tenantOf(request, "read", type);
+      const result = await repository.search(tenant, type, query);
+      // The query itself may hold PHI (a name, an MRN): record what was returned, never what was asked.
+      setEntities(result.map(reference));
+      return { tenant, result };
+    });
+    return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found));
+  };
+
+  // FHIR's POST _search (form body) keeps names and MRNs out of URLs, proxies' logs and browser history.
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string" },
+    (_request, body, done) => {
+      const query: Record<string, string[]> = {};
+      for (const [name, value] of new URLSearchParams(body as string)) {
+        (query[name] ??= []).push(value);
+      }
+      done(null, query);
+    },
+  );
+  app.post<{ Params: { type: string }; Body: Record<string, string[]> }>(
+    "/fhir/:type/_search",
+    async (request, reply) => search(request, reply, request.params.type, request.body),
+  );
+
   app.get<{ Params: { type: string }; Querystring: Record<string, string | string[]> }>(
     "/fhir/:type",
-    async (request, reply) => {
-      const { type } = request.params;
-      const found = await audited(request, "search-type", type, async (setEntities) => {
-        const tenant = await tenantOf(request, "read", type);
-        const result = await repository.search(tenant, type, request.query);
-        // The query itself may hold PHI (a name, an MRN): record what was returned, never what was asked.
-        setEntities(result.map(reference));
-        return { tenant, result };
-      });
-      return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found));
-    },
+    async (request, reply) => search(request, reply, request.params.type, request.query),
   );
   app.decorate("auditTrail", audit);
 

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { readMedMnistSplit } from "@cloister/imaging";
 import {
@@ -36,10 +37,19 @@ let stack: ConfidentialStack;
 let store: RecordStore;
 let app: FastifyInstance;
 let url = "";
+let platformLogs = "";
+let inferenceLogs = "";
+const capture = (sink: (text: string) => void): Writable =>
+  new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      sink(chunk.toString());
+      done();
+    },
+  });
 const tokens: Record<string, string> = {};
 
 before(async () => {
-  stack = await startConfidentialStack();
+  stack = await startConfidentialStack({ logStream: capture((text) => (inferenceLogs += text)) });
   store = openSqliteStore(join(scratch, "records.db"));
   const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
   const accounts = new AccountService(store, systemKeyring);
@@ -53,6 +63,8 @@ before(async () => {
     sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
     tenantKeyring: async () => tenantKeyring,
     workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 2 },
+    attestation: stack.caller,
+    logger: { level: "info", stream: capture((text) => (platformLogs += text)) },
   });
   url = await app.listen({ port: 0, host: "127.0.0.1" });
   for (const who of ["clerk", "clinician"]) {
@@ -99,11 +111,17 @@ function png(index: number): Buffer {
   return PNG.sync.write(image);
 }
 
-async function order(image: Uint8Array): Promise<string> {
+async function order(
+  image: Uint8Array,
+  person: { family: string; mrn: string } = {
+    family: "Testperson",
+    mrn: `MRN-${randomBytes(4).toString("hex")}`,
+  },
+): Promise<string> {
   const patient = await fhir("clerk", "POST", "/fhir/Patient", {
     resourceType: "Patient",
-    identifier: [{ system: "urn:mrn", value: `MRN-${randomBytes(4).toString("hex")}` }],
-    name: [{ family: "Testperson" }],
+    identifier: [{ system: "urn:mrn", value: person.mrn }],
+    name: [{ family: person.family }],
   });
   const binary = await fhir("clerk", "POST", "/fhir/Binary", image, "image/png");
   assert.equal(binary.status, 201);
@@ -135,6 +153,29 @@ async function reportFor(serviceRequestId: string): Promise<Record<string, unkno
   }
   throw new Error("no report within 30 s");
 }
+
+describe("the platform's own attestation", () => {
+  it("serves evidence that the attestation service turns into a token binding the platform's keys", async () => {
+    const evidence = (await (await fetch(`${url}/attestation`)).json()) as {
+      quote: string;
+      runtimeData: { data: string; dataType: string };
+      token: string;
+    };
+    assert.equal(evidence.runtimeData.dataType, "JSON");
+    const attested = await stack.attestationService.inject({
+      method: "POST",
+      url: "/attest/SgxEnclave?api-version=2022-08-01",
+      payload: { quote: evidence.quote, runtimeData: evidence.runtimeData },
+    });
+    assert.equal(attested.statusCode, 200, attested.body);
+    const runtime = JSON.parse(Buffer.from(evidence.runtimeData.data, "base64url").toString()) as {
+      keys: unknown[];
+      ohttp: string;
+    };
+    assert.equal(runtime.keys.length, 1);
+    assert.equal(typeof runtime.ohttp, "string");
+  });
+});
 
 describe("diagnosis workflow", () => {
   it("orders an analysis, announces the result over SSE, and records report, observations and provenance", async () => {
@@ -205,5 +246,52 @@ describe("diagnosis workflow", () => {
     assert.match(JSON.stringify(report.contained), /ERR_IMAGE_DECODE/);
     const request = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
     assert.equal(request.body.status, "revoked");
+  });
+
+  it("lets a sentinel patient's name and MRN through the whole workflow without reaching any log, metric, error or URL", async () => {
+    const family = "Sentinelzaphodbeeblebrox";
+    const mrn = "MRN-SENTINEL-31337";
+    const requestId = await order(png(2), { family, mrn });
+    const report = await reportFor(requestId);
+    assert.ok(["final", "cancelled"].includes(String(report.status)));
+    // Searches with PHI go in a form body (POST _search), never in the URL.
+    const searched = await fetch(`${url}/fhir/Patient/_search`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${tokens.clerk ?? ""}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ name: family, identifier: `urn:mrn|${mrn}` }).toString(),
+    });
+    assert.equal(((await searched.json()) as { total: number }).total, 1);
+    // Errors about PHI-carrying input do not echo it.
+    const refused = await fhir("clerk", "POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      name: [{ family }],
+      identifier: [{ value: mrn }],
+      birthDate: `${mrn}-not-a-date`,
+    });
+    assert.equal(refused.status, 400);
+    const failedLogin = await app.inject({
+      method: "POST",
+      url: "/auth/login",
+      payload: { email: `${mrn}@x.test`, password: family },
+    });
+    const errorBodies = JSON.stringify(refused.body) + failedLogin.body;
+    const metrics =
+      (await app.inject({ method: "GET", url: "/metrics" })).body +
+      (await stack.inference.inject({ method: "GET", url: "/metrics" })).body;
+    for (const [where, text] of [
+      ["platform logs", platformLogs],
+      ["inference logs", inferenceLogs],
+      ["metrics", metrics],
+      ["error bodies", errorBodies],
+    ] as const) {
+      for (const secret of [family, family.toLowerCase(), mrn, password, tokens.clerk ?? "none"]) {
+        assert.ok(!text.includes(secret), `${where} contain ${secret.slice(0, 12)}…`);
+      }
+    }
+    assert.match(platformLogs, /"route":"\/fhir\/:type\/_search"/);
+    assert.doesNotMatch(platformLogs, /"url":/);
   });
 });

@@ -1,0 +1,145 @@
+// Runs the platform API over HTTPS inside its (simulated) TEE. Configuration is read once, here:
+//   CLOISTER_PLATFORM_PORT          default 7446 (on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
+//   CLOISTER_PLATFORM_URL           public URL (default https://127.0.0.1:<port>)
+//   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
+//   CLOISTER_CA                     PEM file of the CA for the attestation service, key broker, inference server
+//   CLOISTER_DATA_DIR               simulation platform and the SQLite file (default .cloister)
+//   CLOISTER_POSTGRES_URL           use PostgreSQL instead of SQLite
+//   CLOISTER_ATTESTATION_URL, CLOISTER_KEY_BROKER_URL   (required)
+//   CLOISTER_INFERENCE_URL          the inference server (the workflow is off without it)
+//   CLOISTER_INFERENCE_MEASUREMENTS comma-separated allowed inference-server measurements (hex) (required with it)
+//   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only
+//   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start
+// Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, released by the key broker
+// to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadSimulationPlatform } from "@cloister/attestation";
+import {
+  attestAtStart,
+  connectConfidentialService,
+  measureCode,
+  PeerVerifier,
+  releaseKey,
+  simulationProvider,
+  type ConfidentialService,
+} from "@cloister/enclave";
+import { AccountService } from "./auth/accounts.js";
+import { createLocalSessions } from "./auth/sessions.js";
+import { buildApp } from "./app.js";
+import { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
+import { openPostgresStore } from "./storage/postgres-store.js";
+import { openSqliteStore } from "./storage/sqlite-store.js";
+import { createMemoryJobQueue } from "./workflow/job-queue.js";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} is required`);
+  }
+  return value;
+}
+
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const port = Number.parseInt(process.env.CLOISTER_PLATFORM_PORT ?? "7446", 10);
+const baseUrl = process.env.CLOISTER_PLATFORM_URL ?? `https://127.0.0.1:${port}`;
+const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
+const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(process.env.CLOISTER_CA, "utf8");
+const tls = ca === undefined ? {} : { ca };
+const attestationUrl = required("CLOISTER_ATTESTATION_URL");
+const keyBrokerUrl = required("CLOISTER_KEY_BROKER_URL");
+const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
+const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
+
+const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
+  mrenclave: measureCode(repositoryRoot, [
+    "services/platform-api/dist",
+    "packages/attestation/dist",
+    "packages/enclave/dist",
+    "packages/ohttp/dist",
+    "packages/service-kit/dist",
+  ]),
+  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
+  productId: 4,
+  svn: 1,
+});
+const attestation = await attestAtStart({
+  provider,
+  attestationService: { url: attestationUrl, ...tls },
+  runtime: { service: "platform-api" },
+});
+const release = async (name: string): Promise<Uint8Array> =>
+  releaseKey({ url: keyBrokerUrl, ...tls }, name, attestation.token(), attestation.keys.release.privateKey);
+
+const systemKeyring = deriveTenantKeyring(await release("platform-system"), "_system");
+const tenantKeyrings = new Map<string, Promise<TenantKeyring>>();
+const tenantKeyring = async (tenantId: string): Promise<TenantKeyring> => {
+  let keyring = tenantKeyrings.get(tenantId);
+  if (keyring === undefined) {
+    keyring = release(`tenant-${tenantId}`).then((key) => deriveTenantKeyring(key, tenantId));
+    // A failed release is not cached: the next request asks the key broker again.
+    keyring.catch(() => tenantKeyrings.delete(tenantId));
+    tenantKeyrings.set(tenantId, keyring);
+  }
+  return keyring;
+};
+
+const store =
+  process.env.CLOISTER_POSTGRES_URL === undefined
+    ? openSqliteStore(join(dataDirectory, "records.db"))
+    : openPostgresStore({ connectionString: process.env.CLOISTER_POSTGRES_URL });
+await store.migrate();
+
+const inferenceUrl = process.env.CLOISTER_INFERENCE_URL;
+let inference: Promise<ConfidentialService> | undefined;
+const connectInference = async (): Promise<ConfidentialService> => {
+  if (inferenceUrl === undefined) {
+    throw new Error("no inference server is configured");
+  }
+  inference ??= connectConfidentialService({
+    url: inferenceUrl,
+    ...tls,
+    verifier: new PeerVerifier({
+      attestationService: { url: attestationUrl, ...tls },
+      expectations: {
+        measurements: required("CLOISTER_INFERENCE_MEASUREMENTS")
+          .split(",")
+          .map((m) => m.trim()),
+        allowSimulation,
+        allowDebug,
+      },
+    }),
+    callerToken: () => attestation.token(),
+  }).catch((error: unknown) => {
+    inference = undefined;
+    throw error;
+  });
+  return inference;
+};
+
+const app = await buildApp({
+  baseUrl,
+  store,
+  systemKeyring,
+  tenantKeyring,
+  accounts: new AccountService(store, systemKeyring),
+  sessions: await createLocalSessions({ issuer: baseUrl }),
+  attestation,
+  ...(inferenceUrl === undefined
+    ? {}
+    : { workflow: { queue: createMemoryJobQueue(), inference: connectInference } }),
+  logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  https: {
+    cert: readFileSync(required("CLOISTER_TLS_CERT")),
+    key: readFileSync(required("CLOISTER_TLS_KEY")),
+  },
+});
+app.addHook("onClose", async () => {
+  attestation.stop();
+  await store.close();
+});
+const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
+await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
+app.log.info({ requeued: await app.recoverDiagnosisJobs(tenants) }, "platform ready");
