@@ -1,0 +1,105 @@
+// Other people's clients must work against our server: fhir-kit-client (an independent FHIR R4 client)
+// discovers, creates, reads, updates, searches and reads history over real HTTP.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { Client } from "fhir-kit-client";
+import {
+  AccountService,
+  buildApp,
+  createLocalSessions,
+  deriveTenantKeyring,
+  openSqliteStore,
+} from "./app.js";
+
+test("fhir-kit-client works against the platform's FHIR API", async () => {
+  const scratch = mkdtempSync(join(tmpdir(), "cloister-fhir-client-"));
+  const store = openSqliteStore(join(scratch, "records.db"));
+  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  const accounts = new AccountService(store, systemKeyring);
+  const password = "correct horse battery staple";
+  await accounts.create({ email: "clinician@demo.test", password, tenantId: "demo", role: "clinician" });
+  const tenant = deriveTenantKeyring(randomBytes(32), "demo");
+  const app = await buildApp({
+    baseUrl: "http://127.0.0.1",
+    store,
+    accounts,
+    systemKeyring,
+    sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
+    tenantKeyring: async () => tenant,
+  });
+  const url = await app.listen({ port: 0, host: "127.0.0.1" });
+  after(async () => {
+    await app.close();
+    await store.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+  const login = await app.inject({
+    method: "POST",
+    url: "/auth/login",
+    payload: { email: "clinician@demo.test", password },
+  });
+  const client = new Client({
+    baseUrl: `${url}/fhir`,
+    bearerToken: login.json<{ accessToken: string }>().accessToken,
+  });
+
+  const capability = (await client.capabilityStatement()) as unknown as { fhirVersion: string };
+  assert.equal(capability.fhirVersion, "4.0.1");
+  const created = (await client.create({
+    resourceType: "Patient",
+    body: {
+      resourceType: "Patient",
+      identifier: [{ system: "urn:mrn", value: "42" }],
+      name: [{ family: "Client" }],
+    },
+  })) as unknown as { id: string; meta: { versionId: string } };
+  assert.equal(created.meta.versionId, "1");
+  const read = (await client.read({ resourceType: "Patient", id: created.id })) as unknown as {
+    name: { family: string }[];
+  };
+  assert.equal(read.name[0]?.family, "Client");
+  const updated = (await client.update({
+    resourceType: "Patient",
+    id: created.id,
+    body: {
+      resourceType: "Patient",
+      id: created.id,
+      identifier: [{ system: "urn:mrn", value: "42" }],
+      name: [{ family: "Client" }],
+      gender: "other",
+    },
+  })) as unknown as { meta: { versionId: string } };
+  assert.equal(updated.meta.versionId, "2");
+  const found = (await client.search({
+    resourceType: "Patient",
+    searchParams: { identifier: "urn:mrn|42" },
+  })) as unknown as {
+    entry: { resource: { id: string } }[];
+  };
+  assert.deepEqual(
+    found.entry.map((entry) => entry.resource.id),
+    [created.id],
+  );
+  const history = (await client.resourceHistory({ resourceType: "Patient", id: created.id })) as unknown as {
+    total: number;
+  };
+  assert.equal(history.total, 2);
+  const version = (await client.vread({
+    resourceType: "Patient",
+    id: created.id,
+    version: "1",
+  })) as unknown as {
+    gender?: string;
+  };
+  assert.equal(version.gender, undefined);
+  await assert.rejects(client.read({ resourceType: "Patient", id: "does-not-exist" }), (error: unknown) => {
+    const response = (error as { response?: { status?: number; data?: { resourceType?: string } } }).response;
+    assert.equal(response?.status, 404);
+    assert.equal(response.data?.resourceType, "OperationOutcome");
+    return true;
+  });
+});
