@@ -542,3 +542,4 @@ export type { RecordStore } from "./storage/record-store.js";
 export { AuditTrail, auditEventHash, type AuditInput } from "./audit/audit-trail.js";
 export { createMemoryJobQueue, type DiagnosisJob, type JobQueue } from "./workflow/job-queue.js";
 export { modelCodeSystem, findingCodeSystem, retryDelayMs } from "./workflow/diagnosis-worker.js";
+export { createRedisJobQueue, type RedisJobQueueOptions } from "./workflow/redis-job-queue.js";

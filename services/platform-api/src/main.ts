@@ -9,6 +9,8 @@
 //   CLOISTER_INFERENCE_URL          the inference server (the workflow is off without it)
 //   CLOISTER_INFERENCE_MEASUREMENTS comma-separated allowed inference-server measurements (hex) (required with it)
 //   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only
+//   CLOISTER_REDIS_URL              Redis for the job queue (several replicas); its credentials are the key
+//                                   broker secret "redis-credentials" ("password" or "user:password")
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start
 // Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, released by the key broker
 // to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
@@ -32,7 +34,8 @@ import { buildApp } from "./app.js";
 import { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
 import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
-import { createMemoryJobQueue } from "./workflow/job-queue.js";
+import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
+import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
 
 function required(name: string): string {
   const value = process.env[name];
@@ -92,6 +95,22 @@ const store =
     : openPostgresStore({ connectionString: process.env.CLOISTER_POSTGRES_URL });
 await store.migrate();
 
+const redisUrl = process.env.CLOISTER_REDIS_URL;
+let queue: JobQueue;
+if (redisUrl === undefined) {
+  queue = createMemoryJobQueue();
+} else {
+  const credentials = Buffer.from(await release("redis-credentials")).toString("utf8");
+  const separator = credentials.indexOf(":");
+  queue = createRedisJobQueue({
+    url: redisUrl,
+    ...(separator < 0
+      ? { password: credentials }
+      : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
+    key: systemKeyring.encryption,
+  });
+}
+
 const inferenceUrl = process.env.CLOISTER_INFERENCE_URL;
 let inference: Promise<ConfidentialService> | undefined;
 const connectInference = async (): Promise<ConfidentialService> => {
@@ -127,9 +146,7 @@ const app = await buildApp({
   accounts: new AccountService(store, systemKeyring),
   sessions: await createLocalSessions({ issuer: baseUrl }),
   attestation,
-  ...(inferenceUrl === undefined
-    ? {}
-    : { workflow: { queue: createMemoryJobQueue(), inference: connectInference } }),
+  ...(inferenceUrl === undefined ? {} : { workflow: { queue, inference: connectInference } }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
     cert: readFileSync(required("CLOISTER_TLS_CERT")),

@@ -1,0 +1,143 @@
+// The job queue on Redis, for several platform replicas. Redis sees only ciphertext and HMACs: a job's
+// member name is an HMAC of its ServiceRequest, its payload is sealed with AES-256-GCM. A taken job is
+// leased; if its worker dies, the lease expires and another worker takes it again (at least once; the
+// worker's writes are idempotent). Layout:
+//   <prefix>:ready    sorted set, member → due time (ms)
+//   <prefix>:running  sorted set, member → lease expiry (ms)
+//   <prefix>:job:<member>  sealed payload
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { PlatformError } from "../errors.js";
+import type { DiagnosisJob, JobQueue } from "./job-queue.js";
+
+export interface RedisJobQueueOptions {
+  /** e.g. `redis://127.0.0.1:6379`; credentials come from the key broker, not the URL. */
+  readonly url: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** 32-byte key (from the platform's system data key) that seals payloads and names members. */
+  readonly key: Uint8Array;
+  readonly prefix?: string;
+  readonly leaseMs?: number;
+  readonly pollMs?: number;
+  readonly now?: () => number;
+}
+
+// Atomically: return expired leases to ready, then move the first due job to running.
+const takeScript = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZADD', KEYS[1], ARGV[1], member)
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZREM', KEYS[1], due[1])
+redis.call('ZADD', KEYS[2], ARGV[2], due[1])
+return due[1]
+`;
+
+export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & { readonly redis: Redis } {
+  const prefix = options.prefix ?? "cloister:jobs";
+  const leaseMs = options.leaseMs ?? 120_000;
+  const pollMs = options.pollMs ?? 200;
+  const now = options.now ?? Date.now;
+  const derive = (purpose: string): Buffer =>
+    Buffer.from(hkdfSync("sha256", options.key, Buffer.alloc(0), `cloister job queue v1 ${purpose}`, 32));
+  const sealingKey = derive("payload");
+  const namingKey = derive("member");
+  const redis = new Redis(options.url, {
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    maxRetriesPerRequest: 3,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+  });
+  // Connection errors surface on the commands that fail; the client keeps reconnecting.
+  redis.on("error", () => undefined);
+  let closed = false;
+
+  const member = (job: { tenantId: string; serviceRequestId: string }): string =>
+    createHmac("sha256", namingKey).update(`${job.tenantId}/${job.serviceRequestId}`).digest("hex");
+
+  const seal = (job: DiagnosisJob, name: string): string => {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", sealingKey, iv).setAAD(Buffer.from(name));
+    const body = Buffer.concat([cipher.update(JSON.stringify(job)), cipher.final(), cipher.getAuthTag()]);
+    return Buffer.concat([iv, body]).toString("base64");
+  };
+
+  const open = (sealed: string, name: string): DiagnosisJob => {
+    const bytes = Buffer.from(sealed, "base64");
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", sealingKey, bytes.subarray(0, 12)).setAAD(
+        Buffer.from(name),
+      );
+      decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+      const plain = Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]);
+      return JSON.parse(plain.toString("utf8")) as DiagnosisJob;
+    } catch (cause) {
+      throw new PlatformError("ERR_STORAGE", "a queued job failed its integrity check", { cause });
+    }
+  };
+
+  const failure = (cause: unknown): PlatformError =>
+    cause instanceof PlatformError
+      ? cause
+      : new PlatformError("ERR_STORAGE", "the job queue is unavailable", { cause });
+
+  return {
+    redis,
+    enqueue: async (job, delayMs = 0) => {
+      const name = member(job);
+      try {
+        await redis
+          .multi()
+          .set(`${prefix}:job:${name}`, seal(job, name))
+          .zrem(`${prefix}:running`, name)
+          .zadd(`${prefix}:ready`, "NX", now() + delayMs, name)
+          .exec();
+      } catch (cause) {
+        throw failure(cause);
+      }
+    },
+    take: async () => {
+      while (!closed) {
+        try {
+          const at = now();
+          const name = (await redis.eval(
+            takeScript,
+            2,
+            `${prefix}:ready`,
+            `${prefix}:running`,
+            at,
+            at + leaseMs,
+          )) as string | null;
+          if (name !== null) {
+            const sealed = await redis.get(`${prefix}:job:${name}`);
+            if (sealed !== null) {
+              return open(sealed, name);
+            }
+            await redis.zrem(`${prefix}:running`, name);
+          }
+        } catch {
+          // Redis is down or restarting: wait and try again; nothing is lost while it is away.
+        }
+        await new Promise((resolve) => setTimeout(resolve, pollMs));
+      }
+      return undefined;
+    },
+    complete: async (job) => {
+      const name = member(job);
+      try {
+        await redis.multi().zrem(`${prefix}:running`, name).del(`${prefix}:job:${name}`).exec();
+      } catch (cause) {
+        throw failure(cause);
+      }
+    },
+    close: async () => {
+      closed = true;
+      redis.disconnect();
+    },
+  };
+}
