@@ -62,7 +62,7 @@ before(async () => {
     systemKeyring,
     sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
     tenantKeyring: async () => tenantKeyring,
-    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 2 },
+    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 6 },
     attestation: stack.caller,
     logger: { level: "info", stream: capture((text) => (platformLogs += text)) },
   });
@@ -293,5 +293,25 @@ describe("diagnosis workflow", () => {
     }
     assert.match(platformLogs, /"route":"\/fhir\/:type\/_search"/);
     assert.doesNotMatch(platformLogs, /"url":/);
+  });
+
+  it("survives the inference server dying mid-job: retries, re-attests the new server, writes the result once", async () => {
+    await stack.stopInference();
+    const requestId = await order(png(3));
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    await stack.startInference();
+    const report = await reportFor(requestId);
+    assert.equal(report.status, "final");
+    const reports = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/DiagnosticReport?based-on=ServiceRequest/${requestId}`,
+    );
+    assert.equal(reports.body.total, 1);
+    assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status, "completed");
+    assert.match(
+      platformLogs,
+      /"outcome":"ERR_UNREACHABLE"[^}]*"msg":"diagnosis will be retried"|diagnosis will be retried/,
+    );
   });
 });

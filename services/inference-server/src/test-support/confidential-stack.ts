@@ -44,6 +44,9 @@ export interface ConfidentialStack {
   readonly client: ConfidentialService;
   /** Attests another workload with this measurement (for callers the policy must refuse). */
   readonly attestWorkload: (mrenclave: string) => Promise<Attestation>;
+  /** Stops the inference server as a crash would (its key is gone), and starts a new one on the same port. */
+  readonly stopInference: () => Promise<void>;
+  readonly startInference: () => Promise<void>;
   readonly close: () => Promise<void>;
 }
 
@@ -125,17 +128,50 @@ async function buildStack(options: StackOptions, closers: (() => unknown)[]): Pr
     attestationService: { url: attestationUrl, ca: caPem },
     expectations: { measurements: [platformMeasurement], allowSimulation: true, allowDebug: true },
   });
-  const { app: inference, url: inferenceUrl } = await listenOnLoopback(async () =>
-    buildApp({
-      attestation: inferenceAttestation,
-      models,
-      callers,
-      https: tls,
-      ...(options.logStream === undefined ? {} : { logger: { level: "info", stream: options.logStream } }),
-      ...options.server,
-    }),
-  );
-  closers.push(() => inference.close());
+  const serve = async (
+    attestation: Attestation,
+    port?: number,
+  ): Promise<{ app: FastifyInstance; url: string }> => {
+    const build = async (): Promise<FastifyInstance> =>
+      buildApp({
+        attestation,
+        models,
+        callers,
+        https: tls,
+        ...(options.logStream === undefined ? {} : { logger: { level: "info", stream: options.logStream } }),
+        ...options.server,
+      });
+    if (port === undefined) {
+      return listenOnLoopback(build);
+    }
+    const app = await build();
+    await app.listen({ port, host: "127.0.0.1" });
+    return { app, url: `https://127.0.0.1:${port}` };
+  };
+  let { app: inference, url: inferenceUrl } = await serve(inferenceAttestation);
+  let running = true;
+  closers.push(async () => {
+    if (running) {
+      await inference.close();
+    }
+  });
+  const stopInference = async (): Promise<void> => {
+    running = false;
+    await inference.close();
+  };
+  const startInference = async (): Promise<void> => {
+    // A restarted server makes a new OHTTP key and attests again, on the same port.
+    const fresh = await attestAtStart({
+      provider: simulationProvider(platform, identity(inferenceMeasurement, 3)),
+      attestationService: { url: attestationUrl, ca: caPem },
+      runtime: { models: modelMeasurements(entries) },
+    });
+    closers.push(() => {
+      fresh.stop();
+    });
+    ({ app: inference, url: inferenceUrl } = await serve(fresh, Number(new URL(inferenceUrl).port)));
+    running = true;
+  };
   const client = await connectConfidentialService({
     url: inferenceUrl,
     ca: caPem,
@@ -155,8 +191,12 @@ async function buildStack(options: StackOptions, closers: (() => unknown)[]): Pr
     attestationUrl,
     attestationService,
     inferenceUrl,
-    inference,
+    get inference() {
+      return inference;
+    },
     inferenceAttestation,
+    stopInference,
+    startInference,
     caller,
     models,
     client,
