@@ -309,9 +309,6 @@ describe("diagnosis workflow", () => {
     );
     assert.equal(reports.body.total, 1);
     assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status, "completed");
-    assert.match(
-      platformLogs,
-      /"outcome":"ERR_UNREACHABLE"[^}]*"msg":"diagnosis will be retried"|diagnosis will be retried/,
-    );
+    assert.match(platformLogs, /diagnosis will be retried/);
   });
 });

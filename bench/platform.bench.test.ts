@@ -1,0 +1,13 @@
+// Keeps the platform benchmark runnable: reads succeed under load and orders reach a final report. No
+// timing is asserted here; the figures come from `npm run bench`.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runFhirReadBenchmark, runWorkflowLatencyBenchmark } from "./platform.bench.js";
+
+test("the platform benchmark runs: FHIR reads under load and the diagnosis workflow", async () => {
+  const { fhir } = await runFhirReadBenchmark(1, 2);
+  assert.ok(fhir.requestsPerSecond > 0);
+  assert.equal(fhir.errors + fhir.non2xx, 0);
+  const workflow = await runWorkflowLatencyBenchmark(2);
+  assert.ok(workflow.p50 > 0);
+});

@@ -1,0 +1,211 @@
+// `npm run bench` (part 4), the platform API:
+//   1. FHIR Patient reads per second with encryption on (each read opens an AES-256-GCM record and writes a
+//      hash-chained, sealed AuditEvent), autocannon over HTTPS, the server in its own process. Baseline in
+//      the same run and on the same connections: GET /healthz, the transport ceiling.
+//   2. Submit-to-final-report latency of the diagnosis workflow (ServiceRequest created → DiagnosticReport
+//      announced over server-sent events), with the real inference server and attestation service on
+//      loopback. Goal (issue 5): p50 under 1 s.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { readMedMnistSplit } from "@cloister/imaging";
+import { PNG } from "pngjs";
+import {
+  AccountService,
+  buildApp,
+  createLocalSessions,
+  createMemoryJobQueue,
+  deriveTenantKeyring,
+  modelCodeSystem,
+  openSqliteStore,
+} from "../services/platform-api/src/app.js";
+import { startConfidentialStack } from "../services/inference-server/src/test-support/confidential-stack.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+export async function runFhirReadBenchmark(seconds: number, connections: number) {
+  const server = spawn(
+    process.execPath,
+    ["--conditions=@cloister/source", "--import", "tsx", join(here, "platform-server.ts")],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  try {
+    const line = await new Promise<string>((resolveLine, reject) => {
+      createInterface({ input: server.stdout }).once("line", resolveLine);
+      server.once("exit", (code) => {
+        reject(new Error(`bench server exited with ${String(code)}`));
+      });
+    });
+    const { url, token, patientIds } = JSON.parse(line) as {
+      url: string;
+      token: string;
+      patientIds: string[];
+    };
+    let next = 0;
+    const reads = {
+      url,
+      connections,
+      duration: seconds,
+      headers: { authorization: `Bearer ${token}`, accept: "application/fhir+json" },
+      requests: [
+        {
+          setupRequest: (request: autocannon.Request) => ({
+            ...request,
+            path: `/fhir/Patient/${patientIds[next++ % patientIds.length] ?? ""}`,
+          }),
+        },
+      ],
+    };
+    await autocannon({ ...reads, duration: 1 });
+    const fhir = await autocannon(reads);
+    const baseline = await autocannon({ url: `${url}/healthz`, connections, duration: seconds });
+    const summary = (result: autocannon.Result) => ({
+      requestsPerSecond: result.requests.average,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      errors: result.errors + result.timeouts,
+      non2xx: result.non2xx,
+    });
+    return { fhir: summary(fhir), baseline: summary(baseline) };
+  } finally {
+    server.kill();
+  }
+}
+
+export async function runWorkflowLatencyBenchmark(orders: number) {
+  const stack = await startConfidentialStack();
+  const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "cloister-bench-workflow-")), "records.db"));
+  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  const tenantKeyring = deriveTenantKeyring(randomBytes(32), "bench");
+  const accounts = new AccountService(store, systemKeyring);
+  const password = randomBytes(16).toString("hex");
+  await accounts.create({ email: "clerk@bench.test", password, tenantId: "bench", role: "clerk" });
+  const app = await buildApp({
+    baseUrl: "http://127.0.0.1",
+    store,
+    accounts,
+    systemKeyring,
+    tenantKeyring: async () => tenantKeyring,
+    sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
+    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client },
+  });
+  const url = await app.listen({ port: 0, host: "127.0.0.1" });
+  try {
+    const token = (
+      await app.inject({
+        method: "POST",
+        url: "/auth/login",
+        payload: { email: "clerk@bench.test", password },
+      })
+    ).json<{
+      accessToken: string;
+    }>().accessToken;
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/fhir+json" };
+    const post = async (
+      path: string,
+      body: string | Uint8Array<ArrayBuffer>,
+      contentType = "application/fhir+json",
+    ) =>
+      (await (
+        await fetch(`${url}${path}`, {
+          method: "POST",
+          headers: { ...headers, "content-type": contentType },
+          body,
+        })
+      ).json()) as {
+        id: string;
+      };
+    const validation = readMedMnistSplit(
+      new URL("../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url).pathname,
+      "val",
+    );
+    const image = new PNG({ width: 28, height: 28 });
+    validation.images.subarray(0, 784).forEach((value, i) => {
+      image.data.set([value, value, value, 255], i * 4);
+    });
+    const png = new Uint8Array(PNG.sync.write(image));
+    const patient = await post(
+      "/fhir/Patient",
+      JSON.stringify({ resourceType: "Patient", name: [{ family: "Bench" }] }),
+    );
+    const announced = new Map<string, number>();
+    const events = await fetch(`${url}/events`, { headers: { authorization: `Bearer ${token}` } });
+    const reader = events.body?.getReader();
+    void (async () => {
+      let buffer = "";
+      for (;;) {
+        const chunk = await reader?.read();
+        if (chunk === undefined || chunk.done) {
+          return;
+        }
+        buffer += new TextDecoder().decode(chunk.value);
+        for (const match of buffer.matchAll(/"basedOn":"ServiceRequest\/([^"]+)"/g)) {
+          if (match[1] !== undefined && !announced.has(match[1])) {
+            announced.set(match[1], performance.now());
+          }
+        }
+      }
+    })();
+    const latencies: number[] = [];
+    for (let i = 0; i < orders; i++) {
+      const binary = await post("/fhir/Binary", png, "image/png");
+      const started = performance.now();
+      const order = await post(
+        "/fhir/ServiceRequest",
+        JSON.stringify({
+          resourceType: "ServiceRequest",
+          status: "active",
+          intent: "order",
+          subject: { reference: `Patient/${patient.id}` },
+          code: { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] },
+          supportingInfo: [{ reference: `Binary/${binary.id}` }],
+        }),
+      );
+      while (!announced.has(order.id)) {
+        await new Promise((wake) => setTimeout(wake, 1));
+      }
+      latencies.push((announced.get(order.id) ?? 0) - started);
+    }
+    await reader?.cancel();
+    return { orders, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  } finally {
+    await app.close();
+    await store.close();
+    await stack.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { fhir, baseline } = await runFhirReadBenchmark(10, 10);
+  console.log(
+    "Platform API: FHIR Patient reads (sealed records, blind indexes, an audited read each), HTTPS, 10 connections",
+  );
+  console.log(
+    `  GET /healthz (transport ceiling)  ${baseline.requestsPerSecond.toFixed(0)} req/s, p50 ${baseline.p50} ms, p99 ${baseline.p99} ms`,
+  );
+  console.log(
+    `  GET /fhir/Patient/{id}           ${fhir.requestsPerSecond.toFixed(0)} req/s, p50 ${fhir.p50} ms, p99 ${fhir.p99} ms, errors ${fhir.errors}, non-2xx ${fhir.non2xx}`,
+  );
+  console.log(`  ratio reads/ceiling: ${(fhir.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}`);
+  const workflow = await runWorkflowLatencyBenchmark(100);
+  console.log(`\nDiagnosis workflow, submit to final report (SSE), ${workflow.orders} orders one at a time`);
+  console.log(
+    `  p50 ${workflow.p50.toFixed(1)} ms, p99 ${workflow.p99.toFixed(1)} ms (goal: p50 < 1000 ms: ${workflow.p50 < 1000 ? "met" : "NOT met"})`,
+  );
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  await main();
+}
