@@ -1,0 +1,86 @@
+// Sessions: local ES256 tokens, and an external OpenID Connect provider (Entra ID style) whose tenant and
+// role claims map to Cloister's; tokens of other issuers, audiences or unmapped tenants are refused.
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, test } from "node:test";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { PlatformError } from "../errors.js";
+import { createLocalSessions, createOidcSessions } from "./sessions.js";
+
+test("local sessions carry subject, tenant and role, and refuse tampering", async () => {
+  const sessions = await createLocalSessions({ issuer: "https://platform.test", lifetimeSeconds: 60 });
+  const { accessToken, expiresIn } = await sessions.issue({
+    subject: "acct-1",
+    tenantId: "t1",
+    role: "clerk",
+  });
+  assert.equal(expiresIn, 60);
+  assert.deepEqual(await sessions.verify(accessToken), { subject: "acct-1", tenantId: "t1", role: "clerk" });
+  const [header = "", payload = "", signature = ""] = accessToken.split(".");
+  const elevated = Buffer.from(
+    JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), role: "admin" }),
+  ).toString("base64url");
+  await assert.rejects(sessions.verify(`${header}.${elevated}.${signature}`), PlatformError);
+  const other = await createLocalSessions({ issuer: "https://platform.test" });
+  await assert.rejects(other.verify(accessToken), PlatformError, "another process's key does not verify");
+});
+
+test("an OpenID Connect provider's tokens map to a tenant and the strongest mapped role", async () => {
+  const { privateKey, publicKey } = await generateKeyPair("RS256");
+  const jwk = { ...(await exportJWK(publicKey)), kid: "idp-1", alg: "RS256" };
+  const server = createServer((_request, response) => {
+    response.setHeader("content-type", "application/json");
+    response.end(JSON.stringify({ keys: [jwk] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  after(() => server.close());
+  const issuer = "https://login.microsoftonline.com/hospital-tid/v2.0";
+  const sessions = createOidcSessions({
+    issuer,
+    jwksUri: `http://127.0.0.1:${(server.address() as AddressInfo).port}/keys`,
+    audience: "api://cloister",
+    tenantClaim: "tid",
+    tenants: { "hospital-tid": "demo" },
+    roleClaim: "roles",
+    roles: { "Cloister.Clerk": "clerk", "Cloister.Clinician": "clinician" },
+  });
+  const token = async (
+    claims: Record<string, unknown>,
+    options: { issuer?: string; audience?: string } = {},
+  ) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "RS256", kid: "idp-1" })
+      .setSubject("entra-object-id")
+      .setIssuer(options.issuer ?? issuer)
+      .setAudience(options.audience ?? "api://cloister")
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(privateKey);
+  assert.deepEqual(
+    await sessions.verify(
+      await token({ tid: "hospital-tid", roles: ["Cloister.Clerk", "Cloister.Clinician"] }),
+    ),
+    {
+      subject: "entra-object-id",
+      tenantId: "demo",
+      role: "clinician",
+    },
+  );
+  const refused = async (jwt: Promise<string>, code: string) => {
+    await assert.rejects(
+      sessions.verify(await jwt),
+      (error: unknown) => error instanceof PlatformError && error.code === code,
+    );
+  };
+  await refused(token({ tid: "other-hospital", roles: ["Cloister.Clerk"] }), "ERR_FORBIDDEN");
+  await refused(token({ tid: "hospital-tid", roles: ["Some.Other.Role"] }), "ERR_FORBIDDEN");
+  await refused(
+    token({ tid: "hospital-tid", roles: ["Cloister.Clerk"] }, { audience: "api://elsewhere" }),
+    "ERR_UNAUTHENTICATED",
+  );
+  await refused(
+    token({ tid: "hospital-tid", roles: ["Cloister.Clerk"] }, { issuer: "https://evil.example" }),
+    "ERR_UNAUTHENTICATED",
+  );
+});
