@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import {
   AccountService,
+  AuditTrail,
   buildApp,
   createLocalSessions,
   deriveTenantKeyring,
@@ -388,6 +389,8 @@ describe("audit trail", () => {
       .prepare("DELETE FROM resources_current WHERE tenant_id = ? AND id = ?")
       .run("hospital-a", `audit-${length}`);
     await assert.rejects(app.auditTrail.verify(tenant), /ends at/);
+    // A fresh process (no head in memory) notices it too, from the sealed head record.
+    await assert.rejects(new AuditTrail(store).verify(tenant), /ends at/);
     raw.close();
   });
 });

@@ -1,8 +1,10 @@
 // The audit trail: one FHIR AuditEvent per read, search, create, update, sign-in, inference and
 // attestation failure, with ids and codes only. Events are append-only and hash-chained per tenant: event
 // n is stored as AuditEvent/audit-n and carries the SHA-256 of event n-1, so an edit, a deletion or a
-// reordering breaks the chain (verifyAuditChain). Creating audit-n is the claim on sequence number n, so
-// concurrent writers (replicas) never fork the chain.
+// reordering breaks the chain (AuditTrail.verify). Creating audit-n is the claim on sequence number n, so
+// concurrent writers (replicas) never fork the chain. A sealed head record holds the newest sequence and
+// hash, so a deleted tail is noticed after restarts too; deleting the head as well is not (an external
+// checkpoint of the head would close that).
 import { createHash } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { openRecord, sealRecord } from "../storage/record-crypto.js";
@@ -73,6 +75,57 @@ export class AuditTrail {
     this.now = now;
   }
 
+  /** The sealed head record: the newest sequence and its hash, so a deleted tail is noticed after restarts. */
+  private async readHead(
+    tenant: TenantContext,
+  ): Promise<{ sequence: number; hash: string; versionId: number } | undefined> {
+    const stored = await this.store.current(tenant.tenantId, "AuditHead", "head");
+    if (stored === undefined) {
+      return undefined;
+    }
+    const body = openRecord(
+      tenant.keyring,
+      { tenantId: tenant.tenantId, type: "AuditHead", id: "head", versionId: stored.versionId },
+      stored.body,
+    );
+    const head = JSON.parse(body.toString("utf8")) as { sequence: number; hash: string };
+    return { ...head, versionId: stored.versionId };
+  }
+
+  private async writeHead(tenant: TenantContext, sequence: number, hash: string): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.readHead(tenant);
+      if (current !== undefined && current.sequence >= sequence) {
+        return;
+      }
+      const versionId = (current?.versionId ?? 0) + 1;
+      try {
+        await this.store.write(
+          tenant.tenantId,
+          {
+            type: "AuditHead",
+            id: "head",
+            versionId,
+            lastUpdated: this.now().toISOString(),
+            deleted: false,
+            body: sealRecord(
+              tenant.keyring,
+              { tenantId: tenant.tenantId, type: "AuditHead", id: "head", versionId },
+              Buffer.from(JSON.stringify({ sequence, hash }), "utf8"),
+            ),
+          },
+          current?.versionId ?? 0,
+          [],
+        );
+        return;
+      } catch (error) {
+        if (!(error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT")) {
+          throw error;
+        }
+      }
+    }
+  }
+
   private async read(tenant: TenantContext, sequence: number): Promise<AuditEvent | undefined> {
     const stored = await this.store.current(tenant.tenantId, "AuditEvent", `audit-${sequence}`);
     if (stored === undefined) {
@@ -98,7 +151,8 @@ export class AuditTrail {
   }
 
   private async append(tenant: TenantContext, input: AuditInput): Promise<void> {
-    let head = this.heads.get(tenant.tenantId) ?? { sequence: 0, hash: genesis };
+    let head = this.heads.get(tenant.tenantId) ??
+      (await this.readHead(tenant)) ?? { sequence: 0, hash: genesis };
     for (let attempt = 0; attempt < 1000; attempt++) {
       // Catch up with events other writers appended.
       const existing = await this.read(tenant, head.sequence + 1);
@@ -168,7 +222,9 @@ export class AuditTrail {
         }
         throw error;
       }
-      this.heads.set(tenant.tenantId, { sequence, hash: auditEventHash(event) });
+      const hash = auditEventHash(event);
+      this.heads.set(tenant.tenantId, { sequence, hash });
+      await this.writeHead(tenant, sequence, hash);
       return;
     }
     throw new PlatformError("ERR_STORAGE", "the audit chain could not be extended");
@@ -200,7 +256,15 @@ export class AuditTrail {
       previousHash = auditEventHash(event);
       sequence++;
     }
-    const known = Math.max(expectedLength ?? 0, this.heads.get(tenant.tenantId)?.sequence ?? 0);
+    const persisted = await this.readHead(tenant);
+    const known = Math.max(
+      expectedLength ?? 0,
+      this.heads.get(tenant.tenantId)?.sequence ?? 0,
+      persisted?.sequence ?? 0,
+    );
+    if (persisted !== undefined && persisted.sequence === sequence && persisted.hash !== previousHash) {
+      throw new PlatformError("ERR_STORAGE", "the audit chain's head does not match its newest event");
+    }
     if (sequence < known) {
       throw new PlatformError(
         "ERR_STORAGE",
