@@ -2,94 +2,34 @@
 // append-only file): delivery, deduplication, delays, lease expiry after a dead worker, ciphertext only,
 // and a SIGKILL of Redis while jobs wait.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { redisSkipReason, startTestRedis, type TestRedis } from "../test-support/redis-server.js";
 import { createRedisJobQueue } from "./redis-job-queue.js";
 
-const redisBinary = "/usr/bin/redis-server";
-const skip = existsSync(redisBinary)
-  ? false
-  : "redis-server is not installed (apt-get install redis-server); .ci/run installs it";
+const skip = redisSkipReason;
 if (skip !== false) {
   console.warn(`SKIPPING: ${skip}`);
 }
-const password = randomBytes(12).toString("hex");
-const directory = mkdtempSync(join(tmpdir(), "cloister-redis-"));
-let port = 0;
-let server: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => {
-        resolve(typeof address === "object" && address !== null ? address.port : 0);
-      });
-    });
-  });
-}
-
-async function startRedis(): Promise<void> {
-  server = spawn(
-    redisBinary,
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--requirepass",
-      password,
-      "--dir",
-      directory,
-      "--appendonly",
-      "yes",
-      "--appendfsync",
-      "always",
-      "--save",
-      "",
-    ],
-    { stdio: "ignore" },
-  );
-  for (let i = 0; i < 100; i++) {
-    if (await canConnect(port)) {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error("redis-server did not start");
-}
-
-async function canConnect(target: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(target, "127.0.0.1", () => {
-      socket.end();
-      resolve(true);
-    });
-    socket.on("error", () => {
-      resolve(false);
-    });
-  });
-}
-
+let redis: TestRedis | undefined;
 before(async () => {
   if (skip === false) {
-    port = await freePort();
-    await startRedis();
+    redis = await startTestRedis();
   }
 });
 after(() => {
-  server?.kill("SIGKILL");
-  rmSync(directory, { recursive: true, force: true });
+  redis?.stop();
 });
 
 const key = randomBytes(32);
 const queue = (options: { leaseMs?: number; prefix?: string } = {}) =>
-  createRedisJobQueue({ url: `redis://127.0.0.1:${port}`, password, key, pollMs: 20, ...options });
+  createRedisJobQueue({
+    url: redis?.url ?? "",
+    password: redis?.password ?? "",
+    key,
+    pollMs: 20,
+    ...options,
+  });
 
 describe("Redis job queue", { skip }, () => {
   it("delivers once per ServiceRequest, honours delays, and stores only ciphertext", async () => {
@@ -136,9 +76,9 @@ describe("Redis job queue", { skip }, () => {
     const jobs = queue({ prefix: "t3" });
     after(() => jobs.close());
     await jobs.enqueue({ tenantId: "a", serviceRequestId: "survivor", attempt: 2 });
-    server?.kill("SIGKILL");
+    redis?.kill();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await startRedis();
+    await redis?.start();
     const job = await jobs.take();
     assert.deepEqual(job, { tenantId: "a", serviceRequestId: "survivor", attempt: 2 });
   });
