@@ -48,25 +48,35 @@ const capture = (sink: (text: string) => void): Writable =>
   });
 const tokens: Record<string, string> = {};
 
-before(async () => {
-  stack = await startConfidentialStack({ logStream: capture((text) => (inferenceLogs += text)) });
-  store = openSqliteStore(join(scratch, "records.db"));
-  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
-  const accounts = new AccountService(store, systemKeyring);
-  await accounts.create({ email: "clerk@demo.test", password, tenantId: "demo", role: "clerk" });
-  await accounts.create({ email: "clinician@demo.test", password, tenantId: "demo", role: "clinician" });
+let systemKeyring: ReturnType<typeof deriveTenantKeyring>;
+let accounts: AccountService;
+let sessions: Awaited<ReturnType<typeof createLocalSessions>>;
+
+/** Starts the platform on the shared store with a fresh in-memory queue (on the same port after a crash). */
+async function startPlatform(port = 0): Promise<void> {
   app = await buildApp({
     baseUrl: "http://127.0.0.1",
     store,
     accounts,
     systemKeyring,
-    sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
+    sessions,
     tenantKeyring: async () => tenantKeyring,
     workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 6 },
     attestation: stack.caller,
     logger: { level: "info", stream: capture((text) => (platformLogs += text)) },
   });
-  url = await app.listen({ port: 0, host: "127.0.0.1" });
+  url = await app.listen({ port, host: "127.0.0.1" });
+}
+
+before(async () => {
+  stack = await startConfidentialStack({ logStream: capture((text) => (inferenceLogs += text)) });
+  store = openSqliteStore(join(scratch, "records.db"));
+  systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  accounts = new AccountService(store, systemKeyring);
+  sessions = await createLocalSessions({ issuer: "http://127.0.0.1" });
+  await accounts.create({ email: "clerk@demo.test", password, tenantId: "demo", role: "clerk" });
+  await accounts.create({ email: "clinician@demo.test", password, tenantId: "demo", role: "clinician" });
+  await startPlatform();
   for (const who of ["clerk", "clinician"]) {
     const response = await app.inject({
       method: "POST",
@@ -310,5 +320,25 @@ describe("diagnosis workflow", () => {
     assert.equal(reports.body.total, 1);
     assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status, "completed");
     assert.match(platformLogs, /diagnosis will be retried/);
+  });
+
+  it("survives the platform going down with a job in flight: the restarted platform re-queues it and writes once", async () => {
+    await stack.stopInference();
+    const requestId = await order(png(4));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The platform stops with the job waiting for its retry in the (lost) in-memory queue.
+    const port = Number(new URL(url).port);
+    await app.close();
+    await stack.startInference();
+    await startPlatform(port);
+    assert.equal(await app.recoverDiagnosisJobs(["demo"]), 1);
+    const report = await reportFor(requestId);
+    assert.equal(report.status, "final");
+    assert.equal(
+      (await fhir("clinician", "GET", `/fhir/DiagnosticReport?based-on=ServiceRequest/${requestId}`)).body
+        .total,
+      1,
+    );
+    assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status, "completed");
   });
 });
