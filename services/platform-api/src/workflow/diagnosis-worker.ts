@@ -389,11 +389,13 @@ export class DiagnosisWorker {
       },
       reportId,
     );
-    await this.complete(tenant, request, "revoked");
+    // If an earlier attempt already wrote the final report, the order is complete, not revoked.
+    const finished = report.status === "final";
+    await this.complete(tenant, request, finished ? "completed" : "revoked");
     this.options.events.publish(tenant.tenantId, {
       type: "DiagnosticReport",
       id: report.id ?? reportId,
-      status: "cancelled",
+      status: finished ? "final" : "cancelled",
       basedOn: `ServiceRequest/${serviceRequestId}`,
     });
   }
