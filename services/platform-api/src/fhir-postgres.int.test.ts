@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
-import pg from "pg";
 import {
   AccountService,
   AuditTrail,
@@ -15,22 +14,9 @@ import {
   type RecordStore,
   type TenantKeyring,
 } from "./app.js";
+import { postgresSkipReason, postgresTestUrl } from "./test-support/postgres.js";
 
-const postgresUrl =
-  process.env.CLOISTER_TEST_POSTGRES_URL ?? "postgres://cloister:cloister@127.0.0.1:5432/cloister_test";
-async function unreachable(): Promise<string | false> {
-  const client = new pg.Client({ connectionString: postgresUrl, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.end();
-    return false;
-  } catch (error) {
-    const reason = `PostgreSQL is not reachable (${(error as Error).message}); .ci/run starts it`;
-    console.warn(`SKIPPING: ${reason}`);
-    return reason;
-  }
-}
-const skip = await unreachable();
+const skip = await postgresSkipReason();
 const password = "correct horse battery staple";
 const keyrings = new Map<string, TenantKeyring>([
   ["a", deriveTenantKeyring(randomBytes(32), "a")],
@@ -45,7 +31,7 @@ before(async () => {
     return;
   }
   store = openPostgresStore({
-    connectionString: postgresUrl,
+    connectionString: postgresTestUrl,
     schema: `fhir_${randomBytes(6).toString("hex")}`,
   });
   await store.migrate();

@@ -6,34 +6,19 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import pg from "pg";
 import { PlatformError } from "../errors.js";
 import { openPostgresStore } from "./postgres-store.js";
 import { blindIndex, deriveTenantKeyring, openRecord, sealRecord } from "./record-crypto.js";
 import type { RecordStore, StoredVersion } from "./record-store.js";
 import { openSqliteStore } from "./sqlite-store.js";
+import { postgresSkipReason, postgresTestUrl } from "../test-support/postgres.js";
 
-const postgresUrl =
-  process.env.CLOISTER_TEST_POSTGRES_URL ?? "postgres://cloister:cloister@127.0.0.1:5432/cloister_test";
 const scratch = mkdtempSync(join(tmpdir(), "cloister-store-"));
 after(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-async function postgresReachable(): Promise<string | false> {
-  const client = new pg.Client({ connectionString: postgresUrl, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.end();
-    return false;
-  } catch (error) {
-    const reason = `PostgreSQL is not reachable at ${postgresUrl.replace(/:[^:@/]*@/, ":***@")} (${(error as Error).message}); .ci/run starts it`;
-    console.warn(`SKIPPING: ${reason}`);
-    return reason;
-  }
-}
-
-const postgresSkip = await postgresReachable();
+const postgresSkip = await postgresSkipReason();
 const drivers: { name: string; skip: string | false; open: () => RecordStore }[] = [
   {
     name: "sqlite",
@@ -44,7 +29,10 @@ const drivers: { name: string; skip: string | false; open: () => RecordStore }[]
     name: "postgres",
     skip: postgresSkip,
     open: () =>
-      openPostgresStore({ connectionString: postgresUrl, schema: `test_${randomBytes(6).toString("hex")}` }),
+      openPostgresStore({
+        connectionString: postgresTestUrl,
+        schema: `test_${randomBytes(6).toString("hex")}`,
+      }),
   },
 ];
 
