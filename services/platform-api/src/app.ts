@@ -6,6 +6,7 @@ import { attestRequestBody, type ConfidentialService, type Evidence } from "@clo
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import type { JobQueue } from "./workflow/job-queue.js";
+import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
@@ -46,6 +47,8 @@ export interface PlatformConfig {
     readonly inference: () => Promise<ConfidentialService>;
     readonly workers?: number;
     readonly maxAttempts?: number;
+    /** Sealed cache of inference answers not yet written (default: in memory; Redis for replicas). */
+    readonly cache?: ResultCache;
   };
 }
 
@@ -497,6 +500,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           tenantKeyring: config.tenantKeyring,
           inference: workflow.inference,
           events,
+          cache: workflow.cache ?? createMemoryResultCache(),
           ...(workflow.maxAttempts === undefined ? {} : { maxAttempts: workflow.maxAttempts }),
           ...(config.now === undefined ? {} : { now: config.now }),
           log: (fields, message) => {
@@ -543,3 +547,8 @@ export { AuditTrail, auditEventHash, type AuditInput } from "./audit/audit-trail
 export { createMemoryJobQueue, type DiagnosisJob, type JobQueue } from "./workflow/job-queue.js";
 export { modelCodeSystem, findingCodeSystem, retryDelayMs } from "./workflow/diagnosis-worker.js";
 export { createRedisJobQueue, type RedisJobQueueOptions } from "./workflow/redis-job-queue.js";
+export {
+  createMemoryResultCache,
+  createRedisResultCache,
+  type ResultCache,
+} from "./workflow/result-cache.js";

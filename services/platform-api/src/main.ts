@@ -36,6 +36,7 @@ import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
+import { createRedisResultCache, type ResultCache } from "./workflow/result-cache.js";
 
 function required(name: string): string {
   const value = process.env[name];
@@ -97,6 +98,7 @@ await store.migrate();
 
 const redisUrl = process.env.CLOISTER_REDIS_URL;
 let queue: JobQueue;
+let cache: ResultCache | undefined;
 if (redisUrl === undefined) {
   queue = createMemoryJobQueue();
 } else {
@@ -108,6 +110,12 @@ if (redisUrl === undefined) {
       ? { password: credentials }
       : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
     key: systemKeyring.encryption,
+  });
+  cache = createRedisResultCache({
+    url: redisUrl,
+    ...(separator < 0
+      ? { password: credentials }
+      : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
   });
 }
 
@@ -146,7 +154,9 @@ const app = await buildApp({
   accounts: new AccountService(store, systemKeyring),
   sessions: await createLocalSessions({ issuer: baseUrl }),
   attestation,
-  ...(inferenceUrl === undefined ? {} : { workflow: { queue, inference: connectInference } }),
+  ...(inferenceUrl === undefined
+    ? {}
+    : { workflow: { queue, inference: connectInference, ...(cache === undefined ? {} : { cache }) } }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
     cert: readFileSync(required("CLOISTER_TLS_CERT")),

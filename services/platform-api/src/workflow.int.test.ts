@@ -21,6 +21,7 @@ import {
   buildApp,
   createLocalSessions,
   createMemoryJobQueue,
+  createMemoryResultCache,
   deriveTenantKeyring,
   modelCodeSystem,
   openSqliteStore,
@@ -49,6 +50,7 @@ const capture = (sink: (text: string) => void): Writable =>
 const tokens: Record<string, string> = {};
 
 let systemKeyring: ReturnType<typeof deriveTenantKeyring>;
+const cache = createMemoryResultCache();
 let accounts: AccountService;
 let sessions: Awaited<ReturnType<typeof createLocalSessions>>;
 
@@ -61,7 +63,7 @@ async function startPlatform(port = 0): Promise<void> {
     systemKeyring,
     sessions,
     tenantKeyring: async () => tenantKeyring,
-    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 6 },
+    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 6, cache },
     attestation: stack.caller,
     logger: { level: "info", stream: capture((text) => (platformLogs += text)) },
   });
@@ -340,5 +342,38 @@ describe("diagnosis workflow", () => {
       1,
     );
     assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status, "completed");
+  });
+
+  it("reuses an inference answer obtained before a failure instead of asking the inference server again", async () => {
+    await stack.stopInference();
+    const requestId = await order(png(5));
+    // As if an earlier attempt had obtained this answer and the platform died before writing it.
+    const measurement = "c3".repeat(32);
+    await cache.set(
+      { tenantId: "demo", keyring: tenantKeyring },
+      `inference:${requestId}`,
+      Buffer.from(
+        JSON.stringify({
+          result: {
+            model_version: "1",
+            outputs: [{ data: [0.25, 0.75] }],
+            parameters: { predicted_index: 1, predicted_label: "pneumonia", model_sha256: "ab".repeat(32) },
+          },
+          info: { labels: ["normal", "pneumonia"], title: "Cached model" },
+          identity: { measurement, attestationType: "sgx", simulated: true, tokenId: "cached-token" },
+        }),
+      ),
+      60_000,
+    );
+    const report = await reportFor(requestId);
+    await stack.startInference();
+    assert.equal(report.status, "final");
+    assert.match(String(report.conclusion), /^Cached model: pneumonia/);
+    const provenance = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/Provenance?target=DiagnosticReport/${String(report.id)}`,
+    );
+    assert.ok(JSON.stringify(provenance.body).includes(measurement));
   });
 });

@@ -9,6 +9,7 @@ import type { AuditTrail } from "../audit/audit-trail.js";
 import type { FhirRepository, TenantContext } from "../fhir/repository.js";
 import type { FhirResource } from "../fhir/search-parameters.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
+import type { ResultCache } from "./result-cache.js";
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
@@ -28,9 +29,21 @@ export interface DiagnosisWorkerOptions {
   readonly inference: () => Promise<ConfidentialService>;
   readonly events: WorkflowEvents;
   readonly maxAttempts?: number;
+  /** Inference answers kept (sealed) until written, so a crash after inference does not repeat it. */
+  readonly cache?: ResultCache;
   readonly now?: () => Date;
   /** For logs: ids and codes only. */
   readonly log?: (fields: Record<string, unknown>, message: string) => void;
+}
+
+interface InferenceOutcome {
+  readonly result: {
+    readonly model_version?: string;
+    readonly outputs?: { data?: number[] }[];
+    readonly parameters?: { predicted_index?: number; predicted_label?: string; model_sha256?: string };
+  };
+  readonly info: { labels: string[]; title: string };
+  readonly identity: { measurement: string; attestationType: string; simulated: boolean; tokenId: string };
 }
 
 /** A failure that retrying cannot fix (bad image, unknown model, missing Binary). */
@@ -179,42 +192,17 @@ export class DiagnosisWorker {
     } catch {
       throw new PermanentFailure("ERR_NO_IMAGE");
     }
-    const inference = await this.options.inference();
-    const info = await this.modelInfo(inference, model.code);
-    const response = await inference.request({
-      method: "POST",
-      path: `/v2/models/${model.code}/infer`,
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        id: serviceRequestId,
-        image: { contentType: binary.contentType, data: binary.data },
-      }),
-    });
-    const result = JSON.parse(Buffer.from(response.body).toString("utf8")) as {
-      code?: string;
-      model_version?: string;
-      outputs?: { data?: number[] }[];
-      parameters?: { predicted_index?: number; predicted_label?: string; model_sha256?: string };
-    };
-    if (response.status >= 400 && response.status < 500) {
-      throw new PermanentFailure(result.code ?? "ERR_INFERENCE_REFUSED");
-    }
-    if (response.status !== 200) {
-      throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
-    }
+    const { result, info, identity } = await this.infer(
+      tenant,
+      serviceRequestId,
+      model.code,
+      binaryId,
+      binary,
+    );
     const probabilities = result.outputs?.[0]?.data ?? [];
     const predicted = result.parameters?.predicted_label ?? "";
     const now = (this.options.now?.() ?? new Date()).toISOString();
     const subject = request.subject as { reference: string };
-    const identity = inference.identity();
-    await this.options.audit.record(tenant, {
-      type: { code: "110112", display: "Query" },
-      subtype: "inference",
-      action: "E",
-      outcome: "0",
-      agent: { id: `tee:${identity.measurement}`, role: "inference-server" },
-      entities: [`ServiceRequest/${serviceRequestId}`, `Binary/${binaryId}`],
-    });
 
     const observations: FhirResource[] = [];
     for (const [index, probability] of probabilities.entries()) {
@@ -271,10 +259,7 @@ export class DiagnosisWorker {
       },
       reportId,
     );
-    const tokenId =
-      typeof identity.claims.jti === "string"
-        ? identity.claims.jti
-        : createHash("sha256").update(JSON.stringify(identity.claims)).digest("hex");
+    const tokenId = identity.tokenId;
     await this.createOnce(
       tenant,
       {
@@ -335,6 +320,65 @@ export class DiagnosisWorker {
       status: "final",
       basedOn: `ServiceRequest/${serviceRequestId}`,
     });
+  }
+
+  /**
+   * The inference for one order, once: an answer already obtained (and cached, sealed, before the platform
+   * could write it) is reused instead of asking the inference server again.
+   */
+  private async infer(
+    tenant: TenantContext,
+    serviceRequestId: string,
+    model: string,
+    binaryId: string,
+    binary: FhirResource,
+  ): Promise<InferenceOutcome> {
+    const cacheKey = `inference:${serviceRequestId}`;
+    const cached = await this.options.cache?.get(tenant, cacheKey);
+    if (cached !== undefined) {
+      return JSON.parse(Buffer.from(cached).toString("utf8")) as InferenceOutcome;
+    }
+    const inference = await this.options.inference();
+    const info = await this.modelInfo(inference, model);
+    const response = await inference.request({
+      method: "POST",
+      path: `/v2/models/${model}/infer`,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        id: serviceRequestId,
+        image: { contentType: binary.contentType, data: binary.data },
+      }),
+    });
+    const result = JSON.parse(Buffer.from(response.body).toString("utf8")) as InferenceOutcome["result"] & {
+      code?: string;
+    };
+    if (response.status >= 400 && response.status < 500) {
+      throw new PermanentFailure(result.code ?? "ERR_INFERENCE_REFUSED");
+    }
+    if (response.status !== 200) {
+      throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
+    }
+    const peer = inference.identity();
+    const identity = {
+      measurement: peer.measurement,
+      attestationType: peer.attestationType,
+      simulated: peer.simulated,
+      tokenId:
+        typeof peer.claims.jti === "string"
+          ? peer.claims.jti
+          : createHash("sha256").update(JSON.stringify(peer.claims)).digest("hex"),
+    };
+    await this.options.audit.record(tenant, {
+      type: { code: "110112", display: "Query" },
+      subtype: "inference",
+      action: "E",
+      outcome: "0",
+      agent: { id: `tee:${identity.measurement}`, role: "inference-server" },
+      entities: [`ServiceRequest/${serviceRequestId}`, `Binary/${binaryId}`],
+    });
+    const outcome: InferenceOutcome = { result, info, identity };
+    await this.options.cache?.set(tenant, cacheKey, Buffer.from(JSON.stringify(outcome)), 24 * 3600_000);
+    return outcome;
   }
 
   private async complete(
