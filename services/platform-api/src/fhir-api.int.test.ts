@@ -183,6 +183,12 @@ describe("FHIR R4 API", () => {
       (await fhir("clerkA", "POST", "/fhir/Patient", { resourceType: "Observation" })).statusCode,
       400,
     );
+    const badCode = await fhir("clerkA", "POST", "/fhir/Patient", { ...patient, gender: "SENTINELCODE" });
+    assert.equal(badCode.statusCode, 400);
+    assert.deepEqual(badCode.json<{ issue: { expression: string[] }[] }>().issue[0]?.expression, [
+      "Patient.gender",
+    ]);
+    assert.ok(!badCode.body.includes("SENTINELCODE"), "errors do not echo values");
     const notJson = await app.inject({
       method: "POST",
       url: "/fhir/Patient",

@@ -16,9 +16,63 @@ export function loadFhirDefinitions(): void {
   }
 }
 
+// Required terminology bindings (FHIR R4) of the elements this API relies on. @medplum/core checks structure
+// and types but not these codes, so they are checked here.
+const requiredCodes: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+  Patient: { gender: ["male", "female", "other", "unknown"] },
+  ServiceRequest: {
+    status: ["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"],
+    intent: [
+      "proposal",
+      "plan",
+      "directive",
+      "order",
+      "original-order",
+      "reflex-order",
+      "filler-order",
+      "instance-order",
+      "option",
+    ],
+  },
+  DiagnosticReport: {
+    status: [
+      "registered",
+      "partial",
+      "preliminary",
+      "final",
+      "amended",
+      "corrected",
+      "appended",
+      "cancelled",
+      "entered-in-error",
+      "unknown",
+    ],
+  },
+  Observation: {
+    status: [
+      "registered",
+      "preliminary",
+      "final",
+      "amended",
+      "corrected",
+      "cancelled",
+      "entered-in-error",
+      "unknown",
+    ],
+  },
+};
+
 /** Throws ERR_INVALID_RESOURCE naming the first offending element; never echoes the value. */
 export function validateFhirResource(resource: FhirResource): void {
   loadFhirDefinitions();
+  for (const [element, codes] of Object.entries(requiredCodes[resource.resourceType] ?? {})) {
+    const value = resource[element];
+    if (value !== undefined && (typeof value !== "string" || !codes.includes(value))) {
+      throw new PlatformError("ERR_INVALID_RESOURCE", `${element} must be one of its required codes`, {
+        expression: `${resource.resourceType}.${element}`,
+      });
+    }
+  }
   try {
     validateResource(resource as unknown as Resource);
   } catch (cause) {

@@ -38,33 +38,41 @@ function associatedData(address: RecordAddress): Buffer {
   );
 }
 
+/** AES-256-GCM with a fresh IV: IV (12) ‖ ciphertext ‖ tag (16). The one sealing primitive of this service. */
+export function sealBytes(key: Uint8Array, associated: Uint8Array, plaintext: Uint8Array): Buffer {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", key, iv).setAAD(associated);
+  return Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** Opens what sealBytes made; throws ERR_STORAGE when the key, the associated data or a byte is wrong. */
+export function openBytes(key: Uint8Array, associated: Uint8Array, sealed: Uint8Array): Buffer {
+  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+  if (bytes.length < 28) {
+    throw new PlatformError("ERR_STORAGE", "a sealed value is too short");
+  }
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, bytes.subarray(0, 12)).setAAD(associated);
+    decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+    return Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]);
+  } catch (cause) {
+    throw new PlatformError("ERR_STORAGE", "a sealed value failed its integrity check", { cause });
+  }
+}
+
 /** version (1) ‖ IV (12) ‖ ciphertext ‖ tag (16). */
 export function sealRecord(keyring: TenantKeyring, address: RecordAddress, plaintext: Uint8Array): Buffer {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv("aes-256-gcm", keyring.encryption, iv).setAAD(associatedData(address));
   return Buffer.concat([
     Buffer.from([formatVersion]),
-    iv,
-    cipher.update(plaintext),
-    cipher.final(),
-    cipher.getAuthTag(),
+    sealBytes(keyring.encryption, associatedData(address), plaintext),
   ]);
 }
 
 export function openRecord(keyring: TenantKeyring, address: RecordAddress, sealed: Uint8Array): Buffer {
-  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
-  if (bytes.length < 29 || bytes[0] !== formatVersion) {
+  if (sealed.length < 29 || sealed[0] !== formatVersion) {
     throw new PlatformError("ERR_STORAGE", "a stored record is not in a known format");
   }
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", keyring.encryption, bytes.subarray(1, 13)).setAAD(
-      associatedData(address),
-    );
-    decipher.setAuthTag(bytes.subarray(bytes.length - 16));
-    return Buffer.concat([decipher.update(bytes.subarray(13, bytes.length - 16)), decipher.final()]);
-  } catch (cause) {
-    throw new PlatformError("ERR_STORAGE", "a stored record failed its integrity check", { cause });
-  }
+  return openBytes(keyring.encryption, associatedData(address), sealed.subarray(1));
 }
 
 /** The blind index of one search value: HMAC-SHA256 over type, parameter and normalised value. */

@@ -5,9 +5,10 @@
 //   <prefix>:ready    sorted set, member → due time (ms)
 //   <prefix>:running  sorted set, member → lease expiry (ms)
 //   <prefix>:job:<member>  sealed payload
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { createHmac, hkdfSync } from "node:crypto";
 import { Redis } from "ioredis";
 import { PlatformError } from "../errors.js";
+import { openBytes, sealBytes } from "../storage/record-crypto.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 
 export interface RedisJobQueueOptions {
@@ -60,26 +61,13 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const member = (job: { tenantId: string; serviceRequestId: string }): string =>
     createHmac("sha256", namingKey).update(`${job.tenantId}/${job.serviceRequestId}`).digest("hex");
 
-  const seal = (job: DiagnosisJob, name: string): string => {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv("aes-256-gcm", sealingKey, iv).setAAD(Buffer.from(name));
-    const body = Buffer.concat([cipher.update(JSON.stringify(job)), cipher.final(), cipher.getAuthTag()]);
-    return Buffer.concat([iv, body]).toString("base64");
-  };
+  const seal = (job: DiagnosisJob, name: string): string =>
+    sealBytes(sealingKey, Buffer.from(name), Buffer.from(JSON.stringify(job))).toString("base64");
 
-  const open = (sealed: string, name: string): DiagnosisJob => {
-    const bytes = Buffer.from(sealed, "base64");
-    try {
-      const decipher = createDecipheriv("aes-256-gcm", sealingKey, bytes.subarray(0, 12)).setAAD(
-        Buffer.from(name),
-      );
-      decipher.setAuthTag(bytes.subarray(bytes.length - 16));
-      const plain = Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]);
-      return JSON.parse(plain.toString("utf8")) as DiagnosisJob;
-    } catch (cause) {
-      throw new PlatformError("ERR_STORAGE", "a queued job failed its integrity check", { cause });
-    }
-  };
+  const open = (sealed: string, name: string): DiagnosisJob =>
+    JSON.parse(
+      openBytes(sealingKey, Buffer.from(name), Buffer.from(sealed, "base64")).toString("utf8"),
+    ) as DiagnosisJob;
 
   const failure = (cause: unknown): PlatformError =>
     cause instanceof PlatformError

@@ -1,9 +1,10 @@
 // A cache for results the workflow must not compute twice (an inference whose answer was not yet written
 // when the platform died). Values are sealed with a key derived from the tenant's keys, addressed by an
 // HMAC, so Redis (or memory) holds ciphertext only. In memory by default; Redis for several replicas.
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { createHmac, hkdfSync } from "node:crypto";
 import { Redis } from "ioredis";
 import type { TenantContext } from "../fhir/repository.js";
+import { openBytes, sealBytes } from "../storage/record-crypto.js";
 
 export interface ResultCache {
   readonly get: (tenant: TenantContext, key: string) => Promise<Uint8Array | undefined>;
@@ -11,18 +12,26 @@ export interface ResultCache {
   readonly close: () => Promise<void>;
 }
 
+const derivedKeys = new WeakMap<object, { sealing: Buffer; naming: Buffer }>();
+
+/** The cache's keys for a tenant, derived once per keyring. */
 function cacheKeys(tenant: TenantContext): { sealing: Buffer; naming: Buffer } {
-  const derive = (purpose: string): Buffer =>
-    Buffer.from(
-      hkdfSync(
-        "sha256",
-        tenant.keyring.encryption,
-        Buffer.from(tenant.tenantId),
-        `cloister cache v1 ${purpose}`,
-        32,
-      ),
-    );
-  return { sealing: derive("value"), naming: derive("name") };
+  let keys = derivedKeys.get(tenant.keyring);
+  if (keys === undefined) {
+    const derive = (purpose: string): Buffer =>
+      Buffer.from(
+        hkdfSync(
+          "sha256",
+          tenant.keyring.encryption,
+          Buffer.from(tenant.tenantId),
+          `cloister cache v1 ${purpose}`,
+          32,
+        ),
+      );
+    keys = { sealing: derive("value"), naming: derive("name") };
+    derivedKeys.set(tenant.keyring, keys);
+  }
+  return keys;
 }
 
 function address(tenant: TenantContext, key: string): string {
@@ -30,23 +39,13 @@ function address(tenant: TenantContext, key: string): string {
 }
 
 function seal(tenant: TenantContext, name: string, value: Uint8Array): Buffer {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv("aes-256-gcm", cacheKeys(tenant).sealing, iv).setAAD(Buffer.from(name));
-  return Buffer.concat([iv, cipher.update(value), cipher.final(), cipher.getAuthTag()]);
+  return sealBytes(cacheKeys(tenant).sealing, Buffer.from(name), value);
 }
 
 /** Opens a sealed value; undefined when it does not open (another tenant's, or tampered): a miss. */
 function open(tenant: TenantContext, name: string, sealed: Buffer): Uint8Array | undefined {
   try {
-    const decipher = createDecipheriv(
-      "aes-256-gcm",
-      cacheKeys(tenant).sealing,
-      sealed.subarray(0, 12),
-    ).setAAD(Buffer.from(name));
-    decipher.setAuthTag(sealed.subarray(sealed.length - 16));
-    return new Uint8Array(
-      Buffer.concat([decipher.update(sealed.subarray(12, sealed.length - 16)), decipher.final()]),
-    );
+    return new Uint8Array(openBytes(cacheKeys(tenant).sealing, Buffer.from(name), sealed));
   } catch {
     return undefined;
   }
