@@ -52,8 +52,9 @@ function parse(bytes: Uint8Array): dicomParser.DataSet {
   }
   try {
     return dicomParser.parseDicom(bytes, {
+      // A deflate bomb stops at 160 MB: room for the largest image we accept (64 MP at 16 bits) and its tags.
       inflater: (array: Uint8Array, position: number) => {
-        const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: 512 * 1024 * 1024 });
+        const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: 160 * 1024 * 1024 });
         const whole = new Uint8Array(position + inflated.length);
         whole.set(array.subarray(0, position));
         whole.set(inflated, position);
