@@ -7,6 +7,8 @@ import {
   encodeRequest,
   ohttpRequestMediaType,
   ohttpResponseMediaType,
+  parseKeyConfig,
+  type KeyConfig,
   type BinaryResponse,
   type FieldLine,
   type RequestInit,
@@ -50,6 +52,8 @@ function isFieldLines(headers: NonNullable<RequestInit["headers"]>): headers is 
 interface AttestedService {
   readonly identity: PeerIdentity;
   readonly keyConfig: string;
+  /** Parsed once per attestation, not per request. */
+  readonly parsedKeyConfig: KeyConfig;
   readonly expiresAtMs: number;
 }
 
@@ -84,8 +88,14 @@ export async function connectConfidentialService(
     }
     const identity = await options.verifier.verify(body.token, { ohttpKeyConfig: body.keyConfig });
     const exp = typeof identity.claims.exp === "number" ? identity.claims.exp * 1000 : 0;
-    return { identity, keyConfig: body.keyConfig, expiresAtMs: exp };
+    return {
+      identity,
+      keyConfig: body.keyConfig,
+      parsedKeyConfig: parseKeyConfig(Buffer.from(body.keyConfig, "base64url")),
+      expiresAtMs: exp,
+    };
   };
+  const authority = new URL(options.url).host;
   let current = await attest();
   let refreshing: Promise<void> | undefined;
   const refresh = async (): Promise<void> => {
@@ -111,8 +121,8 @@ export async function connectConfidentialService(
       ["date", new Date().toUTCString()],
     ];
     const sealed = await encapsulateRequest(
-      Buffer.from(current.keyConfig, "base64url"),
-      encodeRequest({ ...init, authority: new URL(options.url).host, headers }),
+      current.parsedKeyConfig,
+      encodeRequest({ ...init, authority, headers }),
       { hpke: nodeHpke },
     );
     const sealedAt = performance.now();

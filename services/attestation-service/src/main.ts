@@ -16,14 +16,7 @@ import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
 import { measureCode, simulationProvider } from "@cloister/enclave";
 import { buildApp } from "./app.js";
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
+import { requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_ATTESTATION_PORT ?? "7443", 10);
 const host = process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1";
@@ -55,8 +48,8 @@ const app = await buildApp({
   tokenLifetimeSeconds: Number.parseInt(process.env.CLOISTER_TOKEN_LIFETIME ?? "3600", 10),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
-    cert: readFileSync(required("CLOISTER_TLS_CERT")),
-    key: readFileSync(required("CLOISTER_TLS_KEY")),
+    cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
+    key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
 await app.listen({ port, host });

@@ -16,21 +16,14 @@ import { loadSimulationPlatform } from "@cloister/attestation";
 import { attestAtStart, measureCode, PeerVerifier, releaseKey, simulationProvider } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
+import { requiredEnv } from "@cloister/service-kit";
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const port = Number.parseInt(process.env.CLOISTER_INFERENCE_PORT ?? "7445", 10);
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(process.env.CLOISTER_CA, "utf8");
-const attestationUrl = required("CLOISTER_ATTESTATION_URL");
-const callerMeasurements = required("CLOISTER_CALLER_MEASUREMENTS");
+const attestationUrl = requiredEnv("CLOISTER_ATTESTATION_URL");
+const callerMeasurements = requiredEnv("CLOISTER_CALLER_MEASUREMENTS");
 
 const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
   mrenclave: measureCode(repositoryRoot, [
@@ -93,8 +86,8 @@ const app = await buildApp({
   callers,
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
-    cert: readFileSync(required("CLOISTER_TLS_CERT")),
-    key: readFileSync(required("CLOISTER_TLS_KEY")),
+    cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
+    key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
 app.addHook("onClose", async () => {

@@ -11,14 +11,7 @@ import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform } from "@cloister/attestation";
 import { measureCode, simulationProvider } from "@cloister/enclave";
 import { buildApp } from "./app.js";
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
+import { requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_KEY_BROKER_PORT ?? "7444", 10);
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
@@ -37,12 +30,12 @@ const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
 const app = await buildApp({
   provider,
   dataDirectory: join(dataDirectory, "keys"),
-  adminToken: readFileSync(required("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),
+  adminToken: readFileSync(requiredEnv("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),
   ...(authorityCa === undefined ? {} : { authorityCa: readFileSync(authorityCa, "utf8") }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
-    cert: readFileSync(required("CLOISTER_TLS_CERT")),
-    key: readFileSync(required("CLOISTER_TLS_KEY")),
+    cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
+    key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });

@@ -37,14 +37,7 @@ import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
 import { createRedisResultCache, type ResultCache } from "./workflow/result-cache.js";
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (value === undefined || value === "") {
-    throw new Error(`${name} is required`);
-  }
-  return value;
-}
+import { requiredEnv } from "@cloister/service-kit";
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const port = Number.parseInt(process.env.CLOISTER_PLATFORM_PORT ?? "7446", 10);
@@ -52,8 +45,8 @@ const baseUrl = process.env.CLOISTER_PLATFORM_URL ?? `https://127.0.0.1:${port}`
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(process.env.CLOISTER_CA, "utf8");
 const tls = ca === undefined ? {} : { ca };
-const attestationUrl = required("CLOISTER_ATTESTATION_URL");
-const keyBrokerUrl = required("CLOISTER_KEY_BROKER_URL");
+const attestationUrl = requiredEnv("CLOISTER_ATTESTATION_URL");
+const keyBrokerUrl = requiredEnv("CLOISTER_KEY_BROKER_URL");
 const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
@@ -131,7 +124,7 @@ const connectInference = async (): Promise<ConfidentialService> => {
     verifier: new PeerVerifier({
       attestationService: { url: attestationUrl, ...tls },
       expectations: {
-        measurements: required("CLOISTER_INFERENCE_MEASUREMENTS")
+        measurements: requiredEnv("CLOISTER_INFERENCE_MEASUREMENTS")
           .split(",")
           .map((m) => m.trim()),
         allowSimulation,
@@ -159,8 +152,8 @@ const app = await buildApp({
     : { workflow: { queue, inference: connectInference, ...(cache === undefined ? {} : { cache }) } }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
-    cert: readFileSync(required("CLOISTER_TLS_CERT")),
-    key: readFileSync(required("CLOISTER_TLS_KEY")),
+    cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
+    key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
 app.addHook("onClose", async () => {

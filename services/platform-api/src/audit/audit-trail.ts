@@ -67,7 +67,7 @@ export class AuditTrail {
   private readonly store: RecordStore;
   private readonly now: () => Date;
   /** Last known sequence and hash per tenant: where the next append starts looking. */
-  private readonly heads = new Map<string, { sequence: number; hash: string }>();
+  private readonly heads = new Map<string, { sequence: number; hash: string; headVersion?: number }>();
   private readonly queues = new Map<string, Promise<unknown>>();
 
   constructor(store: RecordStore, now: () => Date = () => new Date()) {
@@ -92,13 +92,26 @@ export class AuditTrail {
     return { ...head, versionId: stored.versionId };
   }
 
-  private async writeHead(tenant: TenantContext, sequence: number, hash: string): Promise<void> {
+  /**
+   * Moves the sealed head record to `sequence`; returns the head record's new version. The version this
+   * process wrote last is tried first, so the head is read only when another writer moved it.
+   */
+  private async writeHead(
+    tenant: TenantContext,
+    sequence: number,
+    hash: string,
+    knownVersion: number | undefined,
+  ): Promise<number | undefined> {
+    let expected = knownVersion;
     for (let attempt = 0; attempt < 20; attempt++) {
-      const current = await this.readHead(tenant);
-      if (current !== undefined && current.sequence >= sequence) {
-        return;
+      if (expected === undefined) {
+        const current = await this.readHead(tenant);
+        if (current !== undefined && current.sequence >= sequence) {
+          return current.versionId;
+        }
+        expected = current?.versionId ?? 0;
       }
-      const versionId = (current?.versionId ?? 0) + 1;
+      const versionId = expected + 1;
       try {
         await this.store.write(
           tenant.tenantId,
@@ -114,16 +127,18 @@ export class AuditTrail {
               Buffer.from(JSON.stringify({ sequence, hash }), "utf8"),
             ),
           },
-          current?.versionId ?? 0,
+          expected,
           [],
         );
-        return;
+        return versionId;
       } catch (error) {
         if (!(error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT")) {
           throw error;
         }
+        expected = undefined;
       }
     }
+    return undefined;
   }
 
   private async read(tenant: TenantContext, sequence: number): Promise<AuditEvent | undefined> {
@@ -151,16 +166,18 @@ export class AuditTrail {
   }
 
   private async append(tenant: TenantContext, input: AuditInput): Promise<void> {
-    let head = this.heads.get(tenant.tenantId) ??
-      (await this.readHead(tenant)) ?? { sequence: 0, hash: genesis };
+    let head: { sequence: number; hash: string; headVersion?: number } | undefined = this.heads.get(
+      tenant.tenantId,
+    );
+    if (head === undefined) {
+      const persisted = await this.readHead(tenant);
+      head =
+        persisted === undefined
+          ? { sequence: 0, hash: genesis, headVersion: 0 }
+          : { sequence: persisted.sequence, hash: persisted.hash, headVersion: persisted.versionId };
+    }
     for (let attempt = 0; attempt < 1000; attempt++) {
-      // Catch up with events other writers appended.
-      const existing = await this.read(tenant, head.sequence + 1);
-      if (existing !== undefined) {
-        head = { sequence: head.sequence + 1, hash: auditEventHash(existing) };
-        continue;
-      }
-      const sequence = head.sequence + 1;
+      const sequence: number = head.sequence + 1;
       const recorded = this.now().toISOString();
       const event: AuditEvent = {
         resourceType: "AuditEvent",
@@ -218,13 +235,23 @@ export class AuditTrail {
         );
       } catch (error) {
         if (error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT") {
+          // Another writer took this sequence number: catch up with its event and try the next one.
+          const taken = await this.read(tenant, sequence);
+          if (taken === undefined) {
+            throw new PlatformError("ERR_STORAGE", `audit event ${sequence} is claimed but cannot be read`);
+          }
+          head = { sequence, hash: auditEventHash(taken) };
           continue;
         }
         throw error;
       }
       const hash = auditEventHash(event);
-      this.heads.set(tenant.tenantId, { sequence, hash });
-      await this.writeHead(tenant, sequence, hash);
+      const headVersion = await this.writeHead(tenant, sequence, hash, head.headVersion);
+      this.heads.set(tenant.tenantId, {
+        sequence,
+        hash,
+        ...(headVersion === undefined ? {} : { headVersion }),
+      });
       return;
     }
     throw new PlatformError("ERR_STORAGE", "the audit chain could not be extended");

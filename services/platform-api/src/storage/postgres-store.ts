@@ -2,27 +2,12 @@
 // current row locked, migrations serialised by an advisory lock.
 import pg from "pg";
 import { PlatformError } from "../errors.js";
-import { migrations, type RecordStore, type StoredVersion } from "./record-store.js";
-
-interface VersionRow {
-  type: string;
-  id: string;
-  version_id: number;
-  last_updated: string;
-  deleted: boolean;
-  body: Buffer;
-}
-
-function toVersion(row: VersionRow): StoredVersion {
-  return {
-    type: row.type,
-    id: row.id,
-    versionId: row.version_id,
-    lastUpdated: row.last_updated,
-    deleted: row.deleted,
-    body: new Uint8Array(row.body),
-  };
-}
+import {
+  migrations,
+  toStoredVersion as toVersion,
+  type RecordStore,
+  type VersionRow,
+} from "./record-store.js";
 
 function storageFailure(cause: unknown): PlatformError {
   if (cause instanceof PlatformError) {

@@ -13,6 +13,27 @@ export interface StoredVersion {
   readonly body: Uint8Array;
 }
 
+/** A resource_versions row as both drivers read it (SQLite stores `deleted` as 0/1, PostgreSQL as a boolean). */
+export interface VersionRow {
+  type: string;
+  id: string;
+  version_id: number;
+  last_updated: string;
+  deleted: number | boolean;
+  body: Buffer;
+}
+
+export function toStoredVersion(row: VersionRow): StoredVersion {
+  return {
+    type: row.type,
+    id: row.id,
+    versionId: row.version_id,
+    lastUpdated: row.last_updated,
+    deleted: row.deleted === true || row.deleted === 1,
+    body: new Uint8Array(row.body),
+  };
+}
+
 export interface RecordStore {
   readonly dialect: "sqlite" | "postgres";
   /** Applies pending migrations; returns the schema version. */

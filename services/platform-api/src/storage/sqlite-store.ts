@@ -1,27 +1,13 @@
 // The embedded driver: better-sqlite3, write-ahead logging, every write in one transaction.
 import Database from "better-sqlite3";
 import { PlatformError } from "../errors.js";
-import { migrations, type RecordStore, type StoredVersion } from "./record-store.js";
-
-interface VersionRow {
-  type: string;
-  id: string;
-  version_id: number;
-  last_updated: string;
-  deleted: number;
-  body: Buffer;
-}
-
-function toVersion(row: VersionRow): StoredVersion {
-  return {
-    type: row.type,
-    id: row.id,
-    versionId: row.version_id,
-    lastUpdated: row.last_updated,
-    deleted: row.deleted === 1,
-    body: new Uint8Array(row.body),
-  };
-}
+import {
+  migrations,
+  toStoredVersion as toVersion,
+  type RecordStore,
+  type StoredVersion,
+  type VersionRow,
+} from "./record-store.js";
 
 function storageFailure(cause: unknown): PlatformError {
   return cause instanceof PlatformError ? cause : new PlatformError("ERR_STORAGE", undefined, { cause });
