@@ -116,7 +116,7 @@ describe("cloister up", () => {
       assert.match(first.stdout, /simulation root\s+created/);
       assert.match(first.stdout, /verifyQuote: UpToDate, debuggable=true/);
       assert.match(first.stdout, /not yet started by `cloister up`/);
-      assert.match(first.stdout, /Not built yet: the inference server/);
+      assert.match(first.stdout, /Not built yet: the portal/);
       assert.equal(statSync(join(directory, "sim-platform.json")).mode & 0o777, 0o600);
       const second = run(["up", "--data-dir", directory]);
       assert.match(second.stdout, /simulation root\s+loaded/);

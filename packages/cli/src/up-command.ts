@@ -1,6 +1,6 @@
-// `cloister up [--data-dir DIR]`: the local platform. Today only the attestation core exists, so it sets up
-// the data directory's simulation platform, proves the simulated-TEE path end to end, and says what is
-// still to come. The services join as they are built.
+// `cloister up [--data-dir DIR]`: the local platform. Until it starts the services, it sets up
+// the data directory's simulation platform, proves the simulated-TEE path end to end, and says which services
+// exist but are not started yet (issue 6 makes it start them all).
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -69,8 +69,8 @@ export function runUp(argv: readonly string[], io: CliIo): number {
         `  attestation core   simulated SGX quote v3 → verifyQuote: ${evidence.tcbStatus}, ` +
           `debuggable=${JSON.stringify(evidence.claims["x-ms-sgx-is-debuggable"])}, mrenclave ${mrenclave.slice(0, 16)}… (${elapsed} ms)`,
         "",
-        "Built, not yet started by `cloister up`: the attestation service and the key broker (each runs on its",
-        "own: see services/*/README.md). Not built yet: the inference server, platform API and portal.",
+        "Built, not yet started by `cloister up`: the attestation service, key broker, inference server and",
+        "platform API (each runs on its own: see services/*/README.md). Not built yet: the portal.",
         "",
       ].join("\n"),
     );
