@@ -12,6 +12,8 @@ export interface HttpsClientOptions {
   readonly agent?: HttpsAgent | HttpAgent;
   /** Largest response body accepted (default 32 MiB). */
   readonly maxResponseBytes?: number;
+  /** Extra request header fields (an admin bearer token). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface JsonResponse {
@@ -42,6 +44,7 @@ export function requestBytes(
       {
         method,
         headers: {
+          ...options.headers,
           accept: options.accept ?? "*/*",
           ...(body === undefined
             ? {}

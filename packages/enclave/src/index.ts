@@ -1,6 +1,6 @@
 export { EnclaveError, enclaveErrorCodes, type EnclaveErrorCode } from "./errors.js";
 export { measureCode, measureSigner, type MeasureOptions } from "./measurement.js";
-export { reportDataFor, type Evidence, type TeeProvider } from "./providers/provider.js";
+export { reportDataFor, type Evidence, type SealingPolicy, type TeeProvider } from "./providers/provider.js";
 export { simulationProvider, type SimulatedIdentity } from "./providers/sim-provider.js";
 export { gramineProvider, type GramineProviderOptions } from "./providers/gramine-provider.js";
 export { tsmProvider, vcekFromCertificateTable, type TsmProviderOptions } from "./providers/tsm-provider.js";
@@ -41,3 +41,11 @@ export {
   type ConfidentialService,
   type ConfidentialServiceOptions,
 } from "./confidential-client.js";
+export {
+  cloisterServices,
+  devSigner,
+  measureService,
+  serviceCodeFolders,
+  simulatedServiceTee,
+  type CloisterService,
+} from "./service-identity.js";

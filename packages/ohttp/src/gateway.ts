@@ -140,6 +140,16 @@ export class OhttpGateway {
     return this.replayCache.horizon();
   }
 
+  /**
+   * Whether an inner request's `Date` field value is fresh: not before the replay horizon and not in the
+   * future, each with `skewMs` of allowance for clocks (HTTP dates have one-second resolution). A request
+   * without a parseable Date is not fresh.
+   */
+  acceptsDate(date: string | undefined, now: number, skewMs = 60_000): boolean {
+    const sent = date === undefined ? Number.NaN : Date.parse(date);
+    return Number.isFinite(sent) && sent + 1000 >= this.replayHorizon() + skewMs && sent <= now + skewMs;
+  }
+
   async decapsulate(encapsulatedRequest: Uint8Array): Promise<DecapsulatedRequest> {
     const reader = new ByteReader(encapsulatedRequest, "ERR_OHTTP_MALFORMED");
     const keyId = reader.uint8();

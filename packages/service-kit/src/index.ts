@@ -2,3 +2,4 @@ export { createServiceApp, isClientError, type ServiceApp, type ServiceAppOption
 export { listenOnLoopback } from "./loopback.js";
 export { readErrorTable } from "./error-table.js";
 export { requiredEnv } from "./required-env.js";
+export { closeOnSignals } from "./shutdown.js";

@@ -8,6 +8,11 @@ export interface ServiceAppOptions {
   readonly logger?: FastifyServerOptions["logger"];
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   readonly bodyLimit: number;
+  /**
+   * Browser origins allowed to call this service (CORS), e.g. the portal's. Requests from other origins get
+   * no CORS headers, so browsers refuse them; requests without an Origin (services, curl) are unaffected.
+   */
+  readonly corsOrigins?: readonly string[];
 }
 
 export interface ServiceApp {
@@ -56,6 +61,25 @@ export function createServiceApp(options: ServiceAppOptions): ServiceApp {
     requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
+  const corsOrigins = new Set(options.corsOrigins ?? []);
+  if (corsOrigins.size > 0) {
+    app.addHook("onRequest", async (request, reply) => {
+      const origin = request.headers.origin;
+      if (origin === undefined || !corsOrigins.has(origin)) {
+        return;
+      }
+      reply.header("access-control-allow-origin", origin).header("vary", "Origin");
+      reply.header("access-control-expose-headers", "retry-after, location, etag");
+      if (request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined) {
+        await reply
+          .status(204)
+          .header("access-control-allow-methods", "GET, POST, PUT")
+          .header("access-control-allow-headers", "authorization, content-type, accept")
+          .header("access-control-max-age", "600")
+          .send();
+      }
+    });
+  }
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/metrics", async (_request, reply) =>
     reply.header("content-type", registry.contentType).send(await registry.metrics()),

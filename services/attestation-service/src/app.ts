@@ -38,6 +38,8 @@ export interface AttestationServiceConfig {
   /** The clock (tests freeze it). */
   readonly now?: () => Date;
   readonly logger?: FastifyServerOptions["logger"];
+  /** Browser origins allowed to call this service (the portal's). */
+  readonly corsOrigins?: readonly string[];
   /** TLS certificate and key (PEM); main.ts always sets them. */
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
@@ -80,6 +82,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     logger: config.logger,
     bodyLimit: 1024 * 1024,
     ...(config.https === undefined ? {} : { https: config.https }),
+    ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
   });
   const results = new Counter({
     name: "attestation_results_total",

@@ -9,14 +9,14 @@
 //   CLOISTER_PCCS_URL            Intel PCS or PCCS (API v4) base URL for collateral the folder lacks
 //   CLOISTER_POLICY_SIGNERS      file with PEM certificates allowed to sign policies
 //   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
-import { createHash } from "node:crypto";
+//   CLOISTER_CORS_ORIGINS        comma-separated browser origins allowed to call it (the portal)
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
-import { measureCode, simulationProvider } from "@cloister/enclave";
+import { simulatedServiceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
-import { requiredEnv } from "@cloister/service-kit";
+import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_ATTESTATION_PORT ?? "7443", 10);
 const host = process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1";
@@ -24,12 +24,7 @@ const policyMode = process.env.CLOISTER_POLICY_MODE === "dev" ? "dev" : "product
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const platform = loadSimulationPlatform(dataDirectory);
 const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const provider = simulationProvider(platform, {
-  mrenclave: measureCode(serviceRoot, ["services/attestation-service/dist", "packages/attestation/dist"]),
-  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
-  productId: 1,
-  svn: 1,
-});
+const provider = simulatedServiceTee(platform, serviceRoot, "attestation-service");
 const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
 const app = await buildApp({
   issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
@@ -47,11 +42,13 @@ const app = await buildApp({
     : { pccs: { baseUrl: process.env.CLOISTER_PCCS_URL } }),
   tokenLifetimeSeconds: Number.parseInt(process.env.CLOISTER_TOKEN_LIFETIME ?? "3600", 10),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  corsOrigins: (process.env.CLOISTER_CORS_ORIGINS ?? "").split(",").filter((origin) => origin.length > 0),
   https: {
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+closeOnSignals(app);
 await app.listen({ port, host });
 app.log.info(
   { policyMode, trustsSimulation: process.env.CLOISTER_TRUST_SIMULATION === "1" },

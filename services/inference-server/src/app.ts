@@ -182,10 +182,9 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
       handled = await handleOpenInference(decodeRequest(opened.request), {
         models: config.models,
         callers: config.callers,
-        replayHorizon: () => gateway.replayHorizon(),
+        acceptsDate: (date) => gateway.acceptsDate(date, now(), config.clockSkewMs),
         now,
         serverVersion: "0.1.0",
-        ...(config.clockSkewMs === undefined ? {} : { clockSkewMs: config.clockSkewMs }),
       });
     } catch {
       handled = errorResponse(new InferenceError("ERR_BAD_REQUEST", "the inner message is not Binary HTTP"));

@@ -8,15 +8,14 @@
 //   CLOISTER_KEY_BROKER_URL         needed only for encrypted models
 //   CLOISTER_CALLER_MEASUREMENTS    comma-separated allowed caller measurements (hex), or "any" (required)
 //   CLOISTER_CALLER_ALLOW_SIMULATION, CLOISTER_CALLER_ALLOW_DEBUG   "true" for the dev stack only
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform } from "@cloister/attestation";
-import { attestAtStart, measureCode, PeerVerifier, releaseKey, simulationProvider } from "@cloister/enclave";
+import { attestAtStart, PeerVerifier, releaseKey, simulatedServiceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
-import { requiredEnv } from "@cloister/service-kit";
+import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const port = Number.parseInt(process.env.CLOISTER_INFERENCE_PORT ?? "7445", 10);
@@ -25,19 +24,11 @@ const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(proc
 const attestationUrl = requiredEnv("CLOISTER_ATTESTATION_URL");
 const callerMeasurements = requiredEnv("CLOISTER_CALLER_MEASUREMENTS");
 
-const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
-  mrenclave: measureCode(repositoryRoot, [
-    "services/inference-server/dist",
-    "packages/attestation/dist",
-    "packages/enclave/dist",
-    "packages/imaging/dist",
-    "packages/ohttp/dist",
-    "packages/service-kit/dist",
-  ]),
-  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
-  productId: 3,
-  svn: 1,
-});
+const provider = simulatedServiceTee(
+  loadSimulationPlatform(dataDirectory),
+  repositoryRoot,
+  "inference-server",
+);
 
 // Hash every model first, so exactly these bytes are bound into the evidence.
 const entries = scanModelRepository(
@@ -93,4 +84,5 @@ const app = await buildApp({
 app.addHook("onClose", async () => {
   attestation.stop();
 });
+closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });

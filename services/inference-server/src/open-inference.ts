@@ -14,11 +14,9 @@ export interface CallerVerifier {
 export interface OpenInferenceContext {
   readonly models: readonly LoadedModel[];
   readonly callers: CallerVerifier;
-  /** Earliest acceptable inner-request time (ms), from the gateway's replay cache. */
-  readonly replayHorizon: () => number;
+  /** Whether the inner request's Date is fresh (the gateway's `acceptsDate`, so replays are refused). */
+  readonly acceptsDate: (date: string | undefined) => boolean;
   readonly now: () => number;
-  /** Largest clock difference tolerated between caller and server (default 60 s). */
-  readonly clockSkewMs?: number;
   readonly serverVersion: string;
 }
 
@@ -61,11 +59,7 @@ function modelMetadata(model: LoadedModel, versions: readonly string[]): Record<
 }
 
 function checkFreshness(request: BinaryRequest, context: OpenInferenceContext): void {
-  const date = fieldValue(request.headers, "date");
-  const sent = date === undefined ? Number.NaN : Date.parse(date);
-  const skew = context.clockSkewMs ?? 60_000;
-  // HTTP dates have one-second resolution.
-  if (!Number.isFinite(sent) || sent + 1000 < context.replayHorizon() + skew || sent > context.now() + skew) {
+  if (!context.acceptsDate(fieldValue(request.headers, "date"))) {
     throw new InferenceError("ERR_REQUEST_STALE");
   }
 }

@@ -76,7 +76,8 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
   const now = config.now ?? ((): Date => new Date());
   const store = new SealedKeyStore(
     config.dataDirectory,
-    await config.provider.sealingKey("key-broker-store"),
+    // Signer-bound (MRSIGNER) sealing: an upgraded broker signed by the same key still opens its keys.
+    await config.provider.sealingKey("key-broker-store", "signer"),
   );
   const authorities = new AuthorityKeySets(config.authorityCa);
   const signing = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -152,6 +153,24 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
         "key created",
       );
       return reply.status(201).send({ name, kind: given === undefined ? "secret" : "named-secret", policy });
+    },
+  );
+
+  // Replaces a key's release policy, keeping its value: how an operator moves a key to a new release of the
+  // code (its new measurement) without re-encrypting the data under it.
+  app.put<{ Params: { name: string }; Body: { policy?: unknown } }>(
+    "/keys/:name/policy",
+    { preHandler: requireAdmin },
+    async (request) => {
+      const name = keyName(request.params.name);
+      const key = store.get(name);
+      if (key === undefined) {
+        throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
+      }
+      const policy = parseReleasePolicy(request.body.policy);
+      store.put({ ...key, policy });
+      request.log.info({ audit: "key.policy-replaced", key: name }, "release policy replaced");
+      return { name, kind: key.kind, policy, createdAt: key.createdAt };
     },
   );
 

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import { compactDecrypt, compactVerify, createLocalJWKSet, type JSONWebKeySet } from "jose";
+import { compactDecrypt, compactVerify, createLocalJWKSet, decodeJwt, type JSONWebKeySet } from "jose";
 import { createSimulationPlatform, issueAttestationToken } from "@cloister/attestation";
 import {
   attestAtStart,
@@ -102,12 +102,13 @@ function policy(extra: object[] = []): object {
 }
 
 async function broker(
-  overrides: { now?: () => Date; mrenclave?: string; directory?: string } = {},
+  overrides: { now?: () => Date; mrenclave?: string; mrsigner?: string; directory?: string } = {},
 ): Promise<Awaited<ReturnType<typeof buildApp>>> {
   const app = await buildApp({
     provider: simulationProvider(platform, {
       ...brokerIdentity,
       ...(overrides.mrenclave === undefined ? {} : { mrenclave: overrides.mrenclave }),
+      ...(overrides.mrsigner === undefined ? {} : { mrsigner: overrides.mrsigner }),
     }),
     dataDirectory: overrides.directory ?? join(scratch, "keys"),
     adminToken,
@@ -205,8 +206,52 @@ describe("key broker", () => {
     const restarted = await broker();
     const again = await release(restarted, "db-key", workload.token());
     assert.deepEqual(await unwrap(restarted, again.body.value ?? "", workload), secret);
-    // Other code (another measurement) cannot unseal the store.
-    await assert.rejects(broker({ mrenclave: "99".repeat(32) }));
+    // The store is sealed to the broker's signer: an upgrade (new measurement, same signer) opens it,
+    // code from another signer cannot.
+    const upgraded = await broker({ mrenclave: "99".repeat(32) });
+    const afterUpgrade = await release(upgraded, "db-key", workload.token());
+    assert.deepEqual(await unwrap(upgraded, afterUpgrade.body.value ?? "", workload), secret);
+    await assert.rejects(broker({ mrsigner: "98".repeat(32) }));
+  });
+
+  test("replacing a release policy keeps the value and moves release to the new measurement", async () => {
+    const app = await broker({ directory: join(scratch, "policy-replace") });
+    await app.inject({ method: "PUT", url: "/keys/db-key", headers: admin, payload: { policy: policy() } });
+    const before = await release(app, "db-key", workload.token());
+    const secret = await unwrap(app, before.body.value ?? "", workload);
+    const strangerPolicy = {
+      version: "1.0.0",
+      anyOf: [
+        {
+          authority: endpoint,
+          allOf: [{ claim: "x-ms-sgx-mrenclave", equals: decodeJwt(stranger.token())["x-ms-sgx-mrenclave"] }],
+        },
+      ],
+    };
+    const unauthorised = await app.inject({
+      method: "PUT",
+      url: "/keys/db-key/policy",
+      payload: { policy: strangerPolicy },
+    });
+    assert.equal(unauthorised.statusCode, 401);
+    const missing = await app.inject({
+      method: "PUT",
+      url: "/keys/no-such-key/policy",
+      headers: admin,
+      payload: { policy: strangerPolicy },
+    });
+    assert.equal(missing.statusCode, 404);
+    const replaced = await app.inject({
+      method: "PUT",
+      url: "/keys/db-key/policy",
+      headers: admin,
+      payload: { policy: strangerPolicy },
+    });
+    assert.equal(replaced.statusCode, 200, replaced.body);
+    assert.equal((await release(app, "db-key", workload.token())).body.error?.code, "ERR_POLICY_DENIED");
+    const moved = await release(app, "db-key", stranger.token());
+    assert.equal(moved.status, 200);
+    assert.deepEqual(await unwrap(app, moved.body.value ?? "", stranger), secret);
   });
 
   test("named secrets (Redis credentials) are released as given", async () => {

@@ -4,28 +4,18 @@
 //   CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE  file holding the admin bearer token (required)
 //   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
 //   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform } from "@cloister/attestation";
-import { measureCode, simulationProvider } from "@cloister/enclave";
+import { simulatedServiceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
-import { requiredEnv } from "@cloister/service-kit";
+import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_KEY_BROKER_PORT ?? "7444", 10);
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
-  mrenclave: measureCode(repositoryRoot, [
-    "services/key-broker/dist",
-    "packages/attestation/dist",
-    "packages/enclave/dist",
-  ]),
-  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
-  productId: 2,
-  svn: 1,
-});
+const provider = simulatedServiceTee(loadSimulationPlatform(dataDirectory), repositoryRoot, "key-broker");
 const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
 const app = await buildApp({
   provider,
@@ -38,4 +28,5 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });

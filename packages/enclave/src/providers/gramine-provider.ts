@@ -5,7 +5,7 @@ import { hkdfSync } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EnclaveError } from "../errors.js";
-import type { Evidence, TeeProvider } from "./provider.js";
+import type { Evidence, SealingPolicy, TeeProvider } from "./provider.js";
 import { reportDataFor } from "./provider.js";
 
 export interface GramineProviderOptions {
@@ -50,14 +50,18 @@ export function gramineProvider(options: GramineProviderOptions = {}): TeeProvid
         }
       });
     },
-    async sealingKey(label: string): Promise<Uint8Array> {
+    async sealingKey(label: string, policy: SealingPolicy = "measurement"): Promise<Uint8Array> {
       let base: Buffer;
       try {
-        base = await readFile(join(root, "keys", "_sgx_mrenclave"));
+        base = await readFile(join(root, "keys", policy === "signer" ? "_sgx_mrsigner" : "_sgx_mrenclave"));
       } catch (cause) {
-        throw new EnclaveError("ERR_SEALING_UNAVAILABLE", "Gramine's MRENCLAVE sealing key is not readable", {
-          cause,
-        });
+        throw new EnclaveError(
+          "ERR_SEALING_UNAVAILABLE",
+          `Gramine's ${policy === "signer" ? "MRSIGNER" : "MRENCLAVE"} sealing key is not readable`,
+          {
+            cause,
+          },
+        );
       }
       if (base.length !== 16) {
         throw new EnclaveError("ERR_SEALING_UNAVAILABLE", "Gramine's sealing key must be 16 bytes");

@@ -15,11 +15,17 @@ export interface TeeProvider {
   readonly name: "sim" | "gramine" | "tsm";
   /** Evidence whose report data is SHA-256(runtimeData) followed by 32 zero bytes (DESIGN.md §4). */
   getEvidence(runtimeData: Uint8Array): Promise<Evidence>;
-  /** A 256-bit key bound to this code's measurement on this platform. */
-  sealingKey(label: string): Promise<Uint8Array>;
+  /**
+   * A 256-bit key on this platform, bound to this code's measurement ("measurement", the default: MRENCLAVE
+   * sealing) or to its signer ("signer": MRSIGNER sealing, so data sealed by one release opens in the next
+   * release signed by the same key).
+   */
+  sealingKey(label: string, policy?: SealingPolicy): Promise<Uint8Array>;
 }
 
 /** The 64 bytes of report data that bind `runtimeData`. */
+export type SealingPolicy = "measurement" | "signer";
+
 export function reportDataFor(runtimeData: Uint8Array): Uint8Array {
   const reportData = new Uint8Array(64);
   reportData.set(createHash("sha256").update(runtimeData).digest());

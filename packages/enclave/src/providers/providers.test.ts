@@ -82,6 +82,15 @@ describe("sim provider", () => {
     const other = simulationProvider(platform, { ...identity, mrenclave: "cc".repeat(32) });
     assert.notDeepEqual(await other.sealingKey("db"), key);
   });
+
+  test("signer-bound sealing keys survive a new measurement, not a new signer", async () => {
+    const key = await provider.sealingKey("db", "signer");
+    assert.notDeepEqual(key, await provider.sealingKey("db"), "signer and measurement keys differ");
+    const upgraded = simulationProvider(platform, { ...identity, mrenclave: "cc".repeat(32) });
+    assert.deepEqual(await upgraded.sealingKey("db", "signer"), key);
+    const otherSigner = simulationProvider(platform, { ...identity, mrsigner: "dd".repeat(32) });
+    assert.notDeepEqual(await otherSigner.sealingKey("db", "signer"), key);
+  });
 });
 
 describe("gramine provider (fake /dev/attestation with a real quote)", () => {

@@ -1,5 +1,5 @@
 import type { SimulationPlatform } from "@cloister/attestation";
-import type { Evidence, TeeProvider } from "./provider.js";
+import type { Evidence, SealingPolicy, TeeProvider } from "./provider.js";
 import { reportDataFor } from "./provider.js";
 
 export interface SimulatedIdentity {
@@ -24,8 +24,12 @@ export function simulationProvider(platform: SimulationPlatform, identity: Simul
         quote: platform.quote({ ...identity, reportData: reportDataFor(runtimeData) }),
       });
     },
-    sealingKey(label: string): Promise<Uint8Array> {
-      return Promise.resolve(platform.sealingKey(identity.mrenclave, label));
+    sealingKey(label: string, policy: SealingPolicy = "measurement"): Promise<Uint8Array> {
+      return Promise.resolve(
+        policy === "signer"
+          ? platform.sealingKey(identity.mrsigner, `signer:${label}`)
+          : platform.sealingKey(identity.mrenclave, label),
+      );
     },
   };
 }
