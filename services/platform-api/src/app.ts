@@ -3,7 +3,10 @@
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import { attestRequestBody, type ConfidentialService, type Evidence } from "@cloister/enclave";
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { OhttpKeyPair } from "@cloister/ohttp";
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
+import { registerOhttpGateway } from "./ohttp-gateway.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import type { JobQueue } from "./workflow/job-queue.js";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
@@ -31,6 +34,8 @@ export interface PlatformConfig {
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
   readonly logger?: FastifyServerOptions["logger"];
+  /** Browser origins allowed to call this service (the portal's). */
+  readonly corsOrigins?: readonly string[];
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
@@ -40,6 +45,8 @@ export interface PlatformConfig {
     readonly token: () => string;
     readonly evidence: Evidence;
     readonly runtimeData: Uint8Array;
+    /** The keys bound into the evidence; with them the platform serves its OHTTP gateway for browsers. */
+    readonly keys?: { readonly ohttp: OhttpKeyPair };
   };
   /** The diagnosis workflow: its queue and the attested inference server it talks to. */
   readonly workflow?: {
@@ -167,6 +174,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     // A Binary of maxBinaryBytes in base64 inside JSON, with room for the rest of the resource.
     bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,
     ...(config.https === undefined ? {} : { https: config.https }),
+    ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
   });
   app.decorateRequest("principal", undefined);
 
@@ -266,11 +274,20 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     if (config.attestation === undefined) {
       throw new PlatformError("ERR_NOT_READY");
     }
+    const ohttp = config.attestation.keys?.ohttp;
     return {
       ...attestRequestBody(config.attestation.evidence, config.attestation.runtimeData),
       token: config.attestation.token(),
+      ...(ohttp === undefined ? {} : { keyConfig: Buffer.from(ohttp.keyConfig).toString("base64url") }),
     };
   });
+  if (config.attestation?.keys !== undefined) {
+    registerOhttpGateway(app, {
+      keys: config.attestation.keys.ohttp,
+      bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 128 * 1024,
+      now: () => (config.now === undefined ? Date.now() : config.now().getTime()),
+    });
+  }
 
   const tenantOf = async (request: FastifyRequest, action: Action, type: string): Promise<TenantContext> => {
     const header = request.headers.authorization;
@@ -461,6 +478,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       }
     },
   };
+  const openStreams = new Set<ServerResponse>();
   app.get("/events", async (request, reply) => {
     const header = request.headers.authorization;
     if (header === undefined || !header.startsWith("Bearer ")) {
@@ -469,6 +487,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     const principal = await verifier.verify(header.slice(7));
     reply.hijack();
     reply.raw.writeHead(200, {
+      // A hijacked reply sends only these: keep what the hooks set (CORS for the portal).
+      ...(reply.getHeaders() as OutgoingHttpHeaders),
       "content-type": "text/event-stream",
       "cache-control": "no-store",
       connection: "keep-alive",
@@ -483,10 +503,88 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     listeners.set(principal.tenantId, set);
     const heartbeat = setInterval(() => reply.raw.write(": heartbeat\n\n"), 15_000);
     heartbeat.unref();
+    openStreams.add(reply.raw);
     request.raw.on("close", () => {
       clearInterval(heartbeat);
       set.delete(send);
+      openStreams.delete(reply.raw);
     });
+  });
+  // Event streams never end on their own: end them so a stop does not wait for the browsers.
+  app.addHook("preClose", async () => {
+    for (const stream of openStreams) {
+      stream.end();
+    }
+  });
+
+  // The audit chain's check, run inside the TEE (only it holds the tenant's keys), for the tenant's admins:
+  // `cloister audit verify` calls it with the head it recorded last time and records the new one.
+  app.post<{ Body: { checkpoint?: { sequence?: unknown; hash?: unknown } } | undefined }>(
+    "/audit/verify",
+    async (request) => {
+      const header = request.headers.authorization;
+      if (header === undefined || !header.startsWith("Bearer ")) {
+        throw new PlatformError("ERR_UNAUTHENTICATED");
+      }
+      const principal = await verifier.verify(header.slice(7));
+      request.principal = principal;
+      if (principal.role !== "admin") {
+        throw new PlatformError("ERR_FORBIDDEN");
+      }
+      const given = request.body?.checkpoint;
+      if (
+        given !== undefined &&
+        (typeof given.sequence !== "number" ||
+          !Number.isInteger(given.sequence) ||
+          given.sequence < 0 ||
+          typeof given.hash !== "string" ||
+          !/^[0-9a-f]{64}$/.test(given.hash))
+      ) {
+        throw new PlatformError("ERR_BAD_REQUEST", "checkpoint is {sequence: integer, hash: 64 hex digits}");
+      }
+      const tenant = {
+        tenantId: principal.tenantId,
+        keyring: await config.tenantKeyring(principal.tenantId),
+      };
+      const checkpoint =
+        given === undefined ? undefined : { sequence: given.sequence as number, hash: given.hash as string };
+      try {
+        const head = await audit.verifyFromCheckpoint(tenant, checkpoint);
+        return { ok: true, tenant: principal.tenantId, length: head.length, headHash: head.headHash };
+      } catch (error) {
+        if (error instanceof PlatformError && error.code === "ERR_STORAGE") {
+          return {
+            ok: false,
+            tenant: principal.tenantId,
+            code: "ERR_AUDIT_CHAIN_BROKEN",
+            reason: error.message,
+          };
+        }
+        throw error;
+      }
+    },
+  );
+
+  // The models staff can order: the attested inference server's list (names, titles, labels, versions).
+  app.get("/models", async (request) => {
+    const header = request.headers.authorization;
+    if (header === undefined || !header.startsWith("Bearer ")) {
+      throw new PlatformError("ERR_UNAUTHENTICATED");
+    }
+    await verifier.verify(header.slice(7));
+    if (config.workflow === undefined) {
+      throw new PlatformError("ERR_NOT_READY", "no inference server is configured");
+    }
+    let response;
+    try {
+      response = await (await config.workflow.inference()).request({ method: "GET", path: "/v2/models" });
+    } catch {
+      throw new PlatformError("ERR_NOT_READY", "the inference server could not be reached or attested");
+    }
+    if (response.status !== 200) {
+      throw new PlatformError("ERR_NOT_READY", `the inference server answered ${response.status}`);
+    }
+    return JSON.parse(Buffer.from(response.body).toString("utf8")) as unknown;
   });
 
   const workflow = config.workflow;

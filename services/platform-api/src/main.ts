@@ -12,9 +12,10 @@
 //   CLOISTER_REDIS_URL              Redis for the job queue (several replicas); its credentials are the key
 //                                   broker secret "redis-credentials" ("password" or "user:password")
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start
+//   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
+//   CLOISTER_BOOTSTRAP_ACCOUNTS     JSON file {accounts:[{email,password,tenantId,role}]}: created at start if missing
 // Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, released by the key broker
 // to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,13 +23,12 @@ import { loadSimulationPlatform } from "@cloister/attestation";
 import {
   attestAtStart,
   connectConfidentialService,
-  measureCode,
   PeerVerifier,
   releaseKey,
-  simulationProvider,
+  simulatedServiceTee,
   type ConfidentialService,
 } from "@cloister/enclave";
-import { AccountService } from "./auth/accounts.js";
+import { AccountService, ensureAccounts } from "./auth/accounts.js";
 import { createLocalSessions } from "./auth/sessions.js";
 import { buildApp } from "./app.js";
 import { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
@@ -37,7 +37,7 @@ import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
 import { createRedisResultCache, type ResultCache } from "./workflow/result-cache.js";
-import { requiredEnv } from "@cloister/service-kit";
+import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const port = Number.parseInt(process.env.CLOISTER_PLATFORM_PORT ?? "7446", 10);
@@ -50,18 +50,7 @@ const keyBrokerUrl = requiredEnv("CLOISTER_KEY_BROKER_URL");
 const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
-const provider = simulationProvider(loadSimulationPlatform(dataDirectory), {
-  mrenclave: measureCode(repositoryRoot, [
-    "services/platform-api/dist",
-    "packages/attestation/dist",
-    "packages/enclave/dist",
-    "packages/ohttp/dist",
-    "packages/service-kit/dist",
-  ]),
-  mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
-  productId: 4,
-  svn: 1,
-});
+const provider = simulatedServiceTee(loadSimulationPlatform(dataDirectory), repositoryRoot, "platform-api");
 const attestation = await attestAtStart({
   provider,
   attestationService: { url: attestationUrl, ...tls },
@@ -139,18 +128,25 @@ const connectInference = async (): Promise<ConfidentialService> => {
   return inference;
 };
 
+const accounts = new AccountService(store, systemKeyring);
+const bootstrapFile = process.env.CLOISTER_BOOTSTRAP_ACCOUNTS;
+if (bootstrapFile !== undefined) {
+  await ensureAccounts(accounts, JSON.parse(readFileSync(bootstrapFile, "utf8")) as unknown);
+}
+
 const app = await buildApp({
   baseUrl,
   store,
   systemKeyring,
   tenantKeyring,
-  accounts: new AccountService(store, systemKeyring),
+  accounts,
   sessions: await createLocalSessions({ issuer: baseUrl }),
   attestation,
   ...(inferenceUrl === undefined
     ? {}
     : { workflow: { queue, inference: connectInference, ...(cache === undefined ? {} : { cache }) } }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
+  corsOrigins: (process.env.CLOISTER_CORS_ORIGINS ?? "").split(",").filter((origin) => origin.length > 0),
   https: {
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
@@ -161,5 +157,6 @@ app.addHook("onClose", async () => {
   await store.close();
 });
 const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
+closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
 app.log.info({ requeued: await app.recoverDiagnosisJobs(tenants) }, "platform ready");

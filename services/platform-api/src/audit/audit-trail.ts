@@ -262,6 +262,34 @@ export class AuditTrail {
    * before. Returns the length, or throws naming the first broken link.
    */
   async verify(tenant: TenantContext, expectedLength?: number): Promise<number> {
+    return (await this.walk(tenant, expectedLength)).length;
+  }
+
+  /**
+   * verify, and also that the chain still holds the head an auditor recorded earlier (an external
+   * checkpoint `{sequence, hash}`): deleting or rewriting the tail, head record included, is then noticed.
+   * Returns the new head to record.
+   */
+  async verifyFromCheckpoint(
+    tenant: TenantContext,
+    checkpoint: { readonly sequence: number; readonly hash: string } | undefined,
+  ): Promise<{ length: number; headHash: string }> {
+    const walked = await this.walk(tenant, checkpoint?.sequence, checkpoint?.sequence);
+    if (checkpoint !== undefined && checkpoint.sequence > 0 && walked.checkpointHash !== checkpoint.hash) {
+      throw new PlatformError(
+        "ERR_STORAGE",
+        `the audit chain no longer holds the checkpoint at event ${checkpoint.sequence}: it was rewritten`,
+      );
+    }
+    return { length: walked.length, headHash: walked.headHash };
+  }
+
+  private async walk(
+    tenant: TenantContext,
+    expectedLength: number | undefined,
+    checkpointSequence?: number,
+  ): Promise<{ length: number; headHash: string; checkpointHash: string | undefined }> {
+    let checkpointHash: string | undefined;
     let previousHash = genesis;
     let sequence = 0;
     for (;;) {
@@ -282,6 +310,9 @@ export class AuditTrail {
       }
       previousHash = auditEventHash(event);
       sequence++;
+      if (sequence === checkpointSequence) {
+        checkpointHash = previousHash;
+      }
     }
     const persisted = await this.readHead(tenant);
     const known = Math.max(
@@ -298,6 +329,6 @@ export class AuditTrail {
         `the audit chain ends at ${sequence}, but ${known} events were written`,
       );
     }
-    return sequence;
+    return { length: sequence, headHash: previousHash, checkpointHash };
   }
 }

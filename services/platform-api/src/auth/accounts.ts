@@ -190,3 +190,38 @@ export class AccountService {
     return { subject: account.id, tenantId: account.tenantId, role: account.role };
   }
 }
+
+/**
+ * Creates the accounts a bootstrap file lists (`{accounts:[{email,password,tenantId,role}]}`) that do not
+ * exist yet; existing accounts, and their passwords, are left as they are. Returns how many were created.
+ */
+export async function ensureAccounts(service: AccountService, bootstrap: unknown): Promise<number> {
+  const list = (bootstrap as { accounts?: unknown } | null)?.accounts;
+  if (!Array.isArray(list)) {
+    throw new PlatformError("ERR_BAD_REQUEST", "the bootstrap file has no accounts list");
+  }
+  let created = 0;
+  for (const entry of list as Record<string, unknown>[]) {
+    const { email, password, tenantId, role } = entry;
+    if (
+      typeof email !== "string" ||
+      typeof password !== "string" ||
+      typeof tenantId !== "string" ||
+      !(role === "clerk" || role === "clinician" || role === "admin")
+    ) {
+      throw new PlatformError(
+        "ERR_BAD_REQUEST",
+        "a bootstrap account needs email, password, tenantId and role",
+      );
+    }
+    try {
+      await service.create({ email, password, tenantId, role });
+      created++;
+    } catch (error) {
+      if (!(error instanceof PlatformError && error.code === "ERR_DUPLICATE")) {
+        throw error;
+      }
+    }
+  }
+  return created;
+}
