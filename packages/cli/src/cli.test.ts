@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -107,21 +106,17 @@ describe("cloister verify-quote", () => {
   });
 });
 
-describe("cloister up", () => {
-  test("creates the simulation platform once (0600) and reuses it", () => {
-    const directory = mkdtempSync(join(tmpdir(), "cloister-up-"));
-    try {
-      const first = run(["up", "--data-dir", directory]);
-      assert.equal(first.code, 0, first.stderr);
-      assert.match(first.stdout, /simulation root\s+created/);
-      assert.match(first.stdout, /verifyQuote: UpToDate, debuggable=true/);
-      assert.match(first.stdout, /not yet started by `cloister up`/);
-      assert.match(first.stdout, /Not built yet: the portal/);
-      assert.equal(statSync(join(directory, "sim-platform.json")).mode & 0o777, 0o600);
-      const second = run(["up", "--data-dir", directory]);
-      assert.match(second.stdout, /simulation root\s+loaded/);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
+describe("cloister up (argument handling; the running stack is tested in services/portal/test)", () => {
+  test("refuses bad ports and unknown options with a usage error", async () => {
+    for (const argv of [
+      ["up", "--port-base", "80"],
+      ["up", "--port-base", "seven"],
+      ["up", "--bogus"],
+    ]) {
+      let stderr = "";
+      const code = await runCli(argv, { stdout: () => undefined, stderr: (text) => (stderr += text) });
+      assert.equal(code, 2, argv.join(" "));
+      assert.match(stderr, /Usage: cloister up/);
     }
   });
 });

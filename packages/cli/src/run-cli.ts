@@ -1,3 +1,4 @@
+import { runAudit } from "./audit-command.js";
 import { ExitCode, type CliIo } from "./cli-io.js";
 import { runModels } from "./models-command.js";
 import { runUp } from "./up-command.js";
@@ -9,6 +10,7 @@ Commands:
   up              run the local platform in simulation mode
   verify-quote    verify an SGX or TDX quote, or an SEV-SNP report
   models          evaluate a committed diagnostics model on a MedMNIST .npz
+  audit verify    verify the running platform's audit chain against the last recorded checkpoint
 
 Run "cloister <command> --help" for a command's options.`;
 
@@ -22,6 +24,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runModels(rest, io);
     case "up":
       return runUp(rest, io);
+    case "audit":
+      return runAudit(rest, io);
     case undefined:
     case "help":
     case "--help":

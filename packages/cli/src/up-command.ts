@@ -1,31 +1,51 @@
-// `cloister up [--data-dir DIR]`: the local platform. Until it starts the services, it sets up
-// the data directory's simulation platform, proves the simulated-TEE path end to end, and says which services
-// exist but are not started yet (issue 6 makes it start them all).
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+// `cloister up [--data-dir DIR] [--port-base N]`: the whole platform on one machine, in simulation mode.
+// Each service runs as its own process on 127.0.0.1 over TLS (dev CA), in its own simulated TEE with its
+// own measurement: attestation service (N), key broker (N+1), inference server (N+2), platform API (N+3),
+// portal (N+4). Keys and release policies are bound to the measurements computed here from the built code.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import {
-  AttestationError,
-  createSimulationPlatform,
-  loadSimulationPlatform,
-  simulateQuote,
-  verifyQuote,
-} from "@cloister/attestation";
+import { devSigner, measureService } from "@cloister/enclave";
 import { ExitCode, type CliIo } from "./cli-io.js";
+import { demoTenant, prepareDataDirectory } from "./up-data-directory.js";
+import { ensureKey } from "./up-keys.js";
+import { checkPortsFree, ServiceSupervisor, type ServiceSpec } from "./up-processes.js";
 
-export const upUsage = `Usage: cloister up [--data-dir DIR]
+export const upUsage = `Usage: cloister up [--data-dir DIR] [--port-base N]
 
-Runs the local Cloister platform in simulation mode (default data directory: .cloister/).`;
+Runs the local Cloister platform in simulation mode until Ctrl-C. The data directory (default .cloister/)
+keeps the simulation platform, the dev CA, the keys, the records and the logs, so a second run continues
+where the first stopped. Services listen on 127.0.0.1, ports N to N+4 (default 7443): attestation service,
+key broker, inference server, platform API, portal.
+The demo accounts' password comes from CLOISTER_DEMO_PASSWORD, or is made at random on first run.`;
 
-export function runUp(argv: readonly string[], io: CliIo): number {
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+export interface StackDescription {
+  readonly attestation: string;
+  readonly keyBroker: string;
+  readonly inference: string;
+  readonly platform: string;
+  readonly portal: string;
+  readonly caCert: string;
+  readonly logs: string;
+  readonly measurements: Readonly<Record<string, string>>;
+  readonly pids: Readonly<Record<string, number>>;
+}
+
+export async function runUp(
+  argv: readonly string[],
+  io: CliIo,
+  signal: AbortSignal = processSignals(),
+): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
       args: [...argv],
       options: {
         "data-dir": { type: "string", default: ".cloister" },
+        "port-base": { type: "string", default: "7443" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -37,47 +57,264 @@ export function runUp(argv: readonly string[], io: CliIo): number {
     io.stdout(`${upUsage}\n`);
     return ExitCode.ok;
   }
-  const dataDirectory = resolve(values["data-dir"]);
-  try {
-    mkdirSync(dataDirectory, { recursive: true, mode: 0o700 });
-    const existed = existsSync(join(dataDirectory, "sim-platform.json"));
-    const platform = existed ? loadSimulationPlatform(dataDirectory) : createSimulationPlatform();
-    if (!existed) {
-      platform.save(dataDirectory);
+  const portBase = Number(values["port-base"]);
+  if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65530) {
+    io.stderr(`--port-base must be a whole number from 1024 to 65530\n\n${upUsage}\n`);
+    return ExitCode.usage;
+  }
+  const portalBuild = join(repositoryRoot, "services/portal/dist-dev");
+  for (const built of ["services/platform-api/dist/main.js", "services/portal/dist-dev/index.html"]) {
+    if (!existsSync(join(repositoryRoot, built))) {
+      io.stderr(`cloister up: ${built} is missing; run \`npm run build\` (npm ci does it) first\n`);
+      return ExitCode.rejected;
     }
-    // Measure this build of the command the way the simulated TEE will measure services: SHA-256 of code.
-    const code = readFileSync(fileURLToPath(import.meta.url));
-    const mrenclave = createHash("sha256").update(code).digest("hex");
-    const started = performance.now();
-    const quote = simulateQuote(platform, {
-      mrenclave,
-      mrsigner: createHash("sha256").update("cloister-dev-signer").digest("hex"),
-      productId: 1,
-      svn: 1,
-      reportData: createHash("sha256").update("cloister up self-check").digest(),
-    });
-    const evidence = verifyQuote(quote, {
-      collateral: platform.collateral(),
-      trustedRoots: [platform.rootSpkiSha256],
-    });
-    const elapsed = (performance.now() - started).toFixed(1);
+  }
+  const started = performance.now();
+  const ports = {
+    attestation: portBase,
+    keyBroker: portBase + 1,
+    inference: portBase + 2,
+    platform: portBase + 3,
+    portal: portBase + 4,
+  };
+  const url = (port: number): string => `https://127.0.0.1:${port}`;
+  const urls = {
+    attestation: url(ports.attestation),
+    keyBroker: url(ports.keyBroker),
+    inference: url(ports.inference),
+    platform: url(ports.platform),
+    portal: url(ports.portal),
+  };
+  const supervisorEvents = {
+    onRestart: (name: string, code: number | null, exitSignal: NodeJS.Signals | null) => {
+      io.stderr(`cloister up: ${name} exited (${code ?? exitSignal}); starting it again\n`);
+    },
+    onGiveUp: (name: string) => {
+      io.stderr(`cloister up: ${name} keeps failing; it is stopped. See its log in the data directory.\n`);
+    },
+    onPidChange: () => {
+      writeStack();
+    },
+  };
+  let writeStack = (): void => undefined;
+  let supervisor: ServiceSupervisor | undefined;
+  try {
+    await checkPortsFree([
+      { name: "attestation service", port: ports.attestation },
+      { name: "key broker", port: ports.keyBroker },
+      { name: "inference server", port: ports.inference },
+      { name: "platform API", port: ports.platform },
+      { name: "portal", port: ports.portal },
+    ]);
+    const data = prepareDataDirectory(resolve(values["data-dir"]));
+    const measurements = {
+      "attestation-service": measureService(repositoryRoot, "attestation-service"),
+      "key-broker": measureService(repositoryRoot, "key-broker"),
+      "inference-server": measureService(repositoryRoot, "inference-server"),
+      "platform-api": measureService(repositoryRoot, "platform-api"),
+    };
+    const stackFile = join(data.path, "stack.json");
+    const portalConfig = join(data.path, "portal-config.json");
+    writeFileSync(
+      portalConfig,
+      `${JSON.stringify(
+        {
+          platformUrl: urls.platform,
+          attestationUrl: urls.attestation,
+          platformMeasurements: [measurements["platform-api"]],
+          tenantName: demoTenant.name,
+          idleMinutes: 15,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    const activeSupervisor = new ServiceSupervisor(data.caPem, supervisorEvents);
+    supervisor = activeSupervisor;
+    writeStack = () => {
+      const stack: StackDescription = {
+        ...urls,
+        caCert: data.caCertPath,
+        logs: data.logs,
+        measurements,
+        pids: activeSupervisor.pids(),
+      };
+      writeFileSync(stackFile, `${JSON.stringify(stack, null, 2)}\n`);
+    };
+    const common = {
+      CLOISTER_DATA_DIR: data.path,
+      CLOISTER_LOG_LEVEL: process.env.CLOISTER_LOG_LEVEL ?? "info",
+      NODE_ENV: "production",
+    };
+    const spec = (
+      name: string,
+      script: string,
+      env: Record<string, string>,
+      serviceUrl: string,
+    ): ServiceSpec => {
+      const tls = data.serverCertificate(name);
+      return {
+        name,
+        script: join(repositoryRoot, script),
+        url: serviceUrl,
+        logFile: join(data.logs, `${name}.log`),
+        env: { ...common, CLOISTER_TLS_CERT: tls.cert, CLOISTER_TLS_KEY: tls.key, ...env },
+      };
+    };
+
+    await activeSupervisor.start(
+      spec(
+        "attestation-service",
+        "services/attestation-service/dist/main.js",
+        {
+          CLOISTER_ATTESTATION_PORT: String(ports.attestation),
+          CLOISTER_ATTESTATION_URL: urls.attestation,
+          CLOISTER_POLICY_MODE: "dev",
+          CLOISTER_TRUST_SIMULATION: "1",
+          CLOISTER_CORS_ORIGINS: urls.portal,
+        },
+        urls.attestation,
+      ),
+    );
+    await activeSupervisor.start(
+      spec(
+        "key-broker",
+        "services/key-broker/dist/main.js",
+        {
+          CLOISTER_KEY_BROKER_PORT: String(ports.keyBroker),
+          CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE: data.adminTokenPath,
+          CLOISTER_AUTHORITY_CA: data.caCertPath,
+        },
+        urls.keyBroker,
+      ),
+    );
+    const admin = {
+      url: urls.keyBroker,
+      adminToken: readFileSync(data.adminTokenPath, "utf8").trim(),
+      ca: data.caPem,
+      authority: urls.attestation,
+    };
+    const keyOutcomes: string[] = [];
+    for (const name of ["platform-system", `tenant-${demoTenant.id}`]) {
+      const outcome = await ensureKey(admin, {
+        name,
+        measurements: [measurements["platform-api"]],
+        signer: devSigner,
+      });
+      keyOutcomes.push(`${name} ${outcome}`);
+    }
+
+    const peers = { CLOISTER_CA: data.caCertPath, CLOISTER_ATTESTATION_URL: urls.attestation };
+    await Promise.all([
+      activeSupervisor.start(
+        spec(
+          "inference-server",
+          "services/inference-server/dist/main.js",
+          {
+            ...peers,
+            CLOISTER_INFERENCE_PORT: String(ports.inference),
+            CLOISTER_KEY_BROKER_URL: urls.keyBroker,
+            CLOISTER_CALLER_MEASUREMENTS: measurements["platform-api"],
+            CLOISTER_CALLER_ALLOW_SIMULATION: "true",
+            CLOISTER_CALLER_ALLOW_DEBUG: "true",
+          },
+          urls.inference,
+        ),
+      ),
+      activeSupervisor.start(
+        spec(
+          "platform-api",
+          "services/platform-api/dist/main.js",
+          {
+            ...peers,
+            CLOISTER_PLATFORM_PORT: String(ports.platform),
+            CLOISTER_PLATFORM_URL: urls.platform,
+            CLOISTER_KEY_BROKER_URL: urls.keyBroker,
+            CLOISTER_INFERENCE_URL: urls.inference,
+            CLOISTER_INFERENCE_MEASUREMENTS: measurements["inference-server"],
+            CLOISTER_PEER_ALLOW_SIMULATION: "true",
+            CLOISTER_PEER_ALLOW_DEBUG: "true",
+            CLOISTER_TENANTS: demoTenant.id,
+            CLOISTER_CORS_ORIGINS: urls.portal,
+            CLOISTER_BOOTSTRAP_ACCOUNTS: data.demoCredentialsPath,
+          },
+          urls.platform,
+        ),
+      ),
+      activeSupervisor.start(
+        spec(
+          "portal",
+          "packages/cli/dist/portal-server-main.js",
+          {
+            CLOISTER_PORTAL_PORT: String(ports.portal),
+            CLOISTER_PORTAL_ROOT: portalBuild,
+            CLOISTER_PORTAL_CONFIG: portalConfig,
+          },
+          urls.portal,
+        ),
+      ),
+    ]);
+    writeStack();
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    const [firstAccount] = data.demoAccounts;
     io.stdout(
       [
-        "Cloister: local platform, simulation mode",
-        `  data directory     ${dataDirectory}`,
-        `  simulation root    ${existed ? "loaded" : "created"}, SPKI SHA-256 ${platform.rootSpkiSha256}`,
-        `  attestation core   simulated SGX quote v3 → verifyQuote: ${evidence.tcbStatus}, ` +
-          `debuggable=${JSON.stringify(evidence.claims["x-ms-sgx-is-debuggable"])}, mrenclave ${mrenclave.slice(0, 16)}… (${elapsed} ms)`,
+        `Cloister is up (simulation mode, ${seconds} s). Data directory: ${data.path}`,
         "",
-        "Built, not yet started by `cloister up`: the attestation service, key broker, inference server and",
-        "platform API (each runs on its own: see services/*/README.md). Not built yet: the portal.",
+        `  portal               ${urls.portal}`,
+        `  platform API         ${urls.platform}   (measurement ${measurements["platform-api"].slice(0, 16)}…)`,
+        `  inference server     ${urls.inference}   (measurement ${measurements["inference-server"].slice(0, 16)}…)`,
+        `  key broker           ${urls.keyBroker}   (keys: ${keyOutcomes.join(", ")})`,
+        `  attestation service  ${urls.attestation}   (trusts this stack's simulation root only)`,
+        "",
+        `Trust the dev CA in your browser or system: ${data.caCertPath}`,
+        "  (Chromium: Settings → Privacy and security → Security → Manage certificates → Authorities → Import)",
+        "",
+        `Demo login (${demoTenant.name}): ${data.demoAccounts
+          .filter((account) => account.role !== "admin")
+          .map((account) => account.email)
+          .join(
+            " or ",
+          )}   (audit: ${data.demoAccounts.find((account) => account.role === "admin")?.email ?? "-"})`,
+        data.createdDemoPassword && firstAccount !== undefined
+          ? `  password: ${firstAccount.password}   (shown once; kept in ${data.demoCredentialsPath}, mode 0600)`
+          : `  password: in ${data.demoCredentialsPath}`,
+        "",
+        `Stack: ${stackFile}   Logs: ${data.logs}`,
+        "Press Ctrl-C to stop.",
         "",
       ].join("\n"),
     );
-    return ExitCode.ok;
   } catch (error) {
-    const message = error instanceof AttestationError ? `${error.code}: ${error.message}` : String(error);
-    io.stderr(`cloister up: ${message}\n`);
+    io.stderr(`cloister up: ${(error as Error).message}\n`);
+    await supervisor?.stopAll();
     return ExitCode.rejected;
   }
+  await new Promise<void>((resolveStop) => {
+    if (signal.aborted) {
+      resolveStop();
+    }
+    signal.addEventListener(
+      "abort",
+      () => {
+        resolveStop();
+      },
+      { once: true },
+    );
+  });
+  io.stdout("Stopping…\n");
+  await supervisor.stopAll();
+  io.stdout("Stopped.\n");
+  return ExitCode.ok;
+}
+
+/** Aborts on the first SIGINT or SIGTERM (Ctrl-C). */
+function processSignals(): AbortSignal {
+  const controller = new AbortController();
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    process.once(name, () => {
+      controller.abort();
+    });
+  }
+  return controller.signal;
 }

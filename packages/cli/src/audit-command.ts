@@ -1,0 +1,138 @@
+// `cloister audit verify`: has the platform walk the tenant's audit chain inside its TEE (only it holds the
+// tenant's keys) from the head this command recorded last time, and records the new head outside the
+// platform. An edit, a deletion or a reordering of events breaks the chain; deleting the newest events
+// together with the platform's own head record no longer goes unnoticed, because the checkpoint is kept here.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { requestJson } from "@cloister/enclave";
+import { ExitCode, type CliIo } from "./cli-io.js";
+
+export const auditUsage = `Usage: cloister audit verify [--data-dir DIR] [--email EMAIL] [--checkpoint FILE] [--json]
+
+Verifies the audit chain of the signed-in admin's tenant on the running platform (from DIR/stack.json,
+default .cloister) and checks it still holds the head recorded at the last run (the checkpoint file,
+default DIR/audit-checkpoint.json), then records the new head there.
+The admin's password is read from CLOISTER_AUDIT_PASSWORD, or for the demo admin from DIR/demo-credentials.json.
+Exit codes: 0 the chain verifies, 1 it does not (or the platform refused), 2 usage.`;
+
+interface Checkpoint {
+  readonly sequence: number;
+  readonly hash: string;
+  readonly tenant: string;
+  readonly recordedAt: string;
+}
+
+export async function runAudit(argv: readonly string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        "data-dir": { type: "string", default: ".cloister" },
+        email: { type: "string", default: "admin@demo.hospital" },
+        checkpoint: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    io.stderr(`${(error as Error).message}\n\n${auditUsage}\n`);
+    return ExitCode.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    io.stdout(`${auditUsage}\n`);
+    return ExitCode.ok;
+  }
+  if (positionals[0] !== "verify" || positionals.length !== 1) {
+    io.stderr(`${auditUsage}\n`);
+    return ExitCode.usage;
+  }
+  const dataDirectory = resolve(values["data-dir"]);
+  const stackFile = join(dataDirectory, "stack.json");
+  if (!existsSync(stackFile)) {
+    io.stderr(
+      `cloister audit: ${stackFile} is missing; is \`cloister up\` running with this data directory?\n`,
+    );
+    return ExitCode.usage;
+  }
+  const stack = JSON.parse(readFileSync(stackFile, "utf8")) as { platform: string; caCert: string };
+  const email = values.email;
+  let password = process.env.CLOISTER_AUDIT_PASSWORD;
+  if (password === undefined) {
+    const credentials = join(dataDirectory, "demo-credentials.json");
+    const accounts = existsSync(credentials)
+      ? (JSON.parse(readFileSync(credentials, "utf8")) as { accounts: { email: string; password: string }[] })
+          .accounts
+      : [];
+    password = accounts.find((account) => account.email === email)?.password;
+  }
+  if (password === undefined) {
+    io.stderr("cloister audit: set CLOISTER_AUDIT_PASSWORD to the admin's password\n");
+    return ExitCode.usage;
+  }
+  const checkpointFile = resolve(values.checkpoint ?? join(dataDirectory, "audit-checkpoint.json"));
+  const previous = existsSync(checkpointFile)
+    ? (JSON.parse(readFileSync(checkpointFile, "utf8")) as Checkpoint)
+    : undefined;
+  const tls = { ca: readFileSync(stack.caCert, "utf8") };
+  try {
+    const login = await requestJson("POST", new URL("/auth/login", stack.platform), { email, password }, tls);
+    const accessToken = (login.body as { accessToken?: string } | undefined)?.accessToken;
+    if (login.status !== 200 || accessToken === undefined) {
+      io.stderr(`cloister audit: sign-in refused (HTTP ${login.status})\n`);
+      return ExitCode.rejected;
+    }
+    const answer = await requestJson(
+      "POST",
+      new URL("/audit/verify", stack.platform),
+      previous === undefined ? {} : { checkpoint: { sequence: previous.sequence, hash: previous.hash } },
+      { ...tls, headers: { authorization: `Bearer ${accessToken}` } },
+    );
+    const result = answer.body as {
+      ok?: boolean;
+      tenant?: string;
+      length?: number;
+      headHash?: string;
+      code?: string;
+      reason?: string;
+    };
+    if (answer.status !== 200) {
+      io.stderr(
+        `cloister audit: the platform refused (HTTP ${answer.status}, ${result.code ?? "no code"})\n`,
+      );
+      return ExitCode.rejected;
+    }
+    if (values.json === true) {
+      io.stdout(`${JSON.stringify({ ...result, checkpoint: previous ?? null })}\n`);
+    }
+    if (result.ok !== true || result.length === undefined || result.headHash === undefined) {
+      if (values.json !== true) {
+        io.stdout(
+          `audit chain BROKEN for tenant ${result.tenant ?? "?"}: ${result.reason ?? result.code ?? "?"}\n`,
+        );
+      }
+      return ExitCode.rejected;
+    }
+    const next: Checkpoint = {
+      sequence: result.length,
+      hash: result.headHash,
+      tenant: result.tenant ?? "",
+      recordedAt: new Date().toISOString(),
+    };
+    writeFileSync(checkpointFile, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+    if (values.json !== true) {
+      io.stdout(
+        `audit chain verifies for tenant ${next.tenant}: ${next.sequence} events, head ${next.hash.slice(0, 16)}…` +
+          `${previous === undefined ? " (first checkpoint)" : `, still holds the checkpoint at event ${previous.sequence}`}\n` +
+          `checkpoint recorded in ${checkpointFile}\n`,
+      );
+    }
+    return ExitCode.ok;
+  } catch (error) {
+    io.stderr(`cloister audit: ${(error as Error).message}\n`);
+    return ExitCode.rejected;
+  }
+}

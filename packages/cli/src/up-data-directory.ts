@@ -1,0 +1,150 @@
+// What `cloister up` keeps in its data directory, made on first run and reused afterwards:
+//   sim-platform.json        the simulation platform (root CA, PCK, QE keys), trusted only by this stack
+//   tls/ca.pem, ca-key.pem   the dev CA; tls/<service>.pem, .key: each service's certificate (reissued at start)
+//   key-broker-admin-token   the key broker's admin bearer token
+//   demo-credentials.json    the demo tenant's accounts and password (the platform's bootstrap file)
+// Secrets are written with mode 0600 and the directories with 0700.
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  createSimulationPlatform,
+  loadSimulationPlatform,
+  type SimulationPlatform,
+} from "@cloister/attestation";
+import {
+  createDevCertificateAuthority,
+  issueServerCertificate,
+  type DevCertificateAuthority,
+} from "@cloister/enclave";
+
+export const demoTenant = { id: "demo-hospital", name: "Demo Hospital" } as const;
+
+export interface DemoAccount {
+  readonly email: string;
+  readonly password: string;
+  readonly tenantId: string;
+  readonly role: "clerk" | "clinician" | "admin";
+}
+
+export interface DataDirectory {
+  readonly path: string;
+  readonly platform: SimulationPlatform;
+  readonly createdPlatform: boolean;
+  readonly caCertPath: string;
+  readonly caPem: string;
+  readonly adminTokenPath: string;
+  readonly demoCredentialsPath: string;
+  readonly demoAccounts: readonly DemoAccount[];
+  /** True when the demo password was made now (it is printed once). */
+  readonly createdDemoPassword: boolean;
+  readonly logs: string;
+  /** Writes a fresh certificate for a service on 127.0.0.1 and returns its PEM paths. */
+  readonly serverCertificate: (service: string) => { cert: string; key: string };
+}
+
+function writeSecret(path: string, content: string): void {
+  writeFileSync(path, content, { mode: 0o600 });
+}
+
+function loadOrCreateCa(tls: string): DevCertificateAuthority {
+  const certPath = join(tls, "ca.pem");
+  const keyPath = join(tls, "ca-key.pem");
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const certificatePem = readFileSync(certPath, "utf8");
+    const certificate = new X509Certificate(certificatePem);
+    // A CA with less than 30 days left is replaced, with every certificate it issued.
+    if (Date.parse(certificate.validTo) - Date.now() > 30 * 24 * 3600 * 1000) {
+      return {
+        certificatePem,
+        privateKey: createPrivateKey(readFileSync(keyPath, "utf8")),
+        name: /CN=([^\n,]+)/.exec(certificate.subject)?.[1] ?? "Cloister Dev CA",
+      };
+    }
+  }
+  const ca = createDevCertificateAuthority(`Cloister Dev CA ${randomBytes(4).toString("hex")}`);
+  writeSecret(keyPath, ca.privateKey.export({ format: "pem", type: "pkcs8" }).toString());
+  writeFileSync(certPath, ca.certificatePem, { mode: 0o644 });
+  return ca;
+}
+
+function demoPassword(): { password: string; created: boolean } {
+  const given = process.env.CLOISTER_DEMO_PASSWORD;
+  if (given !== undefined && given.length > 0) {
+    if (given.length < 12) {
+      throw new Error("CLOISTER_DEMO_PASSWORD must have at least 12 characters");
+    }
+    return { password: given, created: false };
+  }
+  // 16 random bytes: 22 base64url characters.
+  return { password: randomBytes(16).toString("base64url"), created: true };
+}
+
+/** Makes (first run) or loads (later runs) everything `cloister up` keeps in `path`. */
+export function prepareDataDirectory(path: string): DataDirectory {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  const tls = join(path, "tls");
+  const logs = join(path, "logs");
+  mkdirSync(tls, { recursive: true, mode: 0o700 });
+  mkdirSync(logs, { recursive: true, mode: 0o700 });
+
+  const createdPlatform = !existsSync(join(path, "sim-platform.json"));
+  const platform = createdPlatform ? createSimulationPlatform() : loadSimulationPlatform(path);
+  if (createdPlatform) {
+    platform.save(path);
+  }
+  const ca = loadOrCreateCa(tls);
+
+  const adminTokenPath = join(path, "key-broker-admin-token");
+  if (!existsSync(adminTokenPath)) {
+    writeSecret(adminTokenPath, randomBytes(32).toString("base64url"));
+  }
+
+  const demoCredentialsPath = join(path, "demo-credentials.json");
+  let password: string;
+  let createdDemoPassword = false;
+  const stored = existsSync(demoCredentialsPath)
+    ? (JSON.parse(readFileSync(demoCredentialsPath, "utf8")) as { accounts?: DemoAccount[] }).accounts
+    : undefined;
+  if (stored?.[0] !== undefined) {
+    password = stored[0].password;
+  } else {
+    const made = demoPassword();
+    password = made.password;
+    createdDemoPassword = made.created;
+  }
+  // A clerk and a clinician for the portal, and an admin for `cloister audit verify`.
+  const demoAccounts: DemoAccount[] = (["clerk", "clinician", "admin"] as const).map((role) => ({
+    email: `${role}@demo.hospital`,
+    password,
+    tenantId: demoTenant.id,
+    role,
+  }));
+  if (stored?.length !== demoAccounts.length) {
+    writeSecret(
+      demoCredentialsPath,
+      `${JSON.stringify({ tenant: demoTenant, accounts: demoAccounts }, null, 2)}\n`,
+    );
+  }
+
+  return {
+    path,
+    platform,
+    createdPlatform,
+    caCertPath: join(tls, "ca.pem"),
+    caPem: ca.certificatePem,
+    adminTokenPath,
+    demoCredentialsPath,
+    demoAccounts,
+    createdDemoPassword,
+    logs,
+    serverCertificate: (service) => {
+      const issued = issueServerCertificate(ca, { ips: ["127.0.0.1"], dnsNames: ["localhost"] });
+      const cert = join(tls, `${service}.pem`);
+      const key = join(tls, `${service}.key`);
+      writeFileSync(cert, issued.cert, { mode: 0o644 });
+      writeSecret(key, issued.key);
+      return { cert, key };
+    },
+  };
+}
