@@ -4,7 +4,16 @@ import prettier from "eslint-config-prettier";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", ".cloister/**", "coverage/**"] },
+  {
+    ignores: [
+      "**/dist/**",
+      "**/dist-dev/**",
+      "**/node_modules/**",
+      ".cloister/**",
+      "coverage/**",
+      "test-artifacts/**",
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

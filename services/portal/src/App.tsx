@@ -1,0 +1,264 @@
+// The clerk portal: attest the platform, then sign in, then work with patients. Nothing is sent to the
+// platform (not even the password) until its attestation has verified.
+import { useCallback, useEffect, useMemo, useState } from "react";
+import { AttestationPanel } from "./AttestationPanel.js";
+import { attestPlatform, AttestationRefused, type VerifiedPlatform } from "./attest-platform.js";
+import { loadConfig, type PortalConfig } from "./config.js";
+import type { Patient } from "./fhir.js";
+import { PatientIntake, PatientSearch } from "./PatientSearch.js";
+import { PatientRecord, type ModelInfo } from "./PatientRecord.js";
+import { PlatformClient } from "./platform-client.js";
+import { followReportEvents, type ReportEvent } from "./report-events.js";
+import { sessionFromToken, useIdleSignOut, type Session } from "./session.js";
+
+const defaultMrnSystem = "https://demo.hospital/fhir/mrn";
+
+function SignIn(props: {
+  readonly client: PlatformClient;
+  readonly onSignedIn: (session: Session) => void;
+}): React.JSX.Element {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (event: React.SyntheticEvent): Promise<void> => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const { accessToken } = (await props.client.json("POST", "/auth/login", {
+        email,
+        password,
+      })) as { accessToken: string };
+      setPassword("");
+      props.onSignedIn(sessionFromToken(accessToken, email));
+    } catch (failure) {
+      const status = (failure as { status?: number }).status;
+      setError(
+        status === 401
+          ? "The email or password is not right."
+          : status === 429
+            ? "Too many attempts. Wait a few minutes, then try again."
+            : status === 423
+              ? "This account is locked for a while after too many failed attempts."
+              : (failure as Error).message,
+      );
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section className="panel signin" aria-labelledby="signin-title">
+      <h2 id="signin-title">Sign in</h2>
+      <form onSubmit={(event) => void submit(event)} className="grid">
+        <label>
+          Email
+          <input
+            type="email"
+            value={email}
+            onChange={(event) => {
+              setEmail(event.target.value);
+            }}
+            required
+            autoComplete="username"
+          />
+        </label>
+        <label>
+          Password
+          <input
+            type="password"
+            value={password}
+            onChange={(event) => {
+              setPassword(event.target.value);
+            }}
+            required
+            autoComplete="current-password"
+          />
+        </label>
+        <div className="actions">
+          <button type="submit" disabled={busy}>
+            Sign in
+          </button>
+        </div>
+        {error === undefined ? null : (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+      </form>
+    </section>
+  );
+}
+
+export function App(): React.JSX.Element {
+  const [config, setConfig] = useState<PortalConfig>();
+  const [configError, setConfigError] = useState<string>();
+  const [verified, setVerified] = useState<VerifiedPlatform>();
+  const [refused, setRefused] = useState<AttestationRefused>();
+  const [session, setSession] = useState<Session>();
+  const [notice, setNotice] = useState<string>();
+  const [patient, setPatient] = useState<Patient>();
+  const [models, setModels] = useState<ModelInfo[]>();
+  const [modelsError, setModelsError] = useState<string>();
+  const [lastEvent, setLastEvent] = useState<ReportEvent>();
+  const [live, setLive] = useState(false);
+
+  const attest = useCallback(async (current: PortalConfig) => {
+    setVerified(undefined);
+    setRefused(undefined);
+    try {
+      setVerified(await attestPlatform(current));
+    } catch (error) {
+      setRefused(
+        error instanceof AttestationRefused
+          ? error
+          : new AttestationRefused("ERR_UNKNOWN", "The check failed."),
+      );
+    }
+  }, []);
+
+  useEffect(() => {
+    loadConfig().then(
+      (loaded) => {
+        setConfig(loaded);
+        void attest(loaded);
+      },
+      (error: unknown) => {
+        setConfigError((error as Error).message);
+      },
+    );
+  }, [attest]);
+
+  // The client exists only once the platform is verified: it is the only way the portal talks to it.
+  const client = useMemo(
+    () =>
+      config === undefined || verified === undefined
+        ? undefined
+        : new PlatformClient(config.platformUrl, verified.keyConfig),
+    [config, verified],
+  );
+
+  const signOut = useCallback(
+    (reason?: string) => {
+      client?.setAccessToken(undefined);
+      setSession(undefined);
+      setPatient(undefined);
+      setModels(undefined);
+      setNotice(reason);
+    },
+    [client],
+  );
+  const onIdle = useCallback(() => {
+    signOut("You were signed out after a period without activity.");
+  }, [signOut]);
+  useIdleSignOut(session, config?.idleMinutes ?? 15, onIdle);
+
+  useEffect(() => {
+    if (client === undefined || session === undefined) {
+      return;
+    }
+    client.setAccessToken(session.accessToken);
+    client
+      .json("GET", "/models")
+      .then((answer) => {
+        setModels((answer as { models: ModelInfo[] }).models);
+        setModelsError(undefined);
+      })
+      .catch((error: unknown) => {
+        setModelsError(`The AI models could not be listed: ${(error as Error).message}`);
+      });
+    const controller = new AbortController();
+    void followReportEvents(
+      config?.platformUrl ?? "",
+      () => client.token(),
+      (event) => {
+        setLastEvent(event);
+      },
+      controller.signal,
+      () => {
+        setLive(true);
+      },
+    );
+    return () => {
+      controller.abort();
+      setLive(false);
+    };
+  }, [client, session, config]);
+
+  return (
+    <>
+      <header className="top">
+        <h1>
+          Cloister <span className="muted">{config?.tenantName ?? ""}</span>
+        </h1>
+        {session === undefined ? null : (
+          <div className="who">
+            <span data-testid="signed-in">
+              {session.email} ({session.role})
+            </span>
+            <span className={`live ${live ? "on" : "off"}`} title="Live updates">
+              {live ? "● live" : "○ connecting"}
+            </span>
+            <button
+              type="button"
+              onClick={() => {
+                signOut();
+              }}
+            >
+              Sign out
+            </button>
+          </div>
+        )}
+      </header>
+      <main>
+        {configError === undefined ? null : (
+          <p role="alert" className="error">
+            {configError}
+          </p>
+        )}
+        {config === undefined ? null : (
+          <AttestationPanel verified={verified} refused={refused} onRetry={() => void attest(config)} />
+        )}
+        {notice === undefined ? null : (
+          <p role="status" className="notice">
+            {notice}
+          </p>
+        )}
+        {client === undefined ? null : session === undefined ? (
+          <SignIn
+            client={client}
+            onSignedIn={(signedIn) => {
+              setNotice(undefined);
+              setSession(signedIn);
+            }}
+          />
+        ) : (
+          <div className="workspace">
+            <div className="column">
+              <PatientSearch client={client} mrnSystem={defaultMrnSystem} onOpen={setPatient} />
+              <PatientIntake client={client} mrnSystem={defaultMrnSystem} onCreated={setPatient} />
+            </div>
+            <div className="column wide">
+              {patient === undefined ? (
+                <section className="panel">
+                  <p>Find or register a patient to upload an image and order an analysis.</p>
+                </section>
+              ) : (
+                <PatientRecord
+                  key={patient.id}
+                  client={client}
+                  patient={patient}
+                  mrnSystem={defaultMrnSystem}
+                  canReadResults={session.role !== "clerk"}
+                  models={models}
+                  modelsError={modelsError}
+                  lastEvent={lastEvent}
+                />
+              )}
+            </div>
+          </div>
+        )}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,376 @@
+// One patient: upload an image, order an AI analysis, follow it live, and (clinicians) read the results.
+import { useCallback, useEffect, useState } from "react";
+import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
+import {
+  formatName,
+  modelCodeSystem,
+  type DiagnosticReport,
+  type Observation,
+  type Patient,
+  type Provenance,
+  type ServiceRequest,
+} from "./fhir.js";
+import type { PlatformClient } from "./platform-client.js";
+import type { ReportEvent } from "./report-events.js";
+
+export interface ModelInfo {
+  readonly name: string;
+  readonly versions: readonly string[];
+  readonly parameters?: {
+    readonly title?: string;
+    readonly intended_use?: string;
+    readonly labels?: readonly string[];
+  };
+}
+
+interface ReportView {
+  readonly report: DiagnosticReport;
+  readonly probabilities: { label: string; value: number }[];
+  readonly finding: string | undefined;
+  readonly model: string | undefined;
+  readonly modelSha256: string | undefined;
+  readonly enclave: string | undefined;
+  readonly enclaveMeasurement: string | undefined;
+}
+
+const maxImageBytes = 20 * 1024 * 1024;
+
+function imageType(file: File, bytes: Uint8Array): string | undefined {
+  if (isDicomFile(file, bytes)) {
+    return "application/dicom";
+  }
+  if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
+    return "image/png";
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) {
+    return "image/jpeg";
+  }
+  return undefined;
+}
+
+const orderStatus: Readonly<Record<string, string>> = {
+  active: "Analysing",
+  completed: "Result ready",
+  revoked: "Could not be completed",
+  "entered-in-error": "Entered in error",
+};
+
+async function loadReport(client: PlatformClient, report: DiagnosticReport): Promise<ReportView> {
+  const observations = await Promise.all(
+    (report.result ?? []).map(
+      (reference) => client.json("GET", `/fhir/${reference.reference ?? ""}`) as Promise<Observation>,
+    ),
+  );
+  const [provenance] = await client.search<Provenance>("Provenance", {
+    target: `DiagnosticReport/${report.id ?? ""}`,
+  });
+  const modelAgent = provenance?.agent?.find(
+    (agent) => agent.who?.identifier?.system === "https://cloister.dev/model-sha256",
+  );
+  const enclaveAgent = provenance?.agent?.find(
+    (agent) => agent.who?.identifier?.system === "https://cloister.dev/tee-measurement",
+  );
+  return {
+    report,
+    probabilities: observations
+      .filter((observation) => observation.valueQuantity?.value !== undefined)
+      .map((observation) => ({
+        label: observation.code?.coding?.[0]?.code ?? "?",
+        value: observation.valueQuantity?.value ?? 0,
+      })),
+    finding: observations.find((observation) => observation.valueCodeableConcept !== undefined)
+      ?.valueCodeableConcept?.text,
+    model: modelAgent?.who?.display,
+    modelSha256: modelAgent?.who?.identifier?.value,
+    enclave: enclaveAgent?.who?.display,
+    enclaveMeasurement: enclaveAgent?.who?.identifier?.value,
+  };
+}
+
+export function PatientRecord(props: {
+  readonly client: PlatformClient;
+  readonly patient: Patient;
+  readonly mrnSystem: string;
+  readonly canReadResults: boolean;
+  readonly models: readonly ModelInfo[] | undefined;
+  readonly modelsError: string | undefined;
+  readonly lastEvent: ReportEvent | undefined;
+}): React.JSX.Element {
+  const { client, patient } = props;
+  const subject = `Patient/${patient.id ?? ""}`;
+  const [file, setFile] = useState<{ file: File; bytes: Uint8Array; type: string; preview: string }>();
+  const [fileError, setFileError] = useState<string>();
+  const [model, setModel] = useState("");
+  const [progress, setProgress] = useState<number>();
+  const [orderError, setOrderError] = useState<string>();
+  const [orders, setOrders] = useState<ServiceRequest[]>([]);
+  const [reports, setReports] = useState<ReportView[]>([]);
+  const [loadError, setLoadError] = useState<string>();
+
+  useEffect(() => {
+    const first = props.models?.[0];
+    if (model === "" && first !== undefined) {
+      setModel(first.name);
+    }
+  }, [props.models, model]);
+
+  const refresh = useCallback(async (): Promise<void> => {
+    try {
+      const found = await client.search<ServiceRequest>("ServiceRequest", { subject, _count: "50" });
+      setOrders(found.sort((a, b) => (b.authoredOn ?? "").localeCompare(a.authoredOn ?? "")));
+      if (props.canReadResults) {
+        const found = await client.search<DiagnosticReport>("DiagnosticReport", { subject, _count: "50" });
+        const views = await Promise.all(found.map((report) => loadReport(client, report)));
+        setReports(views.sort((a, b) => (b.report.issued ?? "").localeCompare(a.report.issued ?? "")));
+      }
+      setLoadError(undefined);
+    } catch (failure) {
+      setLoadError((failure as Error).message);
+    }
+  }, [client, subject, props.canReadResults]);
+
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+
+  // A report for one of this patient's orders changed: read the orders and reports again.
+  useEffect(() => {
+    const event = props.lastEvent;
+    if (event !== undefined && orders.some((order) => `ServiceRequest/${order.id ?? ""}` === event.basedOn)) {
+      void refresh();
+    }
+  }, [props.lastEvent]);
+
+  const choose = async (event: React.ChangeEvent<HTMLInputElement>): Promise<void> => {
+    setFileError(undefined);
+    setFile(undefined);
+    const chosen = event.target.files?.[0];
+    if (chosen === undefined) {
+      return;
+    }
+    if (chosen.size > maxImageBytes) {
+      setFileError("The image is larger than 20 MB.");
+      return;
+    }
+    const bytes = new Uint8Array(await chosen.arrayBuffer());
+    const type = imageType(chosen, bytes);
+    if (type === undefined) {
+      setFileError("Choose a PNG, JPEG or DICOM image.");
+      return;
+    }
+    try {
+      const preview =
+        type === "application/dicom"
+          ? dicomPreviewUrl(bytes).url
+          : URL.createObjectURL(new Blob([bytes], { type }));
+      setFile({ file: chosen, bytes, type, preview });
+    } catch {
+      setFileError("This DICOM file could not be read (unsupported transfer syntax or damaged file).");
+    }
+  };
+
+  const order = async (event: React.SyntheticEvent): Promise<void> => {
+    event.preventDefault();
+    if (file === undefined || model === "") {
+      return;
+    }
+    setOrderError(undefined);
+    setProgress(0);
+    try {
+      const binary = await client.request(
+        "POST",
+        "/fhir/Binary",
+        { bytes: file.bytes, contentType: file.type },
+        (fraction) => {
+          setProgress(fraction);
+        },
+      );
+      const binaryId = (binary.json() as { id: string }).id;
+      const chosen = props.models?.find((entry) => entry.name === model);
+      await client.json("POST", "/fhir/ServiceRequest", {
+        resourceType: "ServiceRequest",
+        identifier: [{ system: "urn:ietf:rfc:3986", value: `urn:uuid:${crypto.randomUUID()}` }],
+        status: "active",
+        intent: "order",
+        subject: { reference: subject },
+        code: {
+          coding: [{ system: modelCodeSystem, code: model, display: chosen?.parameters?.title ?? model }],
+          text: chosen?.parameters?.title ?? model,
+        },
+        supportingInfo: [{ reference: `Binary/${binaryId}` }],
+        authoredOn: new Date().toISOString(),
+      } satisfies ServiceRequest);
+      setFile(undefined);
+      await refresh();
+    } catch (failure) {
+      setOrderError((failure as Error).message);
+    } finally {
+      setProgress(undefined);
+    }
+  };
+
+  return (
+    <div className="record">
+      <section className="panel" aria-labelledby="patient-title">
+        <h2 id="patient-title" data-testid="patient-name">
+          {formatName(patient)}
+        </h2>
+        <p className="muted">
+          MRN {patient.identifier?.find((entry) => entry.system === props.mrnSystem)?.value ?? "—"} · born{" "}
+          {patient.birthDate ?? "—"} · {patient.gender ?? "unknown"}
+        </p>
+      </section>
+
+      <section className="panel" aria-labelledby="order-title">
+        <h2 id="order-title">Order an AI analysis</h2>
+        <form onSubmit={(event) => void order(event)} className="grid">
+          <label>
+            Image (PNG, JPEG or DICOM, at most 20 MB)
+            <input
+              type="file"
+              accept="image/png,image/jpeg,application/dicom,.dcm"
+              onChange={(event) => void choose(event)}
+              data-testid="image-input"
+            />
+          </label>
+          <label>
+            AI model
+            <select
+              value={model}
+              onChange={(event) => {
+                setModel(event.target.value);
+              }}
+              required
+              data-testid="model-select"
+            >
+              {(props.models ?? []).map((entry) => (
+                <option key={entry.name} value={entry.name}>
+                  {entry.parameters?.title ?? entry.name} (v{entry.versions.at(-1) ?? "?"})
+                </option>
+              ))}
+            </select>
+          </label>
+          {props.modelsError === undefined ? null : (
+            <p role="alert" className="error">
+              {props.modelsError}
+            </p>
+          )}
+          {fileError === undefined ? null : (
+            <p role="alert" className="error">
+              {fileError}
+            </p>
+          )}
+          {file === undefined ? null : (
+            <figure className="preview">
+              <img src={file.preview} alt="Preview of the chosen image" data-testid="image-preview" />
+              <figcaption>
+                {file.type === "application/dicom" ? "DICOM, rendered in your browser" : file.type} ·{" "}
+                {(file.bytes.length / 1024).toFixed(0)} KB
+              </figcaption>
+            </figure>
+          )}
+          {progress === undefined ? null : (
+            <label>
+              Uploading (encrypted)
+              <progress value={progress} max={1} data-testid="upload-progress" />
+            </label>
+          )}
+          <div className="actions">
+            <button type="submit" disabled={file === undefined || model === "" || progress !== undefined}>
+              Upload and order analysis
+            </button>
+          </div>
+          {orderError === undefined ? null : (
+            <p role="alert" className="error">
+              {orderError}
+            </p>
+          )}
+        </form>
+      </section>
+
+      <section className="panel" aria-labelledby="orders-title">
+        <h2 id="orders-title">Orders</h2>
+        {loadError === undefined ? null : (
+          <p role="alert" className="error">
+            {loadError}
+          </p>
+        )}
+        {orders.length === 0 ? (
+          <p>No orders yet.</p>
+        ) : (
+          <ul className="orders" aria-live="polite" data-testid="orders">
+            {orders.map((entry) => (
+              <li key={entry.id} data-status={entry.status}>
+                <span className={`status status-${entry.status}`}>
+                  {orderStatus[entry.status] ?? entry.status}
+                </span>{" "}
+                {entry.code?.text ?? entry.code?.coding?.[0]?.code ?? "AI analysis"}{" "}
+                <span className="muted">
+                  {entry.authoredOn === undefined ? "" : new Date(entry.authoredOn).toLocaleString()}
+                </span>
+              </li>
+            ))}
+          </ul>
+        )}
+        {props.canReadResults ? null : <p className="muted">Results are shown to clinicians.</p>}
+      </section>
+
+      {props.canReadResults ? (
+        <section className="panel" aria-labelledby="reports-title">
+          <h2 id="reports-title">Reports</h2>
+          {reports.length === 0 ? <p>No reports yet.</p> : null}
+          {reports.map((view) => (
+            <article
+              key={view.report.id}
+              className={`report report-${view.report.status}`}
+              data-testid="report"
+            >
+              <h3>
+                {view.report.code?.text ?? "AI analysis"}{" "}
+                <span className={`status status-${view.report.status}`}>{view.report.status}</span>{" "}
+                <span className="muted">
+                  {view.report.issued === undefined ? "" : new Date(view.report.issued).toLocaleString()}
+                </span>
+              </h3>
+              {view.finding === undefined ? null : (
+                <p className="finding" data-testid="finding">
+                  Finding: <strong>{view.finding}</strong>
+                </p>
+              )}
+              <p>{view.report.conclusion}</p>
+              {view.probabilities.length === 0 ? null : (
+                <dl className="bars">
+                  {view.probabilities.map((entry) => (
+                    <div key={entry.label} className="bar-row">
+                      <dt>{entry.label}</dt>
+                      <dd>
+                        <meter
+                          min={0}
+                          max={1}
+                          value={entry.value}
+                          aria-label={`${entry.label} probability`}
+                        />{" "}
+                        {(entry.value * 100).toFixed(1)}%
+                      </dd>
+                    </div>
+                  ))}
+                </dl>
+              )}
+              <p className="muted">
+                {view.model === undefined ? null : <>Model {view.model}</>}
+                {view.modelSha256 === undefined ? null : <> (SHA-256 {view.modelSha256.slice(0, 12)}…)</>}
+                {view.enclaveMeasurement === undefined ? null : (
+                  <>
+                    {" "}
+                    · ran in {view.enclave} with measurement{" "}
+                    <code data-testid="inference-measurement">{view.enclaveMeasurement}</code>
+                  </>
+                )}
+              </p>
+            </article>
+          ))}
+        </section>
+      ) : null}
+    </div>
+  );
+}

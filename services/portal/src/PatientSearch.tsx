@@ -1,0 +1,198 @@
+// Find a patient by MRN or name, or register a new one (with a duplicate check by MRN before create).
+import { useState } from "react";
+import type { PlatformClient } from "./platform-client.js";
+import { formatName, type Patient } from "./fhir.js";
+
+export function PatientSearch(props: {
+  readonly client: PlatformClient;
+  readonly mrnSystem: string;
+  readonly onOpen: (patient: Patient) => void;
+}): React.JSX.Element {
+  const { client, mrnSystem } = props;
+  const [by, setBy] = useState<"mrn" | "name">("mrn");
+  const [query, setQuery] = useState("");
+  const [results, setResults] = useState<Patient[] | undefined>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+
+  const search = async (event: React.SyntheticEvent): Promise<void> => {
+    event.preventDefault();
+    setError(undefined);
+    setBusy(true);
+    try {
+      const parameters: Record<string, string> =
+        by === "mrn" ? { identifier: `${mrnSystem}|${query.trim()}` } : { name: query.trim() };
+      setResults(await client.search<Patient>("Patient", parameters));
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="panel" aria-labelledby="search-title">
+      <h2 id="search-title">Find a patient</h2>
+      <form onSubmit={(event) => void search(event)} className="row">
+        <label>
+          Search by
+          <select
+            value={by}
+            onChange={(event) => {
+              setBy(event.target.value as "mrn" | "name");
+            }}
+          >
+            <option value="mrn">MRN</option>
+            <option value="name">Name</option>
+          </select>
+        </label>
+        <label className="grow">
+          {by === "mrn" ? "Medical record number" : "Family or given name"}
+          <input
+            value={query}
+            onChange={(event) => {
+              setQuery(event.target.value);
+            }}
+            required
+            autoComplete="off"
+            spellCheck={false}
+          />
+        </label>
+        <button type="submit" disabled={busy}>
+          Search
+        </button>
+      </form>
+      {error === undefined ? null : (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {results === undefined ? null : results.length === 0 ? (
+        <p aria-live="polite">No patient found.</p>
+      ) : (
+        <ul className="results" aria-live="polite">
+          {results.map((patient) => (
+            <li key={patient.id}>
+              <button
+                type="button"
+                className="link"
+                onClick={() => {
+                  props.onOpen(patient);
+                }}
+              >
+                {formatName(patient)}
+              </button>{" "}
+              <span className="muted">
+                MRN {patient.identifier?.find((entry) => entry.system === mrnSystem)?.value ?? "—"} · born{" "}
+                {patient.birthDate ?? "—"}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+export function PatientIntake(props: {
+  readonly client: PlatformClient;
+  readonly mrnSystem: string;
+  readonly onCreated: (patient: Patient) => void;
+}): React.JSX.Element {
+  const { client, mrnSystem } = props;
+  const [form, setForm] = useState({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
+  const [duplicate, setDuplicate] = useState<Patient>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const field =
+    (name: keyof typeof form) =>
+    (event: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>): void => {
+      setForm({ ...form, [name]: event.target.value });
+      setDuplicate(undefined);
+    };
+
+  const submit = async (event: React.SyntheticEvent): Promise<void> => {
+    event.preventDefault();
+    setError(undefined);
+    setBusy(true);
+    try {
+      const identifier = `${mrnSystem}|${form.mrn.trim()}`;
+      const [existing] = await client.search<Patient>("Patient", { identifier });
+      if (existing !== undefined) {
+        setDuplicate(existing);
+        return;
+      }
+      const patient: Patient = {
+        resourceType: "Patient",
+        identifier: [{ system: mrnSystem, value: form.mrn.trim() }],
+        name: [{ family: form.family.trim(), given: form.given.trim() === "" ? [] : [form.given.trim()] }],
+        gender: form.gender as NonNullable<Patient["gender"]>,
+        ...(form.birthDate === "" ? {} : { birthDate: form.birthDate }),
+      };
+      const created = (await client.json("POST", "/fhir/Patient", patient)) as Patient;
+      setForm({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
+      props.onCreated(created);
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="panel" aria-labelledby="intake-title">
+      <h2 id="intake-title">New patient</h2>
+      <form onSubmit={(event) => void submit(event)} className="grid">
+        <label>
+          Medical record number
+          <input value={form.mrn} onChange={field("mrn")} required autoComplete="off" spellCheck={false} />
+        </label>
+        <label>
+          Family name
+          <input value={form.family} onChange={field("family")} required autoComplete="off" />
+        </label>
+        <label>
+          Given name
+          <input value={form.given} onChange={field("given")} autoComplete="off" />
+        </label>
+        <label>
+          Date of birth
+          <input type="date" value={form.birthDate} onChange={field("birthDate")} />
+        </label>
+        <label>
+          Administrative gender
+          <select value={form.gender} onChange={field("gender")}>
+            <option value="female">Female</option>
+            <option value="male">Male</option>
+            <option value="other">Other</option>
+            <option value="unknown">Unknown</option>
+          </select>
+        </label>
+        <div className="actions">
+          <button type="submit" disabled={busy}>
+            Register patient
+          </button>
+        </div>
+      </form>
+      {duplicate === undefined ? null : (
+        <div role="alert" className="warning">
+          A patient with this MRN is already registered: {formatName(duplicate)}.{" "}
+          <button
+            type="button"
+            className="link"
+            onClick={() => {
+              props.onCreated(duplicate);
+            }}
+          >
+            Open that patient
+          </button>
+        </div>
+      )}
+      {error === undefined ? null : (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,198 @@
+// Every request to the platform that carries PHI or credentials goes sealed (OHTTP, RFC 9458) to the key
+// configuration the portal verified in the platform's attestation. The network, the portal's host and any
+// TLS terminator see only `message/ohttp-req` and `message/ohttp-res` bodies.
+import {
+  decodeResponse,
+  encapsulateRequest,
+  encodeRequest,
+  fieldValue,
+  ohttpRequestMediaType,
+  ohttpResponseMediaType,
+  parseKeyConfig,
+  type KeyConfig,
+} from "@cloister/ohttp";
+
+export interface PlatformResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Uint8Array;
+  /** The body parsed as JSON (the caller states its shape). */
+  json(): unknown;
+}
+
+export class PlatformRequestError extends Error {
+  override readonly name = "PlatformRequestError";
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function base64urlBytes(text: string): Uint8Array {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+const decoder = new TextDecoder();
+
+/** The message a failed request's body gives (OperationOutcome or problem+json), never its PHI. */
+function failureOf(response: PlatformResponse): PlatformRequestError {
+  let code = `HTTP_${response.status}`;
+  let message = `The platform answered ${response.status}.`;
+  try {
+    const body = response.json() as {
+      code?: string;
+      title?: string;
+      issue?: { diagnostics?: string; details?: { coding?: { code?: string }[]; text?: string } }[];
+    };
+    const issue = body.issue?.[0];
+    code = body.code ?? issue?.details?.coding?.[0]?.code ?? code;
+    message = body.title ?? issue?.diagnostics ?? issue?.details?.text ?? message;
+  } catch {
+    // not JSON
+  }
+  return new PlatformRequestError(response.status, code, message);
+}
+
+export class PlatformClient {
+  private readonly keyConfig: KeyConfig;
+  private readonly platformUrl: string;
+  private accessToken: string | undefined;
+
+  constructor(platformUrl: string, keyConfig: string) {
+    this.platformUrl = platformUrl;
+    this.keyConfig = parseKeyConfig(base64urlBytes(keyConfig));
+  }
+
+  setAccessToken(token: string | undefined): void {
+    this.accessToken = token;
+  }
+
+  token(): string | undefined {
+    return this.accessToken;
+  }
+
+  /**
+   * Sends one request sealed to the platform. `onUploadProgress` reports the sealed body's upload (0…1).
+   * Throws PlatformRequestError for 4xx/5xx answers.
+   */
+  async request(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    body?: { bytes: Uint8Array; contentType: string },
+    onUploadProgress?: (fraction: number) => void,
+  ): Promise<PlatformResponse> {
+    const headers: [string, string][] = [
+      ["date", new Date().toUTCString()],
+      ["accept", "application/fhir+json, application/json"],
+    ];
+    if (this.accessToken !== undefined) {
+      headers.push(["authorization", `Bearer ${this.accessToken}`]);
+    }
+    if (body !== undefined) {
+      headers.push(["content-type", body.contentType]);
+    }
+    const inner = encodeRequest({
+      method,
+      scheme: "https",
+      authority: new URL(this.platformUrl).host,
+      path,
+      headers,
+      ...(body === undefined ? {} : { body: body.bytes }),
+    });
+    const sealed = await encapsulateRequest(this.keyConfig, inner);
+    const encapsulatedResponse = await post(
+      new URL("/ohttp", this.platformUrl).toString(),
+      sealed.encapsulatedRequest,
+      onUploadProgress,
+    );
+    const opened = decodeResponse(await sealed.openResponse(encapsulatedResponse));
+    const response: PlatformResponse = {
+      status: opened.status,
+      contentType: fieldValue(opened.headers, "content-type") ?? "",
+      body: opened.body,
+      json: (): unknown => JSON.parse(decoder.decode(opened.body)),
+    };
+    if (response.status >= 400) {
+      throw failureOf(response);
+    }
+    return response;
+  }
+
+  async json(method: "GET" | "POST" | "PUT", path: string, resource?: unknown): Promise<unknown> {
+    const response = await this.request(
+      method,
+      path,
+      resource === undefined
+        ? undefined
+        : {
+            bytes: new TextEncoder().encode(JSON.stringify(resource)),
+            contentType: path.startsWith("/fhir") ? "application/fhir+json" : "application/json",
+          },
+    );
+    return response.json();
+  }
+
+  /** FHIR search by POST (form body): names and MRNs never appear in a URL, even an encrypted one. */
+  async search<T = Record<string, unknown>>(type: string, parameters: Record<string, string>): Promise<T[]> {
+    const response = await this.request("POST", `/fhir/${type}/_search`, {
+      bytes: new TextEncoder().encode(new URLSearchParams(parameters).toString()),
+      contentType: "application/x-www-form-urlencoded",
+    });
+    const bundle = response.json() as { entry?: { resource: T }[] };
+    return (bundle.entry ?? []).map((entry) => entry.resource);
+  }
+}
+
+/** XMLHttpRequest, not fetch: only it reports upload progress. */
+function post(
+  url: string,
+  body: Uint8Array,
+  onUploadProgress?: (fraction: number) => void,
+): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.responseType = "arraybuffer";
+    xhr.setRequestHeader("content-type", ohttpRequestMediaType);
+    if (onUploadProgress !== undefined) {
+      xhr.upload.onprogress = (event) => {
+        if (event.lengthComputable) {
+          onUploadProgress(event.loaded / event.total);
+        }
+      };
+    }
+    xhr.onload = () => {
+      const type = xhr.getResponseHeader("content-type") ?? "";
+      if (xhr.status === 200 && type.startsWith(ohttpResponseMediaType)) {
+        resolve(new Uint8Array(xhr.response as ArrayBuffer));
+        return;
+      }
+      let code = `HTTP_${xhr.status}`;
+      try {
+        code =
+          (JSON.parse(new TextDecoder().decode(xhr.response as ArrayBuffer)) as { code?: string }).code ??
+          code;
+      } catch {
+        // not JSON
+      }
+      reject(
+        new PlatformRequestError(
+          xhr.status,
+          code,
+          code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT"
+            ? "The platform's key changed (it restarted). Reload the page to attest it again."
+            : `The platform's gateway refused the request (${code}).`,
+        ),
+      );
+    };
+    xhr.onerror = () => {
+      reject(new PlatformRequestError(0, "ERR_NETWORK", "The platform could not be reached."));
+    };
+    xhr.send(new Blob([body as BlobPart]));
+  });
+}

@@ -1,0 +1,132 @@
+// Runs `cloister up` as the newcomer does (the built CLI, its own processes, a fresh data directory) for the
+// end-to-end tests, and gives them TLS requests trusted by the stack's dev CA.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { StackDescription } from "@cloister/cli";
+import { requestJson, type JsonResponse } from "@cloister/enclave";
+
+export const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+/** DIR/stack.json, as `cloister up` writes it. */
+export type StackJson = StackDescription;
+
+export interface RunningStack {
+  readonly process: ChildProcess;
+  readonly dataDirectory: string;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  readonly stack: () => StackJson;
+  /** Seconds `cloister up` reported until ready. */
+  readonly readySeconds: number;
+  /** Ctrl-C: resolves with the exit code. */
+  readonly stop: () => Promise<number | null>;
+}
+
+/** A base port whose five successors are free. */
+export async function freePortBase(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 30000);
+    const free = await Promise.all(
+      [0, 1, 2, 3, 4].map(
+        (offset) =>
+          new Promise<boolean>((resolveFree) => {
+            const server = createServer();
+            server.once("error", () => {
+              resolveFree(false);
+            });
+            server.listen(base + offset, "127.0.0.1", () =>
+              server.close(() => {
+                resolveFree(true);
+              }),
+            );
+          }),
+      ),
+    );
+    if (free.every(Boolean)) {
+      return base;
+    }
+  }
+  throw new Error("no five free ports in a row");
+}
+
+export async function startLocalStack(
+  dataDirectory: string,
+  portBase: number,
+  env: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<RunningStack> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(repositoryRoot, "packages/cli/dist/bin.js"),
+      "up",
+      "--data-dir",
+      dataDirectory,
+      "--port-base",
+      String(portBase),
+    ],
+    { cwd: repositoryRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.once("exit", (code) => {
+      resolveExit(code);
+    }),
+  );
+  const deadline = Date.now() + timeoutMs;
+  while (!/Cloister is up/.test(stdout)) {
+    if (child.exitCode !== null) {
+      throw new Error(`cloister up exited ${child.exitCode}: ${stderr}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`cloister up was not ready after ${timeoutMs} ms: ${stdout}${stderr}`);
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+  }
+  const readySeconds = Number(/simulation mode, ([\d.]+) s\)/.exec(stdout)?.[1] ?? Number.NaN);
+  return {
+    process: child,
+    dataDirectory,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    stack: () => JSON.parse(readFileSync(join(dataDirectory, "stack.json"), "utf8")) as StackJson,
+    readySeconds,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill("SIGINT");
+      }
+      return exited;
+    },
+  };
+}
+
+/** JSON over TLS to a stack service, trusting only its dev CA. */
+export async function stackRequest(
+  stack: StackJson,
+  method: "GET" | "POST" | "PUT",
+  url: string,
+  body?: unknown,
+  accessToken?: string,
+): Promise<JsonResponse> {
+  return requestJson(method, url, body, {
+    ca: readFileSync(stack.caCert, "utf8"),
+    timeoutMs: 15_000,
+    ...(accessToken === undefined ? {} : { headers: { authorization: `Bearer ${accessToken}` } }),
+  });
+}
+
+export async function signIn(stack: StackJson, email: string, password: string): Promise<string> {
+  const response = await stackRequest(stack, "POST", `${stack.platform}/auth/login`, { email, password });
+  const token = (response.body as { accessToken?: string } | undefined)?.accessToken;
+  if (response.status !== 200 || token === undefined) {
+    throw new Error(`sign-in failed: HTTP ${response.status}`);
+  }
+  return token;
+}
