@@ -9,6 +9,14 @@ export default defineConfig(({ mode }) => ({
   plugins: [react()],
   define: {
     __CLOISTER_ACCEPT_SIMULATION__: JSON.stringify(mode === "simulation"),
+    // A release build names the platform builds it trusts (CLOISTER_PLATFORM_MEASUREMENTS, comma-separated
+    // hex): then /config.json cannot change them.
+    __CLOISTER_BUILT_MEASUREMENTS__: JSON.stringify(
+      (process.env.CLOISTER_PLATFORM_MEASUREMENTS ?? "")
+        .split(",")
+        .map((measurement) => measurement.trim().toLowerCase())
+        .filter((measurement) => /^[0-9a-f]{64}$/.test(measurement)),
+    ),
   },
   resolve: {
     conditions: ["@cloister/source"],

@@ -69,7 +69,13 @@ export function portalRequestHandler(
       response.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
     }
-    const path = decodeURIComponent(new URL(request.url ?? "/", "https://portal").pathname);
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(request.url ?? "/", "https://portal").pathname);
+    } catch {
+      response.writeHead(400).end();
+      return;
+    }
     if (path === "/healthz") {
       response.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
       return;

@@ -81,7 +81,10 @@ export async function attestPlatform(config: PortalConfig): Promise<VerifiedPlat
     const identity = await verifyPeer(token, {
       jwksUri: new URL("/certs", config.attestationUrl),
       issuer: config.attestationUrl,
-      measurements: config.platformMeasurements,
+      measurements:
+        __CLOISTER_BUILT_MEASUREMENTS__.length > 0
+          ? __CLOISTER_BUILT_MEASUREMENTS__
+          : config.platformMeasurements,
       allowDebug: __CLOISTER_ACCEPT_SIMULATION__,
       allowSimulation: __CLOISTER_ACCEPT_SIMULATION__,
       ohttpKeyConfig: keyConfig,

@@ -22,6 +22,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { encodeDicom, readMedMnistSplit } from "@cloister/imaging";
+import { requestBytes } from "@cloister/enclave";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import {
@@ -249,8 +250,9 @@ describe(
       await page.getByLabel("Password").fill("wrong password here");
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByText("The email or password is not right.").waitFor();
+      // Keyboard only: the password field submits the form with Enter.
       await page.getByLabel("Password").fill(password);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByLabel("Password").press("Enter");
       await page.getByTestId("signed-in").waitFor();
 
       const intake = page.getByRole("region", { name: "New patient" });
@@ -348,9 +350,25 @@ describe(
       await page.context().close();
     });
 
-    test("no sentinel PHI or password in any URL, console line or service log", () => {
+    test("no sentinel PHI or password in any URL, console line, service log or metric", async () => {
       assert.ok(observed.urls.length > 10);
+      const description = stack.stack();
+      let metrics = "";
+      for (const url of [
+        description.attestation,
+        description.keyBroker,
+        description.inference,
+        description.platform,
+      ]) {
+        const response = await requestBytes("GET", `${url}/metrics`, undefined, {
+          ca: readFileSync(description.caCert, "utf8"),
+        });
+        assert.equal(response.status, 200);
+        metrics += Buffer.from(response.body).toString("utf8");
+      }
+      assert.match(metrics, /http_requests_total/);
       const haystacks = {
+        metrics,
         urls: observed.urls.join("\n"),
         console: observed.console.join("\n"),
         logs: serviceLogs(),
