@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-const roots = ["packages", "services", "bench"];
+const roots = ["packages", "services", "bench", "deploy"];
 const skip = new Set(["node_modules", "dist"]);
 
 function collect(dir, out) {

@@ -3,3 +3,4 @@ export { runVerifyQuote, detectEvidence, verifyQuoteUsage } from "./verify-quote
 export { runUp, upUsage, type StackDescription } from "./up-command.js";
 export { ExitCode, type CliIo } from "./cli-io.js";
 export { runAudit, auditUsage } from "./audit-command.js";
+export { runMeasure, measureUsage } from "./measure-command.js";

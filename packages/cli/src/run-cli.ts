@@ -1,5 +1,6 @@
 import { runAudit } from "./audit-command.js";
 import { ExitCode, type CliIo } from "./cli-io.js";
+import { runMeasure } from "./measure-command.js";
 import { runModels } from "./models-command.js";
 import { runUp } from "./up-command.js";
 import { runVerifyQuote } from "./verify-quote-command.js";
@@ -10,6 +11,7 @@ Commands:
   up              run the local platform in simulation mode
   verify-quote    verify an SGX or TDX quote, or an SEV-SNP report
   models          evaluate a committed diagnostics model on a MedMNIST .npz
+  measure         print each service's measurement (SHA-256 of its built code)
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
 
 Run "cloister <command> --help" for a command's options.`;
@@ -24,6 +26,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runModels(rest, io);
     case "up":
       return runUp(rest, io);
+    case "measure":
+      return runMeasure(rest, io);
     case "audit":
       return runAudit(rest, io);
     case undefined:

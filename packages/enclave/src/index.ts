@@ -46,6 +46,7 @@ export {
   devSigner,
   measureService,
   serviceCodeFolders,
+  serviceTee,
   simulatedServiceTee,
   type CloisterService,
 } from "./service-identity.js";

@@ -2,7 +2,10 @@
 // by the service itself at start, by `cloister up` to set release and attestation policies before the
 // service runs, and by the deployment tooling to label images.
 import { createHash } from "node:crypto";
-import type { SimulationPlatform } from "@cloister/attestation";
+import { loadSimulationPlatform, type SimulationPlatform } from "@cloister/attestation";
+import { EnclaveError } from "./errors.js";
+import { gramineProvider } from "./providers/gramine-provider.js";
+import { tsmProvider } from "./providers/tsm-provider.js";
 import { measureCode } from "./measurement.js";
 import type { TeeProvider } from "./providers/provider.js";
 import { simulationProvider } from "./providers/sim-provider.js";
@@ -51,4 +54,31 @@ export function simulatedServiceTee(
     productId: cloisterServices[service].productId,
     svn: 1,
   });
+}
+
+/**
+ * The TEE a service runs in, chosen by `CLOISTER_TEE_PROVIDER`: "sim" (default; the simulation platform in
+ * `dataDirectory`), "gramine" (an SGX enclave under Gramine, /dev/attestation) or "tsm" (a TDX or SEV-SNP
+ * confidential VM, Linux configfs-tsm).
+ */
+export function serviceTee(
+  repositoryRoot: string,
+  service: CloisterService,
+  dataDirectory: string,
+  environment: Readonly<Record<string, string | undefined>> = process.env,
+): TeeProvider {
+  const kind = environment.CLOISTER_TEE_PROVIDER ?? "sim";
+  switch (kind) {
+    case "sim":
+      return simulatedServiceTee(loadSimulationPlatform(dataDirectory), repositoryRoot, service);
+    case "gramine":
+      return gramineProvider();
+    case "tsm":
+      return tsmProvider();
+    default:
+      throw new EnclaveError(
+        "ERR_PROVIDER_UNAVAILABLE",
+        `CLOISTER_TEE_PROVIDER must be sim, gramine or tsm, not ${JSON.stringify(kind)}`,
+      );
+  }
 }

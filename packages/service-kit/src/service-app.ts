@@ -2,7 +2,8 @@
 // request id (never headers, query, bodies, tokens or evidence), Prometheus request counts and latencies by
 // route template, and the liveness and metrics routes.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
-import { Counter, Histogram, Registry } from "prom-client";
+import { X509Certificate } from "node:crypto";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export interface ServiceAppOptions {
   readonly logger?: FastifyServerOptions["logger"];
@@ -80,6 +81,16 @@ export function createServiceApp(options: ServiceAppOptions): ServiceApp {
       }
     });
   }
+  if (options.https !== undefined) {
+    const [certificate] = pemCertificates(options.https.cert.toString());
+    if (certificate !== undefined) {
+      new Gauge({
+        name: "tls_certificate_expiry_timestamp_seconds",
+        help: "When this service's TLS certificate expires (Unix seconds)",
+        registers: [registry],
+      }).set(Date.parse(new X509Certificate(certificate).validTo) / 1000);
+    }
+  }
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/metrics", async (_request, reply) =>
     reply.header("content-type", registry.contentType).send(await registry.metrics()),
@@ -97,4 +108,8 @@ export function isClientError(error: unknown): boolean {
     error.statusCode >= 400 &&
     error.statusCode < 500
   );
+}
+
+function pemCertificates(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }

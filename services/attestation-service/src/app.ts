@@ -1,6 +1,6 @@
 // The attestation service: Microsoft Azure Attestation's REST API over @cloister/attestation.
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
-import { Counter } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import {
   createVerificationCache,
@@ -83,6 +83,17 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     bodyLimit: 1024 * 1024,
     ...(config.https === undefined ? {} : { https: config.https }),
     ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
+  });
+  new Gauge({
+    name: "attestation_collateral_next_update_timestamp_seconds",
+    help: "The earliest nextUpdate of the TCB collateral served (Unix seconds); renew before it passes",
+    registers: [registry],
+    collect() {
+      const earliest = collateral.earliestNextUpdate();
+      if (earliest !== undefined) {
+        this.set(earliest / 1000);
+      }
+    },
   });
   const results = new Counter({
     name: "attestation_results_total",

@@ -26,6 +26,8 @@ interface StoredBundle {
 
 export class CollateralStore {
   private readonly bundles: StoredBundle[] = [];
+  /** nextUpdate (ms) of the collateral last served per TEE and FMSPC: monitoring warns before it lapses. */
+  private readonly served = new Map<string, number>();
   private readonly simulation: SimulationPlatform | undefined;
   private readonly pccs: PccsClient | undefined;
 
@@ -59,6 +61,22 @@ export class CollateralStore {
    * when nothing fresher can be had, so verification fails with ERR_COLLATERAL_EXPIRED, saying why.
    */
   async resolve(
+    fmspc: string,
+    tee: "sgx" | "tdx",
+    pckCa: "processor" | "platform",
+    now: Date,
+  ): Promise<CollateralBundle> {
+    const bundle = await this.resolveBundle(fmspc, tee, pckCa, now);
+    this.served.set(`${tee}/${fmspc}`, nextUpdateOf(bundle));
+    return bundle;
+  }
+
+  /** The earliest nextUpdate (ms) among the collateral served so far, or undefined before the first. */
+  earliestNextUpdate(): number | undefined {
+    return this.served.size === 0 ? undefined : Math.min(...this.served.values());
+  }
+
+  private async resolveBundle(
     fmspc: string,
     tee: "sgx" | "tdx",
     pckCa: "processor" | "platform",

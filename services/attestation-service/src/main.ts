@@ -3,6 +3,7 @@
 //   CLOISTER_ATTESTATION_PORT    default 7443 (listens on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
 //   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required: the service only speaks TLS)
 //   CLOISTER_POLICY_MODE         "production" (default) or "dev"; dev accepts debuggable evidence
+//   CLOISTER_TEE_PROVIDER        sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR            holds the simulation platform (sim-platform.json), default .cloister
 //   CLOISTER_TRUST_SIMULATION    "1" to trust that platform's root (the dev stack), never by default
 //   CLOISTER_COLLATERAL_DIR      folder of Intel collateral bundles
@@ -14,7 +15,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
-import { simulatedServiceTee } from "@cloister/enclave";
+import { serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
@@ -22,15 +23,16 @@ const port = Number.parseInt(process.env.CLOISTER_ATTESTATION_PORT ?? "7443", 10
 const host = process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1";
 const policyMode = process.env.CLOISTER_POLICY_MODE === "dev" ? "dev" : "production";
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
-const platform = loadSimulationPlatform(dataDirectory);
 const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const provider = simulatedServiceTee(platform, serviceRoot, "attestation-service");
+const provider = serviceTee(serviceRoot, "attestation-service", dataDirectory);
 const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
 const app = await buildApp({
   issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
   provider,
   policyMode,
-  ...(process.env.CLOISTER_TRUST_SIMULATION === "1" ? { simulationPlatform: platform } : {}),
+  ...(process.env.CLOISTER_TRUST_SIMULATION === "1"
+    ? { simulationPlatform: loadSimulationPlatform(dataDirectory) }
+    : {}),
   ...(process.env.CLOISTER_COLLATERAL_DIR === undefined
     ? {}
     : { collateralDirectory: process.env.CLOISTER_COLLATERAL_DIR }),

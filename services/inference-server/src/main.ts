@@ -1,6 +1,7 @@
 // Runs the inference server over HTTPS. Configuration is read once, here, from the environment:
 //   CLOISTER_INFERENCE_PORT         default 7445 (on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
 //   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
+//   CLOISTER_TEE_PROVIDER           sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR               holds the simulation platform (default .cloister)
 //   CLOISTER_MODEL_REPOSITORY       <model>/<version>/… folders (default models/repository)
 //   CLOISTER_ATTESTATION_URL        the attestation service (required); CLOISTER_ATTESTATION_ISSUER if it differs
@@ -11,8 +12,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadSimulationPlatform } from "@cloister/attestation";
-import { attestAtStart, PeerVerifier, releaseKey, simulatedServiceTee } from "@cloister/enclave";
+import { attestAtStart, PeerVerifier, releaseKey, serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
@@ -24,11 +24,7 @@ const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(proc
 const attestationUrl = requiredEnv("CLOISTER_ATTESTATION_URL");
 const callerMeasurements = requiredEnv("CLOISTER_CALLER_MEASUREMENTS");
 
-const provider = simulatedServiceTee(
-  loadSimulationPlatform(dataDirectory),
-  repositoryRoot,
-  "inference-server",
-);
+const provider = serviceTee(repositoryRoot, "inference-server", dataDirectory);
 
 // Hash every model first, so exactly these bytes are bound into the evidence.
 const entries = scanModelRepository(

@@ -2,20 +2,20 @@
 //   CLOISTER_KEY_BROKER_PORT      default 7444 (on 127.0.0.1 unless CLOISTER_LISTEN_HOST is set)
 //   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
 //   CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE  file holding the admin bearer token (required)
+//   CLOISTER_TEE_PROVIDER         sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
 //   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadSimulationPlatform } from "@cloister/attestation";
-import { simulatedServiceTee } from "@cloister/enclave";
+import { serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_KEY_BROKER_PORT ?? "7444", 10);
 const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const provider = simulatedServiceTee(loadSimulationPlatform(dataDirectory), repositoryRoot, "key-broker");
+const provider = serviceTee(repositoryRoot, "key-broker", dataDirectory);
 const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
 const app = await buildApp({
   provider,

@@ -8,7 +8,8 @@ import type { OhttpKeyPair } from "@cloister/ohttp";
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
-import type { JobQueue } from "./workflow/job-queue.js";
+import type { JobQueue, QueueStats } from "./workflow/job-queue.js";
+import { Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
@@ -169,7 +170,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     }
   };
   const verifier = config.sessionVerifier ?? config.sessions;
-  const { app } = createServiceApp({
+  const { app, registry } = createServiceApp({
     logger: config.logger,
     // A Binary of maxBinaryBytes in base64 inside JSON, with room for the rest of the resource.
     bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,
@@ -268,6 +269,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     }
   });
   app.get("/auth/jwks", async () => config.sessions.jwks());
+  // Ready: the platform listens only after it attested, got its keys and migrated its store.
+  app.get("/readyz", async () => ({ status: "ready", workflow: config.workflow !== undefined }));
 
   // The evidence for the portal to check with the attestation service itself (DESIGN.md §1 step 3).
   app.get("/attestation", async () => {
@@ -606,6 +609,29 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           },
         });
   worker?.start(workflow?.workers ?? 2);
+  if (workflow !== undefined) {
+    const queueStats = (): Promise<QueueStats> => workflow.queue.stats();
+    new Gauge({
+      name: "diagnosis_jobs",
+      help: "Diagnosis jobs by state (waiting, running)",
+      labelNames: ["state"],
+      registers: [registry],
+      async collect() {
+        const stats = await queueStats();
+        this.set({ state: "waiting" }, stats.waiting);
+        this.set({ state: "running" }, stats.running);
+      },
+    });
+    new Gauge({
+      name: "diagnosis_job_oldest_overdue_seconds",
+      help: "How long the longest-overdue waiting diagnosis job has been due (0 when none)",
+      registers: [registry],
+      async collect() {
+        const { oldestDueAt } = await queueStats();
+        this.set(oldestDueAt === undefined ? 0 : Math.max(0, (Date.now() - oldestDueAt) / 1000));
+      },
+    });
+  }
   app.addHook("onClose", async () => {
     await worker?.stop();
   });

@@ -3,8 +3,11 @@
 //   CLOISTER_PLATFORM_URL           public URL (default https://127.0.0.1:<port>)
 //   CLOISTER_TLS_CERT, CLOISTER_TLS_KEY   PEM files (required)
 //   CLOISTER_CA                     PEM file of the CA for the attestation service, key broker, inference server
+//   CLOISTER_TEE_PROVIDER           sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR               simulation platform and the SQLite file (default .cloister)
-//   CLOISTER_POSTGRES_URL           use PostgreSQL instead of SQLite
+//   CLOISTER_POSTGRES_URL           use PostgreSQL instead of SQLite; without a password in it, the password is
+//                                   the key broker secret "postgres-credentials"
+//   CLOISTER_ATTESTATION_ISSUER     the attestation service's issuer when it differs from its URL (in-cluster)
 //   CLOISTER_ATTESTATION_URL, CLOISTER_KEY_BROKER_URL   (required)
 //   CLOISTER_INFERENCE_URL          the inference server (the workflow is off without it)
 //   CLOISTER_INFERENCE_MEASUREMENTS comma-separated allowed inference-server measurements (hex) (required with it)
@@ -19,13 +22,12 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadSimulationPlatform } from "@cloister/attestation";
 import {
   attestAtStart,
   connectConfidentialService,
   PeerVerifier,
   releaseKey,
-  simulatedServiceTee,
+  serviceTee,
   type ConfidentialService,
 } from "@cloister/enclave";
 import { AccountService, ensureAccounts } from "./auth/accounts.js";
@@ -50,7 +52,7 @@ const keyBrokerUrl = requiredEnv("CLOISTER_KEY_BROKER_URL");
 const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
-const provider = simulatedServiceTee(loadSimulationPlatform(dataDirectory), repositoryRoot, "platform-api");
+const provider = serviceTee(repositoryRoot, "platform-api", dataDirectory);
 const attestation = await attestAtStart({
   provider,
   attestationService: { url: attestationUrl, ...tls },
@@ -72,10 +74,20 @@ const tenantKeyring = async (tenantId: string): Promise<TenantKeyring> => {
   return keyring;
 };
 
-const store =
-  process.env.CLOISTER_POSTGRES_URL === undefined
-    ? openSqliteStore(join(dataDirectory, "records.db"))
-    : openPostgresStore({ connectionString: process.env.CLOISTER_POSTGRES_URL });
+const postgresUrl = process.env.CLOISTER_POSTGRES_URL;
+let store;
+if (postgresUrl === undefined) {
+  store = openSqliteStore(join(dataDirectory, "records.db"));
+} else {
+  const connection = new URL(postgresUrl);
+  if (connection.password === "") {
+    // The database password exists in plain text only here, released to this TEE's token.
+    connection.password = encodeURIComponent(
+      Buffer.from(await release("postgres-credentials")).toString("utf8"),
+    );
+  }
+  store = openPostgresStore({ connectionString: connection.toString() });
+}
 await store.migrate();
 
 const redisUrl = process.env.CLOISTER_REDIS_URL;
@@ -111,7 +123,13 @@ const connectInference = async (): Promise<ConfidentialService> => {
     url: inferenceUrl,
     ...tls,
     verifier: new PeerVerifier({
-      attestationService: { url: attestationUrl, ...tls },
+      attestationService: {
+        url: attestationUrl,
+        ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
+          ? {}
+          : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
+        ...tls,
+      },
       expectations: {
         measurements: requiredEnv("CLOISTER_INFERENCE_MEASUREMENTS")
           .split(",")

@@ -15,7 +15,16 @@ export interface JobQueue {
   readonly take: () => Promise<DiagnosisJob | undefined>;
   /** The job is done (or given up): forget it. */
   readonly complete: (job: DiagnosisJob) => Promise<void>;
+  /** For monitoring: jobs waiting and running, and when the longest-overdue waiting job fell due. */
+  readonly stats: () => Promise<QueueStats>;
   readonly close: () => Promise<void>;
+}
+
+export interface QueueStats {
+  readonly waiting: number;
+  readonly running: number;
+  /** Due time (ms) of the oldest job that is due but not taken, if any. */
+  readonly oldestDueAt: number | undefined;
 }
 
 export function createMemoryJobQueue(now: () => number = Date.now): JobQueue {
@@ -67,6 +76,14 @@ export function createMemoryJobQueue(now: () => number = Date.now): JobQueue {
           }),
     complete: async (job) => {
       running.delete(key(job));
+    },
+    stats: async () => {
+      const due = [...pending.values()].map((entry) => entry.dueAt).filter((dueAt) => dueAt <= now());
+      return {
+        waiting: pending.size,
+        running: running.size,
+        oldestDueAt: due.length === 0 ? undefined : Math.min(...due),
+      };
     },
     close: async () => {
       closed = true;

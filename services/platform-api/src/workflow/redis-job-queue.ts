@@ -9,7 +9,7 @@ import { createHmac, hkdfSync } from "node:crypto";
 import { Redis } from "ioredis";
 import { PlatformError } from "../errors.js";
 import { openBytes, sealBytes } from "../storage/record-crypto.js";
-import type { DiagnosisJob, JobQueue } from "./job-queue.js";
+import type { DiagnosisJob, JobQueue, QueueStats } from "./job-queue.js";
 
 export interface RedisJobQueueOptions {
   /** e.g. `redis://127.0.0.1:6379`; credentials come from the key broker, not the URL. */
@@ -74,8 +74,17 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
       ? cause
       : new PlatformError("ERR_STORAGE", "the job queue is unavailable", { cause });
 
+  const stats = async (): Promise<QueueStats> => {
+    const [waiting, running, oldest] = await Promise.all([
+      redis.zcard(`${prefix}:ready`),
+      redis.zcard(`${prefix}:running`),
+      redis.zrangebyscore(`${prefix}:ready`, "-inf", now(), "WITHSCORES", "LIMIT", 0, 1),
+    ]);
+    return { waiting, running, oldestDueAt: oldest[1] === undefined ? undefined : Number(oldest[1]) };
+  };
   return {
     redis,
+    stats,
     enqueue: async (job, delayMs = 0) => {
       const name = member(job);
       try {
