@@ -2,13 +2,13 @@
 // Each service runs as its own process on 127.0.0.1 over TLS (dev CA), in its own simulated TEE with its
 // own measurement: attestation service (N), key broker (N+1), inference server (N+2), platform API (N+3),
 // portal (N+4). Keys and release policies are bound to the measurements computed here from the built code.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { devSigner, measureService } from "@cloister/enclave";
 import { ExitCode, type CliIo } from "./cli-io.js";
-import { demoTenant, prepareDataDirectory } from "./up-data-directory.js";
+import { claimDataDirectory, demoTenant, prepareDataDirectory } from "./up-data-directory.js";
 import { ensureKey } from "./up-keys.js";
 import { checkPortsFree, ServiceSupervisor, type ServiceSpec } from "./up-processes.js";
 
@@ -98,6 +98,7 @@ export async function runUp(
   };
   let writeStack = (): void => undefined;
   let supervisor: ServiceSupervisor | undefined;
+  let releaseClaim: (() => void) | undefined;
   try {
     await checkPortsFree([
       { name: "attestation service", port: ports.attestation },
@@ -106,7 +107,10 @@ export async function runUp(
       { name: "platform API", port: ports.platform },
       { name: "portal", port: ports.portal },
     ]);
-    const data = prepareDataDirectory(resolve(values["data-dir"]));
+    const dataPath = resolve(values["data-dir"]);
+    mkdirSync(dataPath, { recursive: true, mode: 0o700 });
+    releaseClaim = claimDataDirectory(dataPath);
+    const data = prepareDataDirectory(dataPath);
     const measurements = {
       "attestation-service": measureService(repositoryRoot, "attestation-service"),
       "key-broker": measureService(repositoryRoot, "key-broker"),
@@ -288,6 +292,7 @@ export async function runUp(
   } catch (error) {
     io.stderr(`cloister up: ${(error as Error).message}\n`);
     await supervisor?.stopAll();
+    releaseClaim?.();
     return ExitCode.rejected;
   }
   await new Promise<void>((resolveStop) => {
@@ -304,6 +309,7 @@ export async function runUp(
   });
   io.stdout("Stopping…\n");
   await supervisor.stopAll();
+  releaseClaim?.();
   io.stdout("Stopped.\n");
   return ExitCode.ok;
 }

@@ -5,7 +5,7 @@
 //   demo-credentials.json    the demo tenant's accounts and password (the platform's bootstrap file)
 // Secrets are written with mode 0600 and the directories with 0700.
 import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   createSimulationPlatform,
@@ -147,4 +147,40 @@ export function prepareDataDirectory(path: string): DataDirectory {
       return { cert, key };
     },
   };
+}
+
+/**
+ * Claims the data directory for this `cloister up` (DIR/cloister-up.pid): two stacks on one directory would
+ * write the same records and keys. A claim left by a process that no longer runs is taken over.
+ * Returns the release function.
+ */
+export function claimDataDirectory(path: string): () => void {
+  const lock = join(path, "cloister-up.pid");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return () => {
+        rmSync(lock, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw error;
+      }
+      const holder = Number.parseInt(readFileSync(lock, "utf8"), 10);
+      let alive = false;
+      try {
+        process.kill(holder, 0);
+        alive = Number.isInteger(holder) && holder > 0;
+      } catch {
+        alive = false;
+      }
+      if (alive) {
+        throw new Error(
+          `another cloister up (pid ${holder}) is using ${path}; stop it first, or choose --data-dir`,
+        );
+      }
+      rmSync(lock, { force: true });
+    }
+  }
+  throw new Error(`could not claim ${path}`);
 }

@@ -215,6 +215,26 @@ describe("cloister up (npm start)", () => {
     assert.match(second.stderr, new RegExp(`port ${portBase} \\(attestation service\\) is taken`));
     assert.match(second.stderr, /--port-base/);
   });
+
+  test("a second stack on the same data directory is refused, naming the running one", async () => {
+    const otherPorts = await freePortBase();
+    const second = await run(process.execPath, [
+      join(repositoryRoot, "packages/cli/dist/bin.js"),
+      "up",
+      "--data-dir",
+      dataDirectory,
+      "--port-base",
+      String(otherPorts),
+    ]).then(
+      () => assert.fail("a second stack on the same data directory started"),
+      (error: unknown) => error as { code: number; stderr: string },
+    );
+    assert.equal(second.code, 1);
+    assert.match(
+      second.stderr,
+      new RegExp(`another cloister up \\(pid ${String(stack.process.pid)}\\) is using`),
+    );
+  });
 });
 
 describe(
