@@ -309,7 +309,7 @@ export async function runUp(
   });
   io.stdout("Stopping…\n");
   await supervisor.stopAll();
-  releaseClaim?.();
+  releaseClaim();
   io.stdout("Stopped.\n");
   return ExitCode.ok;
 }
