@@ -352,7 +352,7 @@ describe("container images", () => {
     },
   );
 
-  test("the measurement is reproducible: two clean builds of the platform API give the label's value", async () => {
+  test("the measurement is reproducible: a clean build of the platform API gives the repository build's value", async () => {
     const projects = [
       "packages/attestation",
       "packages/ohttp",
@@ -374,16 +374,10 @@ describe("container images", () => {
       }
       return measureCode(root, serviceCodeFolders("platform-api"));
     };
-    const [first, second] = await Promise.all([
-      build(join(scratch, "build-1")),
-      build(join(scratch, "build-2")),
-    ]);
-    assert.equal(first, second);
-    assert.equal(
-      first,
-      measureService(repositoryRoot, "platform-api"),
-      "the built tree in the repository matches",
-    );
+    // The repository's own build (npm run build) is the first; a clean build in another folder is the second.
+    const first = measureService(repositoryRoot, "platform-api");
+    const second = await build(join(scratch, "clean-build"));
+    assert.equal(second, first, "a clean build of the same source gives the same measurement");
     const cli = await run(process.execPath, [
       join(repositoryRoot, "packages/cli/dist/bin.js"),
       "measure",
