@@ -144,6 +144,10 @@ describe("Helm chart", () => {
         "sgx.epcResource": "kubernetes.azure.com/sgx_epc_mem_in_MiB",
         "services.platformApi.autoscaling.enabled": "false",
         "monitoring.serviceMonitor": "false",
+        "services.platformApi.oidc.issuer": "https://login.microsoftonline.com/1111/v2.0",
+        "services.platformApi.oidc.audience": "api://cloister",
+        "services.platformApi.oidc.tenants": "1111=st-marys",
+        "services.platformApi.oidc.roles": "Cloister.Clinician=clinician",
       }),
     );
   });
@@ -247,6 +251,7 @@ describe("Helm chart", () => {
       ["measurements.platformApi", "not-hex", /measurements\.platformApi/],
       ["urls.portal", "http://portal.example", /urls\.portal/],
       ["unknownKey", "1", /unknownKey|additional/i],
+      ["services.platformApi.oidc.roles", "Cloister.Root=root", /oidc\.roles/],
     ] as const) {
       await assert.rejects(
         render({ [key]: value }),

@@ -16,6 +16,8 @@
 //                                   broker secret "redis-credentials" ("password" or "user:password")
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start
 //   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
+//   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE, CLOISTER_OIDC_TENANTS, CLOISTER_OIDC_ROLES (and _JWKS_URI,
+//                                   _TENANT_CLAIM, _ROLE_CLAIM): sign-in through Entra ID instead of local accounts
 //   CLOISTER_BOOTSTRAP_ACCOUNTS     JSON file {accounts:[{email,password,tenantId,role}]}: created at start if missing
 // Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, released by the key broker
 // to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
@@ -31,7 +33,7 @@ import {
   type ConfidentialService,
 } from "@cloister/enclave";
 import { AccountService, ensureAccounts } from "./auth/accounts.js";
-import { createLocalSessions } from "./auth/sessions.js";
+import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./auth/sessions.js";
 import { buildApp } from "./app.js";
 import { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
 import { openPostgresStore } from "./storage/postgres-store.js";
@@ -147,6 +149,7 @@ const connectInference = async (): Promise<ConfidentialService> => {
 };
 
 const accounts = new AccountService(store, systemKeyring);
+const oidc = oidcOptionsFromEnvironment(process.env);
 const bootstrapFile = process.env.CLOISTER_BOOTSTRAP_ACCOUNTS;
 if (bootstrapFile !== undefined) {
   await ensureAccounts(accounts, JSON.parse(readFileSync(bootstrapFile, "utf8")) as unknown);
@@ -159,6 +162,8 @@ const app = await buildApp({
   tenantKeyring,
   accounts,
   sessions: await createLocalSessions({ issuer: baseUrl }),
+  // An external OpenID Connect provider (Entra ID) replaces local accounts when it is configured.
+  ...(oidc === undefined ? {} : { sessionVerifier: createOidcSessions(oidc) }),
   attestation,
   ...(inferenceUrl === undefined
     ? {}

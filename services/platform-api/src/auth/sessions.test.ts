@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { PlatformError } from "../errors.js";
-import { createLocalSessions, createOidcSessions } from "./sessions.js";
+import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./sessions.js";
 
 test("local sessions carry subject, tenant and role, and refuse tampering", async () => {
   const sessions = await createLocalSessions({ issuer: "https://platform.test", lifetimeSeconds: 60 });
@@ -82,5 +82,42 @@ test("an OpenID Connect provider's tokens map to a tenant and the strongest mapp
   await refused(
     token({ tid: "hospital-tid", roles: ["Cloister.Clerk"] }, { issuer: "https://evil.example" }),
     "ERR_UNAUTHENTICATED",
+  );
+});
+
+test("OpenID Connect from configuration: Entra defaults, mappings, and refusals", () => {
+  assert.equal(oidcOptionsFromEnvironment({}), undefined, "no issuer: local accounts");
+  const options = oidcOptionsFromEnvironment({
+    CLOISTER_OIDC_ISSUER: "https://login.microsoftonline.com/1111/v2.0",
+    CLOISTER_OIDC_AUDIENCE: "api://cloister",
+    CLOISTER_OIDC_TENANTS: "1111=st-marys, 2222=general",
+    CLOISTER_OIDC_ROLES: "Cloister.Clerk=clerk,Cloister.Clinician=clinician",
+  });
+  assert.deepEqual(options, {
+    issuer: "https://login.microsoftonline.com/1111/v2.0",
+    audience: "api://cloister",
+    jwksUri: "https://login.microsoftonline.com/1111/discovery/v2.0/keys",
+    tenantClaim: "tid",
+    tenants: { "1111": "st-marys", "2222": "general" },
+    roleClaim: "roles",
+    roles: { "Cloister.Clerk": "clerk", "Cloister.Clinician": "clinician" },
+  });
+  const base = {
+    CLOISTER_OIDC_ISSUER: "https://idp.example",
+    CLOISTER_OIDC_TENANTS: "a=b",
+    CLOISTER_OIDC_ROLES: "x=clerk",
+  };
+  assert.throws(() => oidcOptionsFromEnvironment(base), /AUDIENCE/);
+  assert.throws(
+    () => oidcOptionsFromEnvironment({ ...base, CLOISTER_OIDC_AUDIENCE: "x", CLOISTER_OIDC_ROLES: "x=root" }),
+    /not clerk/,
+  );
+  assert.throws(
+    () => oidcOptionsFromEnvironment({ ...base, CLOISTER_OIDC_AUDIENCE: "x", CLOISTER_OIDC_TENANTS: "" }),
+    /TENANTS is empty/,
+  );
+  assert.throws(
+    () => oidcOptionsFromEnvironment({ ...base, CLOISTER_OIDC_AUDIENCE: "x", CLOISTER_OIDC_TENANTS: "nope" }),
+    /pairs/,
   );
 });

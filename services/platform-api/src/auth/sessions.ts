@@ -123,3 +123,53 @@ export function createOidcSessions(options: OidcSessionOptions): SessionVerifier
     },
   };
 }
+
+function parseMapping(text: string, name: string): Record<string, string> {
+  const mapping: Record<string, string> = {};
+  for (const pair of text.split(",").filter((entry) => entry.trim() !== "")) {
+    const separator = pair.lastIndexOf("=");
+    if (separator <= 0 || separator === pair.length - 1) {
+      throw new Error(`${name}: write claim values as value=target pairs separated by commas`);
+    }
+    mapping[pair.slice(0, separator).trim()] = pair.slice(separator + 1).trim();
+  }
+  if (Object.keys(mapping).length === 0) {
+    throw new Error(`${name} is empty`);
+  }
+  return mapping;
+}
+
+/**
+ * The OpenID Connect provider from configuration, or undefined for local accounts:
+ *   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE (required together), CLOISTER_OIDC_JWKS_URI (default: Entra's
+ *   `<issuer without /v2.0>/discovery/v2.0/keys`), CLOISTER_OIDC_TENANTS (`<tid>=<tenant>,…`),
+ *   CLOISTER_OIDC_ROLES (`<app role>=clerk|clinician|admin,…`), CLOISTER_OIDC_TENANT_CLAIM (default `tid`),
+ *   CLOISTER_OIDC_ROLE_CLAIM (default `roles`).
+ */
+export function oidcOptionsFromEnvironment(
+  environment: Readonly<Record<string, string | undefined>>,
+): OidcSessionOptions | undefined {
+  const issuer = environment.CLOISTER_OIDC_ISSUER;
+  if (issuer === undefined || issuer === "") {
+    return undefined;
+  }
+  const audience = environment.CLOISTER_OIDC_AUDIENCE;
+  if (audience === undefined || audience === "") {
+    throw new Error("CLOISTER_OIDC_AUDIENCE is required with CLOISTER_OIDC_ISSUER");
+  }
+  const roles = parseMapping(environment.CLOISTER_OIDC_ROLES ?? "", "CLOISTER_OIDC_ROLES");
+  for (const [claimValue, role] of Object.entries(roles)) {
+    if (!isRole(role)) {
+      throw new Error(`CLOISTER_OIDC_ROLES: ${claimValue} maps to ${role}, not clerk, clinician or admin`);
+    }
+  }
+  return {
+    issuer,
+    audience,
+    jwksUri: environment.CLOISTER_OIDC_JWKS_URI ?? `${issuer.replace(/\/v2\.0\/?$/, "")}/discovery/v2.0/keys`,
+    tenantClaim: environment.CLOISTER_OIDC_TENANT_CLAIM ?? "tid",
+    tenants: parseMapping(environment.CLOISTER_OIDC_TENANTS ?? "", "CLOISTER_OIDC_TENANTS"),
+    roleClaim: environment.CLOISTER_OIDC_ROLE_CLAIM ?? "roles",
+    roles: roles as Record<string, Role>,
+  };
+}
