@@ -33,7 +33,17 @@ if (selected.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ["--conditions=@cloister/source", "--import", "tsx", "--test", "--test-concurrency=2", ...selected],
+  // A test that hangs fails after 5 minutes instead of holding CI until its limit (the slowest test takes
+  // about 30 s here).
+  [
+    "--conditions=@cloister/source",
+    "--import",
+    "tsx",
+    "--test",
+    "--test-concurrency=2",
+    "--test-timeout=300000",
+    ...selected,
+  ],
   { stdio: "inherit" },
 );
 process.exit(result.status ?? 1);
