@@ -40,6 +40,11 @@ export interface PlatformConfig {
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
+  /**
+   * Requests handled at once (health, metrics and event streams aside) before the platform sheds load with
+   * 503 and Retry-After instead of slowing every request down or running out of memory (default 256).
+   */
+  readonly maxInFlight?: number;
   readonly now?: () => Date;
   /** This platform's own attestation (evidence and token), served at GET /attestation for the portal. */
   readonly attestation?: {
@@ -178,6 +183,30 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
   });
   app.decorateRequest("principal", undefined);
+
+  // Load shedding: a request over the limit gets ERR_OVERLOADED (503, Retry-After) before any work is done.
+  const maxInFlight = config.maxInFlight ?? 256;
+  const unlimited = new Set(["/healthz", "/readyz", "/metrics", "/events"]);
+  let inFlight = 0;
+  app.addHook("onRequest", async (request, reply) => {
+    if (unlimited.has(request.routeOptions.url ?? "")) {
+      return;
+    }
+    if (inFlight >= maxInFlight) {
+      reply.header("retry-after", "1");
+      throw new PlatformError("ERR_OVERLOADED");
+    }
+    inFlight++;
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        inFlight--;
+      }
+    };
+    reply.raw.once("finish", release);
+    reply.raw.once("close", release);
+  });
 
   for (const type of ["application/fhir+json", "application/json+fhir"]) {
     app.addContentTypeParser(type, { parseAs: "string" }, (_request, body, done) => {

@@ -25,6 +25,11 @@ export const platformErrors = {
     issue: "transient",
     message: "the platform is not ready (attestation or keys)",
   },
+  ERR_OVERLOADED: {
+    status: 503,
+    issue: "transient",
+    message: "the platform is at capacity; retry after Retry-After seconds",
+  },
   ERR_STORAGE: { status: 500, issue: "exception", message: "the record store failed" },
   ERR_INTERNAL: { status: 500, issue: "exception", message: "the request could not be handled" },
 } as const;

@@ -3,9 +3,6 @@
 // requests are refused. Also: bootstrap accounts are created once.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   decodeResponse,
@@ -16,38 +13,20 @@ import {
   type OhttpKeyPair,
 } from "@cloister/ohttp";
 import type { FastifyInstance } from "fastify";
-import {
-  AccountService,
-  buildApp,
-  createLocalSessions,
-  deriveTenantKeyring,
-  openSqliteStore,
-  type RecordStore,
-} from "./app.js";
+import type { AccountService } from "./app.js";
 import { ensureAccounts } from "./auth/accounts.js";
+import { startTestPlatform, type TestPlatform } from "./test-support/test-platform.js";
 
-const scratch = mkdtempSync(join(tmpdir(), "cloister-gateway-"));
 const password = "correct horse battery staple";
 const sentinelName = `Gatewaysentinel${randomBytes(4).toString("hex")}`;
+let platform: TestPlatform;
 let app: FastifyInstance;
-let store: RecordStore;
 let keys: OhttpKeyPair;
 let accounts: AccountService;
 
 before(async () => {
-  store = openSqliteStore(join(scratch, "records.db"));
-  await store.migrate();
-  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
-  accounts = new AccountService(store, systemKeyring);
-  const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
   keys = await generateOhttpKeyPair({ keyId: 7 });
-  app = await buildApp({
-    baseUrl: "https://platform.test",
-    store,
-    accounts,
-    systemKeyring,
-    sessions: await createLocalSessions({ issuer: "https://platform.test" }),
-    tenantKeyring: async () => tenantKeyring,
+  platform = await startTestPlatform({
     attestation: {
       token: () => "token",
       evidence: { type: "sgx", quote: new Uint8Array(16) },
@@ -55,11 +34,10 @@ before(async () => {
       keys: { ohttp: keys },
     },
   });
+  ({ app, accounts } = platform);
 });
 after(async () => {
-  await app.close();
-  await store.close();
-  rmSync(scratch, { recursive: true, force: true });
+  await platform.close();
 });
 
 async function sealed(init: {

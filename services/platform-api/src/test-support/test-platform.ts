@@ -1,0 +1,50 @@
+// A platform app on a fresh SQLite store, with one tenant ("hospital-a") and random keys, for tests that
+// need the routes but not attestation.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { AccountService } from "../auth/accounts.js";
+import { createLocalSessions } from "../auth/sessions.js";
+import { buildApp, type PlatformConfig } from "../app.js";
+import { deriveTenantKeyring } from "../storage/record-crypto.js";
+import type { RecordStore } from "../storage/record-store.js";
+import { openSqliteStore } from "../storage/sqlite-store.js";
+
+export interface TestPlatform {
+  readonly app: FastifyInstance;
+  readonly store: RecordStore;
+  readonly accounts: AccountService;
+  readonly close: () => Promise<void>;
+}
+
+export async function startTestPlatform(
+  options: Partial<Pick<PlatformConfig, "attestation" | "maxInFlight">> = {},
+): Promise<TestPlatform> {
+  const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
+  const store = openSqliteStore(join(scratch, "records.db"));
+  await store.migrate();
+  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+  const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
+  const accounts = new AccountService(store, systemKeyring);
+  const app = await buildApp({
+    baseUrl: "https://platform.test",
+    store,
+    accounts,
+    systemKeyring,
+    sessions: await createLocalSessions({ issuer: "https://platform.test" }),
+    tenantKeyring: async () => tenantKeyring,
+    ...options,
+  });
+  return {
+    app,
+    store,
+    accounts,
+    close: async () => {
+      await app.close();
+      await store.close();
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
