@@ -370,6 +370,37 @@ describe(
       await page.context().close();
     });
 
+    test("markup and script in every text field are shown as text, never run", async () => {
+      const page = await newPage(observed);
+      let dialogs = 0;
+      page.on("dialog", (dialog) => {
+        dialogs++;
+        void dialog.dismiss();
+      });
+      await signInPortal(page, "clerk@demo.hospital");
+      const payloads = {
+        mrn: `XSS-<svg onload=alert(1)>-${randomBytes(2).toString("hex")}`,
+        family: `<img src=x onerror="window.__xss=1;alert(1)">`,
+        given: `"><script>window.__xss=2</script>`,
+      };
+      const intake = page.getByRole("region", { name: "New patient" });
+      await intake.getByLabel("Medical record number").fill(payloads.mrn);
+      await intake.getByLabel("Family name").fill(payloads.family);
+      await intake.getByLabel("Given name").fill(payloads.given);
+      await intake.getByRole("button", { name: "Register patient" }).click();
+      const heading = page.getByTestId("patient-name");
+      await heading.waitFor();
+      assert.equal(await heading.textContent(), `${payloads.family.toUpperCase()}, ${payloads.given}`);
+      const search = page.getByRole("region", { name: "Find a patient" });
+      await search.getByLabel("Medical record number").fill(payloads.mrn);
+      await search.getByRole("button", { name: "Search" }).click();
+      await search.getByText(payloads.mrn).waitFor();
+      assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
+      assert.equal(dialogs, 0);
+      assert.equal(await page.locator("img[src=x], svg[onload]").count(), 0, "no injected element exists");
+      await page.context().close();
+    });
+
     test("no sentinel PHI or password in any URL, console line, service log or metric", async () => {
       assert.ok(observed.urls.length > 10);
       const description = stack.stack();
