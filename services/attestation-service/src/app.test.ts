@@ -232,6 +232,49 @@ describe("attestation service (MAA REST API)", async () => {
     await rotating.close();
   });
 
+  test("the signing key survives a restart sealed to the service's signer; another signer gets a new key", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "cloister-signing-key-"));
+    try {
+      const signingKeyFile = join(folder, "signing-key.sealed");
+      const first = await buildApp(config({ signingKeyFile }));
+      const token = (
+        await first.inject({
+          method: "POST",
+          url: "/attest/SgxEnclave",
+          payload: { quote: b64url(workloadQuote) },
+        })
+      ).json<{ token: string }>().token;
+      const [firstKey] = (await jwksOf(first)).keys;
+      await first.close();
+      assert.ok(!readFileSync(signingKeyFile).includes(Buffer.from("PRIVATE KEY")), "the key file is sealed");
+      // Restarted (an upgrade: another measurement, the same signer): the same key, so the token verifies.
+      const restarted = await buildApp(
+        config({
+          signingKeyFile,
+          provider: simulationProvider(platform, { ...serviceIdentity, mrenclave: "77".repeat(32) }),
+        }),
+      );
+      const jwks = await jwksOf(restarted);
+      assert.deepEqual(
+        jwks.keys.map((key) => key.kid),
+        [firstKey?.kid],
+      );
+      await jwtVerify(token, createLocalJWKSet(jwks), { issuer });
+      await restarted.close();
+      // Code from another signer cannot open it and signs with a new key of its own.
+      const stranger = await buildApp(
+        config({
+          signingKeyFile,
+          provider: simulationProvider(platform, { ...serviceIdentity, mrsigner: "78".repeat(32) }),
+        }),
+      );
+      assert.notEqual((await jwksOf(stranger)).keys[0]?.kid, firstKey?.kid);
+      await stranger.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   test("health, readiness and Prometheus metrics by route template and outcome", async () => {
     assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
     assert.equal((await app.inject({ method: "GET", url: "/readyz" })).statusCode, 200);

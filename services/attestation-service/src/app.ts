@@ -1,5 +1,7 @@
 // The attestation service: Microsoft Azure Attestation's REST API over @cloister/attestation.
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import {
@@ -14,7 +16,14 @@ import { CollateralStore } from "./collateral-store.js";
 import { PccsClient, type PccsClientOptions } from "./pccs-client.js";
 import { ServiceError } from "./errors.js";
 import { attestationTypes, PolicyStore, type AttestationType, type PolicyMode } from "./policies.js";
-import { createSigningKey, jwkFor, type SigningKey } from "./signing-key.js";
+import {
+  createSigningKey,
+  jwkFor,
+  type SigningKey,
+  openSigningKey,
+  sealSigningKey,
+  signingKeyNotAfter,
+} from "./signing-key.js";
 
 export interface AttestationServiceConfig {
   /** The service's public URL: the tokens' `iss`, and `jku` = issuer + "/certs". */
@@ -33,6 +42,11 @@ export interface AttestationServiceConfig {
   readonly pccs?: PccsClientOptions;
   /** AMD ASK+ARK chains (PEM) for SEV-SNP reports whose VcekCertChain holds only the VCEK. */
   readonly amdChains?: readonly string[];
+  /**
+   * Where the signing key is kept, sealed to this TEE's signer, so a restart keeps signing with the same key
+   * and tokens issued before it stay verifiable. Without it a new key is made at every start.
+   */
+  readonly signingKeyFile?: string;
   /** Token lifetime in seconds (default 3600). */
   readonly tokenLifetimeSeconds?: number;
   /** The clock (tests freeze it). */
@@ -74,7 +88,33 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     const evidence = await config.provider.getEvidence(runtimeData);
     return evidence.type === "sevsnp" ? evidence.report : evidence.quote;
   };
-  let signingKey: SigningKey = await createSigningKey(ownEvidence, now());
+  const keyFile = config.signingKeyFile;
+  const sealingKey =
+    keyFile === undefined ? undefined : await config.provider.sealingKey("attestation-signing-key", "signer");
+  const persist = (key: SigningKey): void => {
+    if (keyFile === undefined || sealingKey === undefined) {
+      return;
+    }
+    const temporary = `${keyFile}.${randomBytes(6).toString("hex")}.tmp`;
+    writeFileSync(temporary, sealSigningKey(key, sealingKey), { mode: 0o600 });
+    renameSync(temporary, keyFile);
+  };
+  let kept: SigningKey | undefined;
+  if (keyFile !== undefined && sealingKey !== undefined && existsSync(keyFile)) {
+    try {
+      const opened = openSigningKey(readFileSync(keyFile), sealingKey);
+      // A key whose certificate has less than 30 days left is replaced.
+      if (signingKeyNotAfter(opened).getTime() - now().getTime() > 30 * 24 * 3600 * 1000) {
+        kept = opened;
+      }
+    } catch {
+      // Sealed by another signer or damaged: a new key is made below (a rotation).
+    }
+  }
+  let signingKey: SigningKey = kept ?? (await createSigningKey(ownEvidence, now()));
+  if (kept === undefined) {
+    persist(signingKey);
+  }
   const retiredKeys: SigningKey[] = [];
   const verificationCache = createVerificationCache();
 
@@ -106,6 +146,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
       signingKey.retiredAt = now();
       retiredKeys.push(signingKey);
       signingKey = await createSigningKey(ownEvidence, now());
+      persist(signingKey);
     },
   });
 

@@ -10,9 +10,10 @@
 //   CLOISTER_PCCS_URL            Intel PCS or PCCS (API v4) base URL for collateral the folder lacks
 //   CLOISTER_POLICY_SIGNERS      file with PEM certificates allowed to sign policies
 //   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
+//   CLOISTER_SIGNING_KEY_FILE    the sealed token-signing key (default <data dir>/attestation-signing-key.sealed)
 //   CLOISTER_CORS_ORIGINS        comma-separated browser origins allowed to call it (the portal)
 import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
 import { serviceTee } from "@cloister/enclave";
@@ -42,6 +43,8 @@ const app = await buildApp({
   ...(process.env.CLOISTER_PCCS_URL === undefined
     ? {}
     : { pccs: { baseUrl: process.env.CLOISTER_PCCS_URL } }),
+  signingKeyFile:
+    process.env.CLOISTER_SIGNING_KEY_FILE ?? join(dataDirectory, "attestation-signing-key.sealed"),
   tokenLifetimeSeconds: Number.parseInt(process.env.CLOISTER_TOKEN_LIFETIME ?? "3600", 10),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   corsOrigins: (process.env.CLOISTER_CORS_ORIGINS ?? "").split(",").filter((origin) => origin.length > 0),

@@ -1,7 +1,17 @@
 // The token signing key: RSA-2048 made at start inside the service's TEE. Like MAA's, its self-signed
 // certificate carries the service's own evidence in extension 1.3.6.1.4.1.311.105.1, and its kid is
 // base64(SHA-256(SPKI PEM + NUL)), so anyone can check that the signing key lives in attested code.
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  X509Certificate,
+  type KeyObject,
+} from "node:crypto";
 import { buildCertificate, basicConstraintsExtension, keyUsageExtension } from "@cloister/attestation";
 import { exportJWK, type JWK } from "jose";
 
@@ -81,4 +91,43 @@ export async function jwkFor(key: SigningKey): Promise<JWK> {
     use: "sig",
     x5c: [key.certificateBase64],
   };
+}
+
+const sealedKeyLabel = Buffer.from("cloister-attestation-signing-key");
+
+/** The key as bytes only this TEE (its signer) can open: AES-256-GCM under the TEE's sealing key. */
+export function sealSigningKey(key: SigningKey, sealingKey: Uint8Array): Buffer {
+  const plaintext = Buffer.from(
+    JSON.stringify({
+      privateKey: key.privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),
+      certificate: key.certificateBase64,
+    }),
+  );
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", sealingKey, iv);
+  cipher.setAAD(sealedKeyLabel);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([Buffer.from("CSK1"), iv, cipher.getAuthTag(), ciphertext]);
+}
+
+/** Opens a sealed signing key; throws when it was sealed by another TEE or altered. */
+export function openSigningKey(sealed: Uint8Array, sealingKey: Uint8Array): SigningKey {
+  const bytes = Buffer.from(sealed);
+  if (bytes.subarray(0, 4).toString() !== "CSK1" || bytes.length < 4 + 12 + 16) {
+    throw new Error("not a sealed signing key");
+  }
+  const decipher = createDecipheriv("aes-256-gcm", sealingKey, bytes.subarray(4, 16));
+  decipher.setAAD(sealedKeyLabel);
+  decipher.setAuthTag(bytes.subarray(16, 32));
+  const { privateKey: der, certificate } = JSON.parse(
+    Buffer.concat([decipher.update(bytes.subarray(32)), decipher.final()]).toString("utf8"),
+  ) as { privateKey: string; certificate: string };
+  const privateKey = createPrivateKey({ key: Buffer.from(der, "base64"), format: "der", type: "pkcs8" });
+  const publicKey = createPublicKey(privateKey);
+  return { kid: kidFor(publicKey), privateKey, publicKey, certificateBase64: certificate };
+}
+
+/** When the key's certificate expires. */
+export function signingKeyNotAfter(key: SigningKey): Date {
+  return new Date(new X509Certificate(Buffer.from(key.certificateBase64, "base64")).validTo);
 }

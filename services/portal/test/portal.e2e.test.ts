@@ -517,6 +517,35 @@ describe("the stack over time", () => {
     assert.match(stack.stderr(), /platform-api exited \(SIGKILL\); starting it again/);
   });
 
+  test("the attestation service killed and restarted signs with the same sealed key", async () => {
+    const description = stack.stack();
+    const kids = async (): Promise<string[]> =>
+      (
+        (await stackRequest(stack.stack(), "GET", `${description.attestation}/certs`)).body as {
+          keys: { kid: string }[];
+        }
+      ).keys.map((key) => key.kid);
+    const before = await kids();
+    const killed = description.pids["attestation-service"];
+    assert.ok(killed !== undefined);
+    process.kill(killed, "SIGKILL");
+    const deadline = Date.now() + 30_000;
+    let after: string[] = [];
+    while (Date.now() < deadline) {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 300));
+      if (stack.stack().pids["attestation-service"] === killed) {
+        continue;
+      }
+      try {
+        after = await kids();
+        break;
+      } catch {
+        // starting
+      }
+    }
+    assert.deepEqual(after, before);
+  });
+
   test("Ctrl-C stops everything; a second start reuses the data directory and the records", async () => {
     assert.equal(await stack.stop(), 0);
     assert.match(stack.stdout(), /Stopped\./);
