@@ -546,6 +546,41 @@ describe("the stack over time", () => {
     assert.deepEqual(after, before);
   });
 
+  test("the key broker and the platform killed together come back, and the records still open", async () => {
+    const description = stack.stack();
+    const before = { ...description.pids };
+    for (const service of ["key-broker", "platform-api"] as const) {
+      const pid = before[service];
+      assert.ok(pid !== undefined);
+      process.kill(pid, "SIGKILL");
+    }
+    // The platform may start before the key broker is back: it then fails to get its keys, exits, and is
+    // started again; it never serves without them.
+    const deadline = Date.now() + 60_000;
+    let total = -1;
+    while (Date.now() < deadline) {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 500));
+      try {
+        const clerk = await signIn(stack.stack(), "clerk@demo.hospital", password);
+        const search = await stackRequest(
+          stack.stack(),
+          "GET",
+          `${description.platform}/fhir/Patient?name=Killtest`,
+          undefined,
+          clerk,
+        );
+        total = (search.body as { total?: number }).total ?? -1;
+        break;
+      } catch {
+        // still starting
+      }
+    }
+    assert.equal(total, 1, "the patient written before the kills opens with the released key");
+    const after = stack.stack().pids;
+    assert.notEqual(after["key-broker"], before["key-broker"]);
+    assert.notEqual(after["platform-api"], before["platform-api"]);
+  });
+
   test("Ctrl-C stops everything; a second start reuses the data directory and the records", async () => {
     assert.equal(await stack.stop(), 0);
     assert.match(stack.stdout(), /Stopped\./);
