@@ -33,7 +33,23 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-export async function runFhirReadBenchmark(seconds: number, connections: number) {
+interface LoadSummary {
+  readonly connections: number;
+  readonly requestsPerSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly non2xx: number;
+}
+
+/**
+ * FHIR Patient reads against the platform in its own process (and GET /healthz, the transport ceiling), at
+ * each of `connectionCounts` in turn: one count for the report, several for the load curve.
+ */
+export async function runFhirLoadCurve(
+  seconds: number,
+  connectionCounts: readonly number[],
+): Promise<{ fhir: LoadSummary; baseline: LoadSummary }[]> {
   const server = spawn(
     process.execPath,
     ["--conditions=@cloister/source", "--import", "tsx", join(here, "platform-server.ts")],
@@ -54,34 +70,50 @@ export async function runFhirReadBenchmark(seconds: number, connections: number)
       patientIds: string[];
     };
     let next = 0;
-    const reads = {
-      url,
+    const summary = (connections: number, result: autocannon.Result): LoadSummary => ({
       connections,
-      duration: seconds,
-      headers: { authorization: `Bearer ${token}`, accept: "application/fhir+json" },
-      requests: [
-        {
-          setupRequest: (request: autocannon.Request) => ({
-            ...request,
-            path: `/fhir/Patient/${patientIds[next++ % patientIds.length] ?? ""}`,
-          }),
-        },
-      ],
-    };
-    await autocannon({ ...reads, duration: 1 });
-    const fhir = await autocannon(reads);
-    const baseline = await autocannon({ url: `${url}/healthz`, connections, duration: seconds });
-    const summary = (result: autocannon.Result) => ({
       requestsPerSecond: result.requests.average,
       p50: result.latency.p50,
       p99: result.latency.p99,
       errors: result.errors + result.timeouts,
       non2xx: result.non2xx,
     });
-    return { fhir: summary(fhir), baseline: summary(baseline) };
+    const points: { fhir: LoadSummary; baseline: LoadSummary }[] = [];
+    for (const connections of connectionCounts) {
+      const reads = {
+        url,
+        connections,
+        duration: seconds,
+        headers: { authorization: `Bearer ${token}`, accept: "application/fhir+json" },
+        requests: [
+          {
+            setupRequest: (request: autocannon.Request) => ({
+              ...request,
+              path: `/fhir/Patient/${patientIds[next++ % patientIds.length] ?? ""}`,
+            }),
+          },
+        ],
+      };
+      await autocannon({ ...reads, duration: 1 });
+      const fhir = await autocannon(reads);
+      const baseline = await autocannon({ url: `${url}/healthz`, connections, duration: seconds });
+      points.push({ fhir: summary(connections, fhir), baseline: summary(connections, baseline) });
+    }
+    return points;
   } finally {
     server.kill();
   }
+}
+
+export async function runFhirReadBenchmark(
+  seconds: number,
+  connections: number,
+): Promise<{ fhir: LoadSummary; baseline: LoadSummary }> {
+  const [point] = await runFhirLoadCurve(seconds, [connections]);
+  if (point === undefined) {
+    throw new Error("no measurement");
+  }
+  return point;
 }
 
 export async function runWorkflowLatencyBenchmark(orders: number) {
