@@ -259,6 +259,8 @@ describe("attestation service (MAA REST API)", async () => {
         jwks.keys.map((key) => key.kid),
         [firstKey?.kid],
       );
+      // Its certificate is issued again, carrying the upgraded code's evidence.
+      assert.notEqual(jwks.keys[0]?.x5c?.[0], firstKey?.x5c?.[0]);
       await jwtVerify(token, createLocalJWKSet(jwks), { issuer });
       await restarted.close();
       // Code from another signer cannot open it and signs with a new key of its own.

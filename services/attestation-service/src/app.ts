@@ -111,7 +111,11 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
       // Sealed by another signer or damaged: a new key is made below (a rotation).
     }
   }
-  let signingKey: SigningKey = kept ?? (await createSigningKey(ownEvidence, now()));
+  // A kept key gets its certificate issued again, so the evidence in it is this start's (after an upgrade,
+  // the new code's), while its kid, and so every token it signed, stays the same.
+  // The file keeps the key's first certificate, whose expiry (a year after the key was made) bounds the
+  // key's life: with less than 30 days left a new key is made at start.
+  let signingKey: SigningKey = await createSigningKey(ownEvidence, now(), kept?.privateKey);
   if (kept === undefined) {
     persist(signingKey);
   }

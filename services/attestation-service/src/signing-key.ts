@@ -56,8 +56,11 @@ const evidenceOidDer = Uint8Array.of(0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0
 export async function createSigningKey(
   getEvidence: (runtimeData: Uint8Array) => Promise<Uint8Array>,
   now: Date,
+  /** Keep this private key (a restart) and only issue its certificate again, with the current evidence. */
+  existing?: KeyObject,
 ): Promise<SigningKey> {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const privateKey = existing ?? generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+  const publicKey = createPublicKey(privateKey);
   const pem = publicKey.export({ format: "pem", type: "spki" }).toString();
   const evidence = await getEvidence(new TextEncoder().encode(`${pem}\0`));
   const name = { commonName: "Cloister Attestation Signing Key" };
