@@ -216,3 +216,28 @@ function hex(bytes: Uint8Array): string {
   }
   return out;
 }
+
+/** RFC 9458 §5.3: the problem type telling clients to fetch the key configuration again. */
+export const ohttpKeyProblemType = "https://iana.org/assignments/http-problem-types#ohttp-key";
+
+/**
+ * The `application/problem+json` body (status 400) for an encapsulated request the gateway could not open,
+ * with its stable code; key problems carry the RFC 9458 problem type. Nothing of the request is echoed.
+ */
+export function decapsulationProblem(error: unknown): {
+  readonly code: string;
+  readonly body: { type?: string; title: string; status: 400; code: string };
+} {
+  const code = error instanceof OhttpError ? error.code : "ERR_GATEWAY";
+  return {
+    code,
+    body: {
+      ...(code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT"
+        ? { type: ohttpKeyProblemType }
+        : {}),
+      title: "the encapsulated request could not be opened",
+      status: 400,
+      code,
+    },
+  };
+}

@@ -18,6 +18,8 @@ export {
   type EncapsulateOptions,
 } from "./client.js";
 export {
+  decapsulationProblem,
+  ohttpKeyProblemType,
   generateOhttpKeyPair,
   importOhttpKeyPair,
   OhttpGateway,

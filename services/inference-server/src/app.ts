@@ -2,9 +2,9 @@
 // configuration, and the gateway. The host sees sizes, timings and outcome codes, never content.
 import { attestRequestBody, type Evidence } from "@cloister/enclave";
 import {
+  decapsulationProblem,
   decodeRequest,
   encodeResponse,
-  OhttpError,
   OhttpGateway,
   ohttpKeysMediaType,
   ohttpRequestMediaType,
@@ -49,8 +49,6 @@ function clientErrorCode(status: number): InferenceErrorCode {
       ? "ERR_UNSUPPORTED_MEDIA_TYPE"
       : "ERR_BAD_REQUEST";
 }
-
-const problemType = "https://iana.org/assignments/http-problem-types#ohttp-key";
 
 /**
  * @example
@@ -161,20 +159,10 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
       // A view, not a copy: encapsulated images are large.
       opened = await gateway.decapsulate(new Uint8Array(body.buffer, body.byteOffset, body.length));
     } catch (error) {
-      const code = error instanceof OhttpError ? error.code : "ERR_GATEWAY";
-      outcomes.inc({ outcome: code });
-      log.info({ requestBytes: body.length, outcome: code }, "encapsulated request refused");
-      // RFC 9458 §5.3: key problems are signalled with this problem type, so clients refetch the keys.
-      return {
-        status: 400,
-        type: "application/problem+json",
-        body: {
-          ...(code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT" ? { type: problemType } : {}),
-          title: "the encapsulated request could not be opened",
-          status: 400,
-          code,
-        },
-      };
+      const refusal = decapsulationProblem(error);
+      outcomes.inc({ outcome: refusal.code });
+      log.info({ requestBytes: body.length, outcome: refusal.code }, "encapsulated request refused");
+      return { status: 400, type: "application/problem+json", body: refusal.body };
     }
     const openedAt = performance.now();
     let handled;

@@ -321,13 +321,19 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     });
   }
 
-  const tenantOf = async (request: FastifyRequest, action: Action, type: string): Promise<TenantContext> => {
+  /** The signed-in caller from the bearer token (local or OpenID Connect), or ERR_UNAUTHENTICATED. */
+  const principalOf = async (request: FastifyRequest): Promise<Principal> => {
     const header = request.headers.authorization;
     if (header === undefined || !header.startsWith("Bearer ")) {
       throw new PlatformError("ERR_UNAUTHENTICATED");
     }
     const principal = await verifier.verify(header.slice(7));
     request.principal = principal;
+    return principal;
+  };
+
+  const tenantOf = async (request: FastifyRequest, action: Action, type: string): Promise<TenantContext> => {
+    const principal = await principalOf(request);
     if (!permissions[principal.role][action].includes(type)) {
       throw new PlatformError("ERR_FORBIDDEN");
     }
@@ -512,11 +518,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   };
   const openStreams = new Set<ServerResponse>();
   app.get("/events", async (request, reply) => {
-    const header = request.headers.authorization;
-    if (header === undefined || !header.startsWith("Bearer ")) {
-      throw new PlatformError("ERR_UNAUTHENTICATED");
-    }
-    const principal = await verifier.verify(header.slice(7));
+    const principal = await principalOf(request);
     reply.hijack();
     reply.raw.writeHead(200, {
       // A hijacked reply sends only these: keep what the hooks set (CORS for the portal).
@@ -554,12 +556,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   app.post<{ Body: { checkpoint?: { sequence?: unknown; hash?: unknown } } | undefined }>(
     "/audit/verify",
     async (request) => {
-      const header = request.headers.authorization;
-      if (header === undefined || !header.startsWith("Bearer ")) {
-        throw new PlatformError("ERR_UNAUTHENTICATED");
-      }
-      const principal = await verifier.verify(header.slice(7));
-      request.principal = principal;
+      const principal = await principalOf(request);
       if (principal.role !== "admin") {
         throw new PlatformError("ERR_FORBIDDEN");
       }
@@ -599,11 +596,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   // The models staff can order: the attested inference server's list (names, titles, labels, versions).
   app.get("/models", async (request) => {
-    const header = request.headers.authorization;
-    if (header === undefined || !header.startsWith("Bearer ")) {
-      throw new PlatformError("ERR_UNAUTHENTICATED");
-    }
-    await verifier.verify(header.slice(7));
+    await principalOf(request);
     if (config.workflow === undefined) {
       throw new PlatformError("ERR_NOT_READY", "no inference server is configured");
     }

@@ -3,9 +3,9 @@
 // terminator see only ciphertext. Inside, each request is served by the same routes as a direct one
 // (FHIR, login, models), so authorisation, validation and audit are the same.
 import {
+  decapsulationProblem,
   decodeRequest,
   encodeResponse,
-  OhttpError,
   OhttpGateway,
   ohttpKeysMediaType,
   ohttpRequestMediaType,
@@ -25,7 +25,6 @@ export interface PlatformGatewayOptions {
   readonly clockSkewMs?: number;
 }
 
-const problemType = "https://iana.org/assignments/http-problem-types#ohttp-key";
 /** Inner header fields passed to the route; everything else (cookies, forwarding) is dropped. */
 const forwardedFields = new Set(["authorization", "content-type", "accept", "if-none-exist", "if-match"]);
 
@@ -112,18 +111,9 @@ export function registerOhttpGateway(app: FastifyInstance, options: PlatformGate
     try {
       opened = await gateway.decapsulate(new Uint8Array(body.buffer, body.byteOffset, body.length));
     } catch (error) {
-      const code = error instanceof OhttpError ? error.code : "ERR_GATEWAY";
-      request.log.info({ requestBytes: body.length, outcome: code }, "encapsulated request refused");
-      return reply
-        .status(400)
-        .header("content-type", "application/problem+json")
-        .send({
-          // RFC 9458 §5.3: key problems carry this type, so clients fetch the keys again.
-          ...(code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT" ? { type: problemType } : {}),
-          title: "the encapsulated request could not be opened",
-          status: 400,
-          code,
-        });
+      const refusal = decapsulationProblem(error);
+      request.log.info({ requestBytes: body.length, outcome: refusal.code }, "encapsulated request refused");
+      return reply.status(400).header("content-type", "application/problem+json").send(refusal.body);
     }
     let inner;
     try {
