@@ -12,6 +12,11 @@ export const platformErrors = {
   ERR_VERSION_CONFLICT: { status: 409, issue: "conflict", message: "the resource changed since you read it" },
   ERR_DUPLICATE: { status: 409, issue: "duplicate", message: "a resource with this identifier exists" },
   ERR_PRECONDITION: { status: 412, issue: "conflict", message: "If-Match does not name the current version" },
+  ERR_REQUEST_STALE: {
+    status: 400,
+    issue: "invalid",
+    message: "the encapsulated request's Date is missing, too old or in the future",
+  },
   ERR_PAYLOAD_TOO_LARGE: { status: 413, issue: "too-long", message: "the request is larger than allowed" },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, issue: "not-supported", message: "send application/fhir+json" },
   ERR_LOCKED: {

@@ -15,6 +15,7 @@ import {
 } from "@cloister/ohttp";
 import { nodeHpke } from "@cloister/ohttp/node";
 import type { FastifyInstance } from "fastify";
+import type { PlatformErrorCode } from "./errors.js";
 
 export interface PlatformGatewayOptions {
   readonly keys: OhttpKeyPair;
@@ -30,7 +31,7 @@ const forwardedFields = new Set(["authorization", "content-type", "accept", "if-
 
 function problem(
   status: number,
-  code: string,
+  code: PlatformErrorCode,
   title: string,
 ): { status: number; headers: [string, string][]; body: string } {
   return {
