@@ -33,7 +33,7 @@ export {
   type DevCertificateAuthority,
   type ServerCertificate,
 } from "./dev-tls.js";
-export { releaseKey, type KeyBrokerClient } from "./key-release.js";
+export { releaseKey, releaseKeyVersion, type KeyBrokerClient, type ReleasedKey } from "./key-release.js";
 export { PeerVerifier, type PeerBinding, type PeerVerifierOptions } from "./peer-verifier.js";
 export {
   connectConfidentialService,

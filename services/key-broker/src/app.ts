@@ -1,8 +1,11 @@
 // The key broker: secure key release under Azure-Key-Vault-style policies (DESIGN.md §4).
 //   PUT  /keys/{name}          (admin) create a key: a 256-bit secret, or a named secret, with a release policy
 //   GET  /keys/{name}          (admin) its policy and metadata, never its value
+//   POST /keys/{name}/rotate   (admin) add a version: a new 256-bit secret, or a given value
+//   DELETE /keys/{name}/{version} (admin) destroy an older version once nothing is sealed under it
 //   POST /keys/{name}/release  {target: <attestation token>} → {value: <JWS>} whose payload carries the
-//                              secret as a JWE to the runtime key bound in the token (x-ms-runtime.keys)
+//                              newest version as a JWE to the runtime key bound in the token (x-ms-runtime.keys)
+//   POST /keys/{name}/{version}/release  the same for one version (Azure Key Vault's path shape)
 import { createHash, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
 import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from "fastify";
 import { CompactEncrypt, CompactSign, decodeJwt, exportJWK, importJWK, type JWK } from "jose";
@@ -12,7 +15,7 @@ import { verifyAttestationToken, AttestationError } from "@cloister/attestation"
 import type { TeeProvider } from "@cloister/enclave";
 import { AuthorityKeySets } from "./authorities.js";
 import { BrokerError } from "./errors.js";
-import { keyNamePattern, SealedKeyStore } from "./key-store.js";
+import { keyNamePattern, newestVersion, SealedKeyStore, type StoredKey } from "./key-store.js";
 import { normalizeAuthority, parseReleasePolicy, satisfiesReleasePolicy } from "./release-policy.js";
 
 export interface KeyBrokerConfig {
@@ -27,6 +30,27 @@ export interface KeyBrokerConfig {
   readonly now?: () => Date;
   readonly logger?: FastifyServerOptions["logger"];
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+}
+
+/** Version numbers in paths: 1 to 2^31-1, digits only. */
+function keyVersionNumber(text: string): number {
+  const version = /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(version) || version > 2 ** 31 - 1) {
+    throw new BrokerError("ERR_BAD_REQUEST", "a key version is a positive integer");
+  }
+  return version;
+}
+
+/** What the admin API shows of a key: never a value. */
+function keyMetadata(key: StoredKey): Record<string, unknown> {
+  return {
+    name: key.name,
+    kind: key.kind,
+    policy: key.policy,
+    createdAt: key.createdAt,
+    version: newestVersion(key).version,
+    versions: key.versions.map(({ version, createdAt }) => ({ version, createdAt })),
+  };
 }
 
 function keyName(name: string): string {
@@ -126,6 +150,16 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
     }
   };
 
+  /** A generated 256-bit secret, or the admin's base64 value (at most 8 KiB) for a named secret. */
+  const newKeyValue = (given: unknown): Uint8Array => {
+    if (given !== undefined && (typeof given !== "string" || given.length === 0 || given.length > 8192)) {
+      throw new BrokerError("ERR_BAD_REQUEST", "value, when given, is a base64 string of at most 8 KiB");
+    }
+    return given === undefined
+      ? new Uint8Array(randomBytes(32))
+      : new Uint8Array(Buffer.from(given, "base64"));
+  };
+
   app.put<{ Params: { name: string }; Body: { policy?: unknown; value?: unknown } }>(
     "/keys/:name",
     { preHandler: requireAdmin },
@@ -136,17 +170,13 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
       }
       const policy = parseReleasePolicy(request.body.policy);
       const given = request.body.value;
-      if (given !== undefined && (typeof given !== "string" || given.length === 0 || given.length > 8192)) {
-        throw new BrokerError("ERR_BAD_REQUEST", "value, when given, is a base64 string of at most 8 KiB");
-      }
-      const value =
-        given === undefined ? new Uint8Array(randomBytes(32)) : new Uint8Array(Buffer.from(given, "base64"));
+      const createdAt = now().toISOString();
       store.put({
         name,
         kind: given === undefined ? "secret" : "named-secret",
-        value,
+        versions: [{ version: 1, value: newKeyValue(given), createdAt }],
         policy,
-        createdAt: now().toISOString(),
+        createdAt,
       });
       request.log.info(
         { audit: "key.created", key: name, kind: given === undefined ? "secret" : "named-secret" },
@@ -170,7 +200,63 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
       const policy = parseReleasePolicy(request.body.policy);
       store.put({ ...key, policy });
       request.log.info({ audit: "key.policy-replaced", key: name }, "release policy replaced");
-      return { name, kind: key.kind, policy, createdAt: key.createdAt };
+      return keyMetadata({ ...key, policy });
+    },
+  );
+
+  // Rotation: a new version becomes the one released by default. Older versions stay releasable (by
+  // number) until the admin destroys them, so data sealed under them can be re-encrypted without downtime.
+  app.post<{ Params: { name: string }; Body: { value?: unknown } | undefined }>(
+    "/keys/:name/rotate",
+    { preHandler: requireAdmin },
+    async (request, reply) => {
+      const name = keyName(request.params.name);
+      const key = store.get(name);
+      if (key === undefined) {
+        throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
+      }
+      const given = request.body?.value;
+      if ((key.kind === "secret") !== (given === undefined)) {
+        throw new BrokerError(
+          "ERR_BAD_REQUEST",
+          key.kind === "secret"
+            ? "a generated secret rotates to a new generated value; send no value"
+            : "a named secret rotates to a value the admin gives",
+        );
+      }
+      const version = Math.max(key.lastVersion ?? 0, newestVersion(key).version) + 1;
+      const rotated: StoredKey = {
+        ...key,
+        lastVersion: version,
+        versions: [...key.versions, { version, value: newKeyValue(given), createdAt: now().toISOString() }],
+      };
+      store.put(rotated);
+      request.log.info({ audit: "key.rotated", key: name, version }, "key rotated");
+      return reply.status(201).send(keyMetadata(rotated));
+    },
+  );
+
+  app.delete<{ Params: { name: string; version: string } }>(
+    "/keys/:name/:version",
+    { preHandler: requireAdmin },
+    async (request) => {
+      const name = keyName(request.params.name);
+      const version = keyVersionNumber(request.params.version);
+      const key = store.get(name);
+      if (key === undefined || !key.versions.some((entry) => entry.version === version)) {
+        throw new BrokerError("ERR_NOT_FOUND", "no key version of that name and number");
+      }
+      if (newestVersion(key).version === version) {
+        throw new BrokerError("ERR_CONFLICT", "the newest version cannot be destroyed; rotate first");
+      }
+      const remaining: StoredKey = {
+        ...key,
+        lastVersion: Math.max(key.lastVersion ?? 0, newestVersion(key).version),
+        versions: key.versions.filter((entry) => entry.version !== version),
+      };
+      store.put(remaining);
+      request.log.info({ audit: "key.version-destroyed", key: name, version }, "key version destroyed");
+      return keyMetadata(remaining);
     },
   );
 
@@ -179,95 +265,113 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
     if (key === undefined) {
       throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
     }
-    return { name: key.name, kind: key.kind, policy: key.policy, createdAt: key.createdAt };
+    return keyMetadata(key);
   });
 
-  app.post<{ Params: { name: string }; Body: { target?: unknown } }>(
-    "/keys/:name/release",
-    async (request) => {
-      try {
-        const key = store.get(keyName(request.params.name));
-        if (key === undefined) {
-          throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
-        }
-        const target = (request.body as { target?: unknown } | null)?.target;
-        if (typeof target !== "string") {
-          throw new BrokerError("ERR_BAD_REQUEST", "the body must be {target: <attestation token>}");
-        }
-        let issuer: unknown;
-        try {
-          issuer = decodeJwt(target).iss;
-        } catch {
-          throw new BrokerError("ERR_TOKEN_INVALID", "the target is not a JWT");
-        }
-        const authority = typeof issuer === "string" ? normalizeAuthority(issuer) : "";
-        if (!key.policy.anyOf.some((entry) => entry.authority === authority)) {
-          throw new BrokerError(
-            "ERR_AUTHORITY_UNKNOWN",
-            "the token's issuer is not an authority of this key's policy",
-          );
-        }
-        let claims: Record<string, unknown>;
-        try {
-          claims = await verifyAttestationToken(target, {
-            jwks: await authorities.forToken(authority, target),
-            issuer: authority,
-            now: now(),
-          });
-        } catch (error) {
-          if (error instanceof BrokerError) {
-            throw error;
-          }
-          throw new BrokerError(
-            "ERR_TOKEN_INVALID",
-            `the attestation token is not valid (${error instanceof AttestationError ? error.code : "unknown"})`,
-          );
-        }
-        if (!satisfiesReleasePolicy(key.policy, authority, claims)) {
-          throw new BrokerError(
-            "ERR_POLICY_DENIED",
-            "the token's claims do not satisfy the key's release policy",
-          );
-        }
-        const recipient = await runtimeKey(claims);
-        const jwe = await new CompactEncrypt(key.value)
-          .setProtectedHeader({
-            alg: recipient.alg,
-            enc: "A256GCM",
-            ...(recipient.kid === undefined ? {} : { kid: recipient.kid }),
-          })
-          .encrypt(recipient.key);
-        const issuedAt = Math.floor(now().getTime() / 1000);
-        const payload = {
-          iat: issuedAt,
-          response: { key: { kid: key.name, kty: key.kind === "secret" ? "oct" : "secret", key_hsm: jwe } },
-        };
-        const value = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
-          .setProtectedHeader({ alg: "ES256", kid: signingJwk.kid ?? "", typ: "JWT" })
-          .sign(signing.privateKey);
-        releases.inc({ outcome: "OK" });
-        request.log.info(
-          {
-            audit: "key.released",
-            key: key.name,
-            authority,
-            measurement:
-              claims["x-ms-sgx-mrenclave"] ?? claims.tdx_mrtd ?? claims["x-ms-sevsnpvm-launchmeasurement"],
-          },
-          "key released",
-        );
-        return { value };
-      } catch (error) {
-        const outcome = error instanceof BrokerError ? error.code : "ERR_INTERNAL";
-        releases.inc({ outcome });
-        request.log.info(
-          { audit: "key.release.refused", key: request.params.name.slice(0, 127), outcome },
-          "key release refused",
-        );
-        throw error;
+  const releaseHandler = async (
+    request: FastifyRequest<{ Params: { name: string; version?: string }; Body: { target?: unknown } }>,
+  ): Promise<{ value: string }> => {
+    try {
+      const key = store.get(keyName(request.params.name));
+      if (key === undefined) {
+        throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
       }
-    },
-  );
+      const wanted =
+        request.params.version === undefined ? undefined : keyVersionNumber(request.params.version);
+      const keyVersion =
+        wanted === undefined ? newestVersion(key) : key.versions.find((entry) => entry.version === wanted);
+      if (keyVersion === undefined) {
+        throw new BrokerError("ERR_NOT_FOUND", "no key version of that number");
+      }
+      const target = (request.body as { target?: unknown } | null)?.target;
+      if (typeof target !== "string") {
+        throw new BrokerError("ERR_BAD_REQUEST", "the body must be {target: <attestation token>}");
+      }
+      let issuer: unknown;
+      try {
+        issuer = decodeJwt(target).iss;
+      } catch {
+        throw new BrokerError("ERR_TOKEN_INVALID", "the target is not a JWT");
+      }
+      const authority = typeof issuer === "string" ? normalizeAuthority(issuer) : "";
+      if (!key.policy.anyOf.some((entry) => entry.authority === authority)) {
+        throw new BrokerError(
+          "ERR_AUTHORITY_UNKNOWN",
+          "the token's issuer is not an authority of this key's policy",
+        );
+      }
+      let claims: Record<string, unknown>;
+      try {
+        claims = await verifyAttestationToken(target, {
+          jwks: await authorities.forToken(authority, target),
+          issuer: authority,
+          now: now(),
+        });
+      } catch (error) {
+        if (error instanceof BrokerError) {
+          throw error;
+        }
+        throw new BrokerError(
+          "ERR_TOKEN_INVALID",
+          `the attestation token is not valid (${error instanceof AttestationError ? error.code : "unknown"})`,
+        );
+      }
+      if (!satisfiesReleasePolicy(key.policy, authority, claims)) {
+        throw new BrokerError(
+          "ERR_POLICY_DENIED",
+          "the token's claims do not satisfy the key's release policy",
+        );
+      }
+      const recipient = await runtimeKey(claims);
+      const jwe = await new CompactEncrypt(keyVersion.value)
+        .setProtectedHeader({
+          alg: recipient.alg,
+          enc: "A256GCM",
+          ...(recipient.kid === undefined ? {} : { kid: recipient.kid }),
+        })
+        .encrypt(recipient.key);
+      const issuedAt = Math.floor(now().getTime() / 1000);
+      const payload = {
+        iat: issuedAt,
+        response: {
+          key: {
+            kid: key.name,
+            version: keyVersion.version,
+            // Every version still held, so a workload can open what older versions sealed.
+            versions: key.versions.map((entry) => entry.version),
+            kty: key.kind === "secret" ? "oct" : "secret",
+            key_hsm: jwe,
+          },
+        },
+      };
+      const value = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+        .setProtectedHeader({ alg: "ES256", kid: signingJwk.kid ?? "", typ: "JWT" })
+        .sign(signing.privateKey);
+      releases.inc({ outcome: "OK" });
+      request.log.info(
+        {
+          audit: "key.released",
+          key: key.name,
+          version: keyVersion.version,
+          authority,
+          measurement:
+            claims["x-ms-sgx-mrenclave"] ?? claims.tdx_mrtd ?? claims["x-ms-sevsnpvm-launchmeasurement"],
+        },
+        "key released",
+      );
+      return { value };
+    } catch (error) {
+      const outcome = error instanceof BrokerError ? error.code : "ERR_INTERNAL";
+      releases.inc({ outcome });
+      request.log.info(
+        { audit: "key.release.refused", key: request.params.name.slice(0, 127), outcome },
+        "key release refused",
+      );
+      throw error;
+    }
+  };
+  app.post("/keys/:name/release", releaseHandler);
+  app.post("/keys/:name/:version/release", releaseHandler);
 
   app.get("/certs", async () => ({ keys: [signingJwk] }));
   app.get("/readyz", async () => ({ status: "ready", keys: store.list().length }));

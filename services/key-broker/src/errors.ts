@@ -18,10 +18,11 @@ export const brokerErrors = {
     status: 400,
     description: "The token binds no runtime encryption key (x-ms-runtime.keys).",
   },
-  ERR_NOT_FOUND: { status: 404, description: "No key of that name." },
+  ERR_NOT_FOUND: { status: 404, description: "No key of that name, or no version of that number." },
   ERR_CONFLICT: {
     status: 409,
-    description: "A key of that name exists already; keys are never overwritten.",
+    description:
+      "A key of that name exists already (never overwritten), or the newest version was to be destroyed.",
   },
   ERR_AUTHORITY_UNREACHABLE: { status: 502, description: "The authority's key set could not be fetched." },
   ERR_INTERNAL: {

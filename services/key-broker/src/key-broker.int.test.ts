@@ -1,6 +1,6 @@
 // The key broker against a real attestation service over HTTPS, with a workload that attested itself.
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
+import { createCipheriv, generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +18,7 @@ import {
 import { buildApp as buildAttestationService } from "../../attestation-service/src/app.js";
 import { listenOnLoopback } from "@cloister/service-kit";
 import { buildApp } from "./app.js";
+import { SealedKeyStore } from "./key-store.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "cloister-broker-"));
 const platform = createSimulationPlatform();
@@ -252,6 +253,150 @@ describe("key broker", () => {
     const moved = await release(app, "db-key", stranger.token());
     assert.equal(moved.status, 200);
     assert.deepEqual(await unwrap(app, moved.body.value ?? "", stranger), secret);
+  });
+
+  test("rotation adds versions: the newest is released by default, older ones by number until destroyed", async () => {
+    const directory = join(scratch, "rotation");
+    const app = await broker({ directory });
+    await app.inject({ method: "PUT", url: "/keys/tenant-a", headers: admin, payload: { policy: policy() } });
+    const first = await unwrap(
+      app,
+      (await release(app, "tenant-a", workload.token())).body.value ?? "",
+      workload,
+    );
+    assert.equal(
+      (await app.inject({ method: "POST", url: "/keys/tenant-a/rotate" })).statusCode,
+      401,
+      "rotation is an admin act",
+    );
+    const rotated = await app.inject({ method: "POST", url: "/keys/tenant-a/rotate", headers: admin });
+    assert.equal(rotated.statusCode, 201, rotated.body);
+    assert.deepEqual(
+      rotated.json<{ versions: { version: number }[] }>().versions.map((entry) => entry.version),
+      [1, 2],
+    );
+    const newest = await release(app, "tenant-a", workload.token());
+    const payloadOf = async (value: string, on = app): Promise<{ version: number; versions: number[] }> => {
+      const jwks = (await on.inject({ method: "GET", url: "/certs" })).json<JSONWebKeySet>();
+      const { version, versions } = (
+        JSON.parse(
+          new TextDecoder().decode((await compactVerify(value, createLocalJWKSet(jwks))).payload),
+        ) as { response: { key: { version: number; versions: number[] } } }
+      ).response.key;
+      return { version, versions };
+    };
+    assert.deepEqual(await payloadOf(newest.body.value ?? ""), { version: 2, versions: [1, 2] });
+    const second = await unwrap(app, newest.body.value ?? "", workload);
+    assert.notDeepEqual(second, first);
+    const byNumber = await app.inject({
+      method: "POST",
+      url: "/keys/tenant-a/1/release",
+      payload: { target: workload.token() },
+    });
+    assert.equal(byNumber.statusCode, 200);
+    assert.deepEqual(await unwrap(app, byNumber.json<{ value: string }>().value, workload), first);
+    // A version is released under the key's one policy: a stranger gets neither.
+    const strangerOld = await app.inject({
+      method: "POST",
+      url: "/keys/tenant-a/1/release",
+      payload: { target: stranger.token() },
+    });
+    assert.equal(strangerOld.json<{ error: { code: string } }>().error.code, "ERR_POLICY_DENIED");
+    for (const [url, code] of [
+      ["/keys/tenant-a/3/release", "ERR_NOT_FOUND"],
+      ["/keys/tenant-a/0/release", "ERR_BAD_REQUEST"],
+      ["/keys/tenant-a/01/release", "ERR_BAD_REQUEST"],
+      ["/keys/tenant-a/..%2F1/release", "ERR_BAD_REQUEST"],
+    ] as const) {
+      const answer = await app.inject({ method: "POST", url, payload: { target: workload.token() } });
+      assert.equal(answer.json<{ error: { code: string } }>().error.code, code, url);
+    }
+    assert.equal(
+      (await app.inject({ method: "DELETE", url: "/keys/tenant-a/2", headers: admin })).json<{
+        error: { code: string };
+      }>().error.code,
+      "ERR_CONFLICT",
+      "the newest version cannot be destroyed",
+    );
+    const destroyed = await app.inject({ method: "DELETE", url: "/keys/tenant-a/1", headers: admin });
+    assert.equal(destroyed.statusCode, 200, destroyed.body);
+    const gone = await app.inject({
+      method: "POST",
+      url: "/keys/tenant-a/1/release",
+      payload: { target: workload.token() },
+    });
+    assert.equal(gone.json<{ error: { code: string } }>().error.code, "ERR_NOT_FOUND");
+    // Versions survive a restart, and a destroyed number is never issued again.
+    const restarted = await broker({ directory });
+    assert.deepEqual(
+      await payloadOf((await release(restarted, "tenant-a", workload.token())).body.value ?? "", restarted),
+      {
+        version: 2,
+        versions: [2],
+      },
+    );
+    await restarted.inject({ method: "POST", url: "/keys/tenant-a/rotate", headers: admin });
+    await restarted.inject({ method: "DELETE", url: "/keys/tenant-a/2", headers: admin });
+    const third = await restarted.inject({ method: "POST", url: "/keys/tenant-a/rotate", headers: admin });
+    assert.deepEqual(
+      third.json<{ versions: { version: number }[] }>().versions.map((entry) => entry.version),
+      [3, 4],
+    );
+    // A generated secret takes no value; a named secret needs one.
+    const withValue = await restarted.inject({
+      method: "POST",
+      url: "/keys/tenant-a/rotate",
+      headers: admin,
+      payload: { value: "AAAA" },
+    });
+    assert.equal(withValue.json<{ error: { code: string } }>().error.code, "ERR_BAD_REQUEST");
+    assert.ok(!logged.includes(Buffer.from(second).toString("base64")), "no key value is logged");
+  });
+
+  test("keys sealed before versions existed open as version 1", async () => {
+    const directory = join(scratch, "legacy");
+    const app = await broker({ directory });
+    await app.inject({
+      method: "PUT",
+      url: "/keys/legacy-key",
+      headers: admin,
+      payload: { policy: policy() },
+    });
+    const value = await unwrap(
+      app,
+      (await release(app, "legacy-key", workload.token())).body.value ?? "",
+      workload,
+    );
+    // Rewrite the sealed file in the first format ({…, value}) with the broker's own sealing key.
+    const sealingKey = await simulationProvider(platform, brokerIdentity).sealingKey(
+      "key-broker-store",
+      "signer",
+    );
+    const legacyStore = new SealedKeyStore(directory, sealingKey);
+    const stored = legacyStore.get("legacy-key");
+    assert.ok(stored !== undefined);
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", sealingKey, iv).setAAD(Buffer.from("legacy-key"));
+    const legacyRecord = {
+      name: stored.name,
+      kind: stored.kind,
+      policy: stored.policy,
+      createdAt: stored.createdAt,
+      value: Buffer.from(value).toString("base64"),
+    };
+    const plaintext = Buffer.from(JSON.stringify(legacyRecord));
+    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    writeFileSync(
+      join(directory, "legacy-key.sealed"),
+      Buffer.concat([Buffer.from("CKB1"), iv, cipher.getAuthTag(), ciphertext]),
+    );
+    const reopened = await broker({ directory });
+    const released = await release(reopened, "legacy-key", workload.token());
+    assert.deepEqual(await unwrap(reopened, released.body.value ?? "", workload), value);
+    const shown = (await reopened.inject({ method: "GET", url: "/keys/legacy-key", headers: admin })).json<{
+      version: number;
+    }>();
+    assert.equal(shown.version, 1);
   });
 
   test("named secrets (Redis credentials) are released as given", async () => {

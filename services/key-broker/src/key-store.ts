@@ -15,13 +15,33 @@ import {
 import { join } from "node:path";
 import type { ReleasePolicy } from "./release-policy.js";
 
+/** One value of a key. Rotation adds a version; the newest is the one released by default. */
+export interface KeyVersion {
+  /** 1, 2, 3, …: never reused, even after an older version is destroyed. */
+  readonly version: number;
+  readonly value: Uint8Array;
+  readonly createdAt: string;
+}
+
 export interface StoredKey {
   readonly name: string;
   /** "secret": a 256-bit key the broker generated; "named-secret": a value given by the admin (e.g. Redis credentials). */
   readonly kind: "secret" | "named-secret";
-  readonly value: Uint8Array;
+  /** The highest version number ever issued, so a destroyed newest-but-one number is never reused. */
+  readonly lastVersion?: number;
+  /** Oldest first; never empty. */
+  readonly versions: readonly KeyVersion[];
   readonly policy: ReleasePolicy;
   readonly createdAt: string;
+}
+
+/** The version released when none is named: the newest. */
+export function newestVersion(key: StoredKey): KeyVersion {
+  const newest = key.versions[key.versions.length - 1];
+  if (newest === undefined) {
+    throw new Error(`key ${key.name} has no versions`);
+  }
+  return newest;
 }
 
 export const keyNamePattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,126}$/;
@@ -74,7 +94,13 @@ export class SealedKeyStore {
     const cipher = createCipheriv("aes-256-gcm", this.sealingKey, iv);
     cipher.setAAD(Buffer.from(key.name));
     const plaintext = Buffer.from(
-      JSON.stringify({ ...key, value: Buffer.from(key.value).toString("base64") }),
+      JSON.stringify({
+        ...key,
+        versions: key.versions.map((entry) => ({
+          ...entry,
+          value: Buffer.from(entry.value).toString("base64"),
+        })),
+      }),
     );
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     return Buffer.concat([Buffer.from("CKB1"), iv, cipher.getAuthTag(), ciphertext]);
@@ -88,7 +114,28 @@ export class SealedKeyStore {
     decipher.setAAD(Buffer.from(name));
     decipher.setAuthTag(sealed.subarray(16, 32));
     const plaintext = Buffer.concat([decipher.update(sealed.subarray(32)), decipher.final()]);
-    const parsed = JSON.parse(plaintext.toString()) as Omit<StoredKey, "value"> & { value: string };
-    return { ...parsed, value: new Uint8Array(Buffer.from(parsed.value, "base64")) };
+    const parsed = JSON.parse(plaintext.toString()) as Omit<StoredKey, "versions"> & {
+      versions?: { version: number; value: string; createdAt: string }[];
+      /** Keys sealed before versions existed carry one value: their version 1. */
+      value?: string;
+    };
+    const versions =
+      parsed.versions ??
+      (parsed.value === undefined ? [] : [{ version: 1, value: parsed.value, createdAt: parsed.createdAt }]);
+    if (versions.length === 0) {
+      throw new Error(`sealed key ${name} has no versions`);
+    }
+    return {
+      name: parsed.name,
+      kind: parsed.kind,
+      ...(parsed.lastVersion === undefined ? {} : { lastVersion: parsed.lastVersion }),
+      policy: parsed.policy,
+      createdAt: parsed.createdAt,
+      versions: versions.map((entry) => ({
+        version: entry.version,
+        createdAt: entry.createdAt,
+        value: new Uint8Array(Buffer.from(entry.value, "base64")),
+      })),
+    };
   }
 }

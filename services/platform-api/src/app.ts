@@ -28,6 +28,11 @@ export interface PlatformConfig {
   readonly store: RecordStore;
   /** The tenant's keys, derived from its data key released by the key broker. */
   readonly tenantKeyring: (tenantId: string) => Promise<TenantKeyring>;
+  /**
+   * Asks the key broker again for the tenant's data key versions (after a rotation) and returns the new
+   * keyring; later tenantKeyring calls return it too. Without it, the keyring never changes.
+   */
+  readonly refreshTenantKeyring?: (tenantId: string) => Promise<TenantKeyring>;
   readonly accounts: AccountService;
   /** Keys for platform-level records: accounts and the audit trail of sign-ins and refused requests. */
   readonly systemKeyring: TenantKeyring;
@@ -244,6 +249,14 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     }
     if (failure instanceof LoginRateLimited) {
       reply.header("retry-after", String(failure.retryAfterSeconds));
+    }
+    if (failure.code === "ERR_KEY_UNAVAILABLE") {
+      // Another replica rotated the tenant's data key first: fetch the new version for the retry.
+      reply.header("retry-after", "1");
+      const tenantId = request.principal?.tenantId;
+      if (tenantId !== undefined && config.refreshTenantKeyring !== undefined) {
+        config.refreshTenantKeyring(tenantId).catch(() => undefined);
+      }
     }
     if (request.url.startsWith("/fhir")) {
       return fhirJson(reply, failure.status, operationOutcome(failure));
@@ -593,6 +606,34 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       }
     },
   );
+
+  // Re-encryption after the tenant's data key rotated at the key broker, for the tenant's admins, one batch per
+  // call (`cloister keys rotate` calls it until nothing remains): the platform serves throughout.
+  app.post<{ Body: { limit?: unknown } | undefined }>("/admin/reencrypt", async (request) => {
+    const principal = await principalOf(request);
+    if (principal.role !== "admin") {
+      throw new PlatformError("ERR_FORBIDDEN");
+    }
+    const limit = request.body?.limit ?? 200;
+    if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new PlatformError("ERR_BAD_REQUEST", "limit is an integer from 1 to 1000");
+    }
+    const keyring = await (config.refreshTenantKeyring ?? config.tenantKeyring)(principal.tenantId);
+    const tenant = { tenantId: principal.tenantId, keyring };
+    const progress = await repository.reencrypt(tenant, limit);
+    await audit.record(tenant, {
+      type: { code: "110113", display: "Security Alert" },
+      subtype: "reencrypt",
+      action: "U",
+      outcome: "0",
+      agent: { id: principal.subject, role: principal.role },
+    });
+    request.log.info(
+      { audit: "records.reencrypted", generation: progress.generation, resealed: progress.resealed },
+      "records re-encrypted",
+    );
+    return { tenant: principal.tenantId, ...progress };
+  });
 
   // The models staff can order: the attested inference server's list (names, titles, labels, versions).
   app.get("/models", async (request) => {

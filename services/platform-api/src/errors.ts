@@ -35,6 +35,11 @@ export const platformErrors = {
     issue: "transient",
     message: "the platform is at capacity; retry after Retry-After seconds",
   },
+  ERR_KEY_UNAVAILABLE: {
+    status: 503,
+    issue: "transient",
+    message: "the record is sealed under a data key version this server does not hold yet; retry shortly",
+  },
   ERR_STORAGE: { status: 500, issue: "exception", message: "the record store failed" },
   ERR_INTERNAL: { status: 500, issue: "exception", message: "the request could not be handled" },
 } as const;

@@ -19,8 +19,10 @@
 //   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE, CLOISTER_OIDC_TENANTS, CLOISTER_OIDC_ROLES (and _JWKS_URI,
 //                                   _TENANT_CLAIM, _ROLE_CLAIM): sign-in through Entra ID instead of local accounts
 //   CLOISTER_BOOTSTRAP_ACCOUNTS     JSON file {accounts:[{email,password,tenantId,role}]}: created at start if missing
-// Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, released by the key broker
-// to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
+//   CLOISTER_KEYRING_REFRESH_SECONDS  how often a tenant's data key versions are asked for again (default 300),
+//                                   so a rotation made through another replica is picked up
+// Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, every version of each,
+// released by the key broker to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,13 +31,15 @@ import {
   connectConfidentialService,
   PeerVerifier,
   releaseKey,
+  releaseKeyVersion,
   serviceTee,
+  type ReleasedKey,
   type ConfidentialService,
 } from "@cloister/enclave";
 import { AccountService, ensureAccounts } from "./auth/accounts.js";
 import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./auth/sessions.js";
 import { buildApp } from "./app.js";
-import { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
+import { createTenantKeyrings, releaseKeyring } from "./storage/tenant-keyrings.js";
 import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
@@ -60,21 +64,18 @@ const attestation = await attestAtStart({
   attestationService: { url: attestationUrl, ...tls },
   runtime: { service: "platform-api" },
 });
+const broker = { url: keyBrokerUrl, ...tls };
 const release = async (name: string): Promise<Uint8Array> =>
-  releaseKey({ url: keyBrokerUrl, ...tls }, name, attestation.token(), attestation.keys.release.privateKey);
+  releaseKey(broker, name, attestation.token(), attestation.keys.release.privateKey);
+const releaseVersion = (name: string, version?: number): Promise<ReleasedKey> =>
+  releaseKeyVersion(broker, name, attestation.token(), attestation.keys.release.privateKey, version);
 
-const systemKeyring = deriveTenantKeyring(await release("platform-system"), "_system");
-const tenantKeyrings = new Map<string, Promise<TenantKeyring>>();
-const tenantKeyring = async (tenantId: string): Promise<TenantKeyring> => {
-  let keyring = tenantKeyrings.get(tenantId);
-  if (keyring === undefined) {
-    keyring = release(`tenant-${tenantId}`).then((key) => deriveTenantKeyring(key, tenantId));
-    // A failed release is not cached: the next request asks the key broker again.
-    keyring.catch(() => tenantKeyrings.delete(tenantId));
-    tenantKeyrings.set(tenantId, keyring);
-  }
-  return keyring;
-};
+// Every version the broker holds, so records sealed before a rotation open until re-encrypted.
+const systemKeyring = await releaseKeyring(releaseVersion, "platform-system", "_system");
+const tenantKeyrings = createTenantKeyrings({
+  release: releaseVersion,
+  refreshAfterMs: Number(process.env.CLOISTER_KEYRING_REFRESH_SECONDS ?? 300) * 1000,
+});
 
 const postgresUrl = process.env.CLOISTER_POSTGRES_URL;
 let store;
@@ -159,7 +160,8 @@ const app = await buildApp({
   baseUrl,
   store,
   systemKeyring,
-  tenantKeyring,
+  tenantKeyring: tenantKeyrings.keyring,
+  refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,
   sessions: await createLocalSessions({ issuer: baseUrl }),
   // An external OpenID Connect provider (Entra ID) replaces local accounts when it is configured.

@@ -3,7 +3,8 @@
 // 15 minutes after 5 failures in a row.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
-import { blindIndex, openRecord, sealRecord, type TenantKeyring } from "../storage/record-crypto.js";
+import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
+import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore } from "../storage/record-store.js";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
 import type { Principal, Role } from "./sessions.js";
@@ -98,7 +99,8 @@ export class AccountService {
   }
 
   private async find(email: string): Promise<{ account: AccountRecord; versionId: number } | undefined> {
-    const [found] = await this.store.search(systemTenant, accountType, [[this.emailToken(email)]], 1);
+    const tokens = blindIndexes(this.keyring, accountType, "email", email.trim().toLowerCase());
+    const [found] = await this.store.search(systemTenant, accountType, [tokens], 1);
     if (found === undefined) {
       return undefined;
     }

@@ -2,7 +2,8 @@
 // validated, sealed with the tenant's keys and indexed by blind tokens.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
-import { blindIndex, openRecord, sealRecord, type TenantKeyring } from "../storage/record-crypto.js";
+import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
+import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore, StoredVersion } from "../storage/record-store.js";
 import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
 import { validateFhirResource } from "./validation.js";
@@ -149,6 +150,49 @@ export class FhirRepository {
     return versions.filter((version) => !version.deleted).map((version) => this.decode(tenant, version));
   }
 
+  /**
+   * One batch of re-encryption after the tenant's data key rotated: up to `limit` versions sealed under an
+   * older generation are opened, sealed again under the current one (same content, same version, same
+   * associated data) and swapped in only if unchanged meanwhile; a current version's search tokens are
+   * rebuilt under the current generation in the same transaction. Reads and writes go on throughout, and a
+   * batch can be repeated or run by several replicas: each version moves at most once.
+   */
+  async reencrypt(
+    tenant: TenantContext,
+    limit: number,
+  ): Promise<{ generation: number; resealed: number; remaining: number }> {
+    const { generation } = tenant.keyring;
+    let resealed = 0;
+    for (const { version, current } of await this.store.staleVersions(tenant.tenantId, generation, limit)) {
+      const address = {
+        tenantId: tenant.tenantId,
+        type: version.type,
+        id: version.id,
+        versionId: version.versionId,
+      };
+      const plaintext = openRecord(tenant.keyring, address, version.body);
+      // Only FHIR resources carry search tokens; the audit chain's events and head record have none.
+      const tokens =
+        current && supportedTypes.includes(version.type)
+          ? this.tokens(tenant, JSON.parse(plaintext.toString("utf8")) as FhirResource)
+          : current
+            ? []
+            : undefined;
+      const moved = await this.store.reseal(
+        tenant.tenantId,
+        { ...version, body: sealRecord(tenant.keyring, address, plaintext) },
+        version.body,
+        tokens,
+      );
+      resealed += moved ? 1 : 0;
+    }
+    return {
+      generation,
+      resealed,
+      remaining: await this.store.countStaleVersions(tenant.tenantId, generation),
+    };
+  }
+
   async search(
     tenant: TenantContext,
     type: string,
@@ -157,7 +201,8 @@ export class FhirRepository {
     checkType(type);
     const { groups, count } = queryGroups(type, query);
     const tokenGroups = groups.map((group) =>
-      group.map(({ parameter, value }) => blindIndex(tenant.keyring, type, parameter, value)),
+      // Every generation's token: records indexed before a key rotation match until re-encrypted.
+      group.flatMap(({ parameter, value }) => blindIndexes(tenant.keyring, type, parameter, value)),
     );
     const found = await this.store.search(tenant.tenantId, type, tokenGroups, count);
     return found.map((version) => this.decode(tenant, version));

@@ -2,10 +2,13 @@
 // current row locked, migrations serialised by an advisory lock.
 import pg from "pg";
 import { PlatformError } from "../errors.js";
+import { sealedKeyGeneration } from "./record-crypto.js";
 import {
   migrations,
+  resealParameters,
   toStoredVersion as toVersion,
   type RecordStore,
+  type StoredVersion,
   type VersionRow,
 } from "./record-store.js";
 
@@ -18,6 +21,27 @@ function storageFailure(cause: unknown): PlatformError {
     return new PlatformError("ERR_VERSION_CONFLICT");
   }
   return new PlatformError("ERR_STORAGE", undefined, { cause });
+}
+
+/** Replaces a resource's search tokens (duplicates dropped), inside the caller's transaction. */
+async function replaceTokens(
+  client: pg.PoolClient,
+  tenantId: string,
+  version: StoredVersion,
+  tokens: readonly Uint8Array[],
+): Promise<void> {
+  await client.query("DELETE FROM search_tokens WHERE tenant_id = $1 AND type = $2 AND id = $3", [
+    tenantId,
+    version.type,
+    version.id,
+  ]);
+  const unique = [...new Map(tokens.map((t) => [Buffer.from(t).toString("hex"), t])).values()];
+  if (unique.length > 0) {
+    await client.query(
+      "INSERT INTO search_tokens (tenant_id, type, id, token) SELECT $1, $2, $3, unnest($4::bytea[])",
+      [tenantId, version.type, version.id, unique.map((t) => Buffer.from(t))],
+    );
+  }
 }
 
 const versionColumns = "v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body";
@@ -100,7 +124,7 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
           throw new PlatformError("ERR_VERSION_CONFLICT");
         }
         await client.query(
-          "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body, key_generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
           [
             tenantId,
             version.type,
@@ -109,6 +133,7 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
             version.lastUpdated,
             version.deleted,
             Buffer.from(version.body),
+            sealedKeyGeneration(version.body),
           ],
         );
         await client.query(
@@ -117,22 +142,7 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
              last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted`,
           [tenantId, version.type, version.id, version.versionId, version.lastUpdated, version.deleted],
         );
-        await client.query("DELETE FROM search_tokens WHERE tenant_id = $1 AND type = $2 AND id = $3", [
-          tenantId,
-          version.type,
-          version.id,
-        ]);
-        const unique = [
-          ...new Map(
-            (version.deleted ? [] : tokens).map((t) => [Buffer.from(t).toString("hex"), t]),
-          ).values(),
-        ];
-        if (unique.length > 0) {
-          await client.query(
-            "INSERT INTO search_tokens (tenant_id, type, id, token) SELECT $1, $2, $3, unnest($4::bytea[])",
-            [tenantId, version.type, version.id, unique.map((t) => Buffer.from(t))],
-          );
-        }
+        await replaceTokens(client, tenantId, version, version.deleted ? [] : tokens);
       }),
     current: async (tenantId, type, id) => {
       const rows = await query(
@@ -175,6 +185,53 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
       );
       return rows.map(toVersion);
     },
+    staleVersions: async (tenantId, generation, limit) => {
+      try {
+        const rows = (
+          await pool.query<VersionRow & { is_current: boolean }>(
+            `SELECT ${versionColumns}, c.version_id = v.version_id AS is_current
+             FROM resource_versions v JOIN resources_current c ON c.tenant_id = v.tenant_id AND c.type = v.type AND c.id = v.id
+             WHERE v.tenant_id = $1 AND v.key_generation BETWEEN 1 AND $2 - 1
+             ORDER BY v.type, v.id, v.version_id LIMIT $3`,
+            [tenantId, generation, limit],
+          )
+        ).rows;
+        return rows.map((row) => ({ version: toVersion(row), current: row.is_current }));
+      } catch (cause) {
+        throw storageFailure(cause);
+      }
+    },
+    countStaleVersions: async (tenantId, generation) => {
+      try {
+        const { rows } = await pool.query<{ stale: string }>(
+          "SELECT count(*) AS stale FROM resource_versions WHERE tenant_id = $1 AND key_generation BETWEEN 1 AND $2 - 1",
+          [tenantId, generation],
+        );
+        return Number(rows[0]?.stale ?? 0);
+      } catch (cause) {
+        throw storageFailure(cause);
+      }
+    },
+    reseal: async (tenantId, version, expectedBody, tokens) =>
+      transaction(async (client) => {
+        // The current row is locked first, as a write locks it, so a write and a reseal never interleave.
+        const current = await client.query<{ version_id: number }>(
+          "SELECT version_id FROM resources_current WHERE tenant_id = $1 AND type = $2 AND id = $3 FOR UPDATE",
+          [tenantId, version.type, version.id],
+        );
+        const changed = await client.query(
+          `UPDATE resource_versions SET body = $1, key_generation = $2
+           WHERE tenant_id = $3 AND type = $4 AND id = $5 AND version_id = $6 AND body = $7`,
+          resealParameters(tenantId, version, expectedBody),
+        );
+        if (changed.rowCount !== 1) {
+          return false;
+        }
+        if (tokens !== undefined && current.rows[0]?.version_id === version.versionId) {
+          await replaceTokens(client, tenantId, version, tokens);
+        }
+        return true;
+      }),
     close: async () => {
       await pool.end();
     },

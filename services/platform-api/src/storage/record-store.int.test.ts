@@ -3,13 +3,24 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import Database from "better-sqlite3";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { PlatformError } from "../errors.js";
 import { openPostgresStore } from "./postgres-store.js";
-import { blindIndex, deriveTenantKeyring, openRecord, sealRecord } from "./record-crypto.js";
-import type { RecordStore, StoredVersion } from "./record-store.js";
+import {
+  blindIndex,
+  blindIndexes,
+  deriveTenantKeyring,
+  deriveTenantKeyringGenerations,
+  openRecord,
+  sealBytes,
+  sealedKeyGeneration,
+  sealRecord,
+  type KeyGeneration,
+} from "./record-crypto.js";
+import { migrations, type RecordStore, type StoredVersion } from "./record-store.js";
 import { openSqliteStore } from "./sqlite-store.js";
 import { postgresSkipReason, postgresTestUrl } from "../test-support/postgres.js";
 
@@ -37,7 +48,8 @@ const drivers: { name: string; skip: string | false; open: () => RecordStore }[]
 ];
 
 const tenant = "org-1";
-const keyring = deriveTenantKeyring(randomBytes(32), tenant);
+const firstDataKey = randomBytes(32);
+const keyring = deriveTenantKeyring(firstDataKey, tenant);
 
 function sealed(type: string, id: string, versionId: number, body: object, deleted = false): StoredVersion {
   return {
@@ -58,8 +70,8 @@ for (const driver of drivers) {
     const open = async (): Promise<RecordStore> => {
       const store = driver.open();
       stores.push(store);
-      assert.equal(await store.migrate(), 1);
-      assert.equal(await store.migrate(), 1, "migrations run once");
+      assert.equal(await store.migrate(), 2);
+      assert.equal(await store.migrate(), 2, "migrations run once");
       return store;
     };
     after(async () => {
@@ -125,6 +137,88 @@ for (const driver of drivers) {
       );
     });
 
+    it("tracks each version's key generation, lists what an older one sealed, and reseals with a compare-and-swap", async () => {
+      const store = await open();
+      const newer = deriveTenantKeyringGenerations(
+        new Map([
+          [1, firstDataKey],
+          [2, randomBytes(32)],
+        ]),
+        tenant,
+      );
+      const t = (keys: KeyGeneration, value: string): Buffer => blindIndex(keys, "Patient", "name", value);
+      await store.write(tenant, sealed("Patient", "a", 1, { v: 1 }), 0, [t(keyring, "ada")]);
+      await store.write(tenant, sealed("Patient", "a", 2, { v: 2 }), 1, [t(keyring, "ada")]);
+      await store.write(tenant, sealed("Patient", "gone", 1, {}), 0, []);
+      await store.write(tenant, sealed("Patient", "gone", 2, {}, true), 1, []);
+      const address = { tenantId: tenant, type: "Patient", id: "n", versionId: 1 };
+      await store.write(
+        tenant,
+        { ...sealed("Patient", "n", 1, {}), body: sealRecord(newer, address, Buffer.from("{}")) },
+        0,
+        [t(newer, "nell")],
+      );
+      assert.equal(await store.countStaleVersions(tenant, 1), 0, "nothing is older than generation 1");
+      assert.equal(await store.countStaleVersions(tenant, 2), 3, "a/1, a/2 and gone/1; not the deletion");
+      assert.equal(await store.countStaleVersions("org-2", 2), 0);
+      const stale = await store.staleVersions(tenant, 2, 10);
+      assert.deepEqual(
+        stale.map(({ version, current }) => [version.id, version.versionId, current]),
+        [
+          ["a", 1, false],
+          ["a", 2, true],
+          ["gone", 1, false],
+        ],
+      );
+      assert.deepEqual(
+        (await store.staleVersions(tenant, 2, 2)).map(({ version }) => version.versionId),
+        [1, 2],
+        "the limit holds",
+      );
+      const [, currentA] = stale;
+      assert.ok(currentA !== undefined);
+      const addressA = { tenantId: tenant, type: "Patient", id: "a", versionId: 2 };
+      const resealed = sealRecord(newer, addressA, openRecord(newer, addressA, currentA.version.body));
+      assert.equal(
+        await store.reseal(tenant, { ...currentA.version, body: resealed }, Buffer.from("not the body"), []),
+        false,
+        "a body that changed meanwhile is left alone",
+      );
+      assert.equal(
+        await store.reseal(tenant, { ...currentA.version, body: resealed }, currentA.version.body, [
+          t(newer, "ada"),
+        ]),
+        true,
+      );
+      assert.equal(await store.countStaleVersions(tenant, 2), 2);
+      const reread = await store.current(tenant, "Patient", "a");
+      assert.ok(reread !== undefined);
+      assert.equal(sealedKeyGeneration(reread.body), 2);
+      assert.deepEqual(JSON.parse(openRecord(newer, addressA, reread.body).toString()), { v: 2 });
+      assert.equal(reread.versionId, 2, "re-encryption makes no new version");
+      const found = async (token: Buffer): Promise<string[]> =>
+        (await store.search(tenant, "Patient", [[token]], 10)).map((version) => version.id);
+      assert.deepEqual(await found(t(newer, "ada")), ["a"], "the current version's tokens moved");
+      assert.deepEqual(await found(t(keyring, "ada")), [], "and the old generation's are gone");
+      // Resealing an old version leaves the resource's tokens alone.
+      const [oldA] = stale;
+      assert.ok(oldA !== undefined);
+      const addressA1 = { ...addressA, versionId: 1 };
+      assert.equal(
+        await store.reseal(
+          tenant,
+          {
+            ...oldA.version,
+            body: sealRecord(newer, addressA1, openRecord(newer, addressA1, oldA.version.body)),
+          },
+          oldA.version.body,
+          [],
+        ),
+        true,
+      );
+      assert.deepEqual(await found(t(newer, "ada")), ["a"]);
+    });
+
     it("keeps concurrent writers of one resource from both winning", async () => {
       const store = await open();
       await store.write(tenant, sealed("Patient", "race", 1, {}), 0, []);
@@ -161,6 +255,91 @@ describe("record crypto", () => {
       blindIndex(keyring, "Patient", "name", "ada"),
       blindIndex(otherTenant, "Patient", "name", "ada"),
     );
+  });
+
+  it("names the key generation in each record and opens older generations while they are held", () => {
+    const second = randomBytes(32);
+    const both = deriveTenantKeyringGenerations(
+      new Map([
+        [1, firstDataKey],
+        [2, second],
+      ]),
+      tenant,
+    );
+    const onlySecond = deriveTenantKeyring(second, tenant, 2);
+    const address = { tenantId: tenant, type: "Patient", id: "p1", versionId: 1 };
+    const old = sealRecord(keyring, address, Buffer.from("old"));
+    const fresh = sealRecord(both, address, Buffer.from("new"));
+    assert.equal(both.generation, 2);
+    assert.deepEqual([sealedKeyGeneration(old), sealedKeyGeneration(fresh)], [1, 2]);
+    assert.equal(openRecord(both, address, old).toString(), "old");
+    assert.equal(openRecord(onlySecond, address, fresh).toString(), "new");
+    assert.throws(
+      () => openRecord(onlySecond, address, old),
+      (error: unknown) => error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE",
+    );
+    // The generation is authenticated: relabelling a record fails its check instead of picking a key.
+    const relabelled = Buffer.from(fresh);
+    relabelled.writeUInt32BE(1, 1);
+    assert.throws(
+      () => openRecord(both, address, relabelled),
+      (error: unknown) => error instanceof PlatformError && error.code === "ERR_STORAGE",
+    );
+    // Format 1 (before generations): 0x01 ‖ IV ‖ ciphertext ‖ tag, the data key's first version.
+    const legacy = Buffer.concat([
+      Buffer.from([1]),
+      sealBytes(keyring.encryption, Buffer.from(`${tenant}/Patient/p1/_history/1`), Buffer.from("legacy")),
+    ]);
+    assert.equal(sealedKeyGeneration(legacy), 1);
+    assert.equal(openRecord(both, address, legacy).toString(), "legacy");
+    for (const unknown of [Buffer.from([3, 0, 0, 0, 1]), Buffer.from([2, 0, 0])]) {
+      assert.throws(() => sealedKeyGeneration(unknown), PlatformError);
+    }
+    const tokens = blindIndexes(both, "Patient", "name", "ada");
+    assert.deepEqual(tokens, [
+      blindIndex(both, "Patient", "name", "ada"),
+      blindIndex(keyring, "Patient", "name", "ada"),
+    ]);
+  });
+
+  it("migrates a version 1 SQLite file: its rows are generation 1 (deletions 0) and stay readable", async () => {
+    const path = join(scratch, "schema-v1.db");
+    const db = new Database(path);
+    const [first] = migrations;
+    assert.ok(first !== undefined);
+    db.exec(first.sql.sqlite);
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+    db.prepare("INSERT INTO schema_migrations VALUES (1, '2026-01-01T00:00:00Z')").run();
+    const legacy = Buffer.concat([
+      Buffer.from([1]),
+      sealBytes(keyring.encryption, Buffer.from(`${tenant}/Patient/old/_history/1`), Buffer.from('{"v":1}')),
+    ]);
+    const insert = db.prepare(
+      "INSERT INTO resource_versions VALUES (?, 'Patient', 'old', ?, '2026-01-01T00:00:00Z', ?, ?)",
+    );
+    insert.run(tenant, 1, 0, legacy);
+    insert.run(tenant, 2, 1, Buffer.alloc(0));
+    db.prepare(
+      "INSERT INTO resources_current VALUES (?, 'Patient', 'old', 2, '2026-01-01T00:00:00Z', 1)",
+    ).run(tenant);
+    db.close();
+    const store = openSqliteStore(path);
+    try {
+      assert.equal(await store.migrate(), 2);
+      assert.equal(await store.countStaleVersions(tenant, 2), 1, "the deletion holds nothing to re-encrypt");
+      const version = await store.version(tenant, "Patient", "old", 1);
+      assert.ok(version !== undefined);
+      assert.equal(
+        openRecord(
+          keyring,
+          { tenantId: tenant, type: "Patient", id: "old", versionId: 1 },
+          version.body,
+        ).toString(),
+        '{"v":1}',
+      );
+    } finally {
+      await store.close();
+    }
   });
 
   it("leaves no plaintext in the SQLite file", async () => {

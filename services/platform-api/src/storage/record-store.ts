@@ -1,6 +1,7 @@
 // What the platform asks of a database: versioned, sealed resource bodies and blind-index tokens, per
 // tenant. Two drivers implement it (SQLite, the embedded default; PostgreSQL, for production) and pass one
 // test suite. The database holds ciphertext and HMACs only.
+import { sealedKeyGeneration } from "./record-crypto.js";
 
 export interface StoredVersion {
   readonly type: string;
@@ -32,6 +33,33 @@ export function toStoredVersion(row: VersionRow): StoredVersion {
     deleted: row.deleted === true || row.deleted === 1,
     body: new Uint8Array(row.body),
   };
+}
+
+/** A version sealed under an older key generation than the tenant's current one: work for re-encryption. */
+export interface StaleVersion {
+  readonly version: StoredVersion;
+  /** Whether it is the resource's current version (its search tokens are then rebuilt too). */
+  readonly current: boolean;
+}
+
+/**
+ * The parameters of both drivers' reseal UPDATE, in its order: new body, its key generation, then the row
+ * (tenant, type, id, version) and the body it must still have.
+ */
+export function resealParameters(
+  tenantId: string,
+  version: StoredVersion,
+  expectedBody: Uint8Array,
+): [Buffer, number, string, string, string, number, Buffer] {
+  return [
+    Buffer.from(version.body),
+    sealedKeyGeneration(version.body),
+    tenantId,
+    version.type,
+    version.id,
+    version.versionId,
+    Buffer.from(expectedBody),
+  ];
 }
 
 export interface RecordStore {
@@ -67,6 +95,23 @@ export interface RecordStore {
     tokenGroups: readonly (readonly Uint8Array[])[],
     limit: number,
   ) => Promise<StoredVersion[]>;
+  /**
+   * Versions (deletions aside) sealed under a key generation below `generation`, in a stable order, at most
+   * `limit`: what re-encryption works through, batch by batch.
+   */
+  readonly staleVersions: (tenantId: string, generation: number, limit: number) => Promise<StaleVersion[]>;
+  readonly countStaleVersions: (tenantId: string, generation: number) => Promise<number>;
+  /**
+   * Replaces one version's sealed body (the same content under another key generation) if it still is
+   * `expectedBody`, and, when `tokens` is given and the version is still current, the resource's search
+   * tokens, atomically. Returns false (and changes nothing) when the body changed meanwhile.
+   */
+  readonly reseal: (
+    tenantId: string,
+    version: StoredVersion,
+    expectedBody: Uint8Array,
+    tokens: readonly Uint8Array[] | undefined,
+  ) => Promise<boolean>;
   readonly close: () => Promise<void>;
 }
 
@@ -114,6 +159,21 @@ export const migrations: readonly Migration[] = [
           PRIMARY KEY (tenant_id, type, id, token)
         );
         CREATE INDEX search_tokens_lookup ON search_tokens (tenant_id, type, token);`,
+    },
+  },
+  {
+    version: 2,
+    description: "the data key generation each version is sealed under, for re-encryption after rotation",
+    sql: {
+      // Every body before this migration is in sealed format 1: the data key's first version.
+      sqlite: `
+        ALTER TABLE resource_versions ADD COLUMN key_generation INTEGER NOT NULL DEFAULT 1;
+        UPDATE resource_versions SET key_generation = 0 WHERE deleted = 1;
+        CREATE INDEX resource_versions_key_generation ON resource_versions (tenant_id, key_generation);`,
+      postgres: `
+        ALTER TABLE resource_versions ADD COLUMN key_generation BIGINT NOT NULL DEFAULT 1;
+        UPDATE resource_versions SET key_generation = 0 WHERE deleted;
+        CREATE INDEX resource_versions_key_generation ON resource_versions (tenant_id, key_generation);`,
     },
   },
 ];

@@ -1,10 +1,13 @@
 // The embedded driver: better-sqlite3, write-ahead logging, every write in one transaction.
 import Database from "better-sqlite3";
 import { PlatformError } from "../errors.js";
+import { sealedKeyGeneration } from "./record-crypto.js";
 import {
   migrations,
+  resealParameters,
   toStoredVersion as toVersion,
   type RecordStore,
+  type StaleVersion,
   type StoredVersion,
   type VersionRow,
 } from "./record-store.js";
@@ -55,7 +58,7 @@ export function openSqliteStore(path: string): RecordStore {
     "SELECT version_id FROM resources_current WHERE tenant_id = ? AND type = ? AND id = ?",
   );
   const insertVersion = db.prepare(
-    "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body, key_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
   );
   const upsertCurrent = db.prepare(
     `INSERT INTO resources_current (tenant_id, type, id, version_id, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)
@@ -81,6 +84,7 @@ export function openSqliteStore(path: string): RecordStore {
         version.lastUpdated,
         version.deleted ? 1 : 0,
         Buffer.from(version.body),
+        sealedKeyGeneration(version.body),
       );
       upsertCurrent.run(
         tenantId,
@@ -106,6 +110,43 @@ export function openSqliteStore(path: string): RecordStore {
   );
   const selectHistory = db.prepare(
     "SELECT type, id, version_id, last_updated, deleted, body FROM resource_versions WHERE tenant_id = ? AND type = ? AND id = ? ORDER BY version_id DESC",
+  );
+
+  const selectStale = db.prepare(
+    `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body,
+       CASE WHEN c.version_id = v.version_id THEN 1 ELSE 0 END AS is_current
+     FROM resource_versions v JOIN resources_current c ON c.tenant_id = v.tenant_id AND c.type = v.type AND c.id = v.id
+     WHERE v.tenant_id = ? AND v.key_generation BETWEEN 1 AND ? - 1
+     ORDER BY v.type, v.id, v.version_id LIMIT ?`,
+  );
+  const countStale = db.prepare(
+    "SELECT count(*) AS stale FROM resource_versions WHERE tenant_id = ? AND key_generation BETWEEN 1 AND ? - 1",
+  );
+  const replaceBody = db.prepare(
+    `UPDATE resource_versions SET body = ?, key_generation = ?
+     WHERE tenant_id = ? AND type = ? AND id = ? AND version_id = ? AND body = ?`,
+  );
+  const reseal = db.transaction(
+    (
+      tenantId: string,
+      version: StoredVersion,
+      expectedBody: Uint8Array,
+      tokens: readonly Uint8Array[] | undefined,
+    ): boolean => {
+      const changed = replaceBody.run(...resealParameters(tenantId, version, expectedBody)).changes;
+      if (changed !== 1) {
+        return false;
+      }
+      const current = currentVersionOf.get(tenantId, version.type, version.id) as
+        { version_id: number } | undefined;
+      if (tokens !== undefined && current?.version_id === version.versionId) {
+        deleteTokens.run(tenantId, version.type, version.id);
+        for (const token of tokens) {
+          insertToken.run(tenantId, version.type, version.id, Buffer.from(token));
+        }
+      }
+      return true;
+    },
   );
 
   return {
@@ -143,6 +184,19 @@ export function openSqliteStore(path: string): RecordStore {
         ORDER BY c.last_updated DESC, c.id LIMIT ?`;
       const parameters = [tenantId, type, ...tokenGroups.flat().map((token) => Buffer.from(token)), limit];
       return (db.prepare(sql).all(...parameters) as VersionRow[]).map(toVersion);
+    },
+    staleVersions: async (tenantId, generation, limit): Promise<StaleVersion[]> =>
+      (selectStale.all(tenantId, generation, limit) as (VersionRow & { is_current: number })[]).map(
+        (row) => ({ version: toVersion(row), current: row.is_current === 1 }),
+      ),
+    countStaleVersions: async (tenantId, generation) =>
+      (countStale.get(tenantId, generation) as { stale: number }).stale,
+    reseal: async (tenantId, version, expectedBody, tokens) => {
+      try {
+        return reseal(tenantId, version, expectedBody, tokens);
+      } catch (cause) {
+        throw storageFailure(cause);
+      }
     },
     close: async () => {
       db.close();

@@ -20,7 +20,9 @@ export interface TestPlatform {
 }
 
 export async function startTestPlatform(
-  options: Partial<Pick<PlatformConfig, "attestation" | "maxInFlight">> = {},
+  options: Partial<
+    Pick<PlatformConfig, "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring">
+  > = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
   const store = openSqliteStore(join(scratch, "records.db"));

@@ -1,0 +1,81 @@
+// Tenant keyrings from the key broker: the newest version of `tenant-<id>` and every older version it still
+// holds, so records sealed before a rotation stay readable until re-encrypted. Keyrings are cached and asked
+// for again after `refreshAfterMs` (the old one serves meanwhile), or at once by `refresh` (an admin's
+// re-encryption, or a record under a version this replica has not seen yet).
+import { deriveTenantKeyringGenerations, type TenantKeyring } from "./record-crypto.js";
+
+export interface ReleasedDataKey {
+  readonly value: Uint8Array;
+  readonly version: number;
+  readonly versions: readonly number[];
+}
+
+export type ReleaseDataKey = (name: string, version?: number) => Promise<ReleasedDataKey>;
+
+/** Releases the newest version of `name` and every other version the broker lists. */
+export async function releaseKeyring(
+  release: ReleaseDataKey,
+  name: string,
+  tenantId: string,
+): Promise<TenantKeyring> {
+  const newest = await release(name);
+  const keys = new Map<number, Uint8Array>([[newest.version, newest.value]]);
+  for (const version of newest.versions) {
+    if (version !== newest.version) {
+      keys.set(version, (await release(name, version)).value);
+    }
+  }
+  return deriveTenantKeyringGenerations(keys, tenantId);
+}
+
+export interface TenantKeyrings {
+  readonly keyring: (tenantId: string) => Promise<TenantKeyring>;
+  readonly refresh: (tenantId: string) => Promise<TenantKeyring>;
+}
+
+export function createTenantKeyrings(options: {
+  readonly release: ReleaseDataKey;
+  /** Default 5 minutes: how long another replica's rotation can go unseen when nothing forces a refresh. */
+  readonly refreshAfterMs?: number;
+  readonly now?: () => number;
+}): TenantKeyrings {
+  const refreshAfterMs = options.refreshAfterMs ?? 5 * 60_000;
+  const now = options.now ?? Date.now;
+  const cached = new Map<string, { keyring: Promise<TenantKeyring>; fetchedAt: number }>();
+  const pending = new Map<string, Promise<TenantKeyring>>();
+
+  const refresh = (tenantId: string): Promise<TenantKeyring> => {
+    const running = pending.get(tenantId);
+    if (running !== undefined) {
+      return running;
+    }
+    const fetching = releaseKeyring(options.release, `tenant-${tenantId}`, tenantId);
+    pending.set(tenantId, fetching);
+    // A failed release is not cached: the previous keyring (if any) keeps serving, the next call asks again.
+    return fetching.then(
+      (keyring) => {
+        pending.delete(tenantId);
+        cached.set(tenantId, { keyring: Promise.resolve(keyring), fetchedAt: now() });
+        return keyring;
+      },
+      (error: unknown) => {
+        pending.delete(tenantId);
+        throw error;
+      },
+    );
+  };
+
+  return {
+    refresh,
+    keyring: async (tenantId) => {
+      const entry = cached.get(tenantId);
+      if (entry === undefined) {
+        return refresh(tenantId);
+      }
+      if (now() - entry.fetchedAt >= refreshAfterMs) {
+        refresh(tenantId).catch(() => undefined);
+      }
+      return entry.keyring;
+    },
+  };
+}
