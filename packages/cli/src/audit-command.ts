@@ -4,9 +4,9 @@
 // together with the platform's own head record no longer goes unnoticed, because the checkpoint is kept here.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { requestJson } from "@cloister/enclave";
-import { ExitCode, type CliIo } from "./cli-io.js";
+import { ExitCode, type CliIo, parseCommandLine } from "./cli-io.js";
+import { adminPassword, readRunningStack, signInAtPlatform } from "./platform-admin.js";
 
 export const auditUsage = `Usage: cloister audit verify [--data-dir DIR] [--email EMAIL] [--checkpoint FILE] [--json]
 
@@ -24,72 +24,52 @@ interface Checkpoint {
 }
 
 export async function runAudit(argv: readonly string[], io: CliIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        "data-dir": { type: "string", default: ".cloister" },
-        email: { type: "string", default: "admin@demo.hospital" },
-        checkpoint: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    io.stderr(`${(error as Error).message}\n\n${auditUsage}\n`);
-    return ExitCode.usage;
+  const parsed = parseCommandLine(
+    argv,
+    {
+      "data-dir": { type: "string", default: ".cloister" },
+      email: { type: "string", default: "admin@demo.hospital" },
+      checkpoint: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    auditUsage,
+    io,
+  );
+  if (typeof parsed === "number") {
+    return parsed;
   }
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stdout(`${auditUsage}\n`);
-    return ExitCode.ok;
-  }
   if (positionals[0] !== "verify" || positionals.length !== 1) {
     io.stderr(`${auditUsage}\n`);
     return ExitCode.usage;
   }
   const dataDirectory = resolve(values["data-dir"]);
-  const stackFile = join(dataDirectory, "stack.json");
-  if (!existsSync(stackFile)) {
-    io.stderr(
-      `cloister audit: ${stackFile} is missing; is \`cloister up\` running with this data directory?\n`,
-    );
-    return ExitCode.usage;
-  }
-  const stack = JSON.parse(readFileSync(stackFile, "utf8")) as { platform: string; caCert: string };
   const email = values.email;
-  let password = process.env.CLOISTER_AUDIT_PASSWORD;
-  if (password === undefined) {
-    const credentials = join(dataDirectory, "demo-credentials.json");
-    const accounts = existsSync(credentials)
-      ? (JSON.parse(readFileSync(credentials, "utf8")) as { accounts: { email: string; password: string }[] })
-          .accounts
-      : [];
-    password = accounts.find((account) => account.email === email)?.password;
-  }
-  if (password === undefined) {
-    io.stderr("cloister audit: set CLOISTER_AUDIT_PASSWORD to the admin's password\n");
+  let stack;
+  let password;
+  try {
+    stack = readRunningStack(dataDirectory, "audit");
+    password = adminPassword(dataDirectory, email, "CLOISTER_AUDIT_PASSWORD");
+  } catch (error) {
+    io.stderr(`cloister audit: ${(error as Error).message}\n`);
     return ExitCode.usage;
   }
   const checkpointFile = resolve(values.checkpoint ?? join(dataDirectory, "audit-checkpoint.json"));
   const previous = existsSync(checkpointFile)
     ? (JSON.parse(readFileSync(checkpointFile, "utf8")) as Checkpoint)
     : undefined;
-  const tls = { ca: readFileSync(stack.caCert, "utf8") };
   try {
-    const login = await requestJson("POST", new URL("/auth/login", stack.platform), { email, password }, tls);
-    const accessToken = (login.body as { accessToken?: string } | undefined)?.accessToken;
-    if (login.status !== 200 || accessToken === undefined) {
-      io.stderr(`cloister audit: sign-in refused (HTTP ${login.status})\n`);
+    const session = await signInAtPlatform(stack, email, password);
+    if ("refused" in session) {
+      io.stderr(`cloister audit: sign-in refused (HTTP ${session.refused})\n`);
       return ExitCode.rejected;
     }
     const answer = await requestJson(
       "POST",
       new URL("/audit/verify", stack.platform),
       previous === undefined ? {} : { checkpoint: { sequence: previous.sequence, hash: previous.hash } },
-      { ...tls, headers: { authorization: `Bearer ${accessToken}` } },
+      session,
     );
     const result = answer.body as {
       ok?: boolean;

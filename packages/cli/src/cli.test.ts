@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -117,6 +118,30 @@ describe("cloister up (argument handling; the running stack is tested in service
       const code = await runCli(argv, { stdout: () => undefined, stderr: (text) => (stderr += text) });
       assert.equal(code, 2, argv.join(" "));
       assert.match(stderr, /Usage: cloister up/);
+    }
+  });
+});
+
+describe("cloister keys and audit (argument handling; the running stack is tested in services/portal/test)", () => {
+  test("a wrong action, a bad batch size or a missing stack is a usage error", async () => {
+    const empty = mkdtempSync(join(tmpdir(), "cloister-cli-"));
+    try {
+      for (const [argv, expected] of [
+        [["keys", "spin"], /Usage: cloister keys/],
+        [["keys", "rotate", "--batch", "0"], /Usage: cloister keys/],
+        [["keys", "rotate", "--batch", "many"], /Usage: cloister keys/],
+        [["keys", "rotate", "--data-dir", empty], /stack\.json is missing/],
+        [["keys", "reencrypt", "--data-dir", empty], /stack\.json is missing/],
+        [["audit", "verify", "--data-dir", empty], /stack\.json is missing/],
+        [["audit", "check"], /Usage: cloister audit/],
+      ] as const) {
+        let stderr = "";
+        const code = await runCli([...argv], { stdout: () => undefined, stderr: (text) => (stderr += text) });
+        assert.equal(code, 2, argv.join(" "));
+        assert.match(stderr, expected, argv.join(" "));
+      }
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
     }
   });
 });

@@ -3,9 +3,8 @@
 // operators put it into release and attestation policies before deploying.
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { cloisterServices, measureService, type CloisterService } from "@cloister/enclave";
-import { ExitCode, type CliIo } from "./cli-io.js";
+import { ExitCode, parseCommandLine, type CliIo } from "./cli-io.js";
 
 export const measureUsage = `Usage: cloister measure [service…] [--root DIR] [--json]
 
@@ -15,20 +14,14 @@ With one service and no --json, prints the bare hex value (for scripts: docker b
 const defaultRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 export function runMeasure(argv: readonly string[], io: CliIo): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: { root: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (error) {
-    io.stderr(`${(error as Error).message}\n\n${measureUsage}\n`);
-    return ExitCode.usage;
-  }
-  if (parsed.values.help === true) {
-    io.stdout(`${measureUsage}\n`);
-    return ExitCode.ok;
+  const parsed = parseCommandLine(
+    argv,
+    { root: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    measureUsage,
+    io,
+  );
+  if (typeof parsed === "number") {
+    return parsed;
   }
   const known = Object.keys(cloisterServices);
   const wanted = parsed.positionals.length === 0 ? known : parsed.positionals;

@@ -4,11 +4,10 @@
 import { writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { grayImageFromBytes, preprocess, readMedMnistSplit } from "@cloister/imaging";
 import { inputSize, loadModel, runModel, scanModelRepository } from "@cloister/inference-server";
 import { classificationMetrics } from "./classification-metrics.js";
-import { ExitCode, type CliIo } from "./cli-io.js";
+import { ExitCode, type CliIo, parseCommandLine } from "./cli-io.js";
 
 export const modelsUsage = `Usage: cloister models evaluate <model>[/<version>] --npz FILE --split train|val|test
                                 [--predictions OUT.csv] [--json] [--repository DIR]
@@ -21,29 +20,23 @@ The repository defaults to models/repository.`;
 const defaultRepository = resolve(dirname(fileURLToPath(import.meta.url)), "../../../models/repository");
 
 export async function runModels(argv: readonly string[], io: CliIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        npz: { type: "string" },
-        split: { type: "string" },
-        predictions: { type: "string" },
-        repository: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    io.stderr(`${(error as Error).message}\n\n${modelsUsage}\n`);
-    return ExitCode.usage;
+  const parsed = parseCommandLine(
+    argv,
+    {
+      npz: { type: "string" },
+      split: { type: "string" },
+      predictions: { type: "string" },
+      repository: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    modelsUsage,
+    io,
+  );
+  if (typeof parsed === "number") {
+    return parsed;
   }
   const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stdout(`${modelsUsage}\n`);
-    return ExitCode.ok;
-  }
   const [action, wanted] = positionals;
   const split = values.split;
   if (action !== "evaluate" || wanted === undefined || values.npz === undefined || split === undefined) {

@@ -1,5 +1,6 @@
 import { runAudit } from "./audit-command.js";
 import { ExitCode, type CliIo } from "./cli-io.js";
+import { runKeys } from "./keys-command.js";
 import { runMeasure } from "./measure-command.js";
 import { runModels } from "./models-command.js";
 import { runUp } from "./up-command.js";
@@ -13,6 +14,7 @@ Commands:
   models          evaluate a committed diagnostics model on a MedMNIST .npz
   measure         print each service's measurement (SHA-256 of its built code)
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
+  keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
 
 Run "cloister <command> --help" for a command's options.`;
 
@@ -30,6 +32,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runMeasure(rest, io);
     case "audit":
       return runAudit(rest, io);
+    case "keys":
+      return runKeys(rest, io);
     case undefined:
     case "help":
     case "--help":

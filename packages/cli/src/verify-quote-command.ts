@@ -1,7 +1,6 @@
 // `cloister verify-quote <file> [--collateral <bundle.json>] [--vcek <der|pem>] [--chain <pem>]
 //  [--at <ISO-8601>] [--skip-tcb] [--json]`
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import {
   AttestationError,
   verifyQuote,
@@ -9,7 +8,7 @@ import {
   type CollateralBundle,
   type VerifiedEvidence,
 } from "@cloister/attestation";
-import { ExitCode, UsageError, type CliIo } from "./cli-io.js";
+import { ExitCode, parseCommandLine, UsageError, type CliIo } from "./cli-io.js";
 
 export const verifyQuoteUsage = `Usage: cloister verify-quote <file> [--collateral <bundle.json>] [--vcek <der|pem>] [--chain <pem>]
                              [--at <ISO-8601>] [--skip-tcb] [--json]
@@ -67,30 +66,24 @@ function readFile(path: string, what: string): Buffer {
 }
 
 export function runVerifyQuote(argv: readonly string[], io: CliIo): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        collateral: { type: "string" },
-        vcek: { type: "string" },
-        chain: { type: "string" },
-        at: { type: "string" },
-        "skip-tcb": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    io.stderr(`${(error as Error).message}\n\n${verifyQuoteUsage}\n`);
-    return ExitCode.usage;
+  const parsed = parseCommandLine(
+    argv,
+    {
+      collateral: { type: "string" },
+      vcek: { type: "string" },
+      chain: { type: "string" },
+      at: { type: "string" },
+      "skip-tcb": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    verifyQuoteUsage,
+    io,
+  );
+  if (typeof parsed === "number") {
+    return parsed;
   }
   const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout(`${verifyQuoteUsage}\n`);
-    return ExitCode.ok;
-  }
   let kind: EvidenceKind | undefined;
   let argvEvidence: Uint8Array | undefined;
   let result: JsonResult;

@@ -30,7 +30,7 @@ export interface BytesResponse {
 
 /** Sends one request and reads the whole response body. */
 export function requestBytes(
-  method: "GET" | "POST" | "PUT",
+  method: "GET" | "POST" | "PUT" | "DELETE",
   url: string | URL,
   body: { bytes: Uint8Array; contentType: string } | undefined,
   options: HttpsClientOptions & { accept?: string } = {},
@@ -98,7 +98,7 @@ export function requestBytes(
 }
 
 export async function requestJson(
-  method: "GET" | "POST" | "PUT",
+  method: "GET" | "POST" | "PUT" | "DELETE",
   url: string | URL,
   body: unknown,
   options: HttpsClientOptions = {},

@@ -2,7 +2,8 @@
 // in real Chromium (Debian's, driven by playwright-core): attestation before PHI, sign-in, patient intake with
 // duplicate detection, PNG and DICOM upload, live status, the clinician's result, refusal for a wrong
 // measurement; then the stack itself: TLS health, a taken port, restart with records kept, a platform killed
-// mid-job, and `cloister audit verify` catching a truncated audit trail.
+// mid-job, `cloister keys rotate` re-encrypting every record without downtime, and `cloister audit verify`
+// catching a truncated audit trail.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
@@ -546,6 +547,34 @@ describe("the stack over time", () => {
     assert.deepEqual(after, before);
   });
 
+  /**
+   * Once the platform serves again (a new process, when `killed` is its old pid), the number of patients
+   * named Killtest a clerk finds; -1 if it does not serve within `waitMs`.
+   */
+  const killtestPatientsOnceServing = async (waitMs: number, killed?: number): Promise<number> => {
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 500));
+      if (killed !== undefined && stack.stack().pids["platform-api"] === killed) {
+        continue;
+      }
+      try {
+        const clerk = await signIn(stack.stack(), "clerk@demo.hospital", password);
+        const search = await stackRequest(
+          stack.stack(),
+          "GET",
+          `${stack.stack().platform}/fhir/Patient?name=Killtest`,
+          undefined,
+          clerk,
+        );
+        return (search.body as { total?: number }).total ?? -1;
+      } catch {
+        // still starting
+      }
+    }
+    return -1;
+  };
+
   test("the key broker and the platform killed together come back, and the records still open", async () => {
     const description = stack.stack();
     const before = { ...description.pids };
@@ -556,25 +585,7 @@ describe("the stack over time", () => {
     }
     // The platform may start before the key broker is back: it then fails to get its keys, exits, and is
     // started again; it never serves without them.
-    const deadline = Date.now() + 60_000;
-    let total = -1;
-    while (Date.now() < deadline) {
-      await new Promise((resolveWait) => setTimeout(resolveWait, 500));
-      try {
-        const clerk = await signIn(stack.stack(), "clerk@demo.hospital", password);
-        const search = await stackRequest(
-          stack.stack(),
-          "GET",
-          `${description.platform}/fhir/Patient?name=Killtest`,
-          undefined,
-          clerk,
-        );
-        total = (search.body as { total?: number }).total ?? -1;
-        break;
-      } catch {
-        // still starting
-      }
-    }
+    const total = await killtestPatientsOnceServing(60_000);
     assert.equal(total, 1, "the patient written before the kills opens with the released key");
     const after = stack.stack().pids;
     assert.notEqual(after["key-broker"], before["key-broker"]);
@@ -601,6 +612,47 @@ describe("the stack over time", () => {
       existsSync(chromiumPath) ? 1 : 0,
       "the patient registered in the portal survived the restart",
     );
+  });
+
+  test("cloister keys rotate --retire: every record moves to the new data key version, the old one is destroyed, and a restarted platform opens everything", async () => {
+    const rotated = await run(process.execPath, [
+      join(repositoryRoot, "packages/cli/dist/bin.js"),
+      "keys",
+      "rotate",
+      "--retire",
+      "--batch",
+      "7",
+      "--json",
+      "--data-dir",
+      dataDirectory,
+    ]);
+    const outcome = JSON.parse(rotated.stdout) as {
+      tenant: string;
+      generation: number;
+      resealed: number;
+      retired: number[];
+    };
+    assert.equal(outcome.tenant, "demo-hospital");
+    assert.equal(outcome.generation, 2);
+    assert.ok(outcome.resealed > 10, `records were re-encrypted (${outcome.resealed})`);
+    assert.deepEqual(outcome.retired, [1]);
+    const database = new Database(join(dataDirectory, "records.db"), { readonly: true });
+    const generations = database
+      .prepare(
+        "SELECT key_generation, count(*) AS versions FROM resource_versions WHERE tenant_id = 'demo-hospital' GROUP BY key_generation",
+      )
+      .all() as { key_generation: number; versions: number }[];
+    database.close();
+    assert.ok(
+      generations.every((row) => row.key_generation !== 1),
+      `nothing is left under version 1: ${JSON.stringify(generations)}`,
+    );
+    // A restarted platform gets version 2 alone from the broker, and still opens and finds the records.
+    const killed = stack.stack().pids["platform-api"];
+    assert.ok(killed !== undefined);
+    process.kill(killed, "SIGKILL");
+    const total = await killtestPatientsOnceServing(30_000, killed);
+    assert.equal(total, 1, "the patient written under version 1 opens and is found under version 2");
   });
 
   test("cloister audit verify: the chain verifies, then a truncated tail (head record included) is caught by the checkpoint", async () => {

@@ -1,0 +1,169 @@
+// `cloister keys rotate | reencrypt`: rotates a tenant's data key at the key broker and has the platform
+// re-encrypt the tenant's records under the new version, batch by batch, while it keeps serving. With
+// --retire, the older versions are destroyed at the broker once nothing is sealed under them.
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { requestJson } from "@cloister/enclave";
+import { ExitCode, type CliIo, parseCommandLine } from "./cli-io.js";
+import { adminPassword, readRunningStack, signInAtPlatform } from "./platform-admin.js";
+
+export const keysUsage = `Usage: cloister keys rotate|reencrypt [--data-dir DIR] [--email EMAIL] [--batch N] [--retire] [--json]
+
+rotate      adds a new version of the signed-in admin's tenant data key (tenant-<id>) at the key broker, then
+            re-encrypts every record of the tenant under it; refused while an earlier rotation is unfinished
+reencrypt   re-encrypts what is still sealed under older versions (to finish an interrupted rotation)
+--retire    afterwards, destroys the older versions at the key broker (only when nothing is left under them)
+--batch N   records per request to the platform (default 200)
+
+The stack is read from DIR/stack.json (default .cloister). The admin's password comes from
+CLOISTER_ADMIN_PASSWORD, or for the demo admin from DIR/demo-credentials.json; the key broker's admin token
+from CLOISTER_KEY_BROKER_ADMIN_TOKEN, or DIR/key-broker-admin-token.
+Exit codes: 0 done, 1 refused or failed (re-run: every step can be repeated), 2 usage.`;
+
+interface Progress {
+  readonly tenant: string;
+  readonly generation: number;
+  readonly resealed: number;
+  readonly remaining: number;
+}
+
+export async function runKeys(argv: readonly string[], io: CliIo): Promise<number> {
+  const parsed = parseCommandLine(
+    argv,
+    {
+      "data-dir": { type: "string", default: ".cloister" },
+      email: { type: "string", default: "admin@demo.hospital" },
+      batch: { type: "string", default: "200" },
+      retire: { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    keysUsage,
+    io,
+  );
+  if (typeof parsed === "number") {
+    return parsed;
+  }
+  const { values, positionals } = parsed;
+  const action = positionals[0];
+  const batch = Number(values.batch);
+  if (
+    (action !== "rotate" && action !== "reencrypt") ||
+    positionals.length !== 1 ||
+    !Number.isInteger(batch) ||
+    batch < 1 ||
+    batch > 1000
+  ) {
+    io.stderr(`${keysUsage}\n`);
+    return ExitCode.usage;
+  }
+  const dataDirectory = resolve(values["data-dir"]);
+  let stack;
+  let password;
+  let brokerToken = process.env.CLOISTER_KEY_BROKER_ADMIN_TOKEN;
+  try {
+    stack = readRunningStack(dataDirectory, "keys");
+    password = adminPassword(dataDirectory, values.email, "CLOISTER_ADMIN_PASSWORD");
+    const tokenFile = join(dataDirectory, "key-broker-admin-token");
+    brokerToken ??= existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : undefined;
+    if (brokerToken === undefined) {
+      throw new Error("set CLOISTER_KEY_BROKER_ADMIN_TOKEN to the key broker's admin token");
+    }
+  } catch (error) {
+    io.stderr(`cloister keys: ${(error as Error).message}\n`);
+    return ExitCode.usage;
+  }
+  const say = (text: string): void => {
+    if (values.json !== true) {
+      io.stdout(`${text}\n`);
+    }
+  };
+  try {
+    const session = await signInAtPlatform(stack, values.email, password);
+    if ("refused" in session) {
+      io.stderr(`cloister keys: sign-in refused (HTTP ${session.refused})\n`);
+      return ExitCode.rejected;
+    }
+    const reencrypt = async (limit: number): Promise<Progress> => {
+      const answer = await requestJson(
+        "POST",
+        new URL("/admin/reencrypt", stack.platform),
+        { limit },
+        session,
+      );
+      const body = answer.body as Partial<Progress> & { code?: string };
+      if (answer.status !== 200 || body.tenant === undefined) {
+        throw new Error(
+          `the platform refused to re-encrypt (HTTP ${answer.status}, ${body.code ?? "no code"})`,
+        );
+      }
+      return body as Progress;
+    };
+    const broker = { ca: session.ca, headers: { authorization: `Bearer ${brokerToken}` } };
+    // The first batch also says which tenant this admin's is, and whether an earlier rotation is unfinished.
+    let progress = await reencrypt(batch);
+    const keyName = `tenant-${progress.tenant}`;
+    let resealed = progress.resealed;
+    if (action === "rotate") {
+      if (progress.remaining > 0) {
+        io.stderr(
+          `cloister keys: ${progress.remaining} records of tenant ${progress.tenant} are still sealed under an ` +
+            "older key version; finish that first with `cloister keys reencrypt`\n",
+        );
+        return ExitCode.rejected;
+      }
+      const rotated = await requestJson(
+        "POST",
+        new URL(`/keys/${keyName}/rotate`, stack.keyBroker),
+        {},
+        broker,
+      );
+      if (rotated.status !== 201) {
+        throw new Error(`the key broker refused to rotate ${keyName} (HTTP ${rotated.status})`);
+      }
+      say(`${keyName}: version ${(rotated.body as { version: number }).version} created at the key broker`);
+      progress = await reencrypt(batch);
+      resealed = progress.resealed;
+    }
+    while (progress.remaining > 0) {
+      say(`  re-encrypted ${resealed} records, ${progress.remaining} to go`);
+      progress = await reencrypt(batch);
+      resealed += progress.resealed;
+    }
+    say(
+      `tenant ${progress.tenant}: every record is sealed under key version ${progress.generation} ` +
+        `(${resealed} re-encrypted by this run)`,
+    );
+    const retired: number[] = [];
+    if (values.retire === true) {
+      const shown = await requestJson("GET", new URL(`/keys/${keyName}`, stack.keyBroker), undefined, broker);
+      const versions = ((shown.body as { versions?: { version: number }[] }).versions ?? []).map(
+        (entry) => entry.version,
+      );
+      for (const version of versions.filter((entry) => entry < progress.generation)) {
+        const destroyed = await requestJson(
+          "DELETE",
+          new URL(`/keys/${keyName}/${version}`, stack.keyBroker),
+          undefined,
+          broker,
+        );
+        if (destroyed.status !== 200) {
+          throw new Error(
+            `the key broker refused to destroy ${keyName} version ${version} (HTTP ${destroyed.status})`,
+          );
+        }
+        retired.push(version);
+        say(`${keyName}: version ${version} destroyed at the key broker`);
+      }
+    }
+    if (values.json === true) {
+      io.stdout(
+        `${JSON.stringify({ tenant: progress.tenant, key: keyName, generation: progress.generation, resealed, retired })}\n`,
+      );
+    }
+    return ExitCode.ok;
+  } catch (error) {
+    io.stderr(`cloister keys: ${(error as Error).message}\n`);
+    return ExitCode.rejected;
+  }
+}
