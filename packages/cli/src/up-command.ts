@@ -9,16 +9,19 @@ import { parseArgs } from "node:util";
 import { devSigner, measureService } from "@cloister/enclave";
 import { ExitCode, type CliIo } from "./cli-io.js";
 import { claimDataDirectory, demoTenant, prepareDataDirectory } from "./up-data-directory.js";
-import { ensureKey } from "./up-keys.js";
+import { ensureKey, ensureNamedSecret } from "./up-keys.js";
 import { checkPortsFree, ServiceSupervisor, type ServiceSpec } from "./up-processes.js";
 
-export const upUsage = `Usage: cloister up [--data-dir DIR] [--port-base N]
+export const upUsage = `Usage: cloister up [--data-dir DIR] [--port-base N] [--redis-url URL]
 
 Runs the local Cloister platform in simulation mode until Ctrl-C. The data directory (default .cloister/)
 keeps the simulation platform, the dev CA, the keys, the records and the logs, so a second run continues
 where the first stopped. Services listen on 127.0.0.1, ports N to N+4 (default 7443): attestation service,
 key broker, inference server, platform API, portal.
-The demo accounts' password comes from CLOISTER_DEMO_PASSWORD, or is made at random on first run.`;
+The demo accounts' password comes from CLOISTER_DEMO_PASSWORD, or is made at random on first run.
+With --redis-url, the platform's job queue and result cache live in that Redis instead of in memory; its
+credentials ("password" or "user:password") come from CLOISTER_REDIS_CREDENTIALS and are handed to the
+platform through the key broker (the secret "redis-credentials"), never through its environment.`;
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -46,6 +49,7 @@ export async function runUp(
       options: {
         "data-dir": { type: "string", default: ".cloister" },
         "port-base": { type: "string", default: "7443" },
+        "redis-url": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -60,6 +64,14 @@ export async function runUp(
   const portBase = Number(values["port-base"]);
   if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65530) {
     io.stderr(`--port-base must be a whole number from 1024 to 65530\n\n${upUsage}\n`);
+    return ExitCode.usage;
+  }
+  const redisUrl = values["redis-url"];
+  const redisCredentials = process.env.CLOISTER_REDIS_CREDENTIALS;
+  if (redisUrl !== undefined && (!/^rediss?:\/\/[^/@\s]+/.test(redisUrl) || redisCredentials === undefined)) {
+    io.stderr(
+      `--redis-url is redis://host:port (no credentials in it), with CLOISTER_REDIS_CREDENTIALS set\n\n${upUsage}\n`,
+    );
     return ExitCode.usage;
   }
   const portalBuild = join(repositoryRoot, "services/portal/dist-dev");
@@ -207,6 +219,14 @@ export async function runUp(
       });
       keyOutcomes.push(`${name} ${outcome}`);
     }
+    if (redisUrl !== undefined && redisCredentials !== undefined) {
+      const outcome = await ensureNamedSecret(
+        admin,
+        { name: "redis-credentials", measurements: [measurements["platform-api"]], signer: devSigner },
+        redisCredentials,
+      );
+      keyOutcomes.push(`redis-credentials ${outcome}`);
+    }
 
     const peers = { CLOISTER_CA: data.caCertPath, CLOISTER_ATTESTATION_URL: urls.attestation };
     await Promise.all([
@@ -241,6 +261,7 @@ export async function runUp(
             CLOISTER_TENANTS: demoTenant.id,
             CLOISTER_CORS_ORIGINS: urls.portal,
             CLOISTER_BOOTSTRAP_ACCOUNTS: data.demoCredentialsPath,
+            ...(redisUrl === undefined ? {} : { CLOISTER_REDIS_URL: redisUrl }),
           },
           urls.platform,
         ),

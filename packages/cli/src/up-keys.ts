@@ -64,3 +64,47 @@ export async function ensureKey(
   }
   return "policy-replaced";
 }
+
+/**
+ * A named secret (e.g. Redis credentials) holding exactly `value`: created with it, or rotated to it with
+ * the older versions destroyed, so the workload releases the current value and no stale copy is kept.
+ */
+export async function ensureNamedSecret(
+  admin: KeyBrokerAdmin,
+  spec: KeySpec,
+  value: string,
+): Promise<"created" | "rotated"> {
+  const options = { ca: admin.ca, headers: { authorization: `Bearer ${admin.adminToken}` } };
+  const url = new URL(`/keys/${spec.name}`, admin.url);
+  const encoded = Buffer.from(value, "utf8").toString("base64");
+  const existing = await requestJson("GET", url, undefined, options);
+  if (existing.status === 404) {
+    const created = await requestJson(
+      "PUT",
+      url,
+      { policy: releasePolicy(admin, spec), value: encoded },
+      options,
+    );
+    if (created.status !== 201) {
+      throw new Error(`the key broker refused to create ${spec.name} (HTTP ${created.status})`);
+    }
+    return "created";
+  }
+  await ensureKey(admin, spec);
+  const rotated = await requestJson(
+    "POST",
+    new URL(`/keys/${spec.name}/rotate`, admin.url),
+    { value: encoded },
+    options,
+  );
+  const versions = (rotated.body ?? {}) as { version?: number; versions?: { version: number }[] };
+  if (rotated.status !== 201 || versions.version === undefined) {
+    throw new Error(`the key broker refused to rotate ${spec.name} (HTTP ${rotated.status})`);
+  }
+  for (const { version } of versions.versions ?? []) {
+    if (version !== versions.version) {
+      await requestJson("DELETE", new URL(`/keys/${spec.name}/${version}`, admin.url), undefined, options);
+    }
+  }
+  return "rotated";
+}

@@ -64,6 +64,9 @@ async function waitHealthy(url: string, ca: string, child: ChildProcess, timeout
   }
 }
 
+/** A service that exits sooner than this after starting is failing, not merely stopped from outside. */
+const failingWithinMs = 5_000;
+
 export class ServiceSupervisor {
   private readonly children = new Map<string, ChildProcess>();
   private readonly specs: ServiceSpec[] = [];
@@ -104,25 +107,33 @@ export class ServiceSupervisor {
     closeSync(log);
     this.children.set(spec.name, child);
     this.events.onPidChange();
+    const startedAt = Date.now();
     child.once("exit", (code, signal) => {
       if (this.stopping || this.children.get(spec.name) !== child) {
         return;
       }
+      // Like a crash-loop backoff: a process that stayed up a while is started again after 1 s; one that
+      // dies soon after starting counts as failing, waits twice as long each time, and after 5 such failures
+      // within a minute it is left stopped (its log says why).
       const now = Date.now();
+      const failedEarly = now - startedAt < failingWithinMs;
       const recent = (this.restarts.get(spec.name) ?? []).filter((at) => now - at < 60_000);
-      if (recent.length >= 5) {
+      if (failedEarly && recent.length >= 5) {
         this.children.delete(spec.name);
         this.events.onGiveUp(spec.name);
         return;
       }
-      recent.push(now);
-      this.restarts.set(spec.name, recent);
+      const failures = failedEarly ? [...recent, now] : [];
+      this.restarts.set(spec.name, failures);
       this.events.onRestart(spec.name, code, signal);
-      setTimeout(() => {
-        if (!this.stopping) {
-          this.spawn(spec);
-        }
-      }, 1000).unref();
+      setTimeout(
+        () => {
+          if (!this.stopping) {
+            this.spawn(spec);
+          }
+        },
+        1000 * 2 ** Math.max(0, failures.length - 1),
+      ).unref();
     });
     return child;
   }

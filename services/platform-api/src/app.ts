@@ -8,7 +8,7 @@ import type { OhttpKeyPair } from "@cloister/ohttp";
 import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
-import type { JobQueue, QueueStats } from "./workflow/job-queue.js";
+import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
 import { Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService } from "./auth/accounts.js";
@@ -103,6 +103,11 @@ declare module "fastify" {
     auditTrail: AuditTrail;
     /** Queues every active ServiceRequest of these tenants again (after a restart). */
     recoverDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
+    /**
+     * Queues the active orders that have no job waiting or running (their queueing failed, e.g. while Redis
+     * restarted), leaving running jobs alone; returns how many it queued. main.ts runs it periodically.
+     */
+    reconcileDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
   }
 }
 
@@ -188,6 +193,22 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
   });
   app.decorateRequest("principal", undefined);
+
+  // An order is recorded first; its job is derived state. Queueing is tried a few times (a Redis restart takes
+  // a second or two); if it still fails, the order stays recorded and active, and the reconciler queues it.
+  const queueOrder = async (job: DiagnosisJob): Promise<void> => {
+    const queue = config.workflow?.queue;
+    for (const pauseMs of [0, 250, 1000, 2000]) {
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      try {
+        await queue?.enqueue(job);
+        return;
+      } catch {
+        // tried again below
+      }
+    }
+    app.log.warn({ job: job.serviceRequestId }, "order recorded; the reconciler will queue its job");
+  };
 
   // Load shedding: a request over the limit gets ERR_OVERLOADED (503, Retry-After) before any work is done.
   const maxInFlight = config.maxInFlight ?? 256;
@@ -401,11 +422,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       const created = await repository.create(tenant, body);
       setEntities([reference(created)]);
       if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
-        await config.workflow?.queue.enqueue({
-          tenantId: tenant.tenantId,
-          serviceRequestId: created.id,
-          attempt: 0,
-        });
+        await queueOrder({ tenantId: tenant.tenantId, serviceRequestId: created.id, attempt: 0 });
       }
       return { tenant, result: { status: 201, resource: created } };
     });
@@ -698,8 +715,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   app.addHook("onClose", async () => {
     await worker?.stop();
   });
-  app.decorate("recoverDiagnosisJobs", async (tenantIds: readonly string[]) => {
-    let queued = 0;
+  /** Active orders of the tenants, for requeueing at start and for the reconciler. */
+  const activeOrders = async (tenantIds: readonly string[]): Promise<DiagnosisJob[]> => {
+    const jobs: DiagnosisJob[] = [];
     for (const tenantId of tenantIds) {
       const tenant = { tenantId, keyring: await config.tenantKeyring(tenantId) };
       for (const request of await repository.search(tenant, "ServiceRequest", {
@@ -707,12 +725,28 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         _count: "500",
       })) {
         if (request.id !== undefined) {
-          await workflow?.queue.enqueue({ tenantId, serviceRequestId: request.id, attempt: 0 });
-          queued++;
+          jobs.push({ tenantId, serviceRequestId: request.id, attempt: 0 });
         }
       }
     }
+    return jobs;
+  };
+  app.decorate("reconcileDiagnosisJobs", async (tenantIds: readonly string[]) => {
+    if (workflow === undefined) {
+      return 0;
+    }
+    let queued = 0;
+    for (const job of await activeOrders(tenantIds)) {
+      queued += (await workflow.queue.ensureQueued(job)) ? 1 : 0;
+    }
     return queued;
+  });
+  app.decorate("recoverDiagnosisJobs", async (tenantIds: readonly string[]) => {
+    const jobs = workflow === undefined ? [] : await activeOrders(tenantIds);
+    for (const job of jobs) {
+      await workflow?.queue.enqueue(job);
+    }
+    return jobs.length;
   });
   return app;
 }

@@ -14,7 +14,8 @@
 //   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only
 //   CLOISTER_REDIS_URL              Redis for the job queue (several replicas); its credentials are the key
 //                                   broker secret "redis-credentials" ("password" or "user:password")
-//   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start
+//   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start,
+//                                   and checked every CLOISTER_RECONCILE_SECONDS (default 30) for orders with no job
 //   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
 //   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE, CLOISTER_OIDC_TENANTS, CLOISTER_OIDC_ROLES (and _JWKS_URI,
 //                                   _TENANT_CLAIM, _ROLE_CLAIM): sign-in through Entra ID instead of local accounts
@@ -177,11 +178,28 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
+// The reconciler: active orders whose job was never queued (the queue was away) are queued within a minute.
+// Its first round comes after the start-up requeue below.
+const reconcileEvery = Number(process.env.CLOISTER_RECONCILE_SECONDS ?? 30) * 1000;
+const reconciler = setInterval(() => {
+  app
+    .reconcileDiagnosisJobs(tenants)
+    .then((queued) => {
+      if (queued > 0) {
+        app.log.warn({ queued }, "reconciler queued orders that had no job");
+      }
+    })
+    .catch((error: unknown) => {
+      app.log.warn({ errorName: error instanceof Error ? error.name : "unknown" }, "reconciler failed");
+    });
+}, reconcileEvery);
+reconciler.unref();
 app.addHook("onClose", async () => {
+  clearInterval(reconciler);
   attestation.stop();
   await store.close();
 });
-const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
 closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
 app.log.info({ requeued: await app.recoverDiagnosisJobs(tenants) }, "platform ready");

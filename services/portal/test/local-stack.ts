@@ -57,6 +57,7 @@ export async function startLocalStack(
   portBase: number,
   env: Record<string, string> = {},
   timeoutMs = 60_000,
+  extraArguments: readonly string[] = [],
 ): Promise<RunningStack> {
   const child = spawn(
     process.execPath,
@@ -67,6 +68,7 @@ export async function startLocalStack(
       dataDirectory,
       "--port-base",
       String(portBase),
+      ...extraArguments,
     ],
     { cwd: repositoryRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -95,7 +95,40 @@ export class DiagnosisWorker {
       if (job === undefined) {
         return;
       }
-      await this.run(job);
+      try {
+        await this.run(job);
+      } catch (error) {
+        // Not even the retry could be scheduled (the queue or the key broker is away): try once more to put
+        // the job back; failing that, its lease returns it. The loop itself never stops on a job.
+        this.options.log?.(
+          {
+            job: job.serviceRequestId,
+            outcome: error instanceof PlatformError ? error.code : "ERR_INTERNAL",
+          },
+          "diagnosis job left to its lease",
+        );
+        await this.settle(() => this.options.queue.enqueue(job, retryDelayMs(job.attempt + 1))).catch(
+          () => undefined,
+        );
+      }
+    }
+  }
+
+  /**
+   * Queue bookkeeping (scheduling a retry, completing) outlives a short queue outage such as a Redis
+   * restart: tried again with backoff for about half a minute before the error is let through.
+   */
+  private async settle(operation: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await operation();
+        return;
+      } catch (error) {
+        if (attempt >= 8 || this.stopped) {
+          throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
+      }
     }
   }
 
@@ -108,7 +141,6 @@ export class DiagnosisWorker {
     };
     try {
       await this.diagnose(tenant, job.serviceRequestId);
-      await queue.complete(job);
     } catch (error) {
       const permanent = error instanceof PermanentFailure;
       const code = permanent
@@ -122,13 +154,14 @@ export class DiagnosisWorker {
           { job: job.serviceRequestId, attempt: attempts, outcome: code },
           "diagnosis will be retried",
         );
-        await queue.enqueue({ ...job, attempt: attempts }, retryDelayMs(attempts));
+        await this.settle(() => queue.enqueue({ ...job, attempt: attempts }, retryDelayMs(attempts)));
         return;
       }
       this.options.log?.({ job: job.serviceRequestId, attempt: attempts, outcome: code }, "diagnosis failed");
-      await this.recordFailure(tenant, job.serviceRequestId, code).catch(() => undefined);
-      await queue.complete(job);
+      // If even the cancelled report cannot be written, the job is not completed: it comes back (loop).
+      await this.recordFailure(tenant, job.serviceRequestId, code);
     }
+    await this.settle(() => queue.complete(job));
   }
 
   /** Writes a resource with a derived id, create-only; returns the stored one either way. */

@@ -9,8 +9,16 @@ export interface DiagnosisJob {
 }
 
 export interface JobQueue {
-  /** Adds a job unless one for the same ServiceRequest is already waiting or running. */
+  /**
+   * Adds a job unless one for the same ServiceRequest is already waiting; a running one is replaced (how a
+   * worker schedules its own retry, and how a starting platform takes back the jobs of a dead one).
+   */
   readonly enqueue: (job: DiagnosisJob, delayMs?: number) => Promise<void>;
+  /**
+   * Adds a job only if none for the same ServiceRequest is waiting or running; true if it was added. The
+   * reconciler uses it to queue active orders whose job was never queued, without disturbing running ones.
+   */
+  readonly ensureQueued: (job: DiagnosisJob) => Promise<boolean>;
   /** Waits for the next due job (or undefined when closed). */
   readonly take: () => Promise<DiagnosisJob | undefined>;
   /** The job is done (or given up): forget it. */
@@ -66,6 +74,14 @@ export function createMemoryJobQueue(now: () => number = Date.now): JobQueue {
       running.delete(key(job));
       pending.set(key(job), { job, dueAt: now() + delayMs });
       dispatch();
+    },
+    ensureQueued: async (job) => {
+      if (closed || pending.has(key(job)) || running.has(key(job))) {
+        return false;
+      }
+      pending.set(key(job), { job, dueAt: now() });
+      dispatch();
+      return true;
     },
     take: async () =>
       closed

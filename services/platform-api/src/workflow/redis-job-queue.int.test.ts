@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { redisSkipReason, startTestRedis, type TestRedis } from "../test-support/redis-server.js";
+import { createMemoryJobQueue } from "./job-queue.js";
 import { createRedisJobQueue } from "./redis-job-queue.js";
 
 const skip = redisSkipReason;
@@ -55,6 +56,23 @@ describe("Redis job queue", { skip }, () => {
     await jobs.complete(job);
     await jobs.complete({ ...job, serviceRequestId: "sr-later" });
     assert.equal(await jobs.redis.zcard("t1:running"), 0);
+  });
+
+  it("ensureQueued adds an order's job only when none is waiting or running (both queues)", async () => {
+    const redisJobs = queue({ prefix: "t5" });
+    after(() => redisJobs.close());
+    for (const jobs of [redisJobs, createMemoryJobQueue()]) {
+      const job = { tenantId: "a", serviceRequestId: "reconciled", attempt: 0 };
+      assert.equal(await jobs.ensureQueued(job), true, "a missing job is added");
+      assert.equal(await jobs.ensureQueued(job), false, "a waiting one is left alone");
+      assert.deepEqual(await jobs.take(), job);
+      assert.equal(await jobs.ensureQueued(job), false, "a running one is left alone");
+      await jobs.complete(job);
+      assert.equal(await jobs.ensureQueued(job), true, "after completion it can be added again");
+      assert.deepEqual(await jobs.take(), job);
+      await jobs.complete(job);
+      await jobs.close();
+    }
   });
 
   it("gives a dead worker's job to another worker when its lease expires", async () => {

@@ -38,6 +38,14 @@ redis.call('ZADD', KEYS[2], ARGV[2], due[1])
 return due[1]
 `;
 
+// Atomically: add the job only if it is neither waiting nor running.
+const ensureScript = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+`;
+
 export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & { readonly redis: Redis } {
   const prefix = options.prefix ?? "cloister:jobs";
   const leaseMs = options.leaseMs ?? 120_000;
@@ -94,6 +102,24 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
           .zrem(`${prefix}:running`, name)
           .zadd(`${prefix}:ready`, "NX", now() + delayMs, name)
           .exec();
+      } catch (cause) {
+        throw failure(cause);
+      }
+    },
+    ensureQueued: async (job) => {
+      const name = member(job);
+      try {
+        const added = await redis.eval(
+          ensureScript,
+          3,
+          `${prefix}:ready`,
+          `${prefix}:running`,
+          `${prefix}:job:${name}`,
+          name,
+          seal(job, name),
+          now(),
+        );
+        return added === 1;
       } catch (cause) {
         throw failure(cause);
       }
