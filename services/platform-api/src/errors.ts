@@ -40,6 +40,11 @@ export const platformErrors = {
     issue: "transient",
     message: "the record is sealed under a data key version this server does not hold yet; retry shortly",
   },
+  ERR_STORAGE_FULL: {
+    status: 507,
+    issue: "exception",
+    message: "the record store is out of space; nothing was written",
+  },
   ERR_STORAGE: { status: 500, issue: "exception", message: "the record store failed" },
   ERR_INTERNAL: { status: 500, issue: "exception", message: "the request could not be handled" },
 } as const;

@@ -16,11 +16,30 @@ function storageFailure(cause: unknown): PlatformError {
   if (cause instanceof PlatformError) {
     return cause;
   }
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined;
   // 23505: unique violation, two writers creating the same version at once.
-  if (typeof cause === "object" && cause !== null && "code" in cause && cause.code === "23505") {
+  if (code === "23505") {
     return new PlatformError("ERR_VERSION_CONFLICT");
   }
-  return new PlatformError("ERR_STORAGE", undefined, { cause });
+  // 53100: disk_full.
+  return new PlatformError(code === "53100" ? "ERR_STORAGE_FULL" : "ERR_STORAGE", undefined, { cause });
+}
+
+/**
+ * A connection that was cut (the server restarted or terminated it: 57P01 admin_shutdown, 57P02, 57P03, or
+ * the socket closed) before COMMIT was sent: the server rolled the transaction back, so running it again on
+ * a fresh connection cannot apply it twice.
+ */
+function connectionLost(cause: unknown): boolean {
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined;
+  const message = cause instanceof Error ? cause.message : "";
+  return (
+    code === "57P01" ||
+    code === "57P02" ||
+    code === "57P03" ||
+    code === "ECONNRESET" ||
+    /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message)
+  );
 }
 
 /** Replaces a resource's search tokens (duplicates dropped), inside the caller's transaction. */
@@ -63,31 +82,58 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
     max: options.maxConnections ?? 10,
     options: `-c search_path=${schema}`,
   });
-  // A dropped connection is reported on the pool; queries on it fail and are retried by the caller.
+  // A cut connection is also reported as an 'error' event, on the pool for idle clients and on the client
+  // itself (even while the pool is already ending it); unheard, that event would end the process. The cut is
+  // handled where it matters: the query on it fails and withClient retries or reports it.
   pool.on("error", () => undefined);
+  pool.on("connect", (client) => {
+    client.on("error", () => undefined);
+  });
 
-  const transaction = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
-      const result = await work(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw storageFailure(error);
-    } finally {
-      client.release();
+  /**
+   * Runs `work` on a checked-out client, in a transaction when asked. A connection cut before COMMIT (see
+   * connectionLost) is retried on a fresh connection, at most twice.
+   */
+  const withClient = async <T>(
+    work: (client: pg.PoolClient) => Promise<T>,
+    inTransaction: boolean,
+  ): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient | undefined;
+      let committing = false;
+      try {
+        client = await pool.connect();
+        if (inTransaction) {
+          await client.query("BEGIN");
+        }
+        const result = await work(client);
+        if (inTransaction) {
+          committing = true;
+          await client.query("COMMIT");
+        }
+        client.release();
+        return result;
+      } catch (error) {
+        const lost = connectionLost(error);
+        if (client !== undefined) {
+          if (inTransaction && !lost) {
+            await client.query("ROLLBACK").catch(() => undefined);
+          }
+          // A cut connection is dropped from the pool, not handed to the next caller.
+          client.release(lost ? (error as Error) : undefined);
+        }
+        // Once COMMIT was sent, whether it applied is unknown: that is reported, never run twice.
+        if (lost && !committing && attempt < 3) {
+          continue;
+        }
+        throw storageFailure(error);
+      }
     }
   };
-
-  const query = async (sql: string, values: unknown[]): Promise<VersionRow[]> => {
-    try {
-      return (await pool.query<VersionRow>(sql, values)).rows;
-    } catch (cause) {
-      throw storageFailure(cause);
-    }
-  };
+  const transaction = <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => withClient(work, true);
+  const select = async <Row extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<Row[]> =>
+    withClient(async (client) => (await client.query<Row>(sql, values)).rows, false);
+  const query = (sql: string, values: unknown[]): Promise<VersionRow[]> => select<VersionRow>(sql, values);
 
   return {
     dialect: "postgres",
@@ -186,31 +232,21 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
       return rows.map(toVersion);
     },
     staleVersions: async (tenantId, generation, limit) => {
-      try {
-        const rows = (
-          await pool.query<VersionRow & { is_current: boolean }>(
-            `SELECT ${versionColumns}, c.version_id = v.version_id AS is_current
-             FROM resource_versions v JOIN resources_current c ON c.tenant_id = v.tenant_id AND c.type = v.type AND c.id = v.id
-             WHERE v.tenant_id = $1 AND v.key_generation BETWEEN 1 AND $2 - 1
-             ORDER BY v.type, v.id, v.version_id LIMIT $3`,
-            [tenantId, generation, limit],
-          )
-        ).rows;
-        return rows.map((row) => ({ version: toVersion(row), current: row.is_current }));
-      } catch (cause) {
-        throw storageFailure(cause);
-      }
+      const rows = await select<VersionRow & { is_current: boolean }>(
+        `SELECT ${versionColumns}, c.version_id = v.version_id AS is_current
+         FROM resource_versions v JOIN resources_current c ON c.tenant_id = v.tenant_id AND c.type = v.type AND c.id = v.id
+         WHERE v.tenant_id = $1 AND v.key_generation BETWEEN 1 AND $2 - 1
+         ORDER BY v.type, v.id, v.version_id LIMIT $3`,
+        [tenantId, generation, limit],
+      );
+      return rows.map((row) => ({ version: toVersion(row), current: row.is_current }));
     },
     countStaleVersions: async (tenantId, generation) => {
-      try {
-        const { rows } = await pool.query<{ stale: string }>(
-          "SELECT count(*) AS stale FROM resource_versions WHERE tenant_id = $1 AND key_generation BETWEEN 1 AND $2 - 1",
-          [tenantId, generation],
-        );
-        return Number(rows[0]?.stale ?? 0);
-      } catch (cause) {
-        throw storageFailure(cause);
-      }
+      const [row] = await select<{ stale: string }>(
+        "SELECT count(*) AS stale FROM resource_versions WHERE tenant_id = $1 AND key_generation BETWEEN 1 AND $2 - 1",
+        [tenantId, generation],
+      );
+      return Number(row?.stale ?? 0);
     },
     reseal: async (tenantId, version, expectedBody, tokens) =>
       transaction(async (client) => {

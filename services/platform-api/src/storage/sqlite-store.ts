@@ -13,7 +13,12 @@ import {
 } from "./record-store.js";
 
 function storageFailure(cause: unknown): PlatformError {
-  return cause instanceof PlatformError ? cause : new PlatformError("ERR_STORAGE", undefined, { cause });
+  if (cause instanceof PlatformError) {
+    return cause;
+  }
+  // SQLITE_FULL: the disk (or the database's page limit) is full; the transaction was rolled back.
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined;
+  return new PlatformError(code === "SQLITE_FULL" ? "ERR_STORAGE_FULL" : "ERR_STORAGE", undefined, { cause });
 }
 
 /** Opens (and creates) an SQLite record store at `path` (":memory:" for tests). */

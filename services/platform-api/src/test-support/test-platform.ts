@@ -21,11 +21,11 @@ export interface TestPlatform {
 
 export async function startTestPlatform(
   options: Partial<
-    Pick<PlatformConfig, "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring">
+    Pick<PlatformConfig, "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring" | "store">
   > = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
-  const store = openSqliteStore(join(scratch, "records.db"));
+  const store = options.store ?? openSqliteStore(join(scratch, "records.db"));
   await store.migrate();
   const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
   const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
