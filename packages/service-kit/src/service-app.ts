@@ -3,6 +3,7 @@
 // route template, and the liveness and metrics routes.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { X509Certificate } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export interface ServiceAppOptions {
@@ -14,6 +15,18 @@ export interface ServiceAppOptions {
    * no CORS headers, so browsers refuse them; requests without an Origin (services, curl) are unaffected.
    */
   readonly corsOrigins?: readonly string[];
+  /**
+   * Load shedding by event-loop delay (what @fastify/under-pressure does): when the loop was delayed more
+   * than `maxEventLoopDelayMs` in each of the last two sample windows, requests other than /healthz and /metrics are refused
+   * at once with the service's own typed error (`overloaded()`) and `Retry-After: 1`, instead of queueing
+   * behind work the process cannot keep up with.
+   */
+  readonly loadShedding?: {
+    readonly maxEventLoopDelayMs: number;
+    readonly overloaded: () => Error;
+    /** How often the delay is sampled (default 500 ms). */
+    readonly sampleIntervalMs?: number;
+  };
 }
 
 export interface ServiceApp {
@@ -91,11 +104,71 @@ export function createServiceApp(options: ServiceAppOptions): ServiceApp {
       }).set(Date.parse(new X509Certificate(certificate).validTo) / 1000);
     }
   }
+  if (options.loadShedding !== undefined) {
+    shedLoad(app, registry, options.loadShedding);
+  }
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/metrics", async (_request, reply) =>
     reply.header("content-type", registry.contentType).send(await registry.metrics()),
   );
   return { app, registry };
+}
+
+function shedLoad(
+  app: FastifyInstance,
+  registry: Registry,
+  options: NonNullable<ServiceAppOptions["loadShedding"]>,
+): void {
+  // The loop's delay, measured as the lateness of a 10 ms timer: the largest lateness in each sample window.
+  // (perf_hooks' monitorEventLoopDelay records nothing while the loop is starved in long slices, which is
+  // exactly the case to catch.)
+  let delayMs = 0;
+  let windowMaxMs = 0;
+  let expectedAt = performance.now() + 10;
+  let ticker: NodeJS.Timeout | undefined;
+  const tick = (): void => {
+    const now = performance.now();
+    windowMaxMs = Math.max(windowMaxMs, now - expectedAt);
+    expectedAt = now + 10;
+    ticker = setTimeout(tick, 10);
+    ticker.unref();
+  };
+  tick();
+  let previousWindowMs = 0;
+  const sample = setInterval(() => {
+    // Lateness not yet seen by the ticker counts too: the ticker itself may be the one held up.
+    const windowMs = Math.max(windowMaxMs, performance.now() - expectedAt);
+    // Overload is delay in two windows running, not one long pause (a model load, a rare long GC).
+    delayMs = Math.min(windowMs, previousWindowMs);
+    previousWindowMs = windowMs;
+    windowMaxMs = 0;
+  }, options.sampleIntervalMs ?? 500);
+  sample.unref();
+  const shed = new Counter({
+    name: "http_requests_shed_total",
+    help: "Requests refused because the event loop was overloaded",
+    registers: [registry],
+  });
+  new Gauge({
+    name: "event_loop_delay_seconds",
+    help: "Event-loop delay: the smaller of the largest delays of the last two sample windows",
+    registers: [registry],
+    collect() {
+      this.set(delayMs / 1000);
+    },
+  });
+  const exempt = new Set(["/healthz", "/metrics", "/readyz"]);
+  app.addHook("onRequest", async (request, reply) => {
+    if (delayMs > options.maxEventLoopDelayMs && !exempt.has(request.routeOptions.url ?? "")) {
+      shed.inc();
+      reply.header("retry-after", "1");
+      throw options.overloaded();
+    }
+  });
+  app.addHook("onClose", async () => {
+    clearInterval(sample);
+    clearTimeout(ticker);
+  });
 }
 
 /** True for Fastify's own client errors (bad JSON, body too large, unsupported media type). */

@@ -32,6 +32,10 @@ export const serviceErrors = {
     description: "The policy text does not parse (line and column in the message).",
   },
   ERR_NOT_FOUND: { status: 404, description: "Unknown attestation type or route." },
+  ERR_OVERLOADED: {
+    status: 503,
+    description: "The service is overloaded (event-loop delay over its limit); retry after Retry-After.",
+  },
   ERR_INTERNAL: {
     status: 500,
     description: "An unexpected failure; details are in the service log, never in the response.",

@@ -68,6 +68,10 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
   const { app, registry } = createServiceApp({
     logger: config.logger,
     bodyLimit: config.bodyLimit ?? 32 * 1024 * 1024,
+    loadShedding: {
+      maxEventLoopDelayMs: 500,
+      overloaded: () => new InferenceError("ERR_OVERLOADED"),
+    },
     ...(config.https === undefined ? {} : { https: config.https }),
   });
   const outcomes = new Counter({

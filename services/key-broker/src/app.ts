@@ -114,6 +114,10 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
   const { app, registry } = createServiceApp({
     logger: config.logger,
     bodyLimit: 256 * 1024,
+    loadShedding: {
+      maxEventLoopDelayMs: 200,
+      overloaded: () => new BrokerError("ERR_OVERLOADED", "the key broker is overloaded; retry later"),
+    },
     ...(config.https === undefined ? {} : { https: config.https }),
   });
   const releases = new Counter({

@@ -24,6 +24,10 @@ export const brokerErrors = {
     description:
       "A key of that name exists already (never overwritten), or the newest version was to be destroyed.",
   },
+  ERR_OVERLOADED: {
+    status: 503,
+    description: "The broker is overloaded (event-loop delay over its limit); retry after Retry-After.",
+  },
   ERR_AUTHORITY_UNREACHABLE: { status: 502, description: "The authority's key set could not be fetched." },
   ERR_INTERNAL: {
     status: 500,

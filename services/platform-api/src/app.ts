@@ -50,6 +50,11 @@ export interface PlatformConfig {
    * 503 and Retry-After instead of slowing every request down or running out of memory (default 256).
    */
   readonly maxInFlight?: number;
+  /**
+   * Event-loop delay (ms, in two 0.5 s windows running) above which requests are shed with 503 ERR_OVERLOADED and
+   * Retry-After before any work is done (default 200): the signal that CPU, not concurrency, is the limit.
+   */
+  readonly maxEventLoopDelayMs?: number;
   readonly now?: () => Date;
   /** This platform's own attestation (evidence and token), served at GET /attestation for the portal. */
   readonly attestation?: {
@@ -186,6 +191,10 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   };
   const verifier = config.sessionVerifier ?? config.sessions;
   const { app, registry } = createServiceApp({
+    loadShedding: {
+      maxEventLoopDelayMs: config.maxEventLoopDelayMs ?? 200,
+      overloaded: () => new PlatformError("ERR_OVERLOADED"),
+    },
     logger: config.logger,
     // A Binary of maxBinaryBytes in base64 inside JSON, with room for the rest of the resource.
     bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,
