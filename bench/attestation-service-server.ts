@@ -15,7 +15,15 @@ const provider = simulationProvider(platform, {
   svn: 1,
 });
 const { url } = await listenOnLoopback((issuer) =>
-  buildApp({ issuer, provider, policyMode: "dev", simulationPlatform: platform, https: tls }),
+  buildApp({
+    // As deployed (main.ts): shed load when the event loop is 200 ms late.
+    maxEventLoopDelayMs: 200,
+    issuer,
+    provider,
+    policyMode: "dev",
+    simulationPlatform: platform,
+    https: tls,
+  }),
 );
 const runtime = Buffer.from(
   JSON.stringify({

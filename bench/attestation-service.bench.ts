@@ -10,7 +10,7 @@ import autocannon from "autocannon";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface LoadResult {
+export interface LoadResult {
   readonly requestsPerSecond: number;
   readonly p50: number;
   readonly p99: number;
@@ -29,10 +29,14 @@ async function load(options: autocannon.Options): Promise<LoadResult> {
   };
 }
 
-export async function runAttestationServiceBenchmark(
+/**
+ * Token issuance (POST /attest/SgxEnclave) and GET /healthz, the transport ceiling, at each connection count
+ * in turn, against one attestation service process: one count for the report, several for the load curve.
+ */
+export async function runAttestationLoadCurve(
   seconds: number,
-  connections: number,
-): Promise<{ baseline: LoadResult; tokens: LoadResult }> {
+  connectionCounts: readonly number[],
+): Promise<{ connections: number; baseline: LoadResult; tokens: LoadResult; shed: number }[]> {
   const server = spawn(
     process.execPath,
     ["--conditions=@cloister/source", "--import", "tsx", join(here, "attestation-service-server.ts")],
@@ -48,28 +52,45 @@ export async function runAttestationServiceBenchmark(
       });
     });
     const { url, body } = JSON.parse(line) as { url: string; body: string };
-    const common = { connections, duration: seconds };
-    await load({ ...common, url: `${url}/healthz`, duration: 1 }); // warm-up
-    const baseline = await load({ ...common, url: `${url}/healthz` });
-    await load({
-      ...common,
-      url: `${url}/attest/SgxEnclave`,
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body,
-      duration: 1,
-    });
-    const tokens = await load({
-      ...common,
+    const attest = {
       url: `${url}/attest/SgxEnclave?api-version=2022-08-01`,
-      method: "POST",
+      method: "POST" as const,
       headers: { "content-type": "application/json" },
       body,
-    });
-    return { baseline, tokens };
+    };
+    await load({ url: `${url}/healthz`, connections: 8, duration: 1 }); // warm-up
+    await load({ ...attest, connections: 8, duration: 1 });
+    const points = [];
+    for (const connections of connectionCounts) {
+      const baseline = await load({ url: `${url}/healthz`, connections, duration: seconds });
+      let shed = 0;
+      const tokens = await load({
+        ...attest,
+        connections,
+        duration: seconds,
+        setupClient: (client) => {
+          client.on("response", (statusCode: number) => {
+            shed += statusCode === 503 ? 1 : 0;
+          });
+        },
+      });
+      points.push({ connections, baseline, tokens, shed });
+    }
+    return points;
   } finally {
     server.kill();
   }
+}
+
+export async function runAttestationServiceBenchmark(
+  seconds: number,
+  connections: number,
+): Promise<{ baseline: LoadResult; tokens: LoadResult }> {
+  const [point] = await runAttestationLoadCurve(seconds, [connections]);
+  if (point === undefined) {
+    throw new Error("no measurement");
+  }
+  return point;
 }
 
 async function main(): Promise<void> {

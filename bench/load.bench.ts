@@ -1,15 +1,26 @@
-// `npm run bench:load`: the platform's FHIR reads at increasing concurrency on this machine, to find the knee
-// (where more connections stop buying throughput and only add latency) and to see overload answered with
-// 503 and Retry-After (maxInFlight, default 256) rather than a crash. Each point also measures GET /healthz,
-// the transport ceiling, with the same connections.
+// `npm run bench:load`: each service at increasing concurrency on this machine, to find the knee (where more
+// connections stop buying throughput and only add latency) and to see overload answered with 503 and
+// Retry-After (in-flight limits, and event-loop delay shedding) rather than a crash or a lost job:
+//   1. the platform's FHIR reads (each point also measures GET /healthz, the transport ceiling);
+//   2. the attestation service's token issuance (with its /healthz ceiling);
+//   3. diagnosis orders submitted, then followed to their reports: an accepted order is never lost.
+import { runAttestationLoadCurve } from "./attestation-service.bench.js";
 import { runFhirLoadCurve } from "./platform.bench.js";
+import { runOrderSubmissionCurve } from "./workflow-load.js";
 
 const seconds = Number.parseInt(process.env.CLOISTER_BENCH_SECONDS ?? "5", 10);
 const counts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
-console.log(`Platform FHIR Patient reads, HTTPS, ${seconds} s per point\n`);
+
+/** The knee: the smallest concurrency within 5% of the best throughput. */
+function knee<T extends { connections: number; rate: number }>(points: readonly T[]): T | undefined {
+  const best = Math.max(...points.map((point) => point.rate));
+  return points.find((point) => point.rate >= best * 0.95);
+}
+
+console.log(`1. Platform FHIR Patient reads, HTTPS, ${seconds} s per point\n`);
 console.log("connections   reads/s   p50 ms   p99 ms   non-2xx   errors   healthz/s   reads ÷ healthz");
-const points = await runFhirLoadCurve(seconds, counts);
-for (const { fhir, baseline } of points) {
+const reads = await runFhirLoadCurve(seconds, counts);
+for (const { fhir, baseline } of reads) {
   console.log(
     [
       String(fhir.connections).padStart(11),
@@ -23,11 +34,61 @@ for (const { fhir, baseline } of points) {
     ].join(" "),
   );
 }
-// The knee: the smallest concurrency within 5% of the best throughput.
-const best = Math.max(...points.map((point) => point.fhir.requestsPerSecond));
-const knee = points.find((point) => point.fhir.requestsPerSecond >= best * 0.95);
+const readKnee = knee(reads.map(({ fhir }) => ({ ...fhir, rate: fhir.requestsPerSecond })));
 console.log(
-  `\nknee: ${String(knee?.fhir.connections)} connections (${knee?.fhir.requestsPerSecond.toFixed(0) ?? "?"} reads/s, p99 ${String(knee?.fhir.p99)} ms); best ${best.toFixed(0)} reads/s`,
+  `knee: ${String(readKnee?.connections)} connections (${readKnee?.requestsPerSecond.toFixed(0) ?? "?"} reads/s, p99 ${String(readKnee?.p99)} ms); connection errors or timeouts: ${reads.some(({ fhir }) => fhir.errors > 0) ? "yes" : "none"}`,
 );
-const crashed = points.some((point) => point.fhir.errors > 0);
-console.log(`connection errors or timeouts at any point: ${crashed ? "yes" : "none"}`);
+
+console.log(
+  `\n2. Attestation service, POST /attest/SgxEnclave (simulated quote), HTTPS, ${seconds} s per point\n`,
+);
+console.log(
+  "connections  tokens/s   p50 ms   p99 ms   503 shed   other errors   healthz/s   tokens ÷ healthz",
+);
+const tokens = await runAttestationLoadCurve(seconds, counts);
+for (const point of tokens) {
+  console.log(
+    [
+      String(point.connections).padStart(11),
+      point.tokens.requestsPerSecond.toFixed(0).padStart(9),
+      String(point.tokens.p50).padStart(8),
+      String(point.tokens.p99).padStart(8),
+      String(point.shed).padStart(10),
+      String(point.tokens.errors + point.tokens.non2xx - point.shed).padStart(14),
+      point.baseline.requestsPerSecond.toFixed(0).padStart(11),
+      `${(point.tokens.requestsPerSecond / point.baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
+    ].join(" "),
+  );
+}
+const tokenKnee = knee(tokens.map((point) => ({ ...point, rate: point.tokens.requestsPerSecond })));
+console.log(
+  `knee: ${String(tokenKnee?.connections)} connections (${tokenKnee?.tokens.requestsPerSecond.toFixed(0) ?? "?"} tokens/s, p99 ${String(tokenKnee?.tokens.p99)} ms)`,
+);
+
+const ordersPerPoint = 60;
+// At most 500 orders in all: the drain check reads them back in one page.
+const orderCounts = [1, 4, 16, 64, 128];
+console.log(
+  `\n3. Diagnosis orders, POST /fhir/ServiceRequest, ${ordersPerPoint} orders per point (at least one per connection), then followed to their reports\n`,
+);
+console.log("connections  orders/s   p50 ms   p99 ms   accepted   refused (503 + Retry-After)   errors");
+const orders = await runOrderSubmissionCurve(ordersPerPoint, orderCounts);
+for (const point of orders.points) {
+  console.log(
+    [
+      String(point.connections).padStart(11),
+      point.ordersPerSecond.toFixed(0).padStart(9),
+      String(point.p50).padStart(8),
+      String(point.p99).padStart(8),
+      String(point.accepted).padStart(10),
+      `${point.refused} (${point.refusedWithRetryAfter})`.padStart(29),
+      String(point.errors).padStart(8),
+    ].join(" "),
+  );
+}
+console.log(
+  `${orders.accepted} orders accepted, ${orders.reported} reports after ${orders.drainSeconds.toFixed(0)} s: ${orders.reported === orders.accepted ? "none lost, none duplicated" : "MISMATCH"}`,
+);
+if (orders.reported !== orders.accepted) {
+  process.exitCode = 1;
+}

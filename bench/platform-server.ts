@@ -21,6 +21,8 @@ const password = randomBytes(16).toString("hex");
 await accounts.create({ email: "clinician@bench.test", password, tenantId: "bench", role: "clinician" });
 const tls = issueServerCertificate(createDevCertificateAuthority(), { ips: ["127.0.0.1"] });
 const app = await buildApp({
+  // As deployed (main.ts): shed load when the event loop is 200 ms late.
+  maxEventLoopDelayMs: 200,
   baseUrl: "https://127.0.0.1",
   store,
   accounts,

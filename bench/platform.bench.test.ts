@@ -5,9 +5,11 @@ import { test } from "node:test";
 import { runFhirReadBenchmark, runWorkflowLatencyBenchmark } from "./platform.bench.js";
 
 test("the platform benchmark runs: FHIR reads under load and the diagnosis workflow", async () => {
-  const { fhir } = await runFhirReadBenchmark(1, 2);
-  assert.ok(fhir.requestsPerSecond > 0);
-  assert.equal(fhir.errors + fhir.non2xx, 0);
+  const { fhir, plain } = await runFhirReadBenchmark(1, 2);
+  for (const reads of [fhir, plain]) {
+    assert.ok(reads.requestsPerSecond > 0);
+    assert.equal(reads.errors + reads.non2xx, 0, "every read of both servers answers 200");
+  }
   const workflow = await runWorkflowLatencyBenchmark(2);
   assert.ok(workflow.p50 > 0);
 });

@@ -1,7 +1,8 @@
 // `npm run bench` (part 4), the platform API:
 //   1. FHIR Patient reads per second with encryption on (each read opens an AES-256-GCM record and writes a
 //      hash-chained, sealed AuditEvent), autocannon over HTTPS, the server in its own process. Baseline in
-//      the same run and on the same connections: GET /healthz, the transport ceiling.
+//      the same run and on the same connections: the same reads without encryption (plain-fhir-server.ts),
+//      and GET /healthz, the transport ceiling.
 //   2. Submit-to-final-report latency of the diagnosis workflow (ServiceRequest created → DiagnosticReport
 //      announced over server-sent events), with the real inference server and attestation service on
 //      loopback. Goal (issue 5): p50 under 1 s.
@@ -49,18 +50,19 @@ interface LoadSummary {
 export async function runFhirLoadCurve(
   seconds: number,
   connectionCounts: readonly number[],
+  server: "platform-server.ts" | "plain-fhir-server.ts" = "platform-server.ts",
 ): Promise<{ fhir: LoadSummary; baseline: LoadSummary }[]> {
-  const server = spawn(
+  const child = spawn(
     process.execPath,
-    ["--conditions=@cloister/source", "--import", "tsx", join(here, "platform-server.ts")],
+    ["--conditions=@cloister/source", "--import", "tsx", join(here, server)],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
   try {
     const line = await new Promise<string>((resolveLine, reject) => {
-      createInterface({ input: server.stdout }).once("line", resolveLine);
-      server.once("exit", (code) => {
+      createInterface({ input: child.stdout }).once("line", resolveLine);
+      child.once("exit", (code) => {
         reject(new Error(`bench server exited with ${String(code)}`));
       });
     });
@@ -101,19 +103,25 @@ export async function runFhirLoadCurve(
     }
     return points;
   } finally {
-    server.kill();
+    child.kill();
   }
 }
 
+/**
+ * FHIR reads at one concurrency: the platform (sealed records, blind indexes, hash-chained sealed audit) and,
+ * in the same run, the plain baseline (bench/plain-fhir-server.ts: same app, session check, SQLite and an
+ * audit row per read, no encryption), each with its /healthz ceiling.
+ */
 export async function runFhirReadBenchmark(
   seconds: number,
   connections: number,
-): Promise<{ fhir: LoadSummary; baseline: LoadSummary }> {
+): Promise<{ fhir: LoadSummary; plain: LoadSummary; baseline: LoadSummary }> {
   const [point] = await runFhirLoadCurve(seconds, [connections]);
-  if (point === undefined) {
+  const [plainPoint] = await runFhirLoadCurve(seconds, [connections], "plain-fhir-server.ts");
+  if (point === undefined || plainPoint === undefined) {
     throw new Error("no measurement");
   }
-  return point;
+  return { fhir: point.fhir, plain: plainPoint.fhir, baseline: point.baseline };
 }
 
 export async function runWorkflowLatencyBenchmark(orders: number) {
@@ -220,7 +228,7 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
 }
 
 async function main(): Promise<void> {
-  const { fhir, baseline } = await runFhirReadBenchmark(10, 10);
+  const { fhir, plain, baseline } = await runFhirReadBenchmark(10, 10);
   console.log(
     "Platform API: FHIR Patient reads (sealed records, blind indexes, an audited read each), HTTPS, 10 connections",
   );
@@ -230,7 +238,10 @@ async function main(): Promise<void> {
   console.log(
     `  GET /fhir/Patient/{id}           ${fhir.requestsPerSecond.toFixed(0)} req/s, p50 ${fhir.p50} ms, p99 ${fhir.p99} ms, errors ${fhir.errors}, non-2xx ${fhir.non2xx}`,
   );
-  console.log(`  ratio reads/ceiling: ${(fhir.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}`);
+  console.log(
+    `  the same reads unencrypted      ${plain.requestsPerSecond.toFixed(0)} req/s, p50 ${plain.p50} ms, p99 ${plain.p99} ms`,
+  );
+  console.log(`  ratio sealed/unencrypted: ${(fhir.requestsPerSecond / plain.requestsPerSecond).toFixed(2)}`);
   const workflow = await runWorkflowLatencyBenchmark(100);
   console.log(`\nDiagnosis workflow, submit to final report (SSE), ${workflow.orders} orders one at a time`);
   console.log(

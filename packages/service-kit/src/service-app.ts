@@ -17,7 +17,8 @@ export interface ServiceAppOptions {
   readonly corsOrigins?: readonly string[];
   /**
    * Load shedding by event-loop delay (what @fastify/under-pressure does): when the loop was delayed more
-   * than `maxEventLoopDelayMs` in each of the last two sample windows, requests other than /healthz and /metrics are refused
+   * than `maxEventLoopDelayMs` in each of the last two sample windows, requests other than health, metrics
+   * and key sets (/certs, OpenID configuration) are refused
    * at once with the service's own typed error (`overloaded()`) and `Retry-After: 1`, instead of queueing
    * behind work the process cannot keep up with.
    */
@@ -157,7 +158,9 @@ function shedLoad(
       this.set(delayMs / 1000);
     },
   });
-  const exempt = new Set(["/healthz", "/metrics", "/readyz"]);
+  // Health, metrics and key sets are cheap, and refusing them would spread one service's overload to every
+  // verifier of its tokens.
+  const exempt = new Set(["/healthz", "/metrics", "/readyz", "/certs", "/.well-known/openid-configuration"]);
   app.addHook("onRequest", async (request, reply) => {
     if (delayMs > options.maxEventLoopDelayMs && !exempt.has(request.routeOptions.url ?? "")) {
       shed.inc();

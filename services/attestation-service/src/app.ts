@@ -54,7 +54,11 @@ export interface AttestationServiceConfig {
   readonly logger?: FastifyServerOptions["logger"];
   /** Browser origins allowed to call this service (the portal's). */
   readonly corsOrigins?: readonly string[];
-  /** Event-loop delay (ms, in two 0.5 s windows running) above which requests are shed with 503 ERR_OVERLOADED (default 200). */
+  /**
+   * Shed load by event-loop delay: over this many ms in two 0.5 s windows running, requests get 503
+   * ERR_OVERLOADED with Retry-After. main.ts sets it from CLOISTER_MAX_EVENT_LOOP_DELAY_MS (default 200);
+   * in-process tests leave it off, since their own work shares the loop.
+   */
   readonly maxEventLoopDelayMs?: number;
   /** TLS certificate and key (PEM); main.ts always sets them. */
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
@@ -127,10 +131,14 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
   const { app, registry } = createServiceApp({
     logger: config.logger,
     bodyLimit: 1024 * 1024,
-    loadShedding: {
-      maxEventLoopDelayMs: config.maxEventLoopDelayMs ?? 200,
-      overloaded: () => new ServiceError("ERR_OVERLOADED", "the service is overloaded; retry later"),
-    },
+    ...(config.maxEventLoopDelayMs === undefined
+      ? {}
+      : {
+          loadShedding: {
+            maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+            overloaded: () => new ServiceError("ERR_OVERLOADED", "the service is overloaded; retry later"),
+          },
+        }),
     ...(config.https === undefined ? {} : { https: config.https }),
     ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
   });

@@ -12,6 +12,7 @@
 //   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
 //   CLOISTER_SIGNING_KEY_FILE    the sealed token-signing key (default <data dir>/attestation-signing-key.sealed)
 //   CLOISTER_CORS_ORIGINS        comma-separated browser origins allowed to call it (the portal)
+//   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +29,7 @@ const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
 const provider = serviceTee(serviceRoot, "attestation-service", dataDirectory);
 const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
 const app = await buildApp({
+  maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
   provider,
   policyMode,

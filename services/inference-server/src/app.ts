@@ -32,6 +32,12 @@ export interface InferenceServerConfig {
   readonly models: readonly LoadedModel[];
   readonly callers: CallerVerifier;
   readonly logger?: FastifyServerOptions["logger"];
+  /**
+   * Shed load by event-loop delay: over this many ms in two 0.5 s windows running, requests get 503
+   * ERR_OVERLOADED with Retry-After. main.ts sets it from CLOISTER_MAX_EVENT_LOOP_DELAY_MS (default 500);
+   * in-process tests leave it off, since their own work shares the loop.
+   */
+  readonly maxEventLoopDelayMs?: number;
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest encapsulated request (default 32 MiB: a 20 MB image in base64, with room). */
   readonly bodyLimit?: number;
@@ -68,10 +74,14 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
   const { app, registry } = createServiceApp({
     logger: config.logger,
     bodyLimit: config.bodyLimit ?? 32 * 1024 * 1024,
-    loadShedding: {
-      maxEventLoopDelayMs: 500,
-      overloaded: () => new InferenceError("ERR_OVERLOADED"),
-    },
+    ...(config.maxEventLoopDelayMs === undefined
+      ? {}
+      : {
+          loadShedding: {
+            maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+            overloaded: () => new InferenceError("ERR_OVERLOADED"),
+          },
+        }),
     ...(config.https === undefined ? {} : { https: config.https }),
   });
   const outcomes = new Counter({

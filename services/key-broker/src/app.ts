@@ -29,6 +29,12 @@ export interface KeyBrokerConfig {
   readonly authorityCa?: string | readonly string[];
   readonly now?: () => Date;
   readonly logger?: FastifyServerOptions["logger"];
+  /**
+   * Shed load by event-loop delay: over this many ms in two 0.5 s windows running, requests get 503
+   * ERR_OVERLOADED with Retry-After. main.ts sets it from CLOISTER_MAX_EVENT_LOOP_DELAY_MS (default 200);
+   * in-process tests leave it off, since their own work shares the loop.
+   */
+  readonly maxEventLoopDelayMs?: number;
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
@@ -114,10 +120,14 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
   const { app, registry } = createServiceApp({
     logger: config.logger,
     bodyLimit: 256 * 1024,
-    loadShedding: {
-      maxEventLoopDelayMs: 200,
-      overloaded: () => new BrokerError("ERR_OVERLOADED", "the key broker is overloaded; retry later"),
-    },
+    ...(config.maxEventLoopDelayMs === undefined
+      ? {}
+      : {
+          loadShedding: {
+            maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+            overloaded: () => new BrokerError("ERR_OVERLOADED", "the key broker is overloaded; retry later"),
+          },
+        }),
     ...(config.https === undefined ? {} : { https: config.https }),
   });
   const releases = new Counter({

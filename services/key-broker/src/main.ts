@@ -5,6 +5,7 @@
 //   CLOISTER_TEE_PROVIDER         sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
 //   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
+//   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +19,7 @@ const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../.
 const provider = serviceTee(repositoryRoot, "key-broker", dataDirectory);
 const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
 const app = await buildApp({
+  maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   provider,
   dataDirectory: join(dataDirectory, "keys"),
   adminToken: readFileSync(requiredEnv("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),

@@ -51,8 +51,9 @@ export interface PlatformConfig {
    */
   readonly maxInFlight?: number;
   /**
-   * Event-loop delay (ms, in two 0.5 s windows running) above which requests are shed with 503 ERR_OVERLOADED and
-   * Retry-After before any work is done (default 200): the signal that CPU, not concurrency, is the limit.
+   * Shed load by event-loop delay: over this many ms in two 0.5 s windows running, requests get 503
+   * ERR_OVERLOADED with Retry-After. main.ts sets it from CLOISTER_MAX_EVENT_LOOP_DELAY_MS (default 200);
+   * in-process tests leave it off, since their own work shares the loop.
    */
   readonly maxEventLoopDelayMs?: number;
   readonly now?: () => Date;
@@ -191,10 +192,14 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   };
   const verifier = config.sessionVerifier ?? config.sessions;
   const { app, registry } = createServiceApp({
-    loadShedding: {
-      maxEventLoopDelayMs: config.maxEventLoopDelayMs ?? 200,
-      overloaded: () => new PlatformError("ERR_OVERLOADED"),
-    },
+    ...(config.maxEventLoopDelayMs === undefined
+      ? {}
+      : {
+          loadShedding: {
+            maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+            overloaded: () => new PlatformError("ERR_OVERLOADED"),
+          },
+        }),
     logger: config.logger,
     // A Binary of maxBinaryBytes in base64 inside JSON, with room for the rest of the resource.
     bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,

@@ -24,6 +24,7 @@
 //                                   so a rotation made through another replica is picked up
 // Keys: "platform-system" (accounts, system audit) and "tenant-<id>" per tenant, every version of each,
 // released by the key broker to this TEE's token. Without attestation or keys the platform does not start: there is no unencrypted mode.
+//   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -158,6 +159,7 @@ if (bootstrapFile !== undefined) {
 }
 
 const app = await buildApp({
+  maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   baseUrl,
   store,
   systemKeyring,

@@ -25,6 +25,7 @@ import {
 import {
   freePortBase,
   repositoryRoot,
+  scanStackSession,
   signIn,
   stackRequest,
   startLocalStack,
@@ -38,6 +39,7 @@ type Target = (typeof targets)[number];
 const runs = Number(process.env.CLOISTER_FAULT_RUNS ?? 7);
 const seed = Number(process.env.CLOISTER_FAULT_SEED ?? randomBytes(4).readUInt32BE(0));
 const ordersPerRun = 3;
+const patientMrn = `FAULT-MRN-${randomBytes(5).toString("hex").toUpperCase()}`;
 const password = `fault-${randomBytes(8).toString("hex")}`;
 const built = existsSync(join(repositoryRoot, "services/platform-api/dist/main.js"));
 const skip = redisSkipReason || (built ? false : "the services are not built; run `npm run build`");
@@ -167,9 +169,7 @@ test(
 
     const patient = await asClerk("POST", "/fhir/Patient", {
       resourceType: "Patient",
-      identifier: [
-        { system: "https://demo.hospital/fhir/mrn", value: `FAULT-${randomBytes(3).toString("hex")}` },
-      ],
+      identifier: [{ system: "https://demo.hospital/fhir/mrn", value: patientMrn }],
       name: [{ family: "Faultcampaign" }],
     });
     assert.equal(patient.status, 201);
@@ -320,6 +320,14 @@ test(
       admin,
     );
     assert.equal((verified.body as { ok: boolean }).ok, true, JSON.stringify(verified.body));
+
+    // Nothing the campaign used leaks into a log, output, metric or error body, crashes included.
+    const findings = await scanStackSession(running, {
+      "the demo password": password,
+      "the patient's MRN": patientMrn,
+      "the Redis password": redisServer.password,
+    });
+    assert.deepEqual(findings, []);
 
     const report = {
       seed,

@@ -1,12 +1,12 @@
 // Runs `cloister up` as the newcomer does (the built CLI, its own processes, a fresh data directory) for the
 // end-to-end tests, and gives them TLS requests trusted by the stack's dev CA.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { StackDescription } from "@cloister/cli";
-import { requestJson, type JsonResponse } from "@cloister/enclave";
+import { requestBytes, requestJson, type JsonResponse } from "@cloister/enclave";
 
 export const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -109,6 +109,13 @@ export async function startLocalStack(
   };
 }
 
+/**
+ * What a test session handed out and got back, for the end-of-session secrets scan: every access token a
+ * sign-in returned, and the body of every answer that was not a success (error bodies must not echo
+ * secrets or PHI either).
+ */
+export const sessionLedger = { accessTokens: new Set<string>(), errorBodies: [] as string[] };
+
 /** JSON over TLS to a stack service, trusting only its dev CA. */
 export async function stackRequest(
   stack: StackJson,
@@ -117,11 +124,15 @@ export async function stackRequest(
   body?: unknown,
   accessToken?: string,
 ): Promise<JsonResponse> {
-  return requestJson(method, url, body, {
+  const response = await requestJson(method, url, body, {
     ca: readFileSync(stack.caCert, "utf8"),
     timeoutMs: 15_000,
     ...(accessToken === undefined ? {} : { headers: { authorization: `Bearer ${accessToken}` } }),
   });
+  if (response.status >= 400) {
+    sessionLedger.errorBodies.push(JSON.stringify(response.body));
+  }
+  return response;
 }
 
 export async function signIn(stack: StackJson, email: string, password: string): Promise<string> {
@@ -130,5 +141,60 @@ export async function signIn(stack: StackJson, email: string, password: string):
   if (response.status !== 200 || token === undefined) {
     throw new Error(`sign-in failed: HTTP ${response.status}`);
   }
+  sessionLedger.accessTokens.add(token);
   return token;
+}
+
+/**
+ * The secrets scan at the end of a stack session: every service log (restarts included), what `cloister up`
+ * printed, every service's /metrics now, and every error body the session received, searched for each
+ * secret and sentinel the session used. Returns "<where> holds <which>" findings (empty when clean).
+ */
+export async function scanStackSession(
+  running: RunningStack,
+  secrets: Readonly<Record<string, string>>,
+  extraHaystacks: Readonly<Record<string, string>> = {},
+): Promise<string[]> {
+  const stack = running.stack();
+  const logs = join(running.dataDirectory, "logs");
+  const haystacks: Record<string, string> = {
+    ...Object.fromEntries(
+      readdirSync(logs).map((name) => [`logs/${name}`, readFileSync(join(logs, name), "utf8")]),
+    ),
+    "cloister up stdout": running.stdout(),
+    "cloister up stderr": running.stderr(),
+    "error bodies": sessionLedger.errorBodies.join("\n"),
+    ...extraHaystacks,
+  };
+  for (const [name, url] of Object.entries({
+    attestation: stack.attestation,
+    keyBroker: stack.keyBroker,
+    inference: stack.inference,
+    platform: stack.platform,
+  })) {
+    const response = await requestBytes("GET", `${url}/metrics`, undefined, {
+      ca: readFileSync(stack.caCert, "utf8"),
+    });
+    haystacks[`${name} /metrics`] = Buffer.from(response.body).toString("utf8");
+  }
+  const needles: Record<string, string> = {
+    ...secrets,
+    "the key broker's admin token": readFileSync(
+      join(running.dataDirectory, "key-broker-admin-token"),
+      "utf8",
+    ).trim(),
+  };
+  [...sessionLedger.accessTokens].forEach((token, index) => {
+    // A JWT's signature is what makes it a credential; its header alone is common to all of them.
+    needles[`access token ${index + 1}`] = token.split(".")[2] ?? token;
+  });
+  const findings: string[] = [];
+  for (const [where, text] of Object.entries(haystacks)) {
+    for (const [which, needle] of Object.entries(needles)) {
+      if (needle.length >= 8 && text.includes(needle)) {
+        findings.push(`${where} holds ${which}`);
+      }
+    }
+  }
+  return findings;
 }

@@ -29,13 +29,31 @@ import { PNG } from "pngjs";
 import {
   freePortBase,
   repositoryRoot,
+  scanStackSession,
+  sessionLedger,
   signIn,
   stackRequest,
   startLocalStack,
   type RunningStack,
 } from "./local-stack.js";
 
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
+/** Everything the CLI commands printed this session, for the closing secrets scan. */
+const cliOutputs: string[] = [];
+/** Runs a command, keeping what it printed (also when it fails). */
+async function run(file: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  try {
+    const result = await execFileAsync(file, [...args]);
+    cliOutputs.push(result.stdout, result.stderr);
+    return result;
+  } catch (error) {
+    const failed = error as { stdout?: string; stderr?: string };
+    cliOutputs.push(failed.stdout ?? "", failed.stderr ?? "");
+    throw error;
+  }
+}
+// What the browser requested and logged, across every page of the session.
+const observed = { urls: [] as string[], console: [] as string[] };
 const chromiumPath = "/usr/bin/chromium";
 const artifacts = join(repositoryRoot, "test-artifacts/portal");
 const scratch = mkdtempSync(join(tmpdir(), "cloister-e2e-"));
@@ -246,7 +264,6 @@ describe(
       : `SKIPPED LOUDLY: ${chromiumPath} is missing (apt-get install chromium); .ci/run installs it`,
   },
   () => {
-    const observed = { urls: [] as string[], console: [] as string[] };
     const images = { png: join(scratch, "chest.png"), dicom: join(scratch, "chest.dcm") };
     let orderedAt = 0;
 
@@ -711,5 +728,46 @@ describe("the stack over time", () => {
     assert.equal(broken.code, 1);
     // Either the checkpoint's event is gone (chain shorter than recorded) or it was rewritten.
     assert.match(broken.stdout, /ends at \d+, but \d+ events were written|no longer holds the checkpoint/);
+  });
+  test("the whole session: no sentinel PHI, password, admin token or access token in any log, output, error body, metric, URL or console line", async () => {
+    // Refusals that carry the sentinels in, so their error bodies are scanned too.
+    const description = stack.stack();
+    const wrongPassword = await stackRequest(description, "POST", `${description.platform}/auth/login`, {
+      email: `${sentinel.family}@demo.hospital`,
+      password: `${password}-wrong`,
+    });
+    assert.equal(wrongPassword.status, 401);
+    const clerk = await signIn(description, "clerk@demo.hospital", password);
+    const badSearch = await stackRequest(
+      description,
+      "GET",
+      `${description.platform}/fhir/Patient?identifier=${sentinel.mrn}&family-name-typo=${sentinel.family}`,
+      undefined,
+      clerk,
+    );
+    assert.equal(badSearch.status, 400);
+    const findings = await scanStackSession(
+      stack,
+      {
+        "the sentinel family name": sentinel.family,
+        "the sentinel given name": sentinel.given,
+        "the sentinel MRN": sentinel.mrn,
+        "the demo password": password,
+      },
+      {
+        "CLI output": cliOutputs.join("\n"),
+        "browser URLs": observed.urls.join("\n"),
+        "browser console": observed.console.join("\n"),
+      },
+    );
+    assert.ok(sessionLedger.accessTokens.size >= 5, "the session signed in several times");
+    assert.ok(sessionLedger.errorBodies.length >= 2, "the refusals' bodies were scanned");
+    assert.deepEqual(findings, []);
+    // The scan can fail: a planted secret is found.
+    const planted = `planted-${randomBytes(6).toString("hex")}`;
+    assert.deepEqual(
+      await scanStackSession(stack, { "the planted secret": planted }, { planted: `x${planted}x` }),
+      ["planted holds the planted secret"],
+    );
   });
 });
