@@ -11,7 +11,10 @@ import autocannon from "autocannon";
 const here = dirname(fileURLToPath(import.meta.url));
 
 export interface LoadResult {
+  /** All answers per second, refusals included. */
   readonly requestsPerSecond: number;
+  /** Successful (2xx) answers per second. */
+  readonly servedPerSecond: number;
   readonly p50: number;
   readonly p99: number;
   readonly errors: number;
@@ -22,6 +25,7 @@ async function load(options: autocannon.Options): Promise<LoadResult> {
   const result = await autocannon(options);
   return {
     requestsPerSecond: result.requests.average,
+    servedPerSecond: (result.requests.total - result.non2xx) / result.duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,

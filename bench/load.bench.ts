@@ -18,25 +18,28 @@ function knee<T extends { connections: number; rate: number }>(points: readonly 
 }
 
 console.log(`1. Platform FHIR Patient reads, HTTPS, ${seconds} s per point\n`);
-console.log("connections   reads/s   p50 ms   p99 ms   non-2xx   errors   healthz/s   reads ÷ healthz");
+console.log(
+  "connections   served/s   p50 ms   p99 ms   shed (503 + Retry-After)   other non-2xx   errors   healthz/s   served ÷ healthz",
+);
 const reads = await runFhirLoadCurve(seconds, counts);
 for (const { fhir, baseline } of reads) {
   console.log(
     [
       String(fhir.connections).padStart(11),
-      fhir.requestsPerSecond.toFixed(0).padStart(9),
+      fhir.servedPerSecond.toFixed(0).padStart(10),
       String(fhir.p50).padStart(8),
       String(fhir.p99).padStart(8),
-      String(fhir.non2xx).padStart(9),
+      String(fhir.shedWithRetryAfter).padStart(26),
+      String(fhir.non2xx - fhir.shedWithRetryAfter).padStart(15),
       String(fhir.errors).padStart(8),
       baseline.requestsPerSecond.toFixed(0).padStart(11),
-      `${(fhir.requestsPerSecond / baseline.requestsPerSecond).toFixed(3)}×`.padStart(17),
+      `${(fhir.servedPerSecond / baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
     ].join(" "),
   );
 }
-const readKnee = knee(reads.map(({ fhir }) => ({ ...fhir, rate: fhir.requestsPerSecond })));
+const readKnee = knee(reads.map(({ fhir }) => ({ ...fhir, rate: fhir.servedPerSecond })));
 console.log(
-  `knee: ${String(readKnee?.connections)} connections (${readKnee?.requestsPerSecond.toFixed(0) ?? "?"} reads/s, p99 ${String(readKnee?.p99)} ms); connection errors or timeouts: ${reads.some(({ fhir }) => fhir.errors > 0) ? "yes" : "none"}`,
+  `knee: ${String(readKnee?.connections)} connections (${readKnee?.servedPerSecond.toFixed(0) ?? "?"} reads/s, p99 ${String(readKnee?.p99)} ms); connection errors or timeouts: ${reads.some(({ fhir }) => fhir.errors > 0) ? "yes" : "none"}`,
 );
 
 console.log(
@@ -50,19 +53,19 @@ for (const point of tokens) {
   console.log(
     [
       String(point.connections).padStart(11),
-      point.tokens.requestsPerSecond.toFixed(0).padStart(9),
+      point.tokens.servedPerSecond.toFixed(0).padStart(9),
       String(point.tokens.p50).padStart(8),
       String(point.tokens.p99).padStart(8),
       String(point.shed).padStart(10),
       String(point.tokens.errors + point.tokens.non2xx - point.shed).padStart(14),
       point.baseline.requestsPerSecond.toFixed(0).padStart(11),
-      `${(point.tokens.requestsPerSecond / point.baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
+      `${(point.tokens.servedPerSecond / point.baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
     ].join(" "),
   );
 }
-const tokenKnee = knee(tokens.map((point) => ({ ...point, rate: point.tokens.requestsPerSecond })));
+const tokenKnee = knee(tokens.map((point) => ({ ...point, rate: point.tokens.servedPerSecond })));
 console.log(
-  `knee: ${String(tokenKnee?.connections)} connections (${tokenKnee?.tokens.requestsPerSecond.toFixed(0) ?? "?"} tokens/s, p99 ${String(tokenKnee?.tokens.p99)} ms)`,
+  `knee: ${String(tokenKnee?.connections)} connections (${tokenKnee?.tokens.servedPerSecond.toFixed(0) ?? "?"} tokens/s, p99 ${String(tokenKnee?.tokens.p99)} ms)`,
 );
 
 const ordersPerPoint = 60;

@@ -7,6 +7,7 @@
 //      announced over server-sent events), with the real inference server and attestation service on
 //      loopback. Goal (issue 5): p50 under 1 s.
 import { spawn } from "node:child_process";
+import type { IncomingHttpHeaders } from "node:http";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,7 +37,12 @@ function percentile(values: readonly number[], p: number): number {
 
 interface LoadSummary {
   readonly connections: number;
+  /** All answers per second, refusals included. */
   readonly requestsPerSecond: number;
+  /** Successful (2xx) answers per second. */
+  readonly servedPerSecond: number;
+  /** Answers that were 503 with Retry-After: load shed. */
+  readonly shedWithRetryAfter: number;
   readonly p50: number;
   readonly p99: number;
   readonly errors: number;
@@ -72,9 +78,11 @@ export async function runFhirLoadCurve(
       patientIds: string[];
     };
     let next = 0;
-    const summary = (connections: number, result: autocannon.Result): LoadSummary => ({
+    const summary = (connections: number, result: autocannon.Result, shed = 0): LoadSummary => ({
       connections,
       requestsPerSecond: result.requests.average,
+      servedPerSecond: (result.requests.total - result.non2xx) / result.duration,
+      shedWithRetryAfter: shed,
       p50: result.latency.p50,
       p99: result.latency.p99,
       errors: result.errors + result.timeouts,
@@ -97,9 +105,20 @@ export async function runFhirLoadCurve(
         ],
       };
       await autocannon({ ...reads, duration: 1 });
-      const fhir = await autocannon(reads);
+      let shed = 0;
+      const fhir = await autocannon({
+        ...reads,
+        setupClient: (client) => {
+          // At run time the event carries the status and raw header list (the types say only the headers).
+          const onHeaders = (response: { statusCode: number; headers: string[] }): void => {
+            const names = response.headers.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+            shed += response.statusCode === 503 && names.includes("retry-after") ? 1 : 0;
+          };
+          client.on("headers", onHeaders as unknown as (headers: IncomingHttpHeaders) => void);
+        },
+      });
       const baseline = await autocannon({ url: `${url}/healthz`, connections, duration: seconds });
-      points.push({ fhir: summary(connections, fhir), baseline: summary(connections, baseline) });
+      points.push({ fhir: summary(connections, fhir, shed), baseline: summary(connections, baseline) });
     }
     return points;
   } finally {

@@ -38,9 +38,9 @@ const attestation = await runAttestationServiceBenchmark(seconds, 8);
 rows.push({
   measure: "attestation tokens: POST /attest/SgxEnclave, 8 connections",
   baseline: `GET /healthz ${fixed(attestation.baseline.requestsPerSecond, 0)} req/s`,
-  ours: `${fixed(attestation.tokens.requestsPerSecond, 0)} tokens/s, p50 ${attestation.tokens.p50} ms, p99 ${attestation.tokens.p99} ms, errors ${attestation.tokens.errors + attestation.tokens.non2xx}`,
-  ratio: `${fixed(attestation.tokens.requestsPerSecond / attestation.baseline.requestsPerSecond)}× the ceiling`,
-  goal: `≥ 1,000 tokens/s, p99 < 25 ms: ${attestation.tokens.requestsPerSecond >= 1000 && attestation.tokens.p99 < 25 ? "met" : "NOT met"}`,
+  ours: `${fixed(attestation.tokens.servedPerSecond, 0)} tokens/s, p50 ${attestation.tokens.p50} ms, p99 ${attestation.tokens.p99} ms, errors ${attestation.tokens.errors + attestation.tokens.non2xx}`,
+  ratio: `${fixed(attestation.tokens.servedPerSecond / attestation.baseline.requestsPerSecond)}× the ceiling`,
+  goal: `≥ 1,000 tokens/s, p99 < 25 ms: ${attestation.tokens.servedPerSecond >= 1000 && attestation.tokens.p99 < 25 ? "met" : "NOT met"}`,
 });
 
 console.log("confidential inference vs plain HTTPS onnxruntime …");
@@ -60,9 +60,9 @@ console.log("platform FHIR reads and the diagnosis workflow …");
 const reads = await runFhirReadBenchmark(seconds, 10);
 rows.push({
   measure: "FHIR Patient reads (sealed, audited), 10 connections",
-  baseline: `the same reads unencrypted ${fixed(reads.plain.requestsPerSecond, 0)} req/s, p50 ${reads.plain.p50} ms (HTTPS ceiling ${fixed(reads.baseline.requestsPerSecond, 0)} req/s)`,
-  ours: `${fixed(reads.fhir.requestsPerSecond, 0)} req/s, p50 ${reads.fhir.p50} ms, p99 ${reads.fhir.p99} ms, errors ${reads.fhir.errors + reads.fhir.non2xx}`,
-  ratio: `${fixed(reads.fhir.requestsPerSecond / reads.plain.requestsPerSecond)}× the unencrypted throughput`,
+  baseline: `the same reads unencrypted ${fixed(reads.plain.servedPerSecond, 0)} req/s, p50 ${reads.plain.p50} ms (HTTPS ceiling ${fixed(reads.baseline.requestsPerSecond, 0)} req/s)`,
+  ours: `${fixed(reads.fhir.servedPerSecond, 0)} req/s, p50 ${reads.fhir.p50} ms, p99 ${reads.fhir.p99} ms, errors ${reads.fhir.errors + reads.fhir.non2xx}`,
+  ratio: `${fixed(reads.fhir.servedPerSecond / reads.plain.servedPerSecond)}× the unencrypted throughput`,
   goal: "reported",
 });
 const workflow = await runWorkflowLatencyBenchmark(100);

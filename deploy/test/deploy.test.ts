@@ -559,4 +559,27 @@ describe("monitoring", () => {
       }
     }
   });
+
+  test("every alert is explained in the runbook, and its link lands on a heading there", async () => {
+    const runbook = readFileSync(join(repositoryRoot, "docs/runbook.md"), "utf8");
+    const anchors = new Set(
+      [...runbook.matchAll(/^#+ (.+)$/gm)].map((match) =>
+        (match[1] ?? "")
+          .toLowerCase()
+          .replace(/[^a-z0-9 -]/g, "")
+          .replace(/ /g, "-"),
+      ),
+    );
+    const rules = (await render()).find((object) => object.kind === "PrometheusRule");
+    const alerts = (
+      (rules?.spec?.groups as
+        { rules: { alert: string; annotations: { runbook: string } }[] }[] | undefined) ?? []
+    ).flatMap((group) => group.rules);
+    assert.ok(alerts.length >= 8);
+    for (const { alert, annotations } of alerts) {
+      assert.ok(runbook.includes(`\`${alert}\``), `${alert} is not in docs/runbook.md`);
+      const anchor = /^docs\/runbook\.md#(.+)$/.exec(annotations.runbook)?.[1] ?? "";
+      assert.ok(anchors.has(anchor), `${alert} links to #${anchor}, which is no heading of docs/runbook.md`);
+    }
+  });
 });
