@@ -17,26 +17,40 @@ function knee<T extends { connections: number; rate: number }>(points: readonly 
   return points.find((point) => point.rate >= best * 0.95);
 }
 
-console.log(`1. Platform FHIR Patient reads, HTTPS, ${seconds} s per point\n`);
-console.log(
-  "connections   served/s   p50 ms   p99 ms   shed (503 + Retry-After)   other non-2xx   errors   healthz/s   served ÷ healthz",
-);
-const reads = await runFhirLoadCurve(seconds, counts);
-for (const { fhir, baseline } of reads) {
-  console.log(
-    [
-      String(fhir.connections).padStart(11),
-      fhir.servedPerSecond.toFixed(0).padStart(10),
-      String(fhir.p50).padStart(8),
-      String(fhir.p99).padStart(8),
-      String(fhir.shedWithRetryAfter).padStart(26),
-      String(fhir.non2xx - fhir.shedWithRetryAfter).padStart(15),
-      String(fhir.errors).padStart(8),
-      baseline.requestsPerSecond.toFixed(0).padStart(11),
-      `${(fhir.servedPerSecond / baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
-    ].join(" "),
-  );
+/** Prints a table whose cells are right-aligned under their column titles. */
+function printTable(columns: readonly string[], rows: readonly (readonly (string | number)[])[]): void {
+  console.log(columns.join("   "));
+  for (const row of rows) {
+    console.log(row.map((cell, i) => String(cell).padStart((columns[i] ?? "").length)).join("   "));
+  }
 }
+
+console.log(`1. Platform FHIR Patient reads, HTTPS, ${seconds} s per point\n`);
+const reads = await runFhirLoadCurve(seconds, counts);
+printTable(
+  [
+    "connections",
+    "served/s",
+    "p50 ms",
+    "p99 ms",
+    "shed (503 + Retry-After)",
+    "other non-2xx",
+    "errors",
+    "healthz/s",
+    "served ÷ healthz",
+  ],
+  reads.map(({ fhir, baseline }) => [
+    fhir.connections,
+    fhir.servedPerSecond.toFixed(0),
+    fhir.p50,
+    fhir.p99,
+    fhir.shedWithRetryAfter,
+    fhir.non2xx - fhir.shedWithRetryAfter,
+    fhir.errors,
+    baseline.requestsPerSecond.toFixed(0),
+    `${(fhir.servedPerSecond / baseline.requestsPerSecond).toFixed(3)}×`,
+  ]),
+);
 const readKnee = knee(reads.map(({ fhir }) => ({ ...fhir, rate: fhir.servedPerSecond })));
 console.log(
   `knee: ${String(readKnee?.connections)} connections (${readKnee?.servedPerSecond.toFixed(0) ?? "?"} reads/s, p99 ${String(readKnee?.p99)} ms); connection errors or timeouts: ${reads.some(({ fhir }) => fhir.errors > 0) ? "yes" : "none"}`,
@@ -45,24 +59,29 @@ console.log(
 console.log(
   `\n2. Attestation service, POST /attest/SgxEnclave (simulated quote), HTTPS, ${seconds} s per point\n`,
 );
-console.log(
-  "connections  tokens/s   p50 ms   p99 ms   503 shed   other errors   healthz/s   tokens ÷ healthz",
-);
 const tokens = await runAttestationLoadCurve(seconds, counts);
-for (const point of tokens) {
-  console.log(
-    [
-      String(point.connections).padStart(11),
-      point.tokens.servedPerSecond.toFixed(0).padStart(9),
-      String(point.tokens.p50).padStart(8),
-      String(point.tokens.p99).padStart(8),
-      String(point.shed).padStart(10),
-      String(point.tokens.errors + point.tokens.non2xx - point.shed).padStart(14),
-      point.baseline.requestsPerSecond.toFixed(0).padStart(11),
-      `${(point.tokens.servedPerSecond / point.baseline.requestsPerSecond).toFixed(3)}×`.padStart(18),
-    ].join(" "),
-  );
-}
+printTable(
+  [
+    "connections",
+    "tokens/s",
+    "p50 ms",
+    "p99 ms",
+    "503 shed",
+    "other errors",
+    "healthz/s",
+    "tokens ÷ healthz",
+  ],
+  tokens.map((point) => [
+    point.connections,
+    point.tokens.servedPerSecond.toFixed(0),
+    point.tokens.p50,
+    point.tokens.p99,
+    point.shed,
+    point.tokens.errors + point.tokens.non2xx - point.shed,
+    point.baseline.requestsPerSecond.toFixed(0),
+    `${(point.tokens.servedPerSecond / point.baseline.requestsPerSecond).toFixed(3)}×`,
+  ]),
+);
 const tokenKnee = knee(tokens.map((point) => ({ ...point, rate: point.tokens.servedPerSecond })));
 console.log(
   `knee: ${String(tokenKnee?.connections)} connections (${tokenKnee?.tokens.servedPerSecond.toFixed(0) ?? "?"} tokens/s, p99 ${String(tokenKnee?.tokens.p99)} ms)`,
@@ -74,21 +93,19 @@ const orderCounts = [1, 4, 16, 64, 128];
 console.log(
   `\n3. Diagnosis orders, POST /fhir/ServiceRequest, ${ordersPerPoint} orders per point (at least one per connection), then followed to their reports\n`,
 );
-console.log("connections  orders/s   p50 ms   p99 ms   accepted   refused (503 + Retry-After)   errors");
 const orders = await runOrderSubmissionCurve(ordersPerPoint, orderCounts);
-for (const point of orders.points) {
-  console.log(
-    [
-      String(point.connections).padStart(11),
-      point.ordersPerSecond.toFixed(0).padStart(9),
-      String(point.p50).padStart(8),
-      String(point.p99).padStart(8),
-      String(point.accepted).padStart(10),
-      `${point.refused} (${point.refusedWithRetryAfter})`.padStart(29),
-      String(point.errors).padStart(8),
-    ].join(" "),
-  );
-}
+printTable(
+  ["connections", "orders/s", "p50 ms", "p99 ms", "accepted", "refused (503 + Retry-After)", "errors"],
+  orders.points.map((point) => [
+    point.connections,
+    point.ordersPerSecond.toFixed(0),
+    point.p50,
+    point.p99,
+    point.accepted,
+    `${point.refused} (${point.refusedWithRetryAfter})`,
+    point.errors,
+  ]),
+);
 console.log(
   `${orders.accepted} orders accepted, ${orders.reported} reports after ${orders.drainSeconds.toFixed(0)} s: ${orders.reported === orders.accepted ? "none lost, none duplicated" : "MISMATCH"}`,
 );

@@ -8,25 +8,11 @@
 //      loopback. Goal (issue 5): p50 under 1 s.
 import { spawn } from "node:child_process";
 import type { IncomingHttpHeaders } from "node:http";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { readMedMnistSplit } from "@cloister/imaging";
-import { PNG } from "pngjs";
-import {
-  AccountService,
-  buildApp,
-  createLocalSessions,
-  createMemoryJobQueue,
-  deriveTenantKeyring,
-  modelCodeSystem,
-  openSqliteStore,
-} from "../services/platform-api/src/app.js";
-import { startConfidentialStack } from "../services/inference-server/src/test-support/confidential-stack.js";
+import { chestXrayPng, diagnosisOrder, startWorkflowPlatform } from "./workflow-platform.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -144,33 +130,10 @@ export async function runFhirReadBenchmark(
 }
 
 export async function runWorkflowLatencyBenchmark(orders: number) {
-  const stack = await startConfidentialStack();
-  const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "cloister-bench-workflow-")), "records.db"));
-  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
-  const tenantKeyring = deriveTenantKeyring(randomBytes(32), "bench");
-  const accounts = new AccountService(store, systemKeyring);
-  const password = randomBytes(16).toString("hex");
-  await accounts.create({ email: "clerk@bench.test", password, tenantId: "bench", role: "clerk" });
-  const app = await buildApp({
-    baseUrl: "http://127.0.0.1",
-    store,
-    accounts,
-    systemKeyring,
-    tenantKeyring: async () => tenantKeyring,
-    sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
-    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client },
-  });
-  const url = await app.listen({ port: 0, host: "127.0.0.1" });
+  const platform = await startWorkflowPlatform();
+  const url = await platform.app.listen({ port: 0, host: "127.0.0.1" });
   try {
-    const token = (
-      await app.inject({
-        method: "POST",
-        url: "/auth/login",
-        payload: { email: "clerk@bench.test", password },
-      })
-    ).json<{
-      accessToken: string;
-    }>().accessToken;
+    const token = await platform.signIn("clerk");
     const headers = { authorization: `Bearer ${token}`, "content-type": "application/fhir+json" };
     const post = async (
       path: string,
@@ -186,15 +149,7 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
       ).json()) as {
         id: string;
       };
-    const validation = readMedMnistSplit(
-      new URL("../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url).pathname,
-      "val",
-    );
-    const image = new PNG({ width: 28, height: 28 });
-    validation.images.subarray(0, 784).forEach((value, i) => {
-      image.data.set([value, value, value, 255], i * 4);
-    });
-    const png = new Uint8Array(PNG.sync.write(image));
+    const png = chestXrayPng();
     const patient = await post(
       "/fhir/Patient",
       JSON.stringify({ resourceType: "Patient", name: [{ family: "Bench" }] }),
@@ -221,17 +176,7 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
     for (let i = 0; i < orders; i++) {
       const binary = await post("/fhir/Binary", png, "image/png");
       const started = performance.now();
-      const order = await post(
-        "/fhir/ServiceRequest",
-        JSON.stringify({
-          resourceType: "ServiceRequest",
-          status: "active",
-          intent: "order",
-          subject: { reference: `Patient/${patient.id}` },
-          code: { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] },
-          supportingInfo: [{ reference: `Binary/${binary.id}` }],
-        }),
-      );
+      const order = await post("/fhir/ServiceRequest", diagnosisOrder(patient.id, binary.id));
       while (!announced.has(order.id)) {
         await new Promise((wake) => setTimeout(wake, 1));
       }
@@ -240,9 +185,7 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
     await reader?.cancel();
     return { orders, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
   } finally {
-    await app.close();
-    await store.close();
-    await stack.close();
+    await platform.close();
   }
 }
 

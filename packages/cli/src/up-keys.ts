@@ -31,17 +31,26 @@ function releasePolicy(admin: KeyBrokerAdmin, spec: KeySpec): object {
   };
 }
 
-/** Creates the key, or replaces its policy when it differs. Returns what it did. */
+/**
+ * Creates the key (a generated secret, or a named secret holding `value`, base64), or replaces its policy
+ * when it differs. Returns what it did.
+ */
 export async function ensureKey(
   admin: KeyBrokerAdmin,
   spec: KeySpec,
+  value?: string,
 ): Promise<"created" | "policy-replaced" | "unchanged"> {
   const options = { ca: admin.ca, headers: { authorization: `Bearer ${admin.adminToken}` } };
   const url = new URL(`/keys/${spec.name}`, admin.url);
   const policy = releasePolicy(admin, spec);
   const existing = await requestJson("GET", url, undefined, options);
   if (existing.status === 404) {
-    const created = await requestJson("PUT", url, { policy }, options);
+    const created = await requestJson(
+      "PUT",
+      url,
+      value === undefined ? { policy } : { policy, value },
+      options,
+    );
     if (created.status !== 201) {
       throw new Error(`the key broker refused to create ${spec.name} (HTTP ${created.status})`);
     }
@@ -75,22 +84,10 @@ export async function ensureNamedSecret(
   value: string,
 ): Promise<"created" | "rotated"> {
   const options = { ca: admin.ca, headers: { authorization: `Bearer ${admin.adminToken}` } };
-  const url = new URL(`/keys/${spec.name}`, admin.url);
   const encoded = Buffer.from(value, "utf8").toString("base64");
-  const existing = await requestJson("GET", url, undefined, options);
-  if (existing.status === 404) {
-    const created = await requestJson(
-      "PUT",
-      url,
-      { policy: releasePolicy(admin, spec), value: encoded },
-      options,
-    );
-    if (created.status !== 201) {
-      throw new Error(`the key broker refused to create ${spec.name} (HTTP ${created.status})`);
-    }
+  if ((await ensureKey(admin, spec, encoded)) === "created") {
     return "created";
   }
-  await ensureKey(admin, spec);
   const rotated = await requestJson(
     "POST",
     new URL(`/keys/${spec.name}/rotate`, admin.url),

@@ -10,6 +10,7 @@ import { PatientRecord, type ModelInfo } from "./PatientRecord.js";
 import { PlatformClient } from "./platform-client.js";
 import { followReportEvents, type ReportEvent } from "./report-events.js";
 import { sessionFromToken, useIdleSignOut, type Session } from "./session.js";
+import { useFormAction } from "./use-form-action.js";
 
 const defaultMrnSystem = "https://demo.hospital/fhir/mrn";
 
@@ -19,34 +20,24 @@ function SignIn(props: {
 }): React.JSX.Element {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (event: React.SyntheticEvent): Promise<void> => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const { accessToken } = (await props.client.json("POST", "/auth/login", {
-        email,
-        password,
-      })) as { accessToken: string };
-      setPassword("");
-      props.onSignedIn(sessionFromToken(accessToken, email));
-    } catch (failure) {
-      const status = (failure as { status?: number }).status;
-      setError(
-        status === 401
-          ? "The email or password is not right."
-          : status === 429
-            ? "Too many attempts. Wait a few minutes, then try again."
-            : status === 423
-              ? "This account is locked for a while after too many failed attempts."
-              : (failure as Error).message,
-      );
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submitting } = useFormAction((failure) => {
+    const status = (failure as { status?: number }).status;
+    return status === 401
+      ? "The email or password is not right."
+      : status === 429
+        ? "Too many attempts. Wait a few minutes, then try again."
+        : status === 423
+          ? "This account is locked for a while after too many failed attempts."
+          : (failure as Error).message;
+  });
+  const submit = submitting(async () => {
+    const { accessToken } = (await props.client.json("POST", "/auth/login", {
+      email,
+      password,
+    })) as { accessToken: string };
+    setPassword("");
+    props.onSignedIn(sessionFromToken(accessToken, email));
+  });
   return (
     <section className="panel signin" aria-labelledby="signin-title">
       <h2 id="signin-title">Sign in</h2>

@@ -1,6 +1,7 @@
 // Find a patient by MRN or name, or register a new one (with a duplicate check by MRN before create).
 import { useState } from "react";
 import type { PlatformClient } from "./platform-client.js";
+import { useFormAction } from "./use-form-action.js";
 import { formatName, type Patient } from "./fhir.js";
 
 export function PatientSearch(props: {
@@ -12,23 +13,12 @@ export function PatientSearch(props: {
   const [by, setBy] = useState<"mrn" | "name">("mrn");
   const [query, setQuery] = useState("");
   const [results, setResults] = useState<Patient[] | undefined>();
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-
-  const search = async (event: React.SyntheticEvent): Promise<void> => {
-    event.preventDefault();
-    setError(undefined);
-    setBusy(true);
-    try {
-      const parameters: Record<string, string> =
-        by === "mrn" ? { identifier: `${mrnSystem}|${query.trim()}` } : { name: query.trim() };
-      setResults(await client.search<Patient>("Patient", parameters));
-    } catch (failure) {
-      setError((failure as Error).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submitting } = useFormAction();
+  const search = submitting(async () => {
+    const parameters: Record<string, string> =
+      by === "mrn" ? { identifier: `${mrnSystem}|${query.trim()}` } : { name: query.trim() };
+    setResults(await client.search<Patient>("Patient", parameters));
+  });
 
   return (
     <section className="panel" aria-labelledby="search-title">
@@ -102,8 +92,7 @@ export function PatientIntake(props: {
   const { client, mrnSystem } = props;
   const [form, setForm] = useState({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
   const [duplicate, setDuplicate] = useState<Patient>();
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, submitting } = useFormAction();
   const field =
     (name: keyof typeof form) =>
     (event: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>): void => {
@@ -111,33 +100,24 @@ export function PatientIntake(props: {
       setDuplicate(undefined);
     };
 
-  const submit = async (event: React.SyntheticEvent): Promise<void> => {
-    event.preventDefault();
-    setError(undefined);
-    setBusy(true);
-    try {
-      const identifier = `${mrnSystem}|${form.mrn.trim()}`;
-      const [existing] = await client.search<Patient>("Patient", { identifier });
-      if (existing !== undefined) {
-        setDuplicate(existing);
-        return;
-      }
-      const patient: Patient = {
-        resourceType: "Patient",
-        identifier: [{ system: mrnSystem, value: form.mrn.trim() }],
-        name: [{ family: form.family.trim(), given: form.given.trim() === "" ? [] : [form.given.trim()] }],
-        gender: form.gender as NonNullable<Patient["gender"]>,
-        ...(form.birthDate === "" ? {} : { birthDate: form.birthDate }),
-      };
-      const created = (await client.json("POST", "/fhir/Patient", patient)) as Patient;
-      setForm({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
-      props.onCreated(created);
-    } catch (failure) {
-      setError((failure as Error).message);
-    } finally {
-      setBusy(false);
+  const submit = submitting(async () => {
+    const identifier = `${mrnSystem}|${form.mrn.trim()}`;
+    const [existing] = await client.search<Patient>("Patient", { identifier });
+    if (existing !== undefined) {
+      setDuplicate(existing);
+      return;
     }
-  };
+    const patient: Patient = {
+      resourceType: "Patient",
+      identifier: [{ system: mrnSystem, value: form.mrn.trim() }],
+      name: [{ family: form.family.trim(), given: form.given.trim() === "" ? [] : [form.given.trim()] }],
+      gender: form.gender as NonNullable<Patient["gender"]>,
+      ...(form.birthDate === "" ? {} : { birthDate: form.birthDate }),
+    };
+    const created = (await client.json("POST", "/fhir/Patient", patient)) as Patient;
+    setForm({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
+    props.onCreated(created);
+  });
 
   return (
     <section className="panel" aria-labelledby="intake-title">

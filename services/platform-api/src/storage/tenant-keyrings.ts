@@ -41,7 +41,7 @@ export function createTenantKeyrings(options: {
 }): TenantKeyrings {
   const refreshAfterMs = options.refreshAfterMs ?? 5 * 60_000;
   const now = options.now ?? Date.now;
-  const cached = new Map<string, { keyring: Promise<TenantKeyring>; fetchedAt: number }>();
+  const cached = new Map<string, { keyring: TenantKeyring; fetchedAt: number }>();
   const pending = new Map<string, Promise<TenantKeyring>>();
 
   const refresh = (tenantId: string): Promise<TenantKeyring> => {
@@ -55,7 +55,7 @@ export function createTenantKeyrings(options: {
     return fetching.then(
       (keyring) => {
         pending.delete(tenantId);
-        cached.set(tenantId, { keyring: Promise.resolve(keyring), fetchedAt: now() });
+        cached.set(tenantId, { keyring, fetchedAt: now() });
         return keyring;
       },
       (error: unknown) => {
