@@ -11,6 +11,7 @@ import { PlatformClient } from "./platform-client.js";
 import { followReportEvents, type ReportEvent } from "./report-events.js";
 import { sessionFromToken, useIdleSignOut, type Session } from "./session.js";
 import { useFormAction } from "./use-form-action.js";
+import { ErrorMessage } from "./ErrorMessage.js";
 
 const defaultMrnSystem = "https://demo.hospital/fhir/mrn";
 
@@ -71,11 +72,7 @@ function SignIn(props: {
             Sign in
           </button>
         </div>
-        {error === undefined ? null : (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
+        <ErrorMessage message={error} />
       </form>
     </section>
   );
@@ -202,11 +199,7 @@ export function App(): React.JSX.Element {
         )}
       </header>
       <main>
-        {configError === undefined ? null : (
-          <p role="alert" className="error">
-            {configError}
-          </p>
-        )}
+        <ErrorMessage message={configError} />
         {config === undefined ? null : (
           <AttestationPanel verified={verified} refused={refused} onRetry={() => void attest(config)} />
         )}

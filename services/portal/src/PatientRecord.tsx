@@ -12,6 +12,7 @@ import {
 } from "./fhir.js";
 import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
+import { ErrorMessage } from "./ErrorMessage.js";
 
 export interface ModelInfo {
   readonly name: string;
@@ -250,16 +251,8 @@ export function PatientRecord(props: {
               ))}
             </select>
           </label>
-          {props.modelsError === undefined ? null : (
-            <p role="alert" className="error">
-              {props.modelsError}
-            </p>
-          )}
-          {fileError === undefined ? null : (
-            <p role="alert" className="error">
-              {fileError}
-            </p>
-          )}
+          <ErrorMessage message={props.modelsError} />
+          <ErrorMessage message={fileError} />
           {file === undefined ? null : (
             <figure className="preview">
               <img src={file.preview} alt="Preview of the chosen image" data-testid="image-preview" />
@@ -280,21 +273,13 @@ export function PatientRecord(props: {
               Upload and order analysis
             </button>
           </div>
-          {orderError === undefined ? null : (
-            <p role="alert" className="error">
-              {orderError}
-            </p>
-          )}
+          <ErrorMessage message={orderError} />
         </form>
       </section>
 
       <section className="panel" aria-labelledby="orders-title">
         <h2 id="orders-title">Orders</h2>
-        {loadError === undefined ? null : (
-          <p role="alert" className="error">
-            {loadError}
-          </p>
-        )}
+        <ErrorMessage message={loadError} />
         {orders.length === 0 ? (
           <p>No orders yet.</p>
         ) : (

@@ -3,6 +3,7 @@ import { useState } from "react";
 import type { PlatformClient } from "./platform-client.js";
 import { useFormAction } from "./use-form-action.js";
 import { formatName, type Patient } from "./fhir.js";
+import { ErrorMessage } from "./ErrorMessage.js";
 
 export function PatientSearch(props: {
   readonly client: PlatformClient;
@@ -52,11 +53,7 @@ export function PatientSearch(props: {
           Search
         </button>
       </form>
-      {error === undefined ? null : (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorMessage message={error} />
       {results === undefined ? null : results.length === 0 ? (
         <p aria-live="polite">No patient found.</p>
       ) : (
@@ -168,11 +165,7 @@ export function PatientIntake(props: {
           </button>
         </div>
       )}
-      {error === undefined ? null : (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorMessage message={error} />
     </section>
   );
 }
