@@ -97,7 +97,8 @@ export async function runInferenceBenchmark(options: {
           const response = await requestBytes(
             "POST",
             new URL(`/v2/models/${modelName}/infer`, plainUrl),
-            { bytes: new TextEncoder().encode(body), contentType: "application/json" },
+            // Encoded as the confidential client encodes string bodies (Buffer.from), so both pay the same.
+            { bytes: Buffer.from(body), contentType: "application/json" },
             { agent },
           );
           if (response.status !== 200) {

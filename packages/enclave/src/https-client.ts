@@ -28,16 +28,21 @@ export interface BytesResponse {
   readonly body: Uint8Array;
 }
 
-/** Sends one request and reads the whole response body. */
+/**
+ * Sends one request and reads the whole response body. The body may be given in parts (an OHTTP request's
+ * header and ciphertext), which are written one after another without being joined.
+ */
 export function requestBytes(
   method: "GET" | "POST" | "PUT" | "DELETE",
   url: string | URL,
-  body: { bytes: Uint8Array; contentType: string } | undefined,
+  body: { bytes: Uint8Array | readonly Uint8Array[]; contentType: string } | undefined,
   options: HttpsClientOptions & { accept?: string } = {},
 ): Promise<BytesResponse> {
   const target = new URL(url);
   const send = target.protocol === "https:" ? httpsRequest : httpRequest;
   const limit = options.maxResponseBytes ?? 32 * 1024 * 1024;
+  const parts = body === undefined ? [] : body.bytes instanceof Uint8Array ? [body.bytes] : body.bytes;
+  const contentLength = parts.reduce((sum, part) => sum + part.length, 0);
   return new Promise((resolve, reject) => {
     const outgoing = send(
       target,
@@ -48,7 +53,7 @@ export function requestBytes(
           accept: options.accept ?? "*/*",
           ...(body === undefined
             ? {}
-            : { "content-type": body.contentType, "content-length": body.bytes.length }),
+            : { "content-type": body.contentType, "content-length": contentLength }),
         },
         ...(options.ca === undefined
           ? {}
@@ -89,11 +94,13 @@ export function requestBytes(
           : new EnclaveError("ERR_UNREACHABLE", `${target.origin} could not be reached`, { cause }),
       );
     });
-    outgoing.end(
-      body === undefined
-        ? undefined
-        : Buffer.from(body.bytes.buffer, body.bytes.byteOffset, body.bytes.length),
-    );
+    // Views, not copies. Corked, so the parts leave in as few TLS records as one buffer would.
+    outgoing.cork();
+    for (const part of parts) {
+      outgoing.write(Buffer.from(part.buffer, part.byteOffset, part.length));
+    }
+    outgoing.end();
+    outgoing.uncork();
   });
 }
 

@@ -81,19 +81,62 @@ function encodeFieldSection(fields: readonly FieldLine[]): Uint8Array[] {
   return lengthPrefixed(encoded);
 }
 
-/** The sections after the control data, with trailing empty ones left out (RFC 9292 §3.8). */
+/**
+ * The sections after the control data, with trailing empty ones left out (RFC 9292 §3.8), as parts: the
+ * content stays its own part, so a large body is never copied here.
+ */
 function encodeTail(
   headers: readonly FieldLine[],
   body: Uint8Array,
   trailers: readonly FieldLine[],
-): Uint8Array[] {
+): Uint8Array[][] {
   const sections = [encodeFieldSection(headers), lengthPrefixed(body), encodeFieldSection(trailers)];
   const empty = [headers.length === 0, body.length === 0, trailers.length === 0];
   while (sections.length > 0 && empty[sections.length - 1] === true) {
     sections.pop();
   }
-  // Parts, not a joined copy: the message is concatenated once, by the caller.
-  return sections.flat();
+  return sections;
+}
+
+/**
+ * Joins encoded pieces into as few parts as a sealer needs: small pieces are joined, and a large content
+ * section stays a view of the caller's bytes.
+ */
+function coalesce(pieces: readonly Uint8Array[]): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let pending: Uint8Array[] = [];
+  for (const piece of pieces) {
+    if (piece.length >= largePiece) {
+      if (pending.length > 0) {
+        parts.push(concatBytes(...pending));
+        pending = [];
+      }
+      parts.push(piece);
+    } else {
+      pending.push(piece);
+    }
+  }
+  if (pending.length > 0 || parts.length === 0) {
+    parts.push(concatBytes(...pending));
+  }
+  return parts;
+}
+
+const largePiece = 4096;
+
+function requestPieces(init: RequestInit): Uint8Array[] {
+  const method = init.method ?? "GET";
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method)) {
+    throw new OhttpError("ERR_BHTTP_MALFORMED", "the method must be a token");
+  }
+  return [
+    encodeVarint(0),
+    ...lengthPrefixed(utf8.encode(method)),
+    ...lengthPrefixed(utf8.encode(init.scheme ?? "https")),
+    ...lengthPrefixed(utf8.encode(init.authority ?? "")),
+    ...lengthPrefixed(utf8.encode(init.path)),
+    ...encodeTail(lines(init.headers), bodyBytes(init.body), []).flat(),
+  ];
 }
 
 /**
@@ -106,18 +149,15 @@ function encodeTail(
  * ```
  */
 export function encodeRequest(init: RequestInit): Uint8Array {
-  const method = init.method ?? "GET";
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method)) {
-    throw new OhttpError("ERR_BHTTP_MALFORMED", "the method must be a token");
-  }
-  return concatBytes(
-    encodeVarint(0),
-    ...lengthPrefixed(utf8.encode(method)),
-    ...lengthPrefixed(utf8.encode(init.scheme ?? "https")),
-    ...lengthPrefixed(utf8.encode(init.authority ?? "")),
-    ...lengthPrefixed(utf8.encode(init.path)),
-    ...encodeTail(lines(init.headers), bodyBytes(init.body), []),
-  );
+  return concatBytes(...requestPieces(init));
+}
+
+/**
+ * The same encoding as `encodeRequest`, in parts whose concatenation is the message: a large body stays a
+ * part of its own, so `encapsulateRequest` can seal it without copying it first.
+ */
+export function encodeRequestParts(init: RequestInit): Uint8Array[] {
+  return coalesce(requestPieces(init));
 }
 
 /** Encodes a known-length Binary HTTP response (RFC 9292 §3.1). */
@@ -128,7 +168,7 @@ export function encodeResponse(init: ResponseInit): Uint8Array {
   return concatBytes(
     encodeVarint(1),
     encodeVarint(init.status),
-    ...encodeTail(lines(init.headers), bodyBytes(init.body), []),
+    ...encodeTail(lines(init.headers), bodyBytes(init.body), []).flat(),
   );
 }
 

@@ -21,8 +21,10 @@ export interface EncapsulateOptions {
 }
 
 export interface EncapsulatedRequest {
-  /** The `message/ohttp-req` body. */
+  /** The `message/ohttp-req` body (joined on first use). */
   readonly encapsulatedRequest: Uint8Array;
+  /** The same body in parts, to write one after another without joining them (a large body's ciphertext). */
+  readonly encapsulatedRequestParts: readonly Uint8Array[];
   /** The suite the request was sealed with. */
   readonly suite: OhttpSuite;
   /** Opens this request's `message/ohttp-res` body, and only this request's. */
@@ -42,7 +44,8 @@ export function requestInfo(header: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 /**
- * Seals a Binary HTTP request to a gateway's key configuration.
+ * Seals a Binary HTTP request to a gateway's key configuration. The request may be given in parts
+ * (`encodeRequestParts`), so a large body is encrypted where it lies.
  *
  * @example
  * ```ts
@@ -54,7 +57,7 @@ export function requestInfo(header: Uint8Array): Uint8Array<ArrayBuffer> {
  */
 export async function encapsulateRequest(
   keyConfig: KeyConfig | Uint8Array,
-  request: Uint8Array,
+  request: Uint8Array | readonly Uint8Array[],
   options: EncapsulateOptions = {},
 ): Promise<EncapsulatedRequest> {
   const config = keyConfig instanceof Uint8Array ? parseKeyConfig(keyConfig) : keyConfig;
@@ -68,10 +71,17 @@ export async function encapsulateRequest(
     options.ephemeralKeyPair,
   );
   const enc = sender.enc;
-  const ciphertext = await sender.seal(request);
+  const ciphertext =
+    request instanceof Uint8Array ? [await sender.seal(request)] : await sender.sealParts(request);
   const secret = await sender.export(responseExportLabel, responseNonceLength(suite));
+  const parts = [concatBytes(header, enc), ...ciphertext];
+  let joined: Uint8Array | undefined;
   return {
-    encapsulatedRequest: concatBytes(header, enc, ciphertext),
+    get encapsulatedRequest() {
+      joined ??= concatBytes(...parts);
+      return joined;
+    },
+    encapsulatedRequestParts: parts,
     suite,
     openResponse: async (encapsulatedResponse) => {
       if (!(encapsulatedResponse instanceof Uint8Array)) {

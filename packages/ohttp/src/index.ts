@@ -33,6 +33,7 @@ export {
   decodeRequest,
   decodeResponse,
   encodeRequest,
+  encodeRequestParts,
   encodeResponse,
   fieldValue,
   type BinaryRequest,

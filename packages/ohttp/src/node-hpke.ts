@@ -11,6 +11,7 @@ import {
   generateKeyPairSync,
   KeyObject,
 } from "node:crypto";
+import { concatBytes } from "./bytes.js";
 import { webHpke, type HpkeBackend } from "./hpke-backend.js";
 import type { OhttpSuite } from "./suites.js";
 
@@ -137,9 +138,28 @@ function keySchedule(suite: OhttpSuite, shared: Buffer, info: Uint8Array): Conte
   };
 }
 
-function aesGcmSeal(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array): Uint8Array {
+// AES-GCM runs over large messages in slices of this size. node:crypto allocates a fresh output buffer per
+// update() call, and for a whole image (hundreds of kB) that buffer comes from newly mapped memory: on this
+// machine that costs ten times the encryption itself (3.4 ms against 0.26 ms for 700 kB), while slices reuse
+// warm memory.
+const aesSliceBytes = 16 * 1024;
+
+/** AES-GCM over the concatenation of `parts`, as ciphertext slices followed by the tag: nothing is joined. */
+function aesGcmSealParts(key: Uint8Array, iv: Uint8Array, parts: readonly Uint8Array[]): Uint8Array[] {
   const cipher = createCipheriv(key.length === 16 ? "aes-128-gcm" : "aes-256-gcm", key, iv);
-  return plain(Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]));
+  const out: Uint8Array[] = [];
+  for (const part of parts) {
+    for (let offset = 0; offset < part.length; offset += aesSliceBytes) {
+      out.push(plain(cipher.update(part.subarray(offset, offset + aesSliceBytes))));
+    }
+  }
+  // GCM is a stream mode: final() flushes nothing, and the tag follows.
+  const last = cipher.final();
+  return [...out, ...(last.length === 0 ? [] : [plain(last)]), plain(cipher.getAuthTag())];
+}
+
+function aesGcmSeal(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  return concatBytes(...aesGcmSealParts(key, iv, [plaintext]));
 }
 
 /** The same bytes as a plain Uint8Array: callers compare and slice them as such, not as Buffers. */
@@ -151,15 +171,25 @@ function aesGcmOpen(key: Uint8Array, iv: Uint8Array, ciphertext: Uint8Array): Ui
   if (ciphertext.length < 16) {
     throw new Error("ciphertext shorter than its tag");
   }
+  const length = ciphertext.length - 16;
   const decipher = createDecipheriv(key.length === 16 ? "aes-128-gcm" : "aes-256-gcm", key, iv);
-  decipher.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
-  return plain(
-    Buffer.concat([decipher.update(ciphertext.subarray(0, ciphertext.length - 16)), decipher.final()]),
-  );
+  decipher.setAuthTag(ciphertext.subarray(length));
+  // One output buffer from Node's allocator, filled slice by slice (see aesSliceBytes).
+  const out = Buffer.allocUnsafe(length);
+  let written = 0;
+  for (let offset = 0; offset < length; offset += aesSliceBytes) {
+    written += decipher
+      .update(ciphertext.subarray(offset, Math.min(length, offset + aesSliceBytes)))
+      .copy(out, written);
+  }
+  // final() checks the tag and throws when it does not match: then nothing decrypted leaves this function.
+  written += decipher.final().copy(out, written);
+  return plain(out.subarray(0, written));
 }
 
 function contextFunctions(context: Context): {
   seal: (plaintext: Uint8Array) => Promise<Uint8Array>;
+  sealParts: (parts: readonly Uint8Array[]) => Promise<readonly Uint8Array[]>;
   open: (ciphertext: Uint8Array) => Promise<Uint8Array>;
   export: (exporterContext: Uint8Array, length: number) => Promise<Uint8Array>;
 } {
@@ -175,6 +205,10 @@ function contextFunctions(context: Context): {
     seal: async (plaintext) => {
       once();
       return aesGcmSeal(context.key, context.baseNonce, plaintext);
+    },
+    sealParts: async (parts) => {
+      once();
+      return aesGcmSealParts(context.key, context.baseNonce, parts);
     },
     open: async (ciphertext) => {
       once();
@@ -228,7 +262,12 @@ export const nodeHpke: HpkeBackend = {
     const dh = diffieHellman({ privateKey: skE, publicKey: pkR });
     const context = keySchedule(suite, sharedSecret(dh, enc, recipientPublicKey), info);
     const functions = contextFunctions(context);
-    return { enc: plain(enc), seal: functions.seal, export: functions.export };
+    return {
+      enc: plain(enc),
+      seal: functions.seal,
+      sealParts: functions.sealParts,
+      export: functions.export,
+    };
   },
   setupReceiver: async (suite, recipientPrivateKey, enc, info) => {
     if (!fastSuite(suite)) {

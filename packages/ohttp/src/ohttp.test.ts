@@ -6,6 +6,7 @@ import {
   decodeResponse,
   encapsulateRequest,
   encodeRequest,
+  encodeRequestParts,
   encodeResponse,
   generateOhttpKeyPair,
   importOhttpKeyPair,
@@ -18,6 +19,7 @@ import {
   type OhttpErrorCode,
   type OhttpGatewayOptions,
 } from "./index.js";
+import { concatBytes } from "./bytes.js";
 import { nodeHpke } from "./node.js";
 
 const hex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text.replace(/\s/g, ""), "hex"));
@@ -56,7 +58,7 @@ for (const hpke of [webHpke, nodeHpke]) {
   describe(`with ${hpke.name}`, () => {
     const seal = async (
       config: Parameters<typeof encapsulateRequest>[0],
-      request: Uint8Array,
+      request: Uint8Array | readonly Uint8Array[],
       options: EncapsulateOptions = {},
     ) => encapsulateRequest(config, request, { ...options, hpke });
     const newGateway = (options: OhttpGatewayOptions): OhttpGateway => new OhttpGateway({ ...options, hpke });
@@ -150,6 +152,41 @@ for (const hpke of [webHpke, nodeHpke]) {
           assert.equal(new TextDecoder().decode(response.body), "done");
         });
       }
+
+      it("seals a request given in parts, a large body encrypted where it lies", async () => {
+        const key = await generateOhttpKeyPair();
+        const gateway = newGateway({ keys: [key] });
+        // Several AES slices and a ragged end, so slicing and joining are both exercised.
+        const body = new Uint8Array(100_003).map((_, i) => (i * 7) % 256);
+        const init = {
+          method: "POST",
+          path: "/v2/models/m/infer",
+          headers: [["content-type", "application/json"]] as const,
+          body,
+        };
+        const parts = encodeRequestParts(init);
+        assert.equal(toHex(concatBytes(...parts)), toHex(encodeRequest(init)));
+        assert.ok(
+          parts.some((part) => part.buffer === body.buffer),
+          "the body is a view of the caller's bytes, not a copy",
+        );
+        const sealed = await seal(key.keyConfig, parts);
+        assert.equal(
+          toHex(concatBytes(...sealed.encapsulatedRequestParts)),
+          toHex(sealed.encapsulatedRequest),
+        );
+        const opened = await gateway.decapsulate(sealed.encapsulatedRequest);
+        assert.equal(toHex(opened.request), toHex(encodeRequest(init)));
+        assert.deepEqual(decodeRequest(opened.request).body, body);
+        // A flipped bit in a late slice fails the whole message, not just its slice.
+        const again = await seal(key.keyConfig, encodeRequestParts(init));
+        const tampered = again.encapsulatedRequest.slice();
+        tampered[90_000] = (tampered[90_000] ?? 0) ^ 0x80;
+        await rejects(gateway.decapsulate(tampered), "ERR_OHTTP_DECRYPT");
+        // A large response through the single-buffer path too.
+        const reply = await opened.sealResponse(encodeResponse({ status: 200, body }));
+        assert.deepEqual(decodeResponse(await sealed.openResponse(reply)).body, body);
+      });
 
       it("uses a fresh nonce, and so a fresh key and IV, for every response", async () => {
         const key = await generateOhttpKeyPair();
