@@ -1,15 +1,17 @@
 // The benchmark's baseline: a plain HTTPS Open Inference Protocol server with no OHTTP and no token
-// checks, running the same decoding, preprocessing and onnxruntime session as the inference server.
+// checks, running the same decoding, preprocessing and onnxruntime session as the inference server, on the
+// same service app (request metrics and error handling), so the ratio prices confidentiality alone.
 // Benchmark code only; nothing in the product uses it.
 import { decodeImage, preprocess } from "@cloister/imaging";
 import { runModel, type LoadedModel } from "@cloister/inference-server";
-import Fastify, { type FastifyInstance } from "fastify";
+import { createServiceApp } from "@cloister/service-kit";
+import type { FastifyInstance } from "fastify";
 
 export function buildPlainInferenceServer(
   models: readonly LoadedModel[],
   https: { cert: string; key: string },
 ): FastifyInstance {
-  const app = Fastify({ https, bodyLimit: 32 * 1024 * 1024 }) as unknown as FastifyInstance;
+  const { app } = createServiceApp({ logger: false, bodyLimit: 32 * 1024 * 1024, https });
   app.post<{ Params: { name: string }; Body: { id?: string; image: { contentType: string; data: string } } }>(
     "/v2/models/:name/infer",
     async (request, reply) => {

@@ -96,6 +96,7 @@ export async function connectConfidentialService(
     };
   };
   const authority = new URL(options.url).host;
+  const gatewayUrl = new URL("/ohttp", options.url);
   let current = await attest();
   let refreshing: Promise<void> | undefined;
   const refresh = async (): Promise<void> => {
@@ -134,7 +135,7 @@ export async function connectConfidentialService(
     const sealedAt = performance.now();
     const reply = await requestBytes(
       "POST",
-      new URL("/ohttp", options.url),
+      gatewayUrl,
       { bytes: sealed.encapsulatedRequestParts, contentType: ohttpRequestMediaType },
       { ...http, accept: ohttpResponseMediaType },
     );

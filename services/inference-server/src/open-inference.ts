@@ -27,6 +27,7 @@ export interface OpenInferenceOutcome {
 }
 
 const maxBatch = 64;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 const jsonHeaders = { "content-type": "application/json" };
 
 function json(status: number, body: unknown, extraHeaders: Record<string, string> = {}): ResponseInit {
@@ -176,7 +177,7 @@ async function infer(
 ): Promise<ResponseInit> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(request.body));
+    parsed = JSON.parse(strictUtf8.decode(request.body));
   } catch {
     throw new InferenceError("ERR_BAD_REQUEST", "the body is not JSON");
   }
