@@ -11,7 +11,7 @@ test("the confidential inference benchmark runs both paths on both images", asyn
     ["28×28 PNG", "512×512 DICOM"],
   );
   for (const row of rows) {
-    assert.ok(row.baseline.p50 > 0 && row.confidential.p50 > 0);
+    assert.ok(row.baseline.p50 > 0 && row.confidential.p50 > 0 && row.cryptoFloorMs > 0);
     assert.ok((row.stages["server infer"] ?? 0) > 0, "the server reports its stages inside the encryption");
   }
 });
