@@ -242,6 +242,25 @@ describe("Helm chart", () => {
     );
   });
 
+  test("the platform believes X-Forwarded-For only from the ingress addresses it is given", async () => {
+    const platformEnv = async (values: Record<string, string>) => {
+      const deployment = (await render(values)).find(
+        (object) => object.kind === "Deployment" && object.metadata.name === "cloister-platform-api",
+      );
+      assert.ok(deployment !== undefined);
+      return podOf(deployment).containers[0]?.env ?? [];
+    };
+    assert.equal(
+      (await platformEnv({})).some((variable) => variable.name === "CLOISTER_TRUSTED_PROXIES"),
+      false,
+      "no proxy is trusted unless named",
+    );
+    const trusted = (
+      await platformEnv({ "services.platformApi.trustedProxies": "{10.244.0.0/16,fd00::/8}" })
+    ).find((variable) => variable.name === "CLOISTER_TRUSTED_PROXIES");
+    assert.equal(trusted?.value, "10.244.0.0/16,fd00::/8");
+  });
+
   test("values.schema.json refuses unsafe or malformed values", async () => {
     for (const [key, value, message] of [
       ["services.platformApi.teeProvider", "none", /teeProvider/],
@@ -252,6 +271,7 @@ describe("Helm chart", () => {
       ["urls.portal", "http://portal.example", /urls\.portal/],
       ["unknownKey", "1", /unknownKey|additional/i],
       ["services.platformApi.oidc.roles", "Cloister.Root=root", /oidc\.roles/],
+      ["services.platformApi.trustedProxies[0]", "ingress.example", /trustedProxies/],
     ] as const) {
       await assert.rejects(
         render({ [key]: value }),

@@ -16,6 +16,12 @@ export interface ServiceAppOptions {
    */
   readonly corsOrigins?: readonly string[];
   /**
+   * Addresses or CIDR ranges of the reverse proxies in front of this service (an ingress controller). Only
+   * from them is `X-Forwarded-For` believed, so `request.ip` is the client's address and not the proxy's;
+   * from anyone else the header is ignored, so a client cannot choose its own address.
+   */
+  readonly trustedProxies?: readonly string[];
+  /**
    * Load shedding by event-loop delay (what @fastify/under-pressure does): when the loop was delayed more
    * than `maxEventLoopDelayMs` in each of the last two sample windows, requests other than health, metrics
    * and key sets (/certs, OpenID configuration) are refused
@@ -55,6 +61,9 @@ export function createServiceApp(options: ServiceAppOptions): ServiceApp {
   const app = Fastify({
     logger,
     bodyLimit: options.bodyLimit,
+    ...(options.trustedProxies === undefined || options.trustedProxies.length === 0
+      ? {}
+      : { trustProxy: [...options.trustedProxies] }),
     ...(options.https === undefined ? {} : { https: { cert: options.https.cert, key: options.https.key } }),
   }) as unknown as FastifyInstance;
   const registry = new Registry();

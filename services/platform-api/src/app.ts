@@ -42,6 +42,11 @@ export interface PlatformConfig {
   readonly logger?: FastifyServerOptions["logger"];
   /** Browser origins allowed to call this service (the portal's). */
   readonly corsOrigins?: readonly string[];
+  /**
+   * The ingress controller's addresses or CIDR ranges: only from them is X-Forwarded-For believed, so sign-in
+   * limits count clients, not the proxy every client comes through.
+   */
+  readonly trustedProxies?: readonly string[];
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
@@ -205,6 +210,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 64 * 1024,
     ...(config.https === undefined ? {} : { https: config.https }),
     ...(config.corsOrigins === undefined ? {} : { corsOrigins: config.corsOrigins }),
+    ...(config.trustedProxies === undefined ? {} : { trustedProxies: config.trustedProxies }),
   });
   app.decorateRequest("principal", undefined);
 

@@ -17,6 +17,8 @@
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start,
 //                                   and checked every CLOISTER_RECONCILE_SECONDS (default 30) for orders with no job
 //   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
+//   CLOISTER_TRUSTED_PROXIES        comma-separated addresses or CIDRs of the ingress in front of it: X-Forwarded-For
+//                                   is believed from them only, so sign-in limits count clients, not the ingress
 //   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE, CLOISTER_OIDC_TENANTS, CLOISTER_OIDC_ROLES (and _JWKS_URI,
 //                                   _TENANT_CLAIM, _ROLE_CLAIM): sign-in through Entra ID instead of local accounts
 //   CLOISTER_BOOTSTRAP_ACCOUNTS     JSON file {accounts:[{email,password,tenantId,role}]}: created at start if missing
@@ -175,6 +177,10 @@ const app = await buildApp({
     : { workflow: { queue, inference: connectInference, ...(cache === undefined ? {} : { cache }) } }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   corsOrigins: (process.env.CLOISTER_CORS_ORIGINS ?? "").split(",").filter((origin) => origin.length > 0),
+  trustedProxies: (process.env.CLOISTER_TRUSTED_PROXIES ?? "")
+    .split(",")
+    .map((proxy) => proxy.trim())
+    .filter((proxy) => proxy.length > 0),
   https: {
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),

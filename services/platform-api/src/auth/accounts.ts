@@ -1,5 +1,6 @@
 // Local staff accounts, stored like records: sealed under the platform's system keys, found by a blind
-// index of the email. Login is rate limited per email and per client address, and an account locks for
+// index of the email. Sign-in attempts are limited per email, failed sign-ins per client address (a hospital's
+// staff share one NAT address, and a shift change must not lock them all out), and an account locks for
 // 15 minutes after 5 failures in a row.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
@@ -25,8 +26,13 @@ interface AccountRecord {
 export interface LoginPolicy {
   readonly maxFailures: number;
   readonly lockoutMs: number;
-  /** Attempts allowed per email and per client address within `windowMs`. */
+  /** Attempts allowed per email within `windowMs`. */
   readonly maxAttempts: number;
+  /**
+   * Failed attempts allowed per client address within `windowMs` (default 5 × maxAttempts). Successful
+   * sign-ins do not count: many staff sign in from one address.
+   */
+  readonly maxClientFailures?: number;
   readonly windowMs: number;
 }
 
@@ -34,6 +40,7 @@ export const defaultLoginPolicy: LoginPolicy = {
   maxFailures: 5,
   lockoutMs: 15 * 60_000,
   maxAttempts: 10,
+  maxClientFailures: 50,
   windowMs: 5 * 60_000,
 };
 
@@ -59,6 +66,16 @@ class AttemptCounter {
       return undefined;
     }
     window.count++;
+    return this.wait(window, now);
+  }
+
+  /** The seconds to wait when the limit is already used up, without counting an attempt. */
+  check(key: string, now: number): number | undefined {
+    const window = this.windows.get(key);
+    return window === undefined || now - window.start >= this.windowMs ? undefined : this.wait(window, now);
+  }
+
+  private wait(window: { start: number; count: number }, now: number): number | undefined {
     return window.count > this.limit ? Math.ceil((window.start + this.windowMs - now) / 1000) : undefined;
   }
 }
@@ -73,7 +90,7 @@ export class LoginRateLimited extends PlatformError {
 
 export class AccountService {
   private readonly perEmail: AttemptCounter;
-  private readonly perClient: AttemptCounter;
+  private readonly failuresPerClient: AttemptCounter;
 
   private readonly store: RecordStore;
   private readonly keyring: TenantKeyring;
@@ -91,7 +108,11 @@ export class AccountService {
     this.policy = policy;
     this.now = now;
     this.perEmail = new AttemptCounter(policy.maxAttempts, policy.windowMs);
-    this.perClient = new AttemptCounter(policy.maxAttempts * 5, policy.windowMs);
+    // The limit is reached when this many failures are in the window; the next attempt waits.
+    this.failuresPerClient = new AttemptCounter(
+      (policy.maxClientFailures ?? policy.maxAttempts * 5) - 1,
+      policy.windowMs,
+    );
   }
 
   private emailToken(email: string): Buffer {
@@ -160,10 +181,22 @@ export class AccountService {
   async login(email: string, password: string, client: string): Promise<Principal> {
     const now = this.now();
     const wait =
-      this.perEmail.hit(this.emailToken(email).toString("hex"), now) ?? this.perClient.hit(client, now);
+      this.failuresPerClient.check(client, now) ??
+      this.perEmail.hit(this.emailToken(email).toString("hex"), now);
     if (wait !== undefined) {
       throw new LoginRateLimited(wait);
     }
+    try {
+      return await this.verify(email, password, now);
+    } catch (error) {
+      if (error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code)) {
+        this.failuresPerClient.hit(client, now);
+      }
+      throw error;
+    }
+  }
+
+  private async verify(email: string, password: string, now: number): Promise<Principal> {
     const found = await this.find(email);
     if (found === undefined) {
       await verifyPassword(password, decoyHash);

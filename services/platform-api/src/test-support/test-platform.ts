@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { AccountService } from "../auth/accounts.js";
+import { AccountService, type LoginPolicy } from "../auth/accounts.js";
 import { createLocalSessions } from "../auth/sessions.js";
 import { buildApp, type PlatformConfig } from "../app.js";
 import { deriveTenantKeyring } from "../storage/record-crypto.js";
@@ -21,15 +21,19 @@ export interface TestPlatform {
 
 export async function startTestPlatform(
   options: Partial<
-    Pick<PlatformConfig, "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring" | "store">
-  > = {},
+    Pick<
+      PlatformConfig,
+      "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring" | "store" | "trustedProxies"
+    >
+  > & { readonly loginPolicy?: LoginPolicy } = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
   const store = options.store ?? openSqliteStore(join(scratch, "records.db"));
   await store.migrate();
   const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
   const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
-  const accounts = new AccountService(store, systemKeyring);
+  const { loginPolicy, ...config } = options;
+  const accounts = new AccountService(store, systemKeyring, loginPolicy);
   const app = await buildApp({
     baseUrl: "https://platform.test",
     store,
@@ -37,7 +41,7 @@ export async function startTestPlatform(
     systemKeyring,
     sessions: await createLocalSessions({ issuer: "https://platform.test" }),
     tenantKeyring: async () => tenantKeyring,
-    ...options,
+    ...config,
   });
   return {
     app,
