@@ -17,6 +17,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -131,6 +132,46 @@ async function newPage(observed: { urls: string[]; console: string[] }): Promise
   page.on("console", (message) => observed.console.push(message.text()));
   page.on("pageerror", (error) => observed.console.push(`pageerror: ${error.message}`));
   return page;
+}
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * What axe-core finds against WCAG 2.1 A and AA on the page as it is now (colour contrast, labels, names,
+ * landmarks, ARIA), one line per rule with the elements it fails on. The script goes in through the DevTools
+ * protocol, which the portal's Content-Security-Policy does not govern, so the page is tested as served.
+ */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  await page.evaluate(axeSource);
+  const { problems, contrastChecked } = await page.evaluate(async () => {
+    interface AxeRule {
+      id: string;
+      impact?: string | null;
+      nodes: { target: string[] }[];
+    }
+    const axe = (
+      globalThis as unknown as {
+        axe: {
+          run: (
+            context: Document,
+            options: { runOnly: { type: "tag"; values: string[] } },
+          ) => Promise<{ violations: AxeRule[]; passes: AxeRule[] }>;
+        };
+      }
+    ).axe;
+    const { violations, passes } = await axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+    });
+    return {
+      problems: violations.map(
+        (violation) =>
+          `${violation.id} (${violation.impact ?? "?"}): ${violation.nodes.map((node) => node.target.join(" ")).join(", ")}`,
+      ),
+      contrastChecked: passes.some((rule) => rule.id === "color-contrast" && rule.nodes.length > 0),
+    };
+  });
+  // A scan that checked no text's contrast proves nothing.
+  return contrastChecked ? problems : [...problems, "color-contrast was not evaluated on any element"];
 }
 
 async function signInPortal(page: Page, email: string): Promise<void> {
@@ -283,11 +324,13 @@ describe(
       // Before sign-in, the platform saw only its own evidence request: nothing sealed was sent yet.
       assert.ok(!observed.urls.some((url) => url.endsWith("/ohttp")));
       await page.screenshot({ path: join(artifacts, "1-attested-sign-in.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(page), [], "sign-in page: WCAG 2.1 AA");
 
       await page.getByLabel("Email").fill("clerk@demo.hospital");
       await page.getByLabel("Password").fill("wrong password here");
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByText("The email or password is not right.").waitFor();
+      assert.deepEqual(await accessibilityProblems(page), [], "sign-in error: WCAG 2.1 AA");
       // Keyboard only: the password field submits the form with Enter.
       await page.getByLabel("Password").fill(password);
       await page.getByLabel("Password").press("Enter");
@@ -331,6 +374,7 @@ describe(
         .nth(1)
         .waitFor({ timeout: 60_000 });
       await page.screenshot({ path: join(artifacts, "3-clerk-orders.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(page), [], "clerk's orders: WCAG 2.1 AA");
       assert.equal(await page.getByTestId("report").count(), 0, "clerks do not see results");
       await page.context().close();
     });
@@ -357,6 +401,7 @@ describe(
       assert.deepEqual(new Set(measurements), new Set([stack.stack().measurements["inference-server"]]));
       assert.equal(await page.locator("meter").count(), 4, "two probability bars per report");
       await page.screenshot({ path: join(artifacts, "4-clinician-result.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(page), [], "clinician's results: WCAG 2.1 AA");
 
       // Nothing about the patient is kept in the browser.
       const stored = await page.evaluate(() => ({
@@ -385,6 +430,7 @@ describe(
       assert.equal(await page.getByLabel("Password").count(), 0, "no sign-in form");
       assert.ok(!refusedUrls.some((url) => url.endsWith("/ohttp")), "nothing sealed was sent");
       await page.screenshot({ path: join(artifacts, "5-refused.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(page), [], "refusal: WCAG 2.1 AA");
       await page.context().close();
     });
 
