@@ -110,7 +110,7 @@ if (redisUrl === undefined) {
     ...(separator < 0
       ? { password: credentials }
       : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
-    key: systemKeyring.encryption,
+    keys: new Map([...systemKeyring.generations].map(([generation, keys]) => [generation, keys.encryption])),
   });
   cache = createRedisResultCache({
     url: redisUrl,

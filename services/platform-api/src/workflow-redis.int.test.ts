@@ -55,7 +55,7 @@ before(async () => {
       queue: createRedisJobQueue({
         url: redis.url,
         password: redis.password,
-        key: systemKeyring.encryption,
+        keys: new Map([[1, systemKeyring.encryption]]),
         pollMs: 50,
       }),
       inference: async () => stack.client,

@@ -23,11 +23,11 @@ after(() => {
 });
 
 const key = randomBytes(32);
-const queue = (options: { leaseMs?: number; prefix?: string } = {}) =>
+const queue = (options: { leaseMs?: number; prefix?: string; keys?: ReadonlyMap<number, Uint8Array> } = {}) =>
   createRedisJobQueue({
     url: redis?.url ?? "",
     password: redis?.password ?? "",
-    key,
+    keys: new Map([[1, key]]),
     pollMs: 20,
     ...options,
   });
@@ -88,6 +88,63 @@ describe("Redis job queue", { skip }, () => {
     // The first worker "dies" here: it never completes.
     assert.deepEqual(await second.take(), job);
     await second.complete(job);
+  });
+
+  it("works across a rotation of the system key: replicas started before and after share one queue", async () => {
+    const oldKeys = new Map([[1, key]]);
+    const newKeys = new Map([
+      [1, key],
+      [2, randomBytes(32)],
+    ]);
+    const oldReplica = queue({ prefix: "t6", keys: oldKeys });
+    const newReplica = queue({ prefix: "t6", keys: newKeys });
+    after(() => newReplica.close());
+    const job = { tenantId: "a", serviceRequestId: "rotated", attempt: 0 };
+    await newReplica.enqueue(job);
+    assert.equal(await oldReplica.ensureQueued(job), false, "the same order has the same member on both");
+    const [stored] = await newReplica.redis.mget((await newReplica.redis.keys("t6:job:*"))[0] ?? "");
+    assert.match(stored ?? "", /^g2\./, "sealed under the newest version, and saying so");
+    // The older replica cannot open it and leaves it waiting; the newer one takes it.
+    const taken = await Promise.race([
+      oldReplica.take().then(() => "the old replica"),
+      new Promise<string>((resolve) => {
+        setTimeout(() => {
+          resolve("nobody");
+        }, 400);
+      }),
+    ]);
+    assert.equal(taken, "nobody", "the older replica never returns a job it cannot open");
+    await oldReplica.close();
+    assert.deepEqual(await newReplica.take(), job);
+    await newReplica.complete(job);
+    // And the other way round: the older replica's jobs open on the newer one.
+    const oldAgain = queue({ prefix: "t6", keys: oldKeys });
+    const older = { tenantId: "a", serviceRequestId: "from-before", attempt: 1 };
+    await oldAgain.enqueue(older);
+    await oldAgain.close();
+    assert.deepEqual(await newReplica.take(), older);
+    await newReplica.complete(older);
+  });
+
+  it("drops a job no key it holds opens, instead of retrying it forever", async () => {
+    const gone = queue({ prefix: "t7", keys: new Map([[1, key]]) });
+    const current = queue({ prefix: "t7", keys: new Map([[2, randomBytes(32)]]) });
+    after(async () => {
+      await gone.close();
+      await current.close();
+    });
+    await gone.enqueue({ tenantId: "a", serviceRequestId: "orphan", attempt: 0 });
+    const taken = await Promise.race([
+      current.take(),
+      new Promise<"nothing">((resolve) => {
+        setTimeout(() => {
+          resolve("nothing");
+        }, 300);
+      }),
+    ]);
+    assert.equal(taken, "nothing");
+    assert.deepEqual(await current.stats(), { waiting: 0, running: 0, oldestDueAt: undefined });
+    assert.deepEqual(await current.redis.keys("t7:job:*"), [], "its payload is gone too");
   });
 
   it("keeps waiting jobs through a SIGKILL of Redis", async () => {

@@ -4,7 +4,11 @@
 // worker's writes are idempotent). Layout:
 //   <prefix>:ready    sorted set, member → due time (ms)
 //   <prefix>:running  sorted set, member → lease expiry (ms)
-//   <prefix>:job:<member>  sealed payload
+//   <prefix>:job:<member>  g<generation>.<sealed payload, base64>
+// The keys come from the platform's system data key, every version held. Across a rotation of that key,
+// replicas started before it hold the old version only, and replicas started after hold both; so members are
+// named with the oldest version held (the same on both), payloads are sealed with the newest and say which,
+// and a replica that meets a payload sealed under a version newer than it holds leaves it to another.
 import { createHmac, hkdfSync } from "node:crypto";
 import { Redis } from "ioredis";
 import { PlatformError } from "../errors.js";
@@ -16,8 +20,11 @@ export interface RedisJobQueueOptions {
   readonly url: string;
   readonly username?: string;
   readonly password?: string;
-  /** 32-byte key (from the platform's system data key) that seals payloads and names members. */
-  readonly key: Uint8Array;
+  /**
+   * 32-byte keys by data-key version (the platform's system data key, every version held): the oldest names
+   * members, the newest seals payloads, any opens them.
+   */
+  readonly keys: ReadonlyMap<number, Uint8Array>;
   readonly prefix?: string;
   readonly leaseMs?: number;
   readonly pollMs?: number;
@@ -51,10 +58,19 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const leaseMs = options.leaseMs ?? 120_000;
   const pollMs = options.pollMs ?? 200;
   const now = options.now ?? Date.now;
-  const derive = (purpose: string): Buffer =>
-    Buffer.from(hkdfSync("sha256", options.key, Buffer.alloc(0), `cloister job queue v1 ${purpose}`, 32));
-  const sealingKey = derive("payload");
-  const namingKey = derive("member");
+  const derive = (key: Uint8Array, purpose: string): Buffer =>
+    Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), `cloister job queue v1 ${purpose}`, 32));
+  const versions = [...options.keys].sort(([a], [b]) => a - b);
+  const oldestVersion = versions[0];
+  const newestVersion = versions.at(-1);
+  if (oldestVersion === undefined || newestVersion === undefined) {
+    throw new PlatformError("ERR_NOT_READY", "the job queue needs a key");
+  }
+  const generations = versions.map(([generation]) => generation);
+  const newest = newestVersion[0];
+  const payloadKeys = new Map(versions.map(([generation, key]) => [generation, derive(key, "payload")]));
+  const sealingKey = derive(newestVersion[1], "payload");
+  const namingKey = derive(oldestVersion[1], "member");
   const redis = new Redis(options.url, {
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
@@ -69,13 +85,44 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const member = (job: { tenantId: string; serviceRequestId: string }): string =>
     createHmac("sha256", namingKey).update(`${job.tenantId}/${job.serviceRequestId}`).digest("hex");
 
-  const seal = (job: DiagnosisJob, name: string): string =>
-    sealBytes(sealingKey, Buffer.from(name), Buffer.from(JSON.stringify(job))).toString("base64");
+  // The version is part of the associated data, so a payload cannot be relabelled.
+  const associated = (name: string, generation: number): Buffer => Buffer.from(`${name}/g${generation}`);
 
-  const open = (sealed: string, name: string): DiagnosisJob =>
-    JSON.parse(
-      openBytes(sealingKey, Buffer.from(name), Buffer.from(sealed, "base64")).toString("utf8"),
-    ) as DiagnosisJob;
+  const seal = (job: DiagnosisJob, name: string): string =>
+    `g${newest}.${sealBytes(sealingKey, associated(name, newest), Buffer.from(JSON.stringify(job))).toString("base64")}`;
+
+  /**
+   * The job, or "later" when it was sealed under a newer key version than this replica holds (another replica
+   * opens it), or "unreadable" when no key held opens it (its version was destroyed, or it was altered).
+   */
+  const open = (stored: string, name: string): DiagnosisJob | "later" | "unreadable" => {
+    const match = /^g([0-9]{1,9})\.(.*)$/s.exec(stored);
+    // Payloads from before versions were recorded were sealed with the newest key of their replica then.
+    const candidates =
+      match === null
+        ? generations.map((generation) => ({ generation, text: stored, legacy: true }))
+        : [{ generation: Number(match[1]), text: match[2] ?? "", legacy: false }];
+    if (match !== null && !payloadKeys.has(Number(match[1]))) {
+      return Number(match[1]) > newest ? "later" : "unreadable";
+    }
+    for (const { generation, text, legacy } of candidates) {
+      const key = payloadKeys.get(generation);
+      if (key === undefined) {
+        continue;
+      }
+      try {
+        const plaintext = openBytes(
+          key,
+          legacy ? Buffer.from(name) : associated(name, generation),
+          Buffer.from(text, "base64"),
+        );
+        return JSON.parse(plaintext.toString("utf8")) as DiagnosisJob;
+      } catch {
+        // The next version held, if any.
+      }
+    }
+    return "unreadable";
+  };
 
   const failure = (cause: unknown): PlatformError =>
     cause instanceof PlatformError
@@ -137,11 +184,22 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
             at + leaseMs,
           )) as string | null;
           if (name !== null) {
-            const sealed = await redis.get(`${prefix}:job:${name}`);
-            if (sealed !== null) {
-              return open(sealed, name);
+            const stored = await redis.get(`${prefix}:job:${name}`);
+            const job = stored === null ? "unreadable" : open(stored, name);
+            if (typeof job === "object") {
+              return job;
             }
-            await redis.zrem(`${prefix}:running`, name);
+            if (job === "later") {
+              // Back to waiting, for a replica that holds the newer key version.
+              await redis
+                .multi()
+                .zrem(`${prefix}:running`, name)
+                .zadd(`${prefix}:ready`, at + pollMs * 5, name)
+                .exec();
+            } else {
+              // Nobody can open it: drop it. Its order is still active, so the reconciler queues it again.
+              await redis.multi().zrem(`${prefix}:running`, name).del(`${prefix}:job:${name}`).exec();
+            }
           }
         } catch {
           // Redis is down or restarting: wait and try again; nothing is lost while it is away.
