@@ -74,6 +74,19 @@ describe("sign-in limits", () => {
     assert.equal((await signIn(staff[9] ?? "", password, colleague)).statusCode, 200);
   });
 
+  it("counts attempts sent at once before their passwords are checked", async () => {
+    const burst = { remoteAddress: ingress, forwardedFor: "203.0.113.77" };
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => signIn(`burst${i}@ward.test`, "wrong password!!", burst)),
+    );
+    const statuses = answers.map((answer) => answer.statusCode).sort();
+    assert.deepEqual(
+      statuses,
+      [401, 401, 401, 401, 429, 429, 429, 429, 429, 429],
+      "no more failures than the limit (4), however many arrive together",
+    );
+  });
+
   it("believes X-Forwarded-For from the trusted ingress only", async () => {
     // Not from the ingress: the header is ignored, so changing it does not give a fresh address.
     const direct = "10.9.9.9";

@@ -69,10 +69,17 @@ class AttemptCounter {
     return this.wait(window, now);
   }
 
-  /** The seconds to wait when the limit is already used up, without counting an attempt. */
-  check(key: string, now: number): number | undefined {
+  /** Takes back an attempt counted at `now` (one that turned out not to count), if its window still runs. */
+  release(key: string, now: number): void {
     const window = this.windows.get(key);
-    return window === undefined || now - window.start >= this.windowMs ? undefined : this.wait(window, now);
+    if (
+      window !== undefined &&
+      window.start <= now &&
+      now - window.start < this.windowMs &&
+      window.count > 0
+    ) {
+      window.count--;
+    }
   }
 
   private wait(window: { start: number; count: number }, now: number): number | undefined {
@@ -108,9 +115,8 @@ export class AccountService {
     this.policy = policy;
     this.now = now;
     this.perEmail = new AttemptCounter(policy.maxAttempts, policy.windowMs);
-    // The limit is reached when this many failures are in the window; the next attempt waits.
     this.failuresPerClient = new AttemptCounter(
-      (policy.maxClientFailures ?? policy.maxAttempts * 5) - 1,
+      policy.maxClientFailures ?? policy.maxAttempts * 5,
       policy.windowMs,
     );
   }
@@ -180,17 +186,24 @@ export class AccountService {
   /** Checks a password; the caller turns the principal into a session. */
   async login(email: string, password: string, client: string): Promise<Principal> {
     const now = this.now();
-    const wait =
-      this.failuresPerClient.check(client, now) ??
-      this.perEmail.hit(this.emailToken(email).toString("hex"), now);
+    // Every attempt takes a failure slot of its address before the password is checked, so attempts sent
+    // at once cannot all pass while earlier ones are still being checked; the slot is given back unless
+    // the attempt fails.
+    const clientWait = this.failuresPerClient.hit(client, now);
+    const wait = clientWait ?? this.perEmail.hit(this.emailToken(email).toString("hex"), now);
     if (wait !== undefined) {
+      if (clientWait === undefined) {
+        this.failuresPerClient.release(client, now);
+      }
       throw new LoginRateLimited(wait);
     }
     try {
-      return await this.verify(email, password, now);
+      const principal = await this.verify(email, password, now);
+      this.failuresPerClient.release(client, now);
+      return principal;
     } catch (error) {
-      if (error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code)) {
-        this.failuresPerClient.hit(client, now);
+      if (!(error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code))) {
+        this.failuresPerClient.release(client, now);
       }
       throw error;
     }
