@@ -1,6 +1,7 @@
 // Sign-in limits as a hospital meets them: every member of staff signs in from the hospital's one NAT
-// address, through an ingress controller. Successful sign-ins from one address are never limited; failed
-// ones are; and the client address is taken from X-Forwarded-For only when the trusted proxy sent it.
+// address, through an ingress controller. Successful sign-ins do not count against their address; failed
+// ones do, attempts sent at once included; and the client address is taken from X-Forwarded-For only when
+// the trusted proxy sent it.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { LightMyRequestResponse } from "fastify";
