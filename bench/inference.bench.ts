@@ -174,7 +174,7 @@ export async function runInferenceBenchmark(options: {
  * the node:crypto backend, warm and without HTTP, for a given request body: the floor under the confidential
  * path's overhead, whatever else is optimised.
  */
-export async function ohttpCryptoFloorMs(iterations: number, body: string): Promise<number> {
+async function ohttpCryptoFloorMs(iterations: number, body: string): Promise<number> {
   const key = await generateOhttpKeyPair();
   const gateway = new OhttpGateway({ keys: [key], hpke: nodeHpke });
   const response = encodeResponse({ status: 200, body: "y".repeat(300) });

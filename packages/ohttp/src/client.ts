@@ -71,8 +71,7 @@ export async function encapsulateRequest(
     options.ephemeralKeyPair,
   );
   const enc = sender.enc;
-  const ciphertext =
-    request instanceof Uint8Array ? [await sender.seal(request)] : await sender.sealParts(request);
+  const ciphertext = await sender.seal(request instanceof Uint8Array ? [request] : request);
   const secret = await sender.export(responseExportLabel, responseNonceLength(suite));
   const parts = [concatBytes(header, enc), ...ciphertext];
   let joined: Uint8Array | undefined;

@@ -7,12 +7,11 @@ import type { OhttpSuite } from "./suites.js";
 
 export interface HpkeSender {
   readonly enc: Uint8Array;
-  readonly seal: (plaintext: Uint8Array) => Promise<Uint8Array>;
   /**
-   * Seals the concatenation of `parts` as one message, returning ciphertext parts whose concatenation is
-   * what `seal` would return: a large part is encrypted where it lies instead of being copied first.
+   * Seals the concatenation of `parts` as one message, returning ciphertext parts whose concatenation is the
+   * sealed message: a backend may encrypt a large part where it lies instead of copying it first.
    */
-  readonly sealParts: (parts: readonly Uint8Array[]) => Promise<readonly Uint8Array[]>;
+  readonly seal: (parts: readonly Uint8Array[]) => Promise<readonly Uint8Array[]>;
   readonly export: (context: Uint8Array, length: number) => Promise<Uint8Array>;
 }
 
@@ -67,8 +66,7 @@ export const webHpke: HpkeBackend = {
     });
     return {
       enc: new Uint8Array(sender.enc),
-      seal: async (plaintext) => new Uint8Array(await sender.seal(ownBytes(plaintext))),
-      sealParts: async (parts) => [new Uint8Array(await sender.seal(ownBytes(concatBytes(...parts))))],
+      seal: async (parts) => [new Uint8Array(await sender.seal(ownBytes(concatBytes(...parts))))],
       export: async (context, length) => new Uint8Array(await sender.export(ownBytes(context), length)),
     };
   },

@@ -188,8 +188,7 @@ function aesGcmOpen(key: Uint8Array, iv: Uint8Array, ciphertext: Uint8Array): Ui
 }
 
 function contextFunctions(context: Context): {
-  seal: (plaintext: Uint8Array) => Promise<Uint8Array>;
-  sealParts: (parts: readonly Uint8Array[]) => Promise<readonly Uint8Array[]>;
+  seal: (parts: readonly Uint8Array[]) => Promise<readonly Uint8Array[]>;
   open: (ciphertext: Uint8Array) => Promise<Uint8Array>;
   export: (exporterContext: Uint8Array, length: number) => Promise<Uint8Array>;
 } {
@@ -202,11 +201,7 @@ function contextFunctions(context: Context): {
     used = true;
   };
   return {
-    seal: async (plaintext) => {
-      once();
-      return aesGcmSeal(context.key, context.baseNonce, plaintext);
-    },
-    sealParts: async (parts) => {
+    seal: async (parts) => {
       once();
       return aesGcmSealParts(context.key, context.baseNonce, parts);
     },
@@ -262,12 +257,7 @@ export const nodeHpke: HpkeBackend = {
     const dh = diffieHellman({ privateKey: skE, publicKey: pkR });
     const context = keySchedule(suite, sharedSecret(dh, enc, recipientPublicKey), info);
     const functions = contextFunctions(context);
-    return {
-      enc: plain(enc),
-      seal: functions.seal,
-      sealParts: functions.sealParts,
-      export: functions.export,
-    };
+    return { enc: plain(enc), seal: functions.seal, export: functions.export };
   },
   setupReceiver: async (suite, recipientPrivateKey, enc, info) => {
     if (!fastSuite(suite)) {
