@@ -13,5 +13,8 @@ test("the confidential inference benchmark runs both paths on both images", asyn
   for (const row of rows) {
     assert.ok(row.baseline.p50 > 0 && row.confidential.p50 > 0 && row.cryptoFloorMs > 0);
     assert.ok((row.stages["server infer"] ?? 0) > 0, "the server reports its stages inside the encryption");
+    // Three iterations make three rounds of one pair each: one ratio per round, sorted.
+    assert.equal(row.roundRatios.length, 3);
+    assert.ok(row.roundRatios.every((ratio, i) => ratio > 0 && ratio >= (row.roundRatios[i - 1] ?? 0)));
   }
 });
