@@ -23,7 +23,14 @@ after(() => {
 });
 
 const key = randomBytes(32);
-const queue = (options: { leaseMs?: number; prefix?: string; keys?: ReadonlyMap<number, Uint8Array> } = {}) =>
+const queue = (
+  options: {
+    leaseMs?: number;
+    prefix?: string;
+    keys?: ReadonlyMap<number, Uint8Array>;
+    newerVersionGraceMs?: number;
+  } = {},
+) =>
   createRedisJobQueue({
     url: redis?.url ?? "",
     password: redis?.password ?? "",
@@ -145,6 +152,51 @@ describe("Redis job queue", { skip }, () => {
     assert.equal(taken, "nothing");
     assert.deepEqual(await current.stats(), { waiting: 0, running: 0, oldestDueAt: undefined });
     assert.deepEqual(await current.redis.keys("t7:job:*"), [], "its payload is gone too");
+  });
+
+  it("drops a job under a key version no replica has held within the grace, and queues it again under a held one", async () => {
+    // A rotation rolled back: the replica that sealed under version 2 is gone, and the others hold version 1.
+    const rolledBack = queue({
+      prefix: "t8",
+      keys: new Map([
+        [1, key],
+        [2, randomBytes(32)],
+      ]),
+    });
+    const job = { tenantId: "a", serviceRequestId: "sealed-under-v2", attempt: 0 };
+    await rolledBack.enqueue(job);
+    await rolledBack.close();
+    const holdsVersion1 = () =>
+      queue({ prefix: "t8", keys: new Map([[1, key]]), newerVersionGraceMs: 150, leaseMs: 100 });
+    // take() waits until it has a job; each probe is its own replica, closed after, so none keeps taking.
+    const probe = async (ms: number): Promise<unknown> => {
+      const replica = holdsVersion1();
+      try {
+        return await Promise.race([
+          replica.take(),
+          new Promise<"nothing">((resolve) => {
+            setTimeout(() => {
+              resolve("nothing");
+            }, ms);
+          }),
+        ]);
+      } finally {
+        await replica.close();
+      }
+    };
+    const remaining = holdsVersion1();
+    after(() => remaining.close());
+    // Within the grace it is put back, for a replica holding version 2, and not dropped.
+    assert.equal(await probe(60), "nothing");
+    assert.equal((await remaining.stats()).waiting, 1, "put back while the grace runs");
+    assert.equal(await probe(600), "nothing");
+    assert.deepEqual(await remaining.stats(), { waiting: 0, running: 0, oldestDueAt: undefined });
+    assert.deepEqual(await remaining.redis.keys("t8:*"), [], "payload and note are gone");
+    // The reconciler's ensureQueued now seals it under version 1, which these replicas open.
+    assert.equal(await remaining.ensureQueued(job), true);
+    assert.deepEqual(await remaining.take(), job);
+    await remaining.complete(job);
+    assert.deepEqual(await remaining.redis.keys("t8:*"), []);
   });
 
   it("keeps waiting jobs through a SIGKILL of Redis", async () => {

@@ -5,10 +5,13 @@
 //   <prefix>:ready    sorted set, member → due time (ms)
 //   <prefix>:running  sorted set, member → lease expiry (ms)
 //   <prefix>:job:<member>  g<generation>.<sealed payload, base64>
+//   <prefix>:later:<member>  when a replica first met that payload under a key version it does not hold
 // The keys come from the platform's system data key, every version held. Across a rotation of that key,
 // replicas started before it hold the old version only, and replicas started after hold both; so members are
 // named with the oldest version held (the same on both), payloads are sealed with the newest and say which,
-// and a replica that meets a payload sealed under a version newer than it holds leaves it to another.
+// and a replica that meets a payload sealed under a version newer than it holds leaves it to another. If no
+// replica has opened it within `newerVersionGraceMs` (the rotation was rolled back, and that version is held
+// nowhere), it is dropped like an unreadable one, and the reconciler queues the order again under a key held.
 import { createHmac, hkdfSync } from "node:crypto";
 import { Redis } from "ioredis";
 import { PlatformError } from "../errors.js";
@@ -28,6 +31,12 @@ export interface RedisJobQueueOptions {
   readonly prefix?: string;
   readonly leaseMs?: number;
   readonly pollMs?: number;
+  /**
+   * How long a payload sealed under a key version this replica does not hold is left for replicas that hold
+   * it (default 15 minutes: longer than a rolling restart). After that it is dropped; its order is still
+   * active, so the reconciler queues it again.
+   */
+  readonly newerVersionGraceMs?: number;
   readonly now?: () => number;
 }
 
@@ -49,7 +58,23 @@ return due[1]
 const ensureScript = `
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[4])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+`;
+
+// Atomically, for a taken job sealed under a key version this replica does not hold: note when that was
+// first seen, then drop the job if that is at least the grace ago (returns 0), or put it back (returns 1).
+// KEYS: running, ready, job, later. ARGV: member, now, due, grace, expiry of the note.
+const laterScript = `
+redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5], 'NX')
+local since = tonumber(redis.call('GET', KEYS[4])) or tonumber(ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) - since >= tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[3], KEYS[4])
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 `;
 
@@ -57,6 +82,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const prefix = options.prefix ?? "cloister:jobs";
   const leaseMs = options.leaseMs ?? 120_000;
   const pollMs = options.pollMs ?? 200;
+  const newerVersionGraceMs = options.newerVersionGraceMs ?? 15 * 60_000;
   const now = options.now ?? Date.now;
   const derive = (key: Uint8Array, purpose: string): Buffer =>
     Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), `cloister job queue v1 ${purpose}`, 32));
@@ -146,6 +172,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
         await redis
           .multi()
           .set(`${prefix}:job:${name}`, seal(job, name))
+          .del(`${prefix}:later:${name}`)
           .zrem(`${prefix}:running`, name)
           .zadd(`${prefix}:ready`, "NX", now() + delayMs, name)
           .exec();
@@ -158,10 +185,11 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
       try {
         const added = await redis.eval(
           ensureScript,
-          3,
+          4,
           `${prefix}:ready`,
           `${prefix}:running`,
           `${prefix}:job:${name}`,
+          `${prefix}:later:${name}`,
           name,
           seal(job, name),
           now(),
@@ -190,12 +218,21 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
               return job;
             }
             if (job === "later") {
-              // Back to waiting, for a replica that holds the newer key version.
-              await redis
-                .multi()
-                .zrem(`${prefix}:running`, name)
-                .zadd(`${prefix}:ready`, at + pollMs * 5, name)
-                .exec();
+              // Back to waiting, for a replica that holds the newer key version; dropped once the grace is
+              // over, since then no replica holds it.
+              await redis.eval(
+                laterScript,
+                4,
+                `${prefix}:running`,
+                `${prefix}:ready`,
+                `${prefix}:job:${name}`,
+                `${prefix}:later:${name}`,
+                name,
+                at,
+                at + pollMs * 5,
+                newerVersionGraceMs,
+                2 * newerVersionGraceMs + leaseMs,
+              );
             } else {
               // Nobody can open it: drop it. Its order is still active, so the reconciler queues it again.
               await redis.multi().zrem(`${prefix}:running`, name).del(`${prefix}:job:${name}`).exec();
@@ -211,7 +248,11 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
     complete: async (job) => {
       const name = member(job);
       try {
-        await redis.multi().zrem(`${prefix}:running`, name).del(`${prefix}:job:${name}`).exec();
+        await redis
+          .multi()
+          .zrem(`${prefix}:running`, name)
+          .del(`${prefix}:job:${name}`, `${prefix}:later:${name}`)
+          .exec();
       } catch (cause) {
         throw failure(cause);
       }
