@@ -12,8 +12,9 @@
 //   CLOISTER_INFERENCE_URL          the inference server (the workflow is off without it)
 //   CLOISTER_INFERENCE_MEASUREMENTS comma-separated allowed inference-server measurements (hex) (required with it)
 //   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only
-//   CLOISTER_REDIS_URL              Redis for the job queue (several replicas); its credentials are the key
-//                                   broker secret "redis-credentials" ("password" or "user:password")
+//   CLOISTER_REDIS_URL              Redis for the job queue, the result cache and the sign-in limits, shared by
+//                                   several replicas; its credentials are the key broker secret
+//                                   "redis-credentials" ("password" or "user:password")
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start,
 //                                   and checked every CLOISTER_RECONCILE_SECONDS (default 30) for orders with no job
 //   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
@@ -48,6 +49,11 @@ import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
+import {
+  createRedisAttemptCounters,
+  memoryAttemptCounters,
+  type AttemptCounterFactory,
+} from "./auth/attempt-counters.js";
 import { createRedisResultCache, type ResultCache } from "./workflow/result-cache.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
@@ -100,6 +106,9 @@ await store.migrate();
 const redisUrl = process.env.CLOISTER_REDIS_URL;
 let queue: JobQueue;
 let cache: ResultCache | undefined;
+let attemptCounters: AttemptCounterFactory = memoryAttemptCounters;
+// Set once the app (and its logger) exists; at most one warning a minute while Redis does not answer.
+let warnSignInLimitsLocal = (): void => undefined;
 if (redisUrl === undefined) {
   queue = createMemoryJobQueue();
 } else {
@@ -118,6 +127,20 @@ if (redisUrl === undefined) {
       ? { password: credentials }
       : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
   });
+  // Named under the oldest system key version held, which replicas on both sides of a rotation share.
+  const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
+  if (oldestSystemKey !== undefined) {
+    attemptCounters = createRedisAttemptCounters({
+      url: redisUrl,
+      ...(separator < 0
+        ? { password: credentials }
+        : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
+      key: oldestSystemKey,
+      onUnavailable: () => {
+        warnSignInLimitsLocal();
+      },
+    }).counters;
+  }
 }
 
 const inferenceUrl = process.env.CLOISTER_INFERENCE_URL;
@@ -153,7 +176,7 @@ const connectInference = async (): Promise<ConfidentialService> => {
   return inference;
 };
 
-const accounts = new AccountService(store, systemKeyring);
+const accounts = new AccountService(store, systemKeyring, undefined, undefined, attemptCounters);
 const oidc = oidcOptionsFromEnvironment(process.env);
 const bootstrapFile = process.env.CLOISTER_BOOTSTRAP_ACCOUNTS;
 if (bootstrapFile !== undefined) {
@@ -186,6 +209,13 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+let lastSignInLimitsWarning = 0;
+warnSignInLimitsLocal = () => {
+  if (Date.now() - lastSignInLimitsWarning >= 60_000) {
+    lastSignInLimitsWarning = Date.now();
+    app.log.warn("Redis did not answer: sign-in attempts are counted in this replica only until it does");
+  }
+};
 const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
 // The reconciler: active orders whose job was never queued (the queue was away) are queued within a minute.
 // Its first round comes after the start-up requeue below.

@@ -1,12 +1,18 @@
 // Local staff accounts, stored like records: sealed under the platform's system keys, found by a blind
 // index of the email. Sign-in attempts are limited per email, failed sign-ins per client address (a hospital's
 // staff share one NAT address, and a shift change must not lock them all out), and an account locks for
-// 15 minutes after 5 failures in a row.
+// 15 minutes after 5 failures in a row. The counters are per replica by default, and shared on Redis when
+// the platform has it (attempt-counters.ts); the lock is stored with the account, so it is always shared.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore } from "../storage/record-store.js";
+import {
+  memoryAttemptCounters,
+  type AttemptCounter,
+  type AttemptCounterFactory,
+} from "./attempt-counters.js";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
 import type { Principal, Role } from "./sessions.js";
 
@@ -44,49 +50,6 @@ export const defaultLoginPolicy: LoginPolicy = {
   windowMs: 5 * 60_000,
 };
 
-/** A fixed-window counter per key; old windows are dropped as they pass. */
-class AttemptCounter {
-  private readonly windows = new Map<string, { start: number; count: number }>();
-  private readonly limit: number;
-  private readonly windowMs: number;
-
-  constructor(limit: number, windowMs: number) {
-    this.limit = limit;
-    this.windowMs = windowMs;
-  }
-
-  /** Counts an attempt; returns the seconds to wait when over the limit. */
-  hit(key: string, now: number): number | undefined {
-    const window = this.windows.get(key);
-    if (window === undefined || now - window.start >= this.windowMs) {
-      if (this.windows.size > 100_000) {
-        this.windows.clear();
-      }
-      this.windows.set(key, { start: now, count: 1 });
-      return undefined;
-    }
-    window.count++;
-    return this.wait(window, now);
-  }
-
-  /** Takes back an attempt counted at `now` (one that turned out not to count), if its window still runs. */
-  release(key: string, now: number): void {
-    const window = this.windows.get(key);
-    if (
-      window !== undefined &&
-      window.start <= now &&
-      now - window.start < this.windowMs &&
-      window.count > 0
-    ) {
-      window.count--;
-    }
-  }
-
-  private wait(window: { start: number; count: number }, now: number): number | undefined {
-    return window.count > this.limit ? Math.ceil((window.start + this.windowMs - now) / 1000) : undefined;
-  }
-}
-
 export class LoginRateLimited extends PlatformError {
   readonly retryAfterSeconds: number;
   constructor(retryAfterSeconds: number) {
@@ -109,13 +72,15 @@ export class AccountService {
     keyring: TenantKeyring,
     policy: LoginPolicy = defaultLoginPolicy,
     now: () => number = Date.now,
+    counters: AttemptCounterFactory = memoryAttemptCounters,
   ) {
     this.store = store;
     this.keyring = keyring;
     this.policy = policy;
     this.now = now;
-    this.perEmail = new AttemptCounter(policy.maxAttempts, policy.windowMs);
-    this.failuresPerClient = new AttemptCounter(
+    this.perEmail = counters("email", policy.maxAttempts, policy.windowMs);
+    this.failuresPerClient = counters(
+      "client-failures",
       policy.maxClientFailures ?? policy.maxAttempts * 5,
       policy.windowMs,
     );
@@ -189,21 +154,22 @@ export class AccountService {
     // Every attempt takes a failure slot of its address before the password is checked, so attempts sent
     // at once cannot all pass while earlier ones are still being checked; the slot is given back unless
     // the attempt fails.
-    const clientWait = this.failuresPerClient.hit(client, now);
-    const wait = clientWait ?? this.perEmail.hit(this.emailToken(email).toString("hex"), now);
+    const clientSlot = await this.failuresPerClient.hit(client, now);
+    const wait =
+      clientSlot.wait ?? (await this.perEmail.hit(this.emailToken(email).toString("hex"), now)).wait;
     if (wait !== undefined) {
-      if (clientWait === undefined) {
-        this.failuresPerClient.release(client, now);
+      if (clientSlot.wait === undefined) {
+        await clientSlot.release();
       }
       throw new LoginRateLimited(wait);
     }
     try {
       const principal = await this.verify(email, password, now);
-      this.failuresPerClient.release(client, now);
+      await clientSlot.release();
       return principal;
     } catch (error) {
       if (!(error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code))) {
-        this.failuresPerClient.release(client, now);
+        await clientSlot.release();
       }
       throw error;
     }
