@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOption
 import { attestRequestBody, type ConfidentialService, type Evidence } from "@cloister/enclave";
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { OhttpKeyPair } from "@cloister/ohttp";
-import { AuditTrail, type AuditAction } from "./audit/audit-trail.js";
+import { AuditTrail, type AuditAction, type AuditInput } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
@@ -17,7 +17,7 @@ import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
-import { FhirRepository, type TenantContext } from "./fhir/repository.js";
+import { FhirRepository, type AuditEventWrite, type TenantContext } from "./fhir/repository.js";
 import { loadFhirDefinitions } from "./fhir/validation.js";
 import type { FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
@@ -154,27 +154,44 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   /**
    * Runs one FHIR interaction and records its AuditEvent, success or failure, in the caller's tenant (or the
-   * system trail when the caller is not known). Ids and codes only.
+   * system trail when the caller is not known). Ids and codes only. A write passes its records through
+   * `alongside`, which stores the success event in the same transaction: a record is never stored without
+   * the event that reports it.
    */
   const audited = async <T>(
     request: FastifyRequest,
     interaction: string,
     type: string,
-    run: (setEntities: (entities: string[]) => void) => Promise<{ tenant: TenantContext; result: T }>,
+    run: (
+      setEntities: (entities: string[]) => void,
+      alongside: <R>(tenant: TenantContext, write: (event: AuditEventWrite) => Promise<R>) => Promise<R>,
+    ) => Promise<{ tenant: TenantContext; result: T }>,
   ): Promise<T> => {
     let entities: string[] = [];
+    // An object, not a let: it is set inside the callback, after TypeScript's narrowing of a local.
+    const along = { recorded: false };
+    const success = (): AuditInput => ({
+      type: { code: "110110", display: "Patient Record" },
+      subtype: interaction,
+      action: interactionActions[interaction] ?? "E",
+      outcome: "0",
+      agent: { id: request.principal?.subject ?? "anonymous", role: request.principal?.role ?? "none" },
+      entities,
+    });
     try {
-      const { tenant, result } = await run((found) => {
-        entities = found;
-      });
-      await audit.record(tenant, {
-        type: { code: "110110", display: "Patient Record" },
-        subtype: interaction,
-        action: interactionActions[interaction] ?? "E",
-        outcome: "0",
-        agent: { id: request.principal?.subject ?? "anonymous", role: request.principal?.role ?? "none" },
-        entities,
-      });
+      const { tenant, result } = await run(
+        (found) => {
+          entities = found;
+        },
+        async (tenant, write) => {
+          const written = await audit.recordAlong(tenant, success(), write);
+          along.recorded = true;
+          return written;
+        },
+      );
+      if (!along.recorded) {
+        await audit.record(tenant, success());
+      }
       return result;
     } catch (error) {
       const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
@@ -420,7 +437,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   app.post<{ Params: { type: string } }>("/fhir/:type", async (request, reply) => {
     const { type } = request.params;
-    const { status, resource } = await audited(request, "create", type, async (setEntities) => {
+    const { status, resource } = await audited(request, "create", type, async (setEntities, alongside) => {
       const tenant = await tenantOf(request, "write", type);
       const body = resourceBody(request, type);
       // FHIR conditional create: If-None-Exist makes a create idempotent by identifier.
@@ -439,7 +456,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           return { tenant, result: { status: 200, resource: existing[0] } };
         }
       }
-      const created = await repository.create(tenant, body);
+      const created = await alongside(tenant, async (auditEvent) =>
+        repository.create(tenant, body, { auditEvent }),
+      );
       setEntities([reference(created)]);
       if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
         await queueOrder({ tenantId: tenant.tenantId, serviceRequestId: created.id, attempt: 0 });
@@ -454,18 +473,16 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   app.put<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
     const { type, id } = request.params;
-    const updated = await audited(request, "update", type, async (setEntities) => {
+    const updated = await audited(request, "update", type, async (setEntities, alongside) => {
       const tenant = await tenantOf(request, "write", type);
       const match = /^W\/"([1-9][0-9]{0,8})"$/.exec(request.headers["if-match"] ?? "");
       if (request.headers["if-match"] !== undefined && match === null) {
         throw new PlatformError("ERR_PRECONDITION");
       }
       setEntities([`${type}/${id.slice(0, 64)}`]);
-      const result = await repository.update(
-        tenant,
-        resourceBody(request, type),
-        id,
-        match === null ? undefined : Number(match[1]),
+      const body = resourceBody(request, type);
+      const result = await alongside(tenant, async (auditEvent) =>
+        repository.update(tenant, body, id, match === null ? undefined : Number(match[1]), { auditEvent }),
       );
       return { tenant, result };
     });

@@ -8,8 +8,8 @@
 import { createHash } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { openRecord, sealRecord } from "../storage/record-crypto.js";
-import type { RecordStore } from "../storage/record-store.js";
-import type { TenantContext } from "../fhir/repository.js";
+import type { RecordStore, VersionWrite } from "../storage/record-store.js";
+import type { AuditEventWrite, TenantContext } from "../fhir/repository.js";
 
 export const auditChainExtension = "https://cloister.dev/fhir/StructureDefinition/audit-chain";
 
@@ -154,107 +154,169 @@ export class AuditTrail {
     return JSON.parse(body.toString("utf8")) as AuditEvent;
   }
 
-  /** Appends one event; serialised per tenant in this process, and safe against other writers. */
-  async record(tenant: TenantContext, input: AuditInput): Promise<void> {
+  /** Runs `work` after this tenant's earlier appends in this process (other writers are handled by claims). */
+  private serialise<T>(tenant: TenantContext, work: () => Promise<T>): Promise<T> {
     const previous = this.queues.get(tenant.tenantId) ?? Promise.resolve();
-    const next = previous.then(() => this.append(tenant, input));
+    const next = previous.then(work);
     this.queues.set(
       tenant.tenantId,
       next.catch(() => undefined),
     );
-    await next;
+    return next;
   }
 
-  private async append(tenant: TenantContext, input: AuditInput): Promise<void> {
-    let head: { sequence: number; hash: string; headVersion?: number } | undefined = this.heads.get(
-      tenant.tenantId,
-    );
-    if (head === undefined) {
-      const persisted = await this.readHead(tenant);
-      head =
-        persisted === undefined
-          ? { sequence: 0, hash: genesis, headVersion: 0 }
-          : { sequence: persisted.sequence, hash: persisted.hash, headVersion: persisted.versionId };
+  /** Appends one event; serialised per tenant in this process, and safe against other writers. */
+  async record(tenant: TenantContext, input: AuditInput): Promise<void> {
+    await this.serialise(tenant, async () => {
+      await this.recordWith(tenant, input, async (event) => {
+        await this.store.writeAll(tenant.tenantId, [event(input.entities ?? [])]);
+      });
+    });
+  }
+
+  /**
+   * Appends the event for a write in the same transaction as the write: `write` must pass the event it is
+   * given (called with the entities, known only once the write knows its ids) to its `writeAll` along with
+   * its own records. The event exists if and only if the records do. Serialised like `record`.
+   */
+  async recordAlong<T>(
+    tenant: TenantContext,
+    input: AuditInput,
+    write: (event: AuditEventWrite) => Promise<T>,
+  ): Promise<T> {
+    return this.serialise(tenant, async () => this.recordWith(tenant, input, write));
+  }
+
+  private async headOf(
+    tenant: TenantContext,
+  ): Promise<{ sequence: number; hash: string; headVersion?: number }> {
+    const known = this.heads.get(tenant.tenantId);
+    if (known !== undefined) {
+      return known;
     }
+    const persisted = await this.readHead(tenant);
+    return persisted === undefined
+      ? { sequence: 0, hash: genesis, headVersion: 0 }
+      : { sequence: persisted.sequence, hash: persisted.hash, headVersion: persisted.versionId };
+  }
+
+  private async recordWith<T>(
+    tenant: TenantContext,
+    input: AuditInput,
+    write: (event: AuditEventWrite) => Promise<T>,
+  ): Promise<T> {
+    let head = await this.headOf(tenant);
     for (let attempt = 0; attempt < 1000; attempt++) {
       const sequence: number = head.sequence + 1;
-      const recorded = this.now().toISOString();
-      const event: AuditEvent = {
-        resourceType: "AuditEvent",
-        id: `audit-${sequence}`,
-        extension: [
-          {
-            url: auditChainExtension,
-            extension: [
-              { url: "sequence", valueInteger: sequence },
-              { url: "previousHash", valueString: head.hash },
-            ],
-          },
-        ],
-        type: {
-          system: "http://dicom.nema.org/resources/ontology/DCM",
-          code: input.type.code,
-          display: input.type.display,
-        },
-        ...(input.subtype === undefined
-          ? {}
-          : { subtype: [{ system: "http://hl7.org/fhir/restful-interaction", code: input.subtype }] }),
-        action: input.action,
-        recorded,
-        outcome: input.outcome,
-        ...(input.outcomeCode === undefined ? {} : { outcomeDesc: input.outcomeCode }),
-        agent: [
-          {
-            who: { identifier: { value: input.agent.id } },
-            ...(input.agent.role === undefined ? {} : { role: [{ text: input.agent.role }] }),
-            requestor: true,
-          },
-        ],
-        source: { observer: { display: "cloister-platform-api" } },
-        ...(input.entities === undefined || input.entities.length === 0
-          ? {}
-          : { entity: input.entities.map((reference) => ({ what: { reference } })) }),
+      const previousHash = head.hash;
+      let written: AuditEvent | undefined;
+      const event: AuditEventWrite = (entities) => {
+        written = this.buildEvent(sequence, previousHash, { ...input, entities });
+        return this.eventWrite(tenant, written);
       };
+      let result: T;
       try {
-        await this.store.write(
-          tenant.tenantId,
-          {
-            type: "AuditEvent",
-            id: event.id,
-            versionId: 1,
-            lastUpdated: recorded,
-            deleted: false,
-            body: sealRecord(
-              tenant.keyring,
-              { tenantId: tenant.tenantId, type: "AuditEvent", id: event.id, versionId: 1 },
-              Buffer.from(JSON.stringify(event), "utf8"),
-            ),
-          },
-          0,
-          [],
-        );
+        result = await write(event);
       } catch (error) {
-        if (error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT") {
-          // Another writer took this sequence number: catch up with its event and try the next one.
+        if (
+          error instanceof PlatformError &&
+          error.code === "ERR_VERSION_CONFLICT" &&
+          written !== undefined
+        ) {
+          // Either another writer took this sequence number (catch up with its event and try again: our
+          // transaction wrote nothing), or the write's own record conflicted (that is the caller's answer).
           const taken = await this.read(tenant, sequence);
-          if (taken === undefined) {
-            throw new PlatformError("ERR_STORAGE", `audit event ${sequence} is claimed but cannot be read`);
+          if (taken !== undefined) {
+            head = { sequence, hash: auditEventHash(taken) };
+            continue;
           }
-          head = { sequence, hash: auditEventHash(taken) };
-          continue;
         }
         throw error;
       }
-      const hash = auditEventHash(event);
-      const headVersion = await this.writeHead(tenant, sequence, hash, head.headVersion);
+      if (written === undefined) {
+        throw new PlatformError(
+          "ERR_INTERNAL",
+          "a write reported by the audit trail did not store its event",
+        );
+      }
+      const hash = auditEventHash(written);
+      let headVersion: number | undefined;
+      try {
+        headVersion = await this.writeHead(tenant, sequence, hash, head.headVersion);
+      } catch {
+        // The write and its event are stored; the head record only guards against a deleted tail, and the
+        // next append moves it past this sequence.
+        headVersion = undefined;
+      }
       this.heads.set(tenant.tenantId, {
         sequence,
         hash,
         ...(headVersion === undefined ? {} : { headVersion }),
       });
-      return;
+      return result;
     }
     throw new PlatformError("ERR_STORAGE", "the audit chain could not be extended");
+  }
+
+  private buildEvent(sequence: number, previousHash: string, input: AuditInput): AuditEvent {
+    const recorded = this.now().toISOString();
+    const event: AuditEvent = {
+      resourceType: "AuditEvent",
+      id: `audit-${sequence}`,
+      extension: [
+        {
+          url: auditChainExtension,
+          extension: [
+            { url: "sequence", valueInteger: sequence },
+            { url: "previousHash", valueString: previousHash },
+          ],
+        },
+      ],
+      type: {
+        system: "http://dicom.nema.org/resources/ontology/DCM",
+        code: input.type.code,
+        display: input.type.display,
+      },
+      ...(input.subtype === undefined
+        ? {}
+        : { subtype: [{ system: "http://hl7.org/fhir/restful-interaction", code: input.subtype }] }),
+      action: input.action,
+      recorded,
+      outcome: input.outcome,
+      ...(input.outcomeCode === undefined ? {} : { outcomeDesc: input.outcomeCode }),
+      agent: [
+        {
+          who: { identifier: { value: input.agent.id } },
+          ...(input.agent.role === undefined ? {} : { role: [{ text: input.agent.role }] }),
+          requestor: true,
+        },
+      ],
+      source: { observer: { display: "cloister-platform-api" } },
+      ...(input.entities === undefined || input.entities.length === 0
+        ? {}
+        : { entity: input.entities.map((reference) => ({ what: { reference } })) }),
+    };
+    return event;
+  }
+
+  private eventWrite(tenant: TenantContext, event: AuditEvent): VersionWrite {
+    const recorded = typeof event.recorded === "string" ? event.recorded : this.now().toISOString();
+    return {
+      version: {
+        type: "AuditEvent",
+        id: event.id,
+        versionId: 1,
+        lastUpdated: recorded,
+        deleted: false,
+        body: sealRecord(
+          tenant.keyring,
+          { tenantId: tenant.tenantId, type: "AuditEvent", id: event.id, versionId: 1 },
+          Buffer.from(JSON.stringify(event), "utf8"),
+        ),
+      },
+      expectedVersionId: 0,
+      tokens: [],
+    };
   }
 
   /**

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
-import type { RecordStore, StoredVersion } from "../storage/record-store.js";
+import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record-store.js";
 import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
 import { validateFhirResource } from "./validation.js";
 
@@ -23,6 +23,18 @@ export function checkId(id: string): void {
       expression: "id",
     });
   }
+}
+
+/**
+ * The AuditEvent that reports a write, made for the entities the write names (`Patient/<id>`), to be stored
+ * in the write's own transaction (AuditTrail.recordAlong).
+ */
+export type AuditEventWrite = (entities: readonly string[]) => VersionWrite;
+
+/** Options of a write. */
+export interface WriteOptions {
+  /** Stored in the same transaction as the resource: both or neither. */
+  readonly auditEvent?: AuditEventWrite;
 }
 
 export interface TenantContext {
@@ -59,6 +71,7 @@ export class FhirRepository {
     resource: FhirResource,
     id: string,
     previous: number,
+    options: WriteOptions,
   ): Promise<FhirResource> {
     const versionId = previous + 1;
     const lastUpdated = this.now().toISOString();
@@ -70,9 +83,8 @@ export class FhirRepository {
     const stored: FhirResource = { ...resource, id, meta };
     validateFhirResource(stored);
     const address = { tenantId: tenant.tenantId, type: resource.resourceType, id, versionId };
-    await this.store.write(
-      tenant.tenantId,
-      {
+    const write: VersionWrite = {
+      version: {
         type: resource.resourceType,
         id,
         versionId,
@@ -80,16 +92,24 @@ export class FhirRepository {
         deleted: false,
         body: sealRecord(tenant.keyring, address, Buffer.from(JSON.stringify(stored), "utf8")),
       },
-      previous,
-      this.tokens(tenant, stored),
-    );
+      expectedVersionId: previous,
+      tokens: this.tokens(tenant, stored),
+    };
+    await this.store.writeAll(tenant.tenantId, [
+      write,
+      ...(options.auditEvent === undefined ? [] : [options.auditEvent([`${resource.resourceType}/${id}`])]),
+    ]);
     return stored;
   }
 
   /** Creates a resource with a server-assigned id (any id in the body is replaced). */
-  async create(tenant: TenantContext, resource: FhirResource): Promise<FhirResource> {
+  async create(
+    tenant: TenantContext,
+    resource: FhirResource,
+    options: WriteOptions = {},
+  ): Promise<FhirResource> {
     checkType(resource.resourceType);
-    return this.put(tenant, resource, randomUUID(), 0);
+    return this.put(tenant, resource, randomUUID(), 0, options);
   }
 
   /** Updates (or, with an unused id, creates) a resource; `ifMatch` is the version the caller read. */
@@ -98,6 +118,7 @@ export class FhirRepository {
     resource: FhirResource,
     id: string,
     ifMatch?: number,
+    options: WriteOptions = {},
   ): Promise<FhirResource> {
     checkType(resource.resourceType);
     checkId(id);
@@ -109,7 +130,7 @@ export class FhirRepository {
     if (ifMatch !== undefined && ifMatch !== previous) {
       throw new PlatformError("ERR_PRECONDITION");
     }
-    return this.put(tenant, resource, id, previous);
+    return this.put(tenant, resource, id, previous, options);
   }
 
   async read(tenant: TenantContext, type: string, id: string): Promise<FhirResource> {

@@ -10,6 +10,7 @@ import {
   type RecordStore,
   type StoredVersion,
   type VersionRow,
+  type VersionWrite,
 } from "./record-store.js";
 
 function storageFailure(cause: unknown): PlatformError {
@@ -61,6 +62,41 @@ async function replaceTokens(
       [tenantId, version.type, version.id, unique.map((t) => Buffer.from(t))],
     );
   }
+}
+
+/** One version written with the current row locked, inside the caller's transaction (see RecordStore.write). */
+async function writeOne(
+  client: pg.PoolClient,
+  tenantId: string,
+  { version, expectedVersionId: expected, tokens }: VersionWrite,
+): Promise<void> {
+  const current = await client.query<{ version_id: number }>(
+    "SELECT version_id FROM resources_current WHERE tenant_id = $1 AND type = $2 AND id = $3 FOR UPDATE",
+    [tenantId, version.type, version.id],
+  );
+  if ((current.rows[0]?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
+    throw new PlatformError("ERR_VERSION_CONFLICT");
+  }
+  await client.query(
+    "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body, key_generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    [
+      tenantId,
+      version.type,
+      version.id,
+      version.versionId,
+      version.lastUpdated,
+      version.deleted,
+      Buffer.from(version.body),
+      sealedKeyGeneration(version.body),
+    ],
+  );
+  await client.query(
+    `INSERT INTO resources_current (tenant_id, type, id, version_id, last_updated, deleted) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (tenant_id, type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
+             last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted`,
+    [tenantId, version.type, version.id, version.versionId, version.lastUpdated, version.deleted],
+  );
+  await replaceTokens(client, tenantId, version, version.deleted ? [] : tokens);
 }
 
 const versionColumns = "v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body";
@@ -160,35 +196,15 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
         }
         return Math.max(0, ...migrations.map((m) => m.version));
       }),
-    write: async (tenantId, version, expected, tokens) =>
+    write: async (tenantId, version, expectedVersionId, tokens) =>
       transaction(async (client) => {
-        const current = await client.query<{ version_id: number }>(
-          "SELECT version_id FROM resources_current WHERE tenant_id = $1 AND type = $2 AND id = $3 FOR UPDATE",
-          [tenantId, version.type, version.id],
-        );
-        if ((current.rows[0]?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
-          throw new PlatformError("ERR_VERSION_CONFLICT");
+        await writeOne(client, tenantId, { version, expectedVersionId, tokens });
+      }),
+    writeAll: async (tenantId, writes) =>
+      transaction(async (client) => {
+        for (const write of writes) {
+          await writeOne(client, tenantId, write);
         }
-        await client.query(
-          "INSERT INTO resource_versions (tenant_id, type, id, version_id, last_updated, deleted, body, key_generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-          [
-            tenantId,
-            version.type,
-            version.id,
-            version.versionId,
-            version.lastUpdated,
-            version.deleted,
-            Buffer.from(version.body),
-            sealedKeyGeneration(version.body),
-          ],
-        );
-        await client.query(
-          `INSERT INTO resources_current (tenant_id, type, id, version_id, last_updated, deleted) VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (tenant_id, type, id) DO UPDATE SET version_id = EXCLUDED.version_id,
-             last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted`,
-          [tenantId, version.type, version.id, version.versionId, version.lastUpdated, version.deleted],
-        );
-        await replaceTokens(client, tenantId, version, version.deleted ? [] : tokens);
       }),
     current: async (tenantId, type, id) => {
       const rows = await query(

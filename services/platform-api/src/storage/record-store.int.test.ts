@@ -219,6 +219,30 @@ for (const driver of drivers) {
       assert.deepEqual(await found(t(newer, "ada")), ["a"]);
     });
 
+    it("writes several versions in one transaction: all of them, or none when any one conflicts", async () => {
+      const store = await open();
+      const token = blindIndex(keyring, "Patient", "identifier", "urn:mrn|atomic");
+      await store.write(tenant, sealed("AuditEvent", "audit-1", 1, { taken: true }), 0, []);
+      // The record is written first and the second write conflicts (audit-1 is taken): nothing is kept.
+      await assert.rejects(
+        store.writeAll(tenant, [
+          { version: sealed("Patient", "atomic", 1, { v: 1 }), expectedVersionId: 0, tokens: [token] },
+          { version: sealed("AuditEvent", "audit-1", 1, { mine: true }), expectedVersionId: 0, tokens: [] },
+        ]),
+        (error: unknown) => error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT",
+      );
+      assert.equal(await store.current(tenant, "Patient", "atomic"), undefined);
+      assert.equal(await store.version(tenant, "Patient", "atomic", 1), undefined);
+      assert.deepEqual(await store.search(tenant, "Patient", [[token]], 10), [], "no search token is left");
+      await store.writeAll(tenant, [
+        { version: sealed("Patient", "atomic", 1, { v: 1 }), expectedVersionId: 0, tokens: [token] },
+        { version: sealed("AuditEvent", "audit-2", 1, { mine: true }), expectedVersionId: 0, tokens: [] },
+      ]);
+      assert.equal((await store.current(tenant, "Patient", "atomic"))?.versionId, 1);
+      assert.equal((await store.current(tenant, "AuditEvent", "audit-2"))?.versionId, 1);
+      assert.equal((await store.search(tenant, "Patient", [[token]], 10)).length, 1);
+    });
+
     it("keeps concurrent writers of one resource from both winning", async () => {
       const store = await open();
       await store.write(tenant, sealed("Patient", "race", 1, {}), 0, []);

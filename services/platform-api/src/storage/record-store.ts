@@ -62,6 +62,14 @@ export function resealParameters(
   ];
 }
 
+/** One version to write: see RecordStore.write. */
+export interface VersionWrite {
+  readonly version: StoredVersion;
+  /** The resource's current version (0 to create). */
+  readonly expectedVersionId: number;
+  readonly tokens: readonly Uint8Array[];
+}
+
 export interface RecordStore {
   readonly dialect: "sqlite" | "postgres";
   /** Applies pending migrations; returns the schema version. */
@@ -76,6 +84,11 @@ export interface RecordStore {
     expectedVersionId: number,
     tokens: readonly Uint8Array[],
   ) => Promise<void>;
+  /**
+   * Several writes in one transaction: all of them, or none (a record and the AuditEvent that reports it).
+   * Any conflict fails the whole with ERR_VERSION_CONFLICT.
+   */
+  readonly writeAll: (tenantId: string, writes: readonly VersionWrite[]) => Promise<void>;
   readonly current: (tenantId: string, type: string, id: string) => Promise<StoredVersion | undefined>;
   readonly version: (
     tenantId: string,

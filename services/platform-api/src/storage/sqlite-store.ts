@@ -10,6 +10,7 @@ import {
   type StaleVersion,
   type StoredVersion,
   type VersionRow,
+  type VersionWrite,
 } from "./record-store.js";
 
 function storageFailure(cause: unknown): PlatformError {
@@ -74,37 +75,43 @@ export function openSqliteStore(path: string): RecordStore {
   const insertToken = db.prepare(
     "INSERT OR IGNORE INTO search_tokens (tenant_id, type, id, token) VALUES (?, ?, ?, ?)",
   );
-  const write = db.transaction(
-    (tenantId: string, version: StoredVersion, expected: number, tokens: readonly Uint8Array[]) => {
-      const row = currentVersionOf.get(tenantId, version.type, version.id) as
-        { version_id: number } | undefined;
-      if ((row?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
-        throw new PlatformError("ERR_VERSION_CONFLICT");
-      }
-      insertVersion.run(
-        tenantId,
-        version.type,
-        version.id,
-        version.versionId,
-        version.lastUpdated,
-        version.deleted ? 1 : 0,
-        Buffer.from(version.body),
-        sealedKeyGeneration(version.body),
-      );
-      upsertCurrent.run(
-        tenantId,
-        version.type,
-        version.id,
-        version.versionId,
-        version.lastUpdated,
-        version.deleted ? 1 : 0,
-      );
-      deleteTokens.run(tenantId, version.type, version.id);
-      for (const token of version.deleted ? [] : tokens) {
-        insertToken.run(tenantId, version.type, version.id, Buffer.from(token));
-      }
-    },
-  );
+  const writeOne = (
+    tenantId: string,
+    { version, expectedVersionId: expected, tokens }: VersionWrite,
+  ): void => {
+    const row = currentVersionOf.get(tenantId, version.type, version.id) as
+      { version_id: number } | undefined;
+    if ((row?.version_id ?? 0) !== expected || version.versionId !== expected + 1) {
+      throw new PlatformError("ERR_VERSION_CONFLICT");
+    }
+    insertVersion.run(
+      tenantId,
+      version.type,
+      version.id,
+      version.versionId,
+      version.lastUpdated,
+      version.deleted ? 1 : 0,
+      Buffer.from(version.body),
+      sealedKeyGeneration(version.body),
+    );
+    upsertCurrent.run(
+      tenantId,
+      version.type,
+      version.id,
+      version.versionId,
+      version.lastUpdated,
+      version.deleted ? 1 : 0,
+    );
+    deleteTokens.run(tenantId, version.type, version.id);
+    for (const token of version.deleted ? [] : tokens) {
+      insertToken.run(tenantId, version.type, version.id, Buffer.from(token));
+    }
+  };
+  const writeMany = db.transaction((tenantId: string, writes: readonly VersionWrite[]) => {
+    for (const write of writes) {
+      writeOne(tenantId, write);
+    }
+  });
   const selectCurrent = db.prepare(
     `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body FROM resources_current c
      JOIN resource_versions v ON v.tenant_id = c.tenant_id AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
@@ -157,9 +164,16 @@ export function openSqliteStore(path: string): RecordStore {
   return {
     dialect: "sqlite",
     migrate,
-    write: async (tenantId, version, expected, tokens) => {
+    write: async (tenantId, version, expectedVersionId, tokens) => {
       try {
-        write(tenantId, version, expected, tokens);
+        writeMany(tenantId, [{ version, expectedVersionId, tokens }]);
+      } catch (cause) {
+        throw storageFailure(cause);
+      }
+    },
+    writeAll: async (tenantId, writes) => {
+      try {
+        writeMany(tenantId, writes);
       } catch (cause) {
         throw storageFailure(cause);
       }
