@@ -27,6 +27,7 @@ import {
   openSqliteStore,
   type RecordStore,
 } from "./app.js";
+import { openRecord } from "./storage/record-crypto.js";
 
 const medmnist = new URL("../../../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url)
   .pathname;
@@ -244,6 +245,35 @@ describe("diagnosis workflow", () => {
       403,
       "clerks do not read results",
     );
+
+    // The workflow's own writes are audited too, each event stored with its record.
+    const workflowEvents: string[] = [];
+    for (let sequence = 1; ; sequence++) {
+      const stored = await store.current("demo", "AuditEvent", `audit-${sequence}`);
+      if (stored === undefined) {
+        break;
+      }
+      const event = JSON.parse(
+        openRecord(
+          tenantKeyring,
+          { tenantId: "demo", type: "AuditEvent", id: stored.id, versionId: stored.versionId },
+          stored.body,
+        ).toString("utf8"),
+      ) as {
+        agent: { who: { identifier: { value: string } } }[];
+        entity?: { what: { reference: string } }[];
+      };
+      if (event.agent[0]?.who.identifier.value === "cloister-workflow") {
+        workflowEvents.push(event.entity?.[0]?.what.reference ?? "");
+      }
+    }
+    for (const written of [
+      `DiagnosticReport/${String(report.id)}`,
+      ...results.map((r) => r.reference),
+      `ServiceRequest/${requestId}`,
+    ]) {
+      assert.ok(workflowEvents.includes(written), `the workflow's write of ${written} has its AuditEvent`);
+    }
 
     // A second delivery of the same job writes nothing new.
     assert.equal(await app.recoverDiagnosisJobs(["demo"]), 0, "completed requests are not active any more");

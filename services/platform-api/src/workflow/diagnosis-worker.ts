@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
 import { PlatformError } from "../errors.js";
 import type { AuditTrail } from "../audit/audit-trail.js";
-import type { FhirRepository, TenantContext } from "../fhir/repository.js";
+import type { AuditEventWrite, FhirRepository, TenantContext } from "../fhir/repository.js";
 import type { FhirResource } from "../fhir/search-parameters.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 import type { ResultCache } from "./result-cache.js";
@@ -164,10 +164,31 @@ export class DiagnosisWorker {
     await this.settle(() => queue.complete(job));
   }
 
+  /** The workflow's own writes, each stored with its AuditEvent in one transaction. */
+  private auditedWrite(
+    tenant: TenantContext,
+    action: "C" | "U",
+    write: (auditEvent: AuditEventWrite) => Promise<FhirResource>,
+  ): Promise<FhirResource> {
+    return this.options.audit.recordAlong(
+      tenant,
+      {
+        type: { code: "110110", display: "Patient Record" },
+        subtype: action === "C" ? "create" : "update",
+        action,
+        outcome: "0",
+        agent: { id: "cloister-workflow", role: "workflow" },
+      },
+      write,
+    );
+  }
+
   /** Writes a resource with a derived id, create-only; returns the stored one either way. */
   private async createOnce(tenant: TenantContext, resource: FhirResource, id: string): Promise<FhirResource> {
     try {
-      return await this.options.repository.update(tenant, { ...resource, id }, id, 0);
+      return await this.auditedWrite(tenant, "C", (auditEvent) =>
+        this.options.repository.update(tenant, { ...resource, id }, id, 0, { auditEvent }),
+      );
     } catch (error) {
       if (
         error instanceof PlatformError &&
@@ -421,7 +442,11 @@ export class DiagnosisWorker {
   ): Promise<void> {
     const version = Number((request.meta as { versionId?: string } | undefined)?.versionId ?? 0);
     try {
-      await this.options.repository.update(tenant, { ...request, status }, request.id ?? "", version);
+      await this.auditedWrite(tenant, "U", (auditEvent) =>
+        this.options.repository.update(tenant, { ...request, status }, request.id ?? "", version, {
+          auditEvent,
+        }),
+      );
     } catch (error) {
       // Someone else completed it meanwhile: the report is written once either way.
       if (!(error instanceof PlatformError && error.code === "ERR_PRECONDITION")) {
