@@ -168,23 +168,30 @@ export class AuditTrail {
   /** Appends one event; serialised per tenant in this process, and safe against other writers. */
   async record(tenant: TenantContext, input: AuditInput): Promise<void> {
     await this.serialise(tenant, async () => {
-      await this.recordWith(tenant, input, async (event) => {
-        await this.store.writeAll(tenant.tenantId, [event(input.entities ?? [])]);
-      });
+      await this.recordWith(
+        tenant,
+        input,
+        async (event) => {
+          await this.store.writeAll(tenant.tenantId, [event(input.entities ?? [])]);
+        },
+        "refuse",
+      );
     });
   }
 
   /**
    * Appends the event for a write in the same transaction as the write: `write` must pass the event it is
    * given (called with the entities, known only once the write knows its ids) to its `writeAll` along with
-   * its own records. The event exists if and only if the records do. Serialised like `record`.
+   * its own records. The event exists if and only if the records do. Serialised like `record`, so `write`
+   * must not itself record an event for the same tenant (it would wait for itself).
    */
   async recordAlong<T>(
     tenant: TenantContext,
     input: AuditInput,
     write: (event: AuditEventWrite) => Promise<T>,
   ): Promise<T> {
-    return this.serialise(tenant, async () => this.recordWith(tenant, input, write));
+    // Once the write is stored, a head record that cannot be moved must not report it as failed.
+    return this.serialise(tenant, async () => this.recordWith(tenant, input, write, "tolerate"));
   }
 
   private async headOf(
@@ -200,10 +207,17 @@ export class AuditTrail {
       : { sequence: persisted.sequence, hash: persisted.hash, headVersion: persisted.versionId };
   }
 
+  /**
+   * The append loop. `headFailure` says what a failure to move the head record (after the event is stored)
+   * does: "refuse" fails the call (an event alone, as before a read is answered), "tolerate" leaves the head
+   * for the next append and `verify` to catch up with (a write that is stored and must not be reported as
+   * failed).
+   */
   private async recordWith<T>(
     tenant: TenantContext,
     input: AuditInput,
     write: (event: AuditEventWrite) => Promise<T>,
+    headFailure: "refuse" | "tolerate",
   ): Promise<T> {
     let head = await this.headOf(tenant);
     for (let attempt = 0; attempt < 1000; attempt++) {
@@ -243,9 +257,13 @@ export class AuditTrail {
       let headVersion: number | undefined;
       try {
         headVersion = await this.writeHead(tenant, sequence, hash, head.headVersion);
-      } catch {
-        // The write and its event are stored; the head record only guards against a deleted tail, and the
-        // next append moves it past this sequence.
+      } catch (error) {
+        // The event is stored either way; the head record guards against a deleted tail, and the next
+        // append moves it past this sequence.
+        this.heads.set(tenant.tenantId, { sequence, hash });
+        if (headFailure === "refuse") {
+          throw error;
+        }
         headVersion = undefined;
       }
       this.heads.set(tenant.tenantId, {
