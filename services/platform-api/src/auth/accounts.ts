@@ -1,7 +1,7 @@
 // Local staff accounts, stored like records: sealed under the platform's system keys, found by a blind
-// index of the email. Sign-in attempts are limited per email, failed sign-ins per client address (a hospital's
-// staff share one NAT address, and a shift change must not lock them all out), and an account locks for
-// 15 minutes after 5 failures in a row. The counters are per replica by default, and shared on Redis when
+// index of the email. Failed sign-ins are limited per email and per client address (successful ones do not
+// count: a hospital's staff share one NAT address, sign in again after every restart, and a shift change
+// must not lock them out), and an account locks for 15 minutes after 5 failures in a row. The counters are per replica by default, and shared on Redis when
 // the platform has it (attempt-counters.ts); the lock is stored with the account, so it is always shared.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
@@ -32,7 +32,7 @@ interface AccountRecord {
 export interface LoginPolicy {
   readonly maxFailures: number;
   readonly lockoutMs: number;
-  /** Attempts allowed per email within `windowMs`. */
+  /** Failed attempts allowed per email within `windowMs`. */
   readonly maxAttempts: number;
   /**
    * Failed attempts allowed per client address within `windowMs` (default 5 × maxAttempts). Successful
@@ -151,25 +151,28 @@ export class AccountService {
   /** Checks a password; the caller turns the principal into a session. */
   async login(email: string, password: string, client: string): Promise<Principal> {
     const now = this.now();
-    // Every attempt takes a failure slot of its address before the password is checked, so attempts sent
-    // at once cannot all pass while earlier ones are still being checked; the slot is given back unless
-    // the attempt fails.
+    // Every attempt takes a failure slot of its address and of its email before the password is checked,
+    // so attempts sent at once cannot all pass while earlier ones are still being checked; the slots are
+    // given back unless the attempt fails.
     const clientSlot = await this.failuresPerClient.hit(client, now);
-    const wait =
-      clientSlot.wait ?? (await this.perEmail.hit(this.emailToken(email).toString("hex"), now)).wait;
-    if (wait !== undefined) {
-      if (clientSlot.wait === undefined) {
-        await clientSlot.release();
-      }
-      throw new LoginRateLimited(wait);
+    if (clientSlot.wait !== undefined) {
+      throw new LoginRateLimited(clientSlot.wait);
     }
+    const emailSlot = await this.perEmail.hit(this.emailToken(email).toString("hex"), now);
+    if (emailSlot.wait !== undefined) {
+      await clientSlot.release();
+      throw new LoginRateLimited(emailSlot.wait);
+    }
+    const release = async (): Promise<void> => {
+      await Promise.all([clientSlot.release(), emailSlot.release()]);
+    };
     try {
       const principal = await this.verify(email, password, now);
-      await clientSlot.release();
+      await release();
       return principal;
     } catch (error) {
       if (!(error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code))) {
-        await clientSlot.release();
+        await release();
       }
       throw error;
     }
