@@ -33,6 +33,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   attestAtStart,
+  retryWhileUnreachable,
   connectConfidentialService,
   PeerVerifier,
   releaseKey,
@@ -68,20 +69,37 @@ const keyBrokerUrl = requiredEnv("CLOISTER_KEY_BROKER_URL");
 const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
+/** Start-up calls wait out a dependency that is restarting (refusing connections) for up to a minute. */
+const atStart = <T>(dependency: string, attempt: () => Promise<T>): Promise<T> =>
+  retryWhileUnreachable(attempt, {
+    onRetry: (tries, delayMs) => {
+      process.stderr.write(
+        `${JSON.stringify({ level: 40, time: Date.now(), msg: `${dependency} is unreachable; trying again`, attempt: tries, delayMs })}\n`,
+      );
+    },
+  });
+
 const provider = serviceTee(repositoryRoot, "platform-api", dataDirectory);
-const attestation = await attestAtStart({
-  provider,
-  attestationService: { url: attestationUrl, ...tls },
-  runtime: { service: "platform-api" },
-});
+const attestation = await atStart("the attestation service", () =>
+  attestAtStart({
+    provider,
+    attestationService: { url: attestationUrl, ...tls },
+    runtime: { service: "platform-api" },
+  }),
+);
 const broker = { url: keyBrokerUrl, ...tls };
+// Named secrets are released at start only.
 const release = async (name: string): Promise<Uint8Array> =>
-  releaseKey(broker, name, attestation.token(), attestation.keys.release.privateKey);
+  atStart("the key broker", () =>
+    releaseKey(broker, name, attestation.token(), attestation.keys.release.privateKey),
+  );
 const releaseVersion = (name: string, version?: number): Promise<ReleasedKey> =>
   releaseKeyVersion(broker, name, attestation.token(), attestation.keys.release.privateKey, version);
 
 // Every version the broker holds, so records sealed before a rotation open until re-encrypted.
-const systemKeyring = await releaseKeyring(releaseVersion, "platform-system", "_system");
+const systemKeyring = await atStart("the key broker", () =>
+  releaseKeyring(releaseVersion, "platform-system", "_system"),
+);
 const tenantKeyrings = createTenantKeyrings({
   release: releaseVersion,
   refreshAfterMs: Number(process.env.CLOISTER_KEYRING_REFRESH_SECONDS ?? 300) * 1000,

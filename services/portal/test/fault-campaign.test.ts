@@ -95,6 +95,8 @@ after(async () => {
   if (scratch !== "" && campaignPassed) {
     rmSync(scratch, { recursive: true, force: true });
   } else if (scratch !== "") {
+    // The supervisor's own account (restarts, give-ups) goes with the services' logs.
+    writeFileSync(join(scratch, "data", "logs", "cloister-up.log"), stack?.stderr() ?? "");
     process.stderr.write(`fault campaign: kept ${scratch} (logs in data/logs) for the failure above\n`);
   }
 });
