@@ -34,7 +34,7 @@ export {
   type ServerCertificate,
 } from "./dev-tls.js";
 export { releaseKey, releaseKeyVersion, type KeyBrokerClient, type ReleasedKey } from "./key-release.js";
-export { retryWhileUnreachable, type RetryWhileUnreachableOptions } from "./start-retry.js";
+export { retryAtStart, retryWhileUnreachable, type RetryWhileUnreachableOptions } from "./start-retry.js";
 export { PeerVerifier, type PeerBinding, type PeerVerifierOptions } from "./peer-verifier.js";
 export {
   connectConfidentialService,

@@ -15,6 +15,20 @@ export interface RetryWhileUnreachableOptions {
 }
 
 /**
+ * `retryWhileUnreachable` for a service's main.ts: each retry is logged as a JSON warning line on stderr
+ * (the services' log format), naming the dependency only.
+ */
+export function retryAtStart<T>(dependency: string, attempt: () => Promise<T>): Promise<T> {
+  return retryWhileUnreachable(attempt, {
+    onRetry: (tries, delayMs) => {
+      process.stderr.write(
+        `${JSON.stringify({ level: 40, time: Date.now(), msg: `${dependency} is unreachable; trying again`, attempt: tries, delayMs })}\n`,
+      );
+    },
+  });
+}
+
+/**
  * Runs `attempt` until it succeeds, trying again only while it fails with ERR_UNREACHABLE (no connection);
  * any other error, a refusal included, is thrown at once.
  *

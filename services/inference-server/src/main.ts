@@ -13,13 +13,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  attestAtStart,
-  PeerVerifier,
-  releaseKey,
-  retryWhileUnreachable,
-  serviceTee,
-} from "@cloister/enclave";
+import { attestAtStart, PeerVerifier, releaseKey, retryAtStart, serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
@@ -31,23 +25,13 @@ const ca = process.env.CLOISTER_CA === undefined ? undefined : readFileSync(proc
 const attestationUrl = requiredEnv("CLOISTER_ATTESTATION_URL");
 const callerMeasurements = requiredEnv("CLOISTER_CALLER_MEASUREMENTS");
 
-/** Start-up calls wait out a dependency that is restarting (refusing connections) for up to a minute. */
-const atStart = <T>(dependency: string, attempt: () => Promise<T>): Promise<T> =>
-  retryWhileUnreachable(attempt, {
-    onRetry: (tries, delayMs) => {
-      process.stderr.write(
-        `${JSON.stringify({ level: 40, time: Date.now(), msg: `${dependency} is unreachable; trying again`, attempt: tries, delayMs })}\n`,
-      );
-    },
-  });
-
 const provider = serviceTee(repositoryRoot, "inference-server", dataDirectory);
 
 // Hash every model first, so exactly these bytes are bound into the evidence.
 const entries = scanModelRepository(
   resolve(process.env.CLOISTER_MODEL_REPOSITORY ?? resolve(repositoryRoot, "models/repository")),
 );
-const attestation = await atStart("the attestation service", () =>
+const attestation = await retryAtStart("the attestation service", () =>
   attestAtStart({
     provider,
     attestationService: { url: attestationUrl, ...(ca === undefined ? {} : { ca }) },
@@ -62,7 +46,7 @@ const models = await Promise.all(
         ? {}
         : {
             releaseModelKey: async (keyName: string) =>
-              atStart("the key broker", () =>
+              retryAtStart("the key broker", () =>
                 releaseKey(
                   { url: keyBrokerUrl, ...(ca === undefined ? {} : { ca }) },
                   keyName,

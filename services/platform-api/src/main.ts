@@ -33,7 +33,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   attestAtStart,
-  retryWhileUnreachable,
+  retryAtStart,
   connectConfidentialService,
   PeerVerifier,
   releaseKey,
@@ -69,18 +69,8 @@ const keyBrokerUrl = requiredEnv("CLOISTER_KEY_BROKER_URL");
 const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
-/** Start-up calls wait out a dependency that is restarting (refusing connections) for up to a minute. */
-const atStart = <T>(dependency: string, attempt: () => Promise<T>): Promise<T> =>
-  retryWhileUnreachable(attempt, {
-    onRetry: (tries, delayMs) => {
-      process.stderr.write(
-        `${JSON.stringify({ level: 40, time: Date.now(), msg: `${dependency} is unreachable; trying again`, attempt: tries, delayMs })}\n`,
-      );
-    },
-  });
-
 const provider = serviceTee(repositoryRoot, "platform-api", dataDirectory);
-const attestation = await atStart("the attestation service", () =>
+const attestation = await retryAtStart("the attestation service", () =>
   attestAtStart({
     provider,
     attestationService: { url: attestationUrl, ...tls },
@@ -90,14 +80,14 @@ const attestation = await atStart("the attestation service", () =>
 const broker = { url: keyBrokerUrl, ...tls };
 // Named secrets are released at start only.
 const release = async (name: string): Promise<Uint8Array> =>
-  atStart("the key broker", () =>
+  retryAtStart("the key broker", () =>
     releaseKey(broker, name, attestation.token(), attestation.keys.release.privateKey),
   );
 const releaseVersion = (name: string, version?: number): Promise<ReleasedKey> =>
   releaseKeyVersion(broker, name, attestation.token(), attestation.keys.release.privateKey, version);
 
 // Every version the broker holds, so records sealed before a rotation open until re-encrypted.
-const systemKeyring = await atStart("the key broker", () =>
+const systemKeyring = await retryAtStart("the key broker", () =>
   releaseKeyring(releaseVersion, "platform-system", "_system"),
 );
 const tenantKeyrings = createTenantKeyrings({
@@ -132,27 +122,25 @@ if (redisUrl === undefined) {
 } else {
   const credentials = Buffer.from(await release("redis-credentials")).toString("utf8");
   const separator = credentials.indexOf(":");
+  const redisAuth =
+    separator < 0
+      ? { password: credentials }
+      : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) };
   queue = createRedisJobQueue({
     url: redisUrl,
-    ...(separator < 0
-      ? { password: credentials }
-      : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
+    ...redisAuth,
     keys: new Map([...systemKeyring.generations].map(([generation, keys]) => [generation, keys.encryption])),
   });
   cache = createRedisResultCache({
     url: redisUrl,
-    ...(separator < 0
-      ? { password: credentials }
-      : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
+    ...redisAuth,
   });
   // Named under the oldest system key version held, which replicas on both sides of a rotation share.
   const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
   if (oldestSystemKey !== undefined) {
     attemptCounters = createRedisAttemptCounters({
       url: redisUrl,
-      ...(separator < 0
-        ? { password: credentials }
-        : { username: credentials.slice(0, separator), password: credentials.slice(separator + 1) }),
+      ...redisAuth,
       key: oldestSystemKey,
       onUnavailable: () => {
         warnSignInLimitsLocal();

@@ -225,8 +225,9 @@ export class AuditTrail {
       const previousHash = head.hash;
       let written: AuditEvent | undefined;
       const event: AuditEventWrite = (entities) => {
-        written = this.buildEvent(sequence, previousHash, { ...input, entities });
-        return this.eventWrite(tenant, written);
+        const recorded = this.now().toISOString();
+        written = this.buildEvent(sequence, previousHash, recorded, { ...input, entities });
+        return this.eventWrite(tenant, written, recorded);
       };
       let result: T;
       try {
@@ -276,9 +277,13 @@ export class AuditTrail {
     throw new PlatformError("ERR_STORAGE", "the audit chain could not be extended");
   }
 
-  private buildEvent(sequence: number, previousHash: string, input: AuditInput): AuditEvent {
-    const recorded = this.now().toISOString();
-    const event: AuditEvent = {
+  private buildEvent(
+    sequence: number,
+    previousHash: string,
+    recorded: string,
+    input: AuditInput,
+  ): AuditEvent {
+    return {
       resourceType: "AuditEvent",
       id: `audit-${sequence}`,
       extension: [
@@ -314,11 +319,9 @@ export class AuditTrail {
         ? {}
         : { entity: input.entities.map((reference) => ({ what: { reference } })) }),
     };
-    return event;
   }
 
-  private eventWrite(tenant: TenantContext, event: AuditEvent): VersionWrite {
-    const recorded = typeof event.recorded === "string" ? event.recorded : this.now().toISOString();
+  private eventWrite(tenant: TenantContext, event: AuditEvent, recorded: string): VersionWrite {
     return {
       version: {
         type: "AuditEvent",
