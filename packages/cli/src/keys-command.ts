@@ -1,19 +1,21 @@
-// `cloister keys rotate | reencrypt`: rotates a tenant's data key at the key broker and has the platform
-// re-encrypt the tenant's records under the new version, batch by batch, while it keeps serving. With
-// --retire, the older versions are destroyed at the broker once nothing is sealed under them.
+// `cloister keys rotate | reencrypt`: rotates a tenant's data key (or with --system the platform's own key) at
+// the key broker and has the platform re-encrypt the records under the new version, batch by batch, while it
+// keeps serving. With --retire, the older versions are destroyed at the broker once nothing is sealed under them.
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { requestJson } from "@cloister/enclave";
 import { ExitCode, type CliIo, parseCommandLine } from "./cli-io.js";
 import { adminPassword, readRunningStack, signInAtPlatform } from "./platform-admin.js";
 
-export const keysUsage = `Usage: cloister keys rotate|reencrypt [--data-dir DIR] [--email EMAIL] [--batch N] [--retire] [--json]
+export const keysUsage = `Usage: cloister keys rotate|reencrypt [--system] [--data-dir DIR] [--email EMAIL] [--batch N] [--retire] [--json]
 
 rotate      adds a new version of the signed-in admin's tenant data key (tenant-<id>) at the key broker, then
             re-encrypts every record of the tenant under it; refused while an earlier rotation is unfinished
 reencrypt   re-encrypts what is still sealed under older versions (to finish an interrupted rotation)
+--system    the platform's own key (platform-system: accounts, the system audit trail, the job queue)
+            instead of the tenant's; restart the platform replicas before --retire (docs/runbook.md)
 --retire    afterwards, destroys the older versions at the key broker (only when nothing is left under them)
---batch N   records per request to the platform (default 200)
+--batch N   records per request to the platform (default 200; tenant keys)
 
 The stack is read from DIR/stack.json (default .cloister). The admin's password comes from
 CLOISTER_ADMIN_PASSWORD, or for the demo admin from DIR/demo-credentials.json; the key broker's admin token
@@ -35,6 +37,7 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
       email: { type: "string", default: "admin@demo.hospital" },
       batch: { type: "string", default: "200" },
       retire: { type: "boolean" },
+      system: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -84,7 +87,8 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
       io.stderr(`cloister keys: sign-in refused (HTTP ${session.refused})\n`);
       return ExitCode.rejected;
     }
-    const reencrypt = async (limit: number): Promise<Progress> => {
+    const system = values.system === true;
+    const reencryptTenant = async (limit: number): Promise<Progress> => {
       const answer = await requestJson(
         "POST",
         new URL("/admin/reencrypt", stack.platform),
@@ -99,16 +103,43 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
       }
       return body as Progress;
     };
+    // The platform's own records: one call moves every batch this replica can; what another replica is
+    // moving meanwhile is waited for, a second at a time, for up to a minute.
+    let waitedForOthers = 0;
+    const reencryptSystem = async (): Promise<Progress> => {
+      const answer = await requestJson(
+        "POST",
+        new URL("/admin/system/reencrypt", stack.platform),
+        {},
+        session,
+      );
+      const body = answer.body as Partial<Progress> & { code?: string };
+      if (answer.status !== 200 || body.generation === undefined) {
+        throw new Error(
+          `the platform refused to re-encrypt its own records (HTTP ${answer.status}, ${body.code ?? "no code"})`,
+        );
+      }
+      if ((body.remaining ?? 0) > 0 && body.resealed === 0) {
+        if (++waitedForOthers > 60) {
+          throw new Error(`${body.remaining} system records are still being re-encrypted by another replica`);
+        }
+        await new Promise((resolveWait) => setTimeout(resolveWait, 1000));
+      }
+      return { tenant: "_system", ...body } as Progress;
+    };
+    const reencrypt = (limit: number): Promise<Progress> =>
+      system ? reencryptSystem() : reencryptTenant(limit);
     const broker = { ca: session.ca, headers: { authorization: `Bearer ${brokerToken}` } };
     // The first batch also says which tenant this admin's is, and whether an earlier rotation is unfinished.
     let progress = await reencrypt(batch);
-    const keyName = `tenant-${progress.tenant}`;
+    const keyName = system ? "platform-system" : `tenant-${progress.tenant}`;
+    const owner = system ? "the platform's own records" : `tenant ${progress.tenant}`;
     let resealed = progress.resealed;
     if (action === "rotate") {
       if (progress.remaining > 0) {
         io.stderr(
-          `cloister keys: ${progress.remaining} records of tenant ${progress.tenant} are still sealed under an ` +
-            "older key version; finish that first with `cloister keys reencrypt`\n",
+          `cloister keys: ${progress.remaining} records of ${owner} are still sealed under an ` +
+            `older key version; finish that first with \`cloister keys reencrypt${system ? " --system" : ""}\`\n`,
         );
         return ExitCode.rejected;
       }
@@ -131,9 +162,15 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
       resealed += progress.resealed;
     }
     say(
-      `tenant ${progress.tenant}: every record is sealed under key version ${progress.generation} ` +
+      `${owner}: every record is sealed under key version ${progress.generation} ` +
         `(${resealed} re-encrypted by this run)`,
     );
+    if (system && action === "rotate" && values.retire !== true) {
+      say(
+        "  restart the platform replicas (roll the Deployment) so the job queue and sign-in limits use the new " +
+          "version too, then run `cloister keys reencrypt --system --retire`",
+      );
+    }
     const retired: number[] = [];
     if (values.retire === true) {
       const shown = await requestJson("GET", new URL(`/keys/${keyName}`, stack.keyBroker), undefined, broker);

@@ -21,6 +21,7 @@ import { FhirRepository, type AuditEventWrite, type TenantContext } from "./fhir
 import { loadFhirDefinitions } from "./fhir/validation.js";
 import type { FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
+import { keyringSource, systemTenantId, type KeyringSource } from "./storage/tenant-keyrings.js";
 import type { RecordStore } from "./storage/record-store.js";
 
 export interface PlatformConfig {
@@ -34,8 +35,11 @@ export interface PlatformConfig {
    */
   readonly refreshTenantKeyring?: (tenantId: string) => Promise<TenantKeyring>;
   readonly accounts: AccountService;
-  /** Keys for platform-level records: accounts and the audit trail of sign-ins and refused requests. */
-  readonly systemKeyring: TenantKeyring;
+  /**
+   * Keys for platform-level records: accounts and the audit trail of sign-ins and refused requests. A source
+   * follows rotations of `platform-system` at the key broker; a keyring never changes.
+   */
+  readonly systemKeyring: TenantKeyring | KeyringSource;
   readonly sessions: LocalSessions;
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
@@ -106,6 +110,13 @@ const permissions: Readonly<Record<Principal["role"], Readonly<Record<Action, re
 
 const imageTypes = ["image/png", "image/jpeg", "application/dicom"];
 
+/** A run of system re-encryption: the newest platform-system version, what moved, what is left. */
+export interface SystemReencryption {
+  readonly generation: number;
+  readonly resealed: number;
+  readonly remaining: number;
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | undefined;
@@ -119,6 +130,12 @@ declare module "fastify" {
      * restarted), leaving running jobs alone; returns how many it queued. main.ts runs it periodically.
      */
     reconcileDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
+    /**
+     * Re-encrypts the platform's own records (accounts, the system audit trail) still sealed under an older
+     * version of `platform-system` (fetched again first), batch by batch until none is left or another replica
+     * holds the rest. main.ts runs it at start and at every keyring refresh interval.
+     */
+    reencryptSystemRecords: (batch?: number) => Promise<SystemReencryption>;
   }
 }
 
@@ -142,7 +159,11 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   const maxBinaryBytes = config.maxBinaryBytes ?? 20 * 1024 * 1024;
   const repository = new FhirRepository(config.store, config.now);
   const audit = new AuditTrail(config.store, config.now);
-  const systemTenant: TenantContext = { tenantId: "_system", keyring: config.systemKeyring };
+  const systemKeyrings = keyringSource(config.systemKeyring);
+  const systemTenant = async (): Promise<TenantContext> => ({
+    tenantId: systemTenantId,
+    keyring: await systemKeyrings.keyring(),
+  });
   const interactionActions: Record<string, AuditAction> = {
     create: "C",
     update: "U",
@@ -198,7 +219,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       const principal = request.principal;
       const tenant =
         principal === undefined
-          ? systemTenant
+          ? await systemTenant()
           : { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) };
       await audit.record(tenant, {
         type: { code: "110110", display: "Patient Record" },
@@ -309,12 +330,14 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       reply.header("retry-after", String(failure.retryAfterSeconds));
     }
     if (failure.code === "ERR_KEY_UNAVAILABLE") {
-      // Another replica rotated the tenant's data key first: fetch the new version for the retry.
+      // Another replica rotated the tenant's data key, or the platform's own, first: fetch the new version
+      // for the retry. Which of the two it was is not known here; asking for both again is cheap.
       reply.header("retry-after", "1");
       const tenantId = request.principal?.tenantId;
       if (tenantId !== undefined && config.refreshTenantKeyring !== undefined) {
         config.refreshTenantKeyring(tenantId).catch(() => undefined);
       }
+      systemKeyrings.refresh().catch(() => undefined);
     }
     if (request.url.startsWith("/fhir")) {
       return fhirJson(reply, failure.status, operationOutcome(failure));
@@ -341,23 +364,34 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     try {
       const principal = await config.accounts.login(email, password, request.ip);
       request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
-      await audit.record(
-        { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) },
-        {
-          type: { code: "110114", display: "User Authentication" },
-          subtype: "login",
-          action: "E",
-          outcome: "0",
-          agent: { id: principal.subject, role: principal.role },
-        },
-      );
+      const signedIn: AuditInput = {
+        type: { code: "110114", display: "User Authentication" },
+        subtype: "login",
+        action: "E",
+        outcome: "0",
+        agent: { id: principal.subject, role: principal.role },
+      };
+      const { tenantId } = principal;
+      try {
+        await audit.record({ tenantId, keyring: await config.tenantKeyring(tenantId) }, signedIn);
+      } catch (error) {
+        // The tenant's trail moved to a key version another replica fetched first. This request has no
+        // principal yet for the error handler to refresh by, so fetch it here and record once more.
+        if (
+          !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
+          config.refreshTenantKeyring === undefined
+        ) {
+          throw error;
+        }
+        await audit.record({ tenantId, keyring: await config.refreshTenantKeyring(tenantId) }, signedIn);
+      }
       const session = await config.sessions.issue(principal);
       return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
     } catch (error) {
       const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
       request.log.info({ audit: "login", outcome: code }, "sign-in refused");
       // The email is not recorded: it may be a mistyped password or someone else's address.
-      await audit.record(systemTenant, {
+      await audit.record(await systemTenant(), {
         type: { code: "110114", display: "User Authentication" },
         subtype: "login",
         action: "E",
@@ -777,6 +811,61 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       queued += (await workflow.queue.ensureQueued(job)) ? 1 : 0;
     }
     return queued;
+  });
+  new Gauge({
+    name: "system_records_stale_versions",
+    help: "Versions of the platform's own records (accounts, system audit trail) sealed under an older platform-system key version than the newest this replica holds",
+    registers: [registry],
+    async collect() {
+      const { generation } = await systemKeyrings.keyring();
+      this.set(await config.store.countStaleVersions(systemTenantId, generation));
+    },
+  });
+  // One run at a time per replica: the background rounds and admins' calls join a run under way.
+  let systemRun: Promise<SystemReencryption> | undefined;
+  const reencryptSystemRecords = (agent: { id: string; role: string }, batch = 200) => {
+    systemRun ??= (async () => {
+      // Fetch the versions first: this is how a replica learns of a rotation without restarting.
+      const { generation } = await systemKeyrings.refresh();
+      let resealed = 0;
+      let progress = await config.accounts.reencryptSystemRecords(batch);
+      resealed += progress.resealed;
+      // A batch that moved nothing while some remain: another replica is moving them; leave them to it.
+      while (progress.remaining > 0 && progress.resealed > 0) {
+        progress = await config.accounts.reencryptSystemRecords(batch);
+        resealed += progress.resealed;
+      }
+      if (resealed > 0) {
+        await audit.record(await systemTenant(), {
+          type: { code: "110113", display: "Security Alert" },
+          subtype: "reencrypt",
+          action: "U",
+          outcome: "0",
+          agent,
+        });
+      }
+      return { generation, resealed, remaining: progress.remaining };
+    })().finally(() => {
+      systemRun = undefined;
+    });
+    return systemRun;
+  };
+  app.decorate("reencryptSystemRecords", (batch?: number) =>
+    reencryptSystemRecords({ id: "cloister-platform", role: "system" }, batch),
+  );
+  // The same for admins (`cloister keys rotate --system`), so a rotation need not wait for the next round.
+  // It moves only ciphertext from one platform key version to a newer one and answers with counts.
+  app.post("/admin/system/reencrypt", async (request) => {
+    const principal = await principalOf(request);
+    if (principal.role !== "admin") {
+      throw new PlatformError("ERR_FORBIDDEN");
+    }
+    const progress = await reencryptSystemRecords({ id: principal.subject, role: principal.role });
+    request.log.info(
+      { audit: "system.reencrypted", generation: progress.generation, resealed: progress.resealed },
+      "system records re-encrypted",
+    );
+    return progress;
   });
   app.decorate("recoverDiagnosisJobs", async (tenantIds: readonly string[]) => {
     const jobs = workflow === undefined ? [] : await activeOrders(tenantIds);

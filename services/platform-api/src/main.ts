@@ -45,7 +45,8 @@ import {
 import { AccountService, ensureAccounts } from "./auth/accounts.js";
 import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./auth/sessions.js";
 import { buildApp } from "./app.js";
-import { createTenantKeyrings, releaseKeyring } from "./storage/tenant-keyrings.js";
+import { PlatformError } from "./errors.js";
+import { createSystemKeyringSource, createTenantKeyrings } from "./storage/tenant-keyrings.js";
 import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
@@ -86,14 +87,16 @@ const release = async (name: string): Promise<Uint8Array> =>
 const releaseVersion = (name: string, version?: number): Promise<ReleasedKey> =>
   releaseKeyVersion(broker, name, attestation.token(), attestation.keys.release.privateKey, version);
 
-// Every version the broker holds, so records sealed before a rotation open until re-encrypted.
-const systemKeyring = await retryAtStart("the key broker", () =>
-  releaseKeyring(releaseVersion, "platform-system", "_system"),
-);
-const tenantKeyrings = createTenantKeyrings({
+const keyringRefreshMs = Number(process.env.CLOISTER_KEYRING_REFRESH_SECONDS ?? 300) * 1000;
+// Every version the broker holds, so records sealed before a rotation open until re-encrypted. The system
+// keyring follows rotations of platform-system like a tenant's (accounts, system audit trail); the job
+// queue and the sign-in counters keep the versions held at start until the next restart.
+const systemKeyrings = createSystemKeyringSource({
   release: releaseVersion,
-  refreshAfterMs: Number(process.env.CLOISTER_KEYRING_REFRESH_SECONDS ?? 300) * 1000,
+  refreshAfterMs: keyringRefreshMs,
 });
+const systemKeyring = await retryAtStart("the key broker", () => systemKeyrings.refresh());
+const tenantKeyrings = createTenantKeyrings({ release: releaseVersion, refreshAfterMs: keyringRefreshMs });
 
 const postgresUrl = process.env.CLOISTER_POSTGRES_URL;
 let store;
@@ -182,7 +185,7 @@ const connectInference = async (): Promise<ConfidentialService> => {
   return inference;
 };
 
-const accounts = new AccountService(store, systemKeyring, undefined, undefined, attemptCounters);
+const accounts = new AccountService(store, systemKeyrings, undefined, undefined, attemptCounters);
 const oidc = oidcOptionsFromEnvironment(process.env);
 const bootstrapFile = process.env.CLOISTER_BOOTSTRAP_ACCOUNTS;
 if (bootstrapFile !== undefined) {
@@ -193,7 +196,7 @@ const app = await buildApp({
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   baseUrl,
   store,
-  systemKeyring,
+  systemKeyring: systemKeyrings,
   tenantKeyring: tenantKeyrings.keyring,
   refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,
@@ -239,11 +242,35 @@ const reconciler = setInterval(() => {
     });
 }, reconcileEvery);
 reconciler.unref();
+// After platform-system rotated at the key broker, every replica moves the platform's own records to the
+// new version in the background, at start and at each keyring refresh; several replicas may run at once.
+const reencryptSystemRecords = (): void => {
+  app
+    .reencryptSystemRecords()
+    .then(({ resealed, remaining }) => {
+      if (resealed > 0 || remaining > 0) {
+        app.log.info(
+          { audit: "system.reencrypted", resealed, remaining },
+          "system records re-encrypted under the newest platform-system version",
+        );
+      }
+    })
+    .catch((error: unknown) => {
+      app.log.warn(
+        { code: error instanceof PlatformError ? error.code : "ERR_INTERNAL" },
+        "re-encrypting system records failed; trying again at the next keyring refresh",
+      );
+    });
+};
+const systemReencryption = setInterval(reencryptSystemRecords, keyringRefreshMs);
+systemReencryption.unref();
 app.addHook("onClose", async () => {
   clearInterval(reconciler);
+  clearInterval(systemReencryption);
   attestation.stop();
   await store.close();
 });
 closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });
 app.log.info({ requeued: await app.recoverDiagnosisJobs(tenants) }, "platform ready");
+reencryptSystemRecords();

@@ -718,6 +718,60 @@ describe("the stack over time", () => {
     assert.equal(total, 1, "the patient written under version 1 opens and is found under version 2");
   });
 
+  test("cloister keys rotate --system, a restart, then --retire: the platform's own records move to the new platform-system version, and a platform holding it alone signs staff in", async () => {
+    const keys = async (...args: string[]) => {
+      const answer = await run(process.execPath, [
+        join(repositoryRoot, "packages/cli/dist/bin.js"),
+        "keys",
+        ...args,
+        "--system",
+        "--json",
+        "--data-dir",
+        dataDirectory,
+      ]);
+      return JSON.parse(answer.stdout) as {
+        key: string;
+        generation: number;
+        resealed: number;
+        retired: number[];
+      };
+    };
+    const systemGenerations = (): { key_generation: number; versions: number }[] => {
+      const database = new Database(join(dataDirectory, "records.db"), { readonly: true });
+      try {
+        return database
+          .prepare(
+            "SELECT key_generation, count(*) AS versions FROM resource_versions WHERE tenant_id = '_system' GROUP BY key_generation",
+          )
+          .all() as { key_generation: number; versions: number }[];
+      } finally {
+        database.close();
+      }
+    };
+    const rotated = await keys("rotate");
+    assert.equal(rotated.key, "platform-system");
+    assert.equal(rotated.generation, 2);
+    assert.ok(rotated.resealed >= 3, `the accounts and the system audit trail moved (${rotated.resealed})`);
+    assert.deepEqual(rotated.retired, []);
+    const afterRotation = systemGenerations();
+    assert.ok(
+      afterRotation.every((row) => row.key_generation !== 1),
+      `nothing of the platform's is left under version 1: ${JSON.stringify(afterRotation)}`,
+    );
+    // The runbook's restart, so the job queue and the sign-in limits hold version 2 as well.
+    const first = stack.stack().pids["platform-api"];
+    assert.ok(first !== undefined);
+    process.kill(first, "SIGKILL");
+    assert.equal(await killtestPatientsOnceServing(30_000, first), 1);
+    const retired = await keys("reencrypt", "--retire");
+    assert.deepEqual(retired.retired, [1]);
+    // A platform started now gets version 2 alone, and staff still sign in (the search signs the clerk in).
+    const second = stack.stack().pids["platform-api"];
+    assert.ok(second !== undefined);
+    process.kill(second, "SIGKILL");
+    assert.equal(await killtestPatientsOnceServing(30_000, second), 1, "signed in under version 2 alone");
+  });
+
   test("cloister audit verify: the chain verifies, then a truncated tail (head record included) is caught by the checkpoint", async () => {
     const cli = [
       join(repositoryRoot, "packages/cli/dist/bin.js"),

@@ -8,6 +8,8 @@ import { PlatformError } from "../errors.js";
 import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore } from "../storage/record-store.js";
+import { reencryptBatch, type ReencryptProgress } from "../storage/reencrypt.js";
+import { keyringSource, systemTenantId, type KeyringSource } from "../storage/tenant-keyrings.js";
 import {
   memoryAttemptCounters,
   type AttemptCounter,
@@ -16,8 +18,12 @@ import {
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
 import type { Principal, Role } from "./sessions.js";
 
-const systemTenant = "_system";
+const systemTenant = systemTenantId;
 const accountType = "Account";
+
+function normalisedEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
 
 interface AccountRecord {
   readonly id: string;
@@ -63,19 +69,23 @@ export class AccountService {
   private readonly failuresPerClient: AttemptCounter;
 
   private readonly store: RecordStore;
-  private readonly keyring: TenantKeyring;
+  private readonly keyrings: KeyringSource;
   private readonly policy: LoginPolicy;
   private readonly now: () => number;
 
+  /**
+   * @param keyring the platform's system keys: a fixed keyring, or a source that follows rotations of
+   *   `platform-system` at the key broker (an account sealed under a version not held yet refreshes it).
+   */
   constructor(
     store: RecordStore,
-    keyring: TenantKeyring,
+    keyring: TenantKeyring | KeyringSource,
     policy: LoginPolicy = defaultLoginPolicy,
     now: () => number = Date.now,
     counters: AttemptCounterFactory = memoryAttemptCounters,
   ) {
     this.store = store;
-    this.keyring = keyring;
+    this.keyrings = keyringSource(keyring);
     this.policy = policy;
     this.now = now;
     this.perEmail = counters("email", policy.maxAttempts, policy.windowMs);
@@ -86,18 +96,44 @@ export class AccountService {
     );
   }
 
-  private emailToken(email: string): Buffer {
-    return blindIndex(this.keyring, accountType, "email", email.trim().toLowerCase());
+  /**
+   * The per-email attempt counter's name: the email's blind index under the oldest generation held, which
+   * replicas on both sides of a rotation share.
+   */
+  private async attemptName(email: string): Promise<string> {
+    const keyring = await this.keyrings.keyring();
+    const oldest = Math.min(...keyring.generations.keys());
+    return blindIndex(
+      keyring.generations.get(oldest) ?? keyring,
+      accountType,
+      "email",
+      normalisedEmail(email),
+    ).toString("hex");
   }
 
   private async find(email: string): Promise<{ account: AccountRecord; versionId: number } | undefined> {
-    const tokens = blindIndexes(this.keyring, accountType, "email", email.trim().toLowerCase());
+    try {
+      return await this.findWith(await this.keyrings.keyring(), email);
+    } catch (error) {
+      if (error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") {
+        // Another replica sealed the account under a newer version of the system key: fetch it, once.
+        return this.findWith(await this.keyrings.refresh(), email);
+      }
+      throw error;
+    }
+  }
+
+  private async findWith(
+    keyring: TenantKeyring,
+    email: string,
+  ): Promise<{ account: AccountRecord; versionId: number } | undefined> {
+    const tokens = blindIndexes(keyring, accountType, "email", normalisedEmail(email));
     const [found] = await this.store.search(systemTenant, accountType, [tokens], 1);
     if (found === undefined) {
       return undefined;
     }
     const body = openRecord(
-      this.keyring,
+      keyring,
       { tenantId: systemTenant, type: accountType, id: found.id, versionId: found.versionId },
       found.body,
     );
@@ -105,6 +141,7 @@ export class AccountService {
   }
 
   private async save(account: AccountRecord, previous: number): Promise<void> {
+    const keyring = await this.keyrings.keyring();
     const versionId = previous + 1;
     await this.store.write(
       systemTenant,
@@ -115,13 +152,26 @@ export class AccountService {
         lastUpdated: new Date(this.now()).toISOString(),
         deleted: false,
         body: sealRecord(
-          this.keyring,
+          keyring,
           { tenantId: systemTenant, type: accountType, id: account.id, versionId },
           Buffer.from(JSON.stringify(account)),
         ),
       },
       previous,
-      [this.emailToken(account.email)],
+      accountSearchTokens(keyring, account),
+    );
+  }
+
+  /**
+   * One batch of re-encryption of the platform's own records (accounts, the system audit trail) after
+   * `platform-system` rotated at the key broker; main.ts runs it in the background on every replica.
+   */
+  async reencryptSystemRecords(limit: number): Promise<ReencryptProgress> {
+    const keyring = await this.keyrings.keyring();
+    return reencryptBatch(this.store, { tenantId: systemTenant, keyring }, limit, (version, plaintext) =>
+      version.type === accountType
+        ? accountSearchTokens(keyring, JSON.parse(plaintext.toString("utf8")) as AccountRecord)
+        : [],
     );
   }
 
@@ -137,7 +187,7 @@ export class AccountService {
     }
     const account: AccountRecord = {
       id: randomUUID(),
-      email: input.email.trim().toLowerCase(),
+      email: normalisedEmail(input.email),
       tenantId: input.tenantId,
       role: input.role,
       passwordHash: await hashPassword(input.password),
@@ -158,7 +208,7 @@ export class AccountService {
     if (clientSlot.wait !== undefined) {
       throw new LoginRateLimited(clientSlot.wait);
     }
-    const emailSlot = await this.perEmail.hit(this.emailToken(email).toString("hex"), now);
+    const emailSlot = await this.perEmail.hit(await this.attemptName(email), now);
     if (emailSlot.wait !== undefined) {
       await clientSlot.release();
       throw new LoginRateLimited(emailSlot.wait);
@@ -206,6 +256,11 @@ export class AccountService {
     }
     return { subject: account.id, tenantId: account.tenantId, role: account.role };
   }
+}
+
+/** An account's email index under every system key generation held (see FhirRepository's tokens). */
+function accountSearchTokens(keyring: TenantKeyring, account: AccountRecord): Buffer[] {
+  return blindIndexes(keyring, accountType, "email", account.email);
 }
 
 /**

@@ -2,7 +2,8 @@
 // validated, sealed with the tenant's keys and indexed by blind tokens.
 import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
-import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
+import { blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
+import { reencryptBatch, type ReencryptProgress } from "../storage/reencrypt.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record-store.js";
 import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
@@ -51,9 +52,14 @@ export class FhirRepository {
     this.now = now;
   }
 
+  /**
+   * Search tokens under every key generation held, not only the current one: while a rotation spreads, a
+   * replica that has not seen the new generation yet searches with the old one's tokens and must still find
+   * what a replica that has seen it wrote or re-encrypted. Tokens of a destroyed generation match nothing.
+   */
   private tokens(tenant: TenantContext, resource: FhirResource): Buffer[] {
-    return indexEntries(resource).map(({ parameter, value }) =>
-      blindIndex(tenant.keyring, resource.resourceType, parameter, value),
+    return indexEntries(resource).flatMap(({ parameter, value }) =>
+      blindIndexes(tenant.keyring, resource.resourceType, parameter, value),
     );
   }
 
@@ -172,46 +178,15 @@ export class FhirRepository {
   }
 
   /**
-   * One batch of re-encryption after the tenant's data key rotated: up to `limit` versions sealed under an
-   * older generation are opened, sealed again under the current one (same content, same version, same
-   * associated data) and swapped in only if unchanged meanwhile; a current version's search tokens are
-   * rebuilt under the current generation in the same transaction. Reads and writes go on throughout, and a
-   * batch can be repeated or run by several replicas: each version moves at most once.
+   * One batch of re-encryption after the tenant's data key rotated (`reencryptBatch`): FHIR resources get
+   * their search tokens rebuilt; the audit chain's events and head record have none.
    */
-  async reencrypt(
-    tenant: TenantContext,
-    limit: number,
-  ): Promise<{ generation: number; resealed: number; remaining: number }> {
-    const { generation } = tenant.keyring;
-    let resealed = 0;
-    for (const { version, current } of await this.store.staleVersions(tenant.tenantId, generation, limit)) {
-      const address = {
-        tenantId: tenant.tenantId,
-        type: version.type,
-        id: version.id,
-        versionId: version.versionId,
-      };
-      const plaintext = openRecord(tenant.keyring, address, version.body);
-      // Only FHIR resources carry search tokens; the audit chain's events and head record have none.
-      const tokens =
-        current && supportedTypes.includes(version.type)
-          ? this.tokens(tenant, JSON.parse(plaintext.toString("utf8")) as FhirResource)
-          : current
-            ? []
-            : undefined;
-      const moved = await this.store.reseal(
-        tenant.tenantId,
-        { ...version, body: sealRecord(tenant.keyring, address, plaintext) },
-        version.body,
-        tokens,
-      );
-      resealed += moved ? 1 : 0;
-    }
-    return {
-      generation,
-      resealed,
-      remaining: await this.store.countStaleVersions(tenant.tenantId, generation),
-    };
+  async reencrypt(tenant: TenantContext, limit: number): Promise<ReencryptProgress> {
+    return reencryptBatch(this.store, tenant, limit, (version, plaintext) =>
+      supportedTypes.includes(version.type)
+        ? this.tokens(tenant, JSON.parse(plaintext.toString("utf8")) as FhirResource)
+        : [],
+    );
   }
 
   async search(

@@ -35,11 +35,14 @@ export interface TenantKeyrings {
 
 export function createTenantKeyrings(options: {
   readonly release: ReleaseDataKey;
+  /** The key broker's name for a tenant's data key (default `tenant-<id>`). */
+  readonly keyName?: (tenantId: string) => string;
   /** Default 5 minutes: how long another replica's rotation can go unseen when nothing forces a refresh. */
   readonly refreshAfterMs?: number;
   readonly now?: () => number;
 }): TenantKeyrings {
   const refreshAfterMs = options.refreshAfterMs ?? 5 * 60_000;
+  const keyName = options.keyName ?? ((tenantId: string) => `tenant-${tenantId}`);
   const now = options.now ?? Date.now;
   const cached = new Map<string, { keyring: TenantKeyring; fetchedAt: number }>();
   const pending = new Map<string, Promise<TenantKeyring>>();
@@ -49,7 +52,7 @@ export function createTenantKeyrings(options: {
     if (running !== undefined) {
       return running;
     }
-    const fetching = releaseKeyring(options.release, `tenant-${tenantId}`, tenantId);
+    const fetching = releaseKeyring(options.release, keyName(tenantId), tenantId);
     pending.set(tenantId, fetching);
     // A failed release is not cached: the previous keyring (if any) keeps serving, the next call asks again.
     return fetching.then(
@@ -78,4 +81,35 @@ export function createTenantKeyrings(options: {
       return entry.keyring;
     },
   };
+}
+
+/** One keyring that can change under a running replica: the platform's own (`platform-system`). */
+export interface KeyringSource {
+  /** The keyring to use now (asked for again in the background once it is older than the refresh interval). */
+  readonly keyring: () => Promise<TenantKeyring>;
+  /** Asks the key broker again at once: a record named a version this replica has not seen yet. */
+  readonly refresh: () => Promise<TenantKeyring>;
+}
+
+export const systemTenantId = "_system";
+
+/** The platform's system keyring (`platform-system` at the key broker), refreshed like a tenant's. */
+export function createSystemKeyringSource(options: {
+  readonly release: ReleaseDataKey;
+  readonly refreshAfterMs?: number;
+  readonly now?: () => number;
+}): KeyringSource {
+  const keyrings = createTenantKeyrings({ ...options, keyName: () => "platform-system" });
+  return {
+    keyring: () => keyrings.keyring(systemTenantId),
+    refresh: () => keyrings.refresh(systemTenantId),
+  };
+}
+
+/** A keyring that never changes (tests, and callers given a keyring rather than a source). */
+export function keyringSource(keyring: TenantKeyring | KeyringSource): KeyringSource {
+  if ("keyring" in keyring) {
+    return keyring;
+  }
+  return { keyring: async () => keyring, refresh: async () => keyring };
 }

@@ -8,7 +8,8 @@ import type { FastifyInstance } from "fastify";
 import { AccountService, type LoginPolicy } from "../auth/accounts.js";
 import { createLocalSessions } from "../auth/sessions.js";
 import { buildApp, type PlatformConfig } from "../app.js";
-import { deriveTenantKeyring } from "../storage/record-crypto.js";
+import { deriveTenantKeyring, type TenantKeyring } from "../storage/record-crypto.js";
+import type { KeyringSource } from "../storage/tenant-keyrings.js";
 import type { RecordStore } from "../storage/record-store.js";
 import { openSqliteStore } from "../storage/sqlite-store.js";
 
@@ -25,14 +26,17 @@ export async function startTestPlatform(
       PlatformConfig,
       "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring" | "store" | "trustedProxies"
     >
-  > & { readonly loginPolicy?: LoginPolicy } = {},
+  > & {
+    readonly loginPolicy?: LoginPolicy;
+    /** Shared by replicas over one store (default: a random keyring of this platform's own). */
+    readonly systemKeyring?: TenantKeyring | KeyringSource;
+  } = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
   const store = options.store ?? openSqliteStore(join(scratch, "records.db"));
   await store.migrate();
-  const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
   const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
-  const { loginPolicy, ...config } = options;
+  const { loginPolicy, systemKeyring = deriveTenantKeyring(randomBytes(32), "_system"), ...config } = options;
   const accounts = new AccountService(store, systemKeyring, loginPolicy);
   const app = await buildApp({
     baseUrl: "https://platform.test",
