@@ -15,6 +15,7 @@ import {
 export interface PlatformResponse {
   readonly status: number;
   readonly contentType: string;
+  readonly retryAfter?: string | undefined;
   readonly body: Uint8Array;
   /** The body parsed as JSON (the caller states its shape). */
   json(): unknown;
@@ -24,11 +25,30 @@ export class PlatformRequestError extends Error {
   override readonly name = "PlatformRequestError";
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  /** The answer's Retry-After, in seconds, when it gave one. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(status: number, code: string, message: string, retryAfter?: string | null) {
     super(message);
     this.status = status;
     this.code = code;
+    const seconds = retryAfter === undefined || retryAfter === null ? Number.NaN : Number(retryAfter);
+    this.retryAfterSeconds = Number.isInteger(seconds) && seconds >= 0 ? seconds : undefined;
   }
+}
+
+/**
+ * The platform answers 503 with Retry-After only when it did nothing with the request: it sheds load, or the
+ * replica is fetching a key version another replica rotated to first. Such a request is sent once more
+ * after the pause (at most this long), so staff do not see a failure that a second later is gone.
+ */
+const longestRetryPauseSeconds = 5;
+
+function retryPauseMs(error: unknown): number | undefined {
+  if (!(error instanceof PlatformRequestError) || error.status !== 503) {
+    return undefined;
+  }
+  const seconds = error.retryAfterSeconds;
+  return seconds === undefined || seconds > longestRetryPauseSeconds ? undefined : seconds * 1000;
 }
 
 function base64urlBytes(text: string): Uint8Array {
@@ -55,7 +75,7 @@ function failureOf(response: PlatformResponse): PlatformRequestError {
   } catch {
     // not JSON
   }
-  return new PlatformRequestError(response.status, code, message);
+  return new PlatformRequestError(response.status, code, message, response.retryAfter);
 }
 
 export class PlatformClient {
@@ -78,9 +98,28 @@ export class PlatformClient {
 
   /**
    * Sends one request sealed to the platform. `onUploadProgress` reports the sealed body's upload (0…1).
-   * Throws PlatformRequestError for 4xx/5xx answers.
+   * Throws PlatformRequestError for 4xx/5xx answers; a 503 with a short Retry-After is sent once more first.
    */
   async request(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    body?: { bytes: Uint8Array; contentType: string },
+    onUploadProgress?: (fraction: number) => void,
+  ): Promise<PlatformResponse> {
+    try {
+      return await this.requestOnce(method, path, body, onUploadProgress);
+    } catch (error) {
+      const pause = retryPauseMs(error);
+      if (pause === undefined) {
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      // Sealed afresh: a new key, a new Date.
+      return this.requestOnce(method, path, body, onUploadProgress);
+    }
+  }
+
+  private async requestOnce(
     method: "GET" | "POST" | "PUT",
     path: string,
     body?: { bytes: Uint8Array; contentType: string },
@@ -114,6 +153,7 @@ export class PlatformClient {
     const response: PlatformResponse = {
       status: opened.status,
       contentType: fieldValue(opened.headers, "content-type") ?? "",
+      retryAfter: fieldValue(opened.headers, "retry-after"),
       body: opened.body,
       json: (): unknown => JSON.parse(decoder.decode(opened.body)),
     };
@@ -187,6 +227,7 @@ function post(
           code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT"
             ? "The platform's key changed (it restarted). Reload the page to attest it again."
             : `The platform's gateway refused the request (${code}).`,
+          xhr.getResponseHeader("retry-after"),
         ),
       );
     };
