@@ -1,6 +1,7 @@
 // Two writers (two replicas) append to one tenant's chain: neither forks it, and each catches up with the
 // other's events through the create-only claim on the next sequence number, also when the event is stored
-// in the same transaction as the record it reports.
+// in the same transaction as the record it reports. A chain under a key version the verifier does not hold
+// is not reported as tampered with.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { FhirRepository } from "../fhir/repository.js";
+import { PlatformError } from "../errors.js";
 import { deriveTenantKeyring, openRecord } from "../storage/record-crypto.js";
 import { openSqliteStore } from "../storage/sqlite-store.js";
 import { AuditTrail, type AuditInput } from "./audit-trail.js";
@@ -81,4 +83,29 @@ test("two writers storing records along with their events extend a single chain,
     assert.ok(reported.has(`Patient/${patient.id ?? ""}`), "every record has its own event");
     assert.ok(await store.current("t", "Patient", patient.id ?? ""));
   }
+});
+
+test("events under a key version the verifier does not hold: ERR_KEY_UNAVAILABLE, not a broken chain", async () => {
+  const scratch = mkdtempSync(join(tmpdir(), "cloister-audit-version-"));
+  const store = openSqliteStore(join(scratch, "records.db"));
+  after(async () => {
+    await store.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+  const written = { tenantId: "t", keyring: deriveTenantKeyring(randomBytes(32), "t") };
+  const trail = new AuditTrail(store);
+  await trail.record(written, {
+    type: { code: "110110", display: "Patient Record" },
+    action: "R",
+    outcome: "0",
+    agent: { id: "a" },
+  });
+  // A replica that holds only version 2 (version 1 destroyed too early, or not re-encrypted yet).
+  const laterOnly = { tenantId: "t", keyring: deriveTenantKeyring(randomBytes(32), "t", 2) };
+  await assert.rejects(
+    new AuditTrail(store).verifyFromCheckpoint(laterOnly, undefined),
+    (error: unknown) => error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE",
+  );
+  // The same chain verifies with the version that sealed it.
+  assert.equal(await new AuditTrail(store).verify(written), 1);
 });

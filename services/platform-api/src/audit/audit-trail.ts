@@ -380,6 +380,11 @@ export class AuditTrail {
       try {
         event = await this.read(tenant, sequence + 1);
       } catch (cause) {
+        // Sealed under a key version this replica does not hold: not evidence of tampering, and no
+        // verdict on the chain; the caller fetches the version (503, Retry-After) or reports it missing.
+        if (cause instanceof PlatformError && cause.code === "ERR_KEY_UNAVAILABLE") {
+          throw cause;
+        }
         throw new PlatformError("ERR_STORAGE", `audit event ${sequence + 1} does not open: it was altered`, {
           cause,
         });
