@@ -14,13 +14,19 @@ import { deriveTenantKeyring, openRecord } from "../storage/record-crypto.js";
 import { openSqliteStore } from "../storage/sqlite-store.js";
 import { AuditTrail, type AuditInput } from "./audit-trail.js";
 
-test("two audit writers on one store extend a single chain", async () => {
-  const scratch = mkdtempSync(join(tmpdir(), "cloister-audit-"));
+/** A fresh SQLite store, closed and removed after the test. */
+function scratchStore(prefix: string): ReturnType<typeof openSqliteStore> {
+  const scratch = mkdtempSync(join(tmpdir(), prefix));
   const store = openSqliteStore(join(scratch, "records.db"));
   after(async () => {
     await store.close();
     rmSync(scratch, { recursive: true, force: true });
   });
+  return store;
+}
+
+test("two audit writers on one store extend a single chain", async () => {
+  const store = scratchStore("cloister-audit-");
   const tenant = { tenantId: "t", keyring: deriveTenantKeyring(randomBytes(32), "t") };
   const event: AuditInput = {
     type: { code: "110110", display: "Patient Record" },
@@ -40,12 +46,7 @@ test("two audit writers on one store extend a single chain", async () => {
 });
 
 test("two writers storing records along with their events extend a single chain, one event per record", async () => {
-  const scratch = mkdtempSync(join(tmpdir(), "cloister-audit-along-"));
-  const store = openSqliteStore(join(scratch, "records.db"));
-  after(async () => {
-    await store.close();
-    rmSync(scratch, { recursive: true, force: true });
-  });
+  const store = scratchStore("cloister-audit-along-");
   const tenant = { tenantId: "t", keyring: deriveTenantKeyring(randomBytes(32), "t") };
   const repository = new FhirRepository(store);
   const event: AuditInput = {
@@ -86,12 +87,7 @@ test("two writers storing records along with their events extend a single chain,
 });
 
 test("events under a key version the verifier does not hold: ERR_KEY_UNAVAILABLE, not a broken chain", async () => {
-  const scratch = mkdtempSync(join(tmpdir(), "cloister-audit-version-"));
-  const store = openSqliteStore(join(scratch, "records.db"));
-  after(async () => {
-    await store.close();
-    rmSync(scratch, { recursive: true, force: true });
-  });
+  const store = scratchStore("cloister-audit-version-");
   const written = { tenantId: "t", keyring: deriveTenantKeyring(randomBytes(32), "t") };
   const trail = new AuditTrail(store);
   await trail.record(written, {
