@@ -14,11 +14,11 @@ import {
   createLocalSessions,
   createMemoryJobQueue,
   deriveTenantKeyring,
-  modelCodeSystem,
   openSqliteStore,
   type PlatformConfig,
 } from "../services/platform-api/src/app.js";
 import { startConfidentialStack } from "../services/inference-server/src/test-support/confidential-stack.js";
+import { pneumoniaOrder } from "../services/platform-api/src/test-support/orders.js";
 
 /** A PneumoniaMNIST validation image (28×28) as a PNG. */
 export function chestXrayPng(index = 0): Uint8Array<ArrayBuffer> {
@@ -35,14 +35,7 @@ export function chestXrayPng(index = 0): Uint8Array<ArrayBuffer> {
 
 /** An active ServiceRequest for the pneumonia model, as JSON. */
 export function diagnosisOrder(patientId: string, binaryId: string): string {
-  return JSON.stringify({
-    resourceType: "ServiceRequest",
-    status: "active",
-    intent: "order",
-    subject: { reference: `Patient/${patientId}` },
-    code: { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] },
-    supportingInfo: [{ reference: `Binary/${binaryId}` }],
-  });
+  return JSON.stringify(pneumoniaOrder(patientId, binaryId));
 }
 
 export interface WorkflowPlatform {

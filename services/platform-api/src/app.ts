@@ -164,6 +164,28 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     tenantId: systemTenantId,
     keyring: await systemKeyrings.keyring(),
   });
+  /**
+   * Runs `work` with the tenant's keys; when it meets a record under a key version this replica has not
+   * fetched yet (another replica rotated first), fetches the versions and runs it once more. For work done
+   * outside a request (reconciler, sign-in), where no 503 and retry by a client can follow.
+   */
+  const withTenantKeys = async <T>(
+    tenantId: string,
+    work: (tenant: TenantContext) => Promise<T>,
+  ): Promise<T> => {
+    try {
+      return await work({ tenantId, keyring: await config.tenantKeyring(tenantId) });
+    } catch (error) {
+      const refresh = config.refreshTenantKeyring;
+      if (
+        !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
+        refresh === undefined
+      ) {
+        throw error;
+      }
+      return work({ tenantId, keyring: await refresh(tenantId) });
+    }
+  };
   const interactionActions: Record<string, AuditAction> = {
     create: "C",
     update: "U",
@@ -371,20 +393,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         outcome: "0",
         agent: { id: principal.subject, role: principal.role },
       };
-      const { tenantId } = principal;
-      try {
-        await audit.record({ tenantId, keyring: await config.tenantKeyring(tenantId) }, signedIn);
-      } catch (error) {
-        // The tenant's trail moved to a key version another replica fetched first. This request has no
-        // principal yet for the error handler to refresh by, so fetch it here and record once more.
-        if (
-          !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
-          config.refreshTenantKeyring === undefined
-        ) {
-          throw error;
-        }
-        await audit.record({ tenantId, keyring: await config.refreshTenantKeyring(tenantId) }, signedIn);
-      }
+      // This request has no principal yet for the error handler to refresh the tenant's keys by.
+      await withTenantKeys(principal.tenantId, (tenant) => audit.record(tenant, signedIn));
       const session = await config.sessions.issue(principal);
       return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
     } catch (error) {
@@ -750,6 +760,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           repository,
           audit,
           tenantKeyring: config.tenantKeyring,
+          ...(config.refreshTenantKeyring === undefined
+            ? {}
+            : { refreshTenantKeyring: config.refreshTenantKeyring }),
           inference: workflow.inference,
           events,
           cache: workflow.cache ?? createMemoryResultCache(),
@@ -790,11 +803,10 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   const activeOrders = async (tenantIds: readonly string[]): Promise<DiagnosisJob[]> => {
     const jobs: DiagnosisJob[] = [];
     for (const tenantId of tenantIds) {
-      const tenant = { tenantId, keyring: await config.tenantKeyring(tenantId) };
-      for (const request of await repository.search(tenant, "ServiceRequest", {
-        status: "active",
-        _count: "500",
-      })) {
+      const active = await withTenantKeys(tenantId, (tenant) =>
+        repository.search(tenant, "ServiceRequest", { status: "active", _count: "500" }),
+      );
+      for (const request of active) {
         if (request.id !== undefined) {
           jobs.push({ tenantId, serviceRequestId: request.id, attempt: 0 });
         }

@@ -23,18 +23,24 @@ import {
   createMemoryJobQueue,
   createMemoryResultCache,
   deriveTenantKeyring,
-  modelCodeSystem,
   openSqliteStore,
   type RecordStore,
 } from "./app.js";
-import { openRecord } from "./storage/record-crypto.js";
+import { deriveTenantKeyringGenerations, openRecord } from "./storage/record-crypto.js";
+import { pneumoniaOrder } from "./test-support/orders.js";
 
 const medmnist = new URL("../../../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url)
   .pathname;
 const validation = readMedMnistSplit(medmnist, "val");
 const scratch = mkdtempSync(join(tmpdir(), "cloister-workflow-"));
 const password = "correct horse battery staple";
-const tenantKeyring = deriveTenantKeyring(randomBytes(32), "demo");
+const tenantKey = randomBytes(32);
+const tenantKeyring = deriveTenantKeyring(tenantKey, "demo");
+// What the key broker releases for the tenant; the last test rotates it, as another replica's admin would.
+let keyringAtBroker = tenantKeyring;
+let platformKeyring = tenantKeyring;
+let keyringRefreshes = 0;
+let queue: ReturnType<typeof createMemoryJobQueue>;
 let stack: ConfidentialStack;
 let store: RecordStore;
 let app: FastifyInstance;
@@ -63,8 +69,18 @@ async function startPlatform(port = 0): Promise<void> {
     accounts,
     systemKeyring,
     sessions,
-    tenantKeyring: async () => tenantKeyring,
-    workflow: { queue: createMemoryJobQueue(), inference: async () => stack.client, maxAttempts: 6, cache },
+    tenantKeyring: async () => platformKeyring,
+    refreshTenantKeyring: async () => {
+      keyringRefreshes++;
+      platformKeyring = keyringAtBroker;
+      return platformKeyring;
+    },
+    workflow: {
+      queue: (queue = createMemoryJobQueue()),
+      inference: async () => stack.client,
+      maxAttempts: 6,
+      cache,
+    },
     attestation: stack.caller,
     logger: { level: "info", stream: capture((text) => (platformLogs += text)) },
   });
@@ -138,14 +154,12 @@ async function order(
   });
   const binary = await fhir("clerk", "POST", "/fhir/Binary", image, "image/png");
   assert.equal(binary.status, 201);
-  const request = await fhir("clerk", "POST", "/fhir/ServiceRequest", {
-    resourceType: "ServiceRequest",
-    status: "active",
-    intent: "order",
-    subject: { reference: `Patient/${String(patient.body.id)}` },
-    code: { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] },
-    supportingInfo: [{ reference: `Binary/${String(binary.body.id)}` }],
-  });
+  const request = await fhir(
+    "clerk",
+    "POST",
+    "/fhir/ServiceRequest",
+    pneumoniaOrder(String(patient.body.id), String(binary.body.id)),
+  );
   assert.equal(request.status, 201);
   return String(request.body.id);
 }
@@ -405,5 +419,67 @@ describe("diagnosis workflow", () => {
       `/fhir/Provenance?target=DiagnosticReport/${String(report.id)}`,
     );
     assert.ok(JSON.stringify(provenance.body).includes(measurement));
+  });
+
+  // Last: from here on the tenant's records are under key version 2.
+  it("a worker behind a key rotation fetches the new version and finishes the order instead of spending its attempts", async () => {
+    // Another replica holds version 2 of the tenant's key and takes the order; this one has not fetched it.
+    keyringAtBroker = deriveTenantKeyringGenerations(
+      new Map([
+        [1, tenantKey],
+        [2, randomBytes(32)],
+      ]),
+      "demo",
+    );
+    const otherReplica = await buildApp({
+      baseUrl: "http://127.0.0.1",
+      store,
+      accounts,
+      systemKeyring,
+      sessions,
+      tenantKeyring: async () => keyringAtBroker,
+    });
+    try {
+      const onOther = async (path: string, payload: unknown, contentType = "application/fhir+json") => {
+        const answer = await otherReplica.inject({
+          method: "POST",
+          url: path,
+          headers: { authorization: `Bearer ${tokens.clerk ?? ""}`, "content-type": contentType },
+          payload: payload instanceof Uint8Array ? Buffer.from(payload) : JSON.stringify(payload),
+        });
+        assert.equal(answer.statusCode, 201, answer.body);
+        return answer.json<{ id: string }>().id;
+      };
+      const orderOnOther = async (): Promise<string> => {
+        const patientId = await onOther("/fhir/Patient", {
+          resourceType: "Patient",
+          identifier: [{ system: "urn:mrn", value: `MRN-${randomBytes(4).toString("hex")}` }],
+        });
+        const binaryId = await onOther("/fhir/Binary", png(1), "image/png");
+        return onOther("/fhir/ServiceRequest", pneumoniaOrder(patientId, binaryId));
+      };
+      const behind = (): void => {
+        platformKeyring = tenantKeyring;
+      };
+
+      // This replica's worker takes the job and meets the order under version 2.
+      const first = await orderOnOther();
+      behind();
+      let refreshesBefore = keyringRefreshes;
+      await queue.enqueue({ tenantId: "demo", serviceRequestId: first, attempt: 0 });
+      assert.equal((await reportFor(first)).status, "final", "not cancelled after its attempts");
+      assert.equal(keyringRefreshes - refreshesBefore, 1);
+      assert.doesNotMatch(platformLogs, /"outcome":"ERR_KEY_UNAVAILABLE"/, "no attempt was spent on it");
+
+      // The reconciler (and the start-up requeue) reads active orders under version 2 too.
+      const second = await orderOnOther();
+      behind();
+      refreshesBefore = keyringRefreshes;
+      assert.equal(await app.reconcileDiagnosisJobs(["demo"]), 1);
+      assert.equal(keyringRefreshes - refreshesBefore, 1);
+      assert.equal((await reportFor(second)).status, "final");
+    } finally {
+      await otherReplica.close();
+    }
   });
 });

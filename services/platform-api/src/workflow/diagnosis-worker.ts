@@ -26,6 +26,12 @@ export interface DiagnosisWorkerOptions {
   readonly repository: FhirRepository;
   readonly audit: AuditTrail;
   readonly tenantKeyring: (tenantId: string) => Promise<TenantContext["keyring"]>;
+  /**
+   * Asks the key broker again for the tenant's key versions: a job that meets a record under a version this
+   * replica has not fetched yet (another replica rotated first) fetches it and runs again at once, instead of
+   * spending its attempts until the periodic refresh.
+   */
+  readonly refreshTenantKeyring?: (tenantId: string) => Promise<TenantContext["keyring"]>;
   readonly inference: () => Promise<ConfidentialService>;
   readonly events: WorkflowEvents;
   readonly maxAttempts?: number;
@@ -135,12 +141,25 @@ export class DiagnosisWorker {
   /** Runs one job to an outcome: a result, a retry later, or a recorded failure. */
   async run(job: DiagnosisJob): Promise<void> {
     const { queue } = this.options;
-    const tenant: TenantContext = {
+    let tenant: TenantContext = {
       tenantId: job.tenantId,
       keyring: await this.options.tenantKeyring(job.tenantId),
     };
     try {
-      await this.diagnose(tenant, job.serviceRequestId);
+      try {
+        await this.diagnose(tenant, job.serviceRequestId);
+      } catch (error) {
+        const refresh = this.options.refreshTenantKeyring;
+        if (
+          !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
+          refresh === undefined
+        ) {
+          throw error;
+        }
+        // Every step is create-only or checked, so running the job again repeats nothing.
+        tenant = { tenantId: job.tenantId, keyring: await refresh(job.tenantId) };
+        await this.diagnose(tenant, job.serviceRequestId);
+      }
     } catch (error) {
       const permanent = error instanceof PermanentFailure;
       const code = permanent
