@@ -8,6 +8,7 @@ import type { OhttpKeyPair } from "@cloister/ohttp";
 import { AuditTrail, type AuditAction, type AuditInput } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
+import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.js";
 import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
 import { Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
@@ -41,6 +42,11 @@ export interface PlatformConfig {
    */
   readonly systemKeyring: TenantKeyring | KeyringSource;
   readonly sessions: LocalSessions;
+  /**
+   * Where report events go to reach every replica's event streams (default: this process only). main.ts
+   * shares them through Redis when the platform has it.
+   */
+  readonly reportEvents?: ReportEventBus;
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
   readonly logger?: FastifyServerOptions["logger"];
@@ -618,15 +624,19 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   app.decorate("auditTrail", audit);
 
   // Server-sent events per tenant: ids and statuses of new and changed DiagnosticReports, never content.
+  // Events come through the bus: this replica's worker's and, with Redis, every other replica's.
   const listeners = new Map<string, Set<(event: string) => void>>();
-  const events: WorkflowEvents = {
-    publish: (tenantId, event) => {
-      const line = `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
-      for (const listener of listeners.get(tenantId) ?? []) {
-        listener(line);
-      }
-    },
-  };
+  const reportEvents = config.reportEvents ?? createMemoryEventBus();
+  const unsubscribe = reportEvents.subscribe((tenantId, event) => {
+    const line = `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+    for (const listener of listeners.get(tenantId) ?? []) {
+      listener(line);
+    }
+  });
+  app.addHook("onClose", async () => {
+    unsubscribe();
+  });
+  const events: WorkflowEvents = { publish: reportEvents.publish };
   const openStreams = new Set<ServerResponse>();
   app.get("/events", async (request, reply) => {
     const principal = await principalOf(request);

@@ -51,6 +51,7 @@ import { openPostgresStore } from "./storage/postgres-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
+import { createRedisEventBus, type ReportEventBus } from "./workflow/event-bus.js";
 import {
   createRedisAttemptCounters,
   memoryAttemptCounters,
@@ -118,8 +119,10 @@ const redisUrl = process.env.CLOISTER_REDIS_URL;
 let queue: JobQueue;
 let cache: ResultCache | undefined;
 let attemptCounters: AttemptCounterFactory = memoryAttemptCounters;
+let reportEvents: ReportEventBus | undefined;
 // Set once the app (and its logger) exists; at most one warning a minute while Redis does not answer.
 let warnSignInLimitsLocal = (): void => undefined;
+let warnReportEventsLocal = (): void => undefined;
 if (redisUrl === undefined) {
   queue = createMemoryJobQueue();
 } else {
@@ -141,6 +144,15 @@ if (redisUrl === undefined) {
   // Named under the oldest system key version held, which replicas on both sides of a rotation share.
   const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
   if (oldestSystemKey !== undefined) {
+    // Report events reach the clinicians' streams on every replica, whichever replica's worker wrote the report.
+    reportEvents = createRedisEventBus({
+      url: redisUrl,
+      ...redisAuth,
+      key: oldestSystemKey,
+      onUnavailable: () => {
+        warnReportEventsLocal();
+      },
+    });
     attemptCounters = createRedisAttemptCounters({
       url: redisUrl,
       ...redisAuth,
@@ -197,6 +209,7 @@ const app = await buildApp({
   baseUrl,
   store,
   systemKeyring: systemKeyrings,
+  ...(reportEvents === undefined ? {} : { reportEvents }),
   tenantKeyring: tenantKeyrings.keyring,
   refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,
@@ -218,13 +231,22 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
-let lastSignInLimitsWarning = 0;
-warnSignInLimitsLocal = () => {
-  if (Date.now() - lastSignInLimitsWarning >= 60_000) {
-    lastSignInLimitsWarning = Date.now();
-    app.log.warn("Redis did not answer: sign-in attempts are counted in this replica only until it does");
-  }
+/** At most one warning a minute per kind while Redis does not answer. */
+const warnAtMostEveryMinute = (message: string): (() => void) => {
+  let last = 0;
+  return () => {
+    if (Date.now() - last >= 60_000) {
+      last = Date.now();
+      app.log.warn(message);
+    }
+  };
 };
+warnSignInLimitsLocal = warnAtMostEveryMinute(
+  "Redis did not answer: sign-in attempts are counted in this replica only until it does",
+);
+warnReportEventsLocal = warnAtMostEveryMinute(
+  "Redis did not answer: report events reach this replica's event streams only until it does",
+);
 const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) => tenant.length > 0);
 // The reconciler: active orders whose job was never queued (the queue was away) are queued within a minute.
 // Its first round comes after the start-up requeue below.
@@ -267,6 +289,7 @@ systemReencryption.unref();
 app.addHook("onClose", async () => {
   clearInterval(reconciler);
   clearInterval(systemReencryption);
+  await reportEvents?.close();
   attestation.stop();
   await store.close();
 });

@@ -24,7 +24,13 @@ export async function startTestPlatform(
   options: Partial<
     Pick<
       PlatformConfig,
-      "attestation" | "maxInFlight" | "tenantKeyring" | "refreshTenantKeyring" | "store" | "trustedProxies"
+      | "attestation"
+      | "maxInFlight"
+      | "tenantKeyring"
+      | "refreshTenantKeyring"
+      | "store"
+      | "trustedProxies"
+      | "reportEvents"
     >
   > & {
     readonly loginPolicy?: LoginPolicy;
