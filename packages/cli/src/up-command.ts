@@ -2,7 +2,7 @@
 // Each service runs as its own process on 127.0.0.1 over TLS (dev CA), in its own simulated TEE with its
 // own measurement: attestation service (N), key broker (N+1), inference server (N+2), platform API (N+3),
 // portal (N+4). Keys and release policies are bound to the measurements computed here from the built code.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -155,7 +155,11 @@ export async function runUp(
         measurements,
         pids: activeSupervisor.pids(),
       };
-      writeFileSync(stackFile, `${JSON.stringify(stack, null, 2)}\n`);
+      // Written aside and renamed: the file changes at every restart of a service, and a reader (the
+      // `cloister` commands, operators' scripts) must never see it half-written.
+      const temporary = `${stackFile}.${process.pid}.tmp`;
+      writeFileSync(temporary, `${JSON.stringify(stack, null, 2)}\n`);
+      renameSync(temporary, stackFile);
     };
     const common = {
       CLOISTER_DATA_DIR: data.path,
@@ -214,10 +218,18 @@ export async function runUp(
       authority: urls.attestation,
     };
     const keyOutcomes: string[] = [];
-    for (const name of ["platform-system", `tenant-${demoTenant.id}`]) {
+    // The OHTTP keys are shared by a service's replicas: 32 random bytes, an X25519 private key.
+    const keys = [
+      ...["platform-system", `tenant-${demoTenant.id}`, "platform-ohttp"].map((name) => ({
+        name,
+        service: "platform-api" as const,
+      })),
+      { name: "inference-ohttp", service: "inference-server" as const },
+    ];
+    for (const { name, service } of keys) {
       const outcome = await ensureKey(admin, {
         name,
-        measurements: [measurements["platform-api"]],
+        measurements: [measurements[service]],
         signer: devSigner,
       });
       keyOutcomes.push(`${name} ${outcome}`);
