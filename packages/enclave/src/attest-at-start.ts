@@ -19,6 +19,15 @@ export interface AttestAtStartOptions {
   readonly runtime?: Readonly<Record<string, unknown>>;
   /** The OHTTP gateway key to make: key id (random by default) and HPKE suite. */
   readonly ohttp?: { keyId?: number; suite?: "X25519-SHA256-AES128GCM" | "P384-SHA384-AES256GCM" };
+  /**
+   * The service's OHTTP key shared by its replicas (`releaseSharedOhttpKey`), fetched with the first token.
+   * When it gives one, the workload attests again with that key bound instead of the one it made; when it
+   * gives none, the key it made is kept.
+   */
+  readonly sharedOhttpKey?: (first: {
+    readonly token: string;
+    readonly releasePrivateKey: KeyObject;
+  }) => Promise<OhttpKeyPair | undefined>;
   /** Refresh when this fraction of the token's lifetime has passed (default 0.75). */
   readonly refreshAt?: number;
   /** Called after every refresh attempt: for logs and metrics (never with the token itself). */
@@ -121,12 +130,25 @@ export async function attestAtStart(options: AttestAtStartOptions): Promise<Atte
     use: "enc",
     alg: "RSA-OAEP-256",
   };
-  const ohttp = await generateOhttpKeyPair(options.ohttp ?? {});
-  const runtimeData = new TextEncoder().encode(
-    JSON.stringify({ ...options.runtime, keys: [publicJwk], ohttp: base64url(ohttp.keyConfig) }),
-  );
-  const evidence = await options.provider.getEvidence(runtimeData);
+  const bind = (key: OhttpKeyPair): Uint8Array =>
+    new TextEncoder().encode(
+      JSON.stringify({ ...options.runtime, keys: [publicJwk], ohttp: base64url(key.keyConfig) }),
+    );
+  let ohttp = await generateOhttpKeyPair(options.ohttp ?? {});
+  let runtimeData = bind(ohttp);
+  let evidence = await options.provider.getEvidence(runtimeData);
   let current = await requestToken(options.attestationService, evidence, runtimeData);
+  const shared = await options.sharedOhttpKey?.({
+    token: current.token,
+    releasePrivateKey: release.privateKey,
+  });
+  if (shared !== undefined) {
+    // The first token served only to fetch the shared key; the one kept binds it.
+    ohttp = shared;
+    runtimeData = bind(ohttp);
+    evidence = await options.provider.getEvidence(runtimeData);
+    current = await requestToken(options.attestationService, evidence, runtimeData);
+  }
   const refreshAt = options.refreshAt ?? 0.75;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;

@@ -8,6 +8,7 @@ export const enclaveErrorCodes = [
   "ERR_ATTESTATION_SERVICE",
   "ERR_UNREACHABLE",
   "ERR_KEY_RELEASE",
+  "ERR_KEY_NOT_FOUND",
   "ERR_PEER_TOKEN",
   "ERR_PEER_TEE",
   "ERR_PEER_MEASUREMENT",

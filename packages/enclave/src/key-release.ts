@@ -57,6 +57,9 @@ export async function releaseKeyVersion(
   const body = response.body as { value?: unknown; error?: { code?: unknown } } | undefined;
   if (response.status !== 200 || typeof body?.value !== "string") {
     const code = typeof body?.error?.code === "string" ? body.error.code : `HTTP ${response.status}`;
+    if (response.status === 404 && code === "ERR_NOT_FOUND") {
+      throw new EnclaveError("ERR_KEY_NOT_FOUND", `the key broker holds no key ${name}`);
+    }
     throw new EnclaveError("ERR_KEY_RELEASE", `the key broker refused to release ${name} (${code})`);
   }
   try {

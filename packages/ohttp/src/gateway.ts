@@ -89,6 +89,11 @@ export interface DecapsulatedRequest {
   readonly request: Uint8Array;
   readonly keyId: number;
   /**
+   * The request's encapsulated key: fresh for every honest request, so gateways that share one key (several
+   * replicas) can share their replay check on it.
+   */
+  readonly enc: Uint8Array;
+  /**
    * Seals the response for this request's client. Each call draws a fresh random nonce, so keys and IVs
    * never repeat, even for two responses to one request.
    */
@@ -196,6 +201,7 @@ export class OhttpGateway {
     return {
       request,
       keyId,
+      enc,
       sealResponse: async (response, options = {}) => {
         const nonce =
           options.responseNonce ??

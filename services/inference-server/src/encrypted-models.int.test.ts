@@ -6,9 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { buildApp as buildKeyBroker } from "@cloister/key-broker";
-import { EnclaveError, releaseKey, simulationProvider } from "@cloister/enclave";
-import { listenOnLoopback } from "@cloister/service-kit";
+import { EnclaveError, releaseKey } from "@cloister/enclave";
 import { InferenceError } from "./errors.js";
 import { decryptModel, encryptModel } from "./model-encryption.js";
 import {
@@ -17,12 +15,12 @@ import {
   startConfidentialStack,
   type LoadContext,
 } from "./test-support/confidential-stack.js";
+import { startTestKeyBroker } from "./test-support/key-broker.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "cloister-encrypted-models-"));
 after(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
-const adminToken = "encrypted-model-admin-token-0123456789";
 const modelName = "chest-xray-pneumonia";
 
 /** A repository holding the committed model, encrypted under `key`. */
@@ -46,43 +44,13 @@ function encryptedRepository(key: Uint8Array): string {
 /** Starts a key broker holding `key` under a release policy for `measurement`, and loads through it. */
 function viaKeyBroker(key: Uint8Array, measurement: string) {
   return async (context: LoadContext) => {
-    const { app, url } = await listenOnLoopback(async () =>
-      buildKeyBroker({
-        provider: simulationProvider(context.platform, {
-          mrenclave: "b0".repeat(32),
-          mrsigner: "51".repeat(32),
-          productId: 2,
-          svn: 1,
-        }),
-        dataDirectory: join(scratch, `keys-${randomBytes(4).toString("hex")}`),
-        adminToken,
-        authorityCa: context.caPem,
-        https: context.tls,
-      }),
-    );
-    after(() => app.close());
-    const created = await app.inject({
-      method: "PUT",
-      url: "/keys/model-key",
-      headers: { authorization: `Bearer ${adminToken}` },
-      payload: {
-        value: Buffer.from(key).toString("base64"),
-        policy: {
-          version: "1.0.0",
-          anyOf: [
-            {
-              authority: context.attestationUrl,
-              allOf: [{ claim: "x-ms-sgx-mrenclave", equals: measurement }],
-            },
-          ],
-        },
-      },
-    });
-    assert.equal(created.statusCode, 201, created.body);
+    const broker = await startTestKeyBroker(context, scratch);
+    after(() => broker.close());
+    await broker.createKey("model-key", measurement, key);
     return {
       releaseModelKey: async (name: string) =>
         releaseKey(
-          { url, ca: context.caPem },
+          { url: broker.url, ca: context.caPem },
           name,
           context.attestation.token(),
           context.attestation.keys.release.privateKey,

@@ -6,14 +6,23 @@
 //   CLOISTER_MODEL_REPOSITORY       <model>/<version>/… folders (default models/repository)
 //   CLOISTER_ATTESTATION_URL        the attestation service (required); CLOISTER_ATTESTATION_ISSUER if it differs
 //   CLOISTER_CA                     PEM file of the CA for the attestation service and key broker (dev CA)
-//   CLOISTER_KEY_BROKER_URL         needed only for encrypted models
+//   CLOISTER_KEY_BROKER_URL         releases "inference-ohttp", the OHTTP key every replica shares (without it, or
+//                                   without that key, each replica makes its own: run one replica then),
+//                                   and the keys of encrypted models
 //   CLOISTER_CALLER_MEASUREMENTS    comma-separated allowed caller measurements (hex), or "any" (required)
 //   CLOISTER_CALLER_ALLOW_SIMULATION, CLOISTER_CALLER_ALLOW_DEBUG   "true" for the dev stack only
 //   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 500)
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { attestAtStart, PeerVerifier, releaseKey, retryAtStart, serviceTee } from "@cloister/enclave";
+import {
+  attestAtStart,
+  PeerVerifier,
+  releaseKey,
+  releaseSharedOhttpKey,
+  retryAtStart,
+  serviceTee,
+} from "@cloister/enclave";
 import { buildApp } from "./app.js";
 import { loadModel, modelMeasurements, scanModelRepository } from "./model-repository.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
@@ -31,14 +40,30 @@ const provider = serviceTee(repositoryRoot, "inference-server", dataDirectory);
 const entries = scanModelRepository(
   resolve(process.env.CLOISTER_MODEL_REPOSITORY ?? resolve(repositoryRoot, "models/repository")),
 );
+const keyBrokerUrl = process.env.CLOISTER_KEY_BROKER_URL;
+const broker =
+  keyBrokerUrl === undefined ? undefined : { url: keyBrokerUrl, ...(ca === undefined ? {} : { ca }) };
+// Set inside the attestation callback, read once the logger exists.
+const ohttpKey = { shared: false };
 const attestation = await retryAtStart("the attestation service", () =>
   attestAtStart({
     provider,
     attestationService: { url: attestationUrl, ...(ca === undefined ? {} : { ca }) },
     runtime: { models: modelMeasurements(entries) },
+    ...(broker === undefined
+      ? {}
+      : {
+          // One OHTTP key for every replica, so the platform's requests may reach any of them.
+          sharedOhttpKey: async ({ token, releasePrivateKey }) => {
+            const shared = await retryAtStart("the key broker", () =>
+              releaseSharedOhttpKey(broker, "inference-ohttp", token, releasePrivateKey),
+            );
+            ohttpKey.shared = shared !== undefined;
+            return shared;
+          },
+        }),
   }),
 );
-const keyBrokerUrl = process.env.CLOISTER_KEY_BROKER_URL;
 const models = await Promise.all(
   entries.map((entry) =>
     loadModel(entry, {
@@ -83,6 +108,11 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+if (!ohttpKey.shared) {
+  app.log.warn(
+    "no inference-ohttp key at the key broker: this replica's OHTTP key is its own, so run one replica only",
+  );
+}
 app.addHook("onClose", async () => {
   attestation.stop();
 });

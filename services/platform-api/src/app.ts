@@ -7,6 +7,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { OhttpKeyPair } from "@cloister/ohttp";
 import { AuditTrail, type AuditAction, type AuditInput } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
+import type { ReplayGuard } from "./replay-guard.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.js";
 import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
@@ -47,6 +48,11 @@ export interface PlatformConfig {
    * shares them through Redis when the platform has it.
    */
   readonly reportEvents?: ReportEventBus;
+  /**
+   * The OHTTP replay check shared by the replicas, which share the OHTTP key (main.ts: Redis). Without it,
+   * each replica's own replay cache is the only one.
+   */
+  readonly replayGuard?: ReplayGuard;
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
   readonly logger?: FastifyServerOptions["logger"];
@@ -437,6 +443,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   if (config.attestation?.keys !== undefined) {
     registerOhttpGateway(app, {
       keys: config.attestation.keys.ohttp,
+      ...(config.replayGuard === undefined ? {} : { replayGuard: config.replayGuard }),
       bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 128 * 1024,
       now: () => (config.now === undefined ? Date.now() : config.now().getTime()),
     });

@@ -38,6 +38,7 @@ import {
   PeerVerifier,
   releaseKey,
   releaseKeyVersion,
+  releaseSharedOhttpKey,
   serviceTee,
   type ReleasedKey,
   type ConfidentialService,
@@ -52,6 +53,7 @@ import { openSqliteStore } from "./storage/sqlite-store.js";
 import { createMemoryJobQueue, type JobQueue } from "./workflow/job-queue.js";
 import { createRedisJobQueue } from "./workflow/redis-job-queue.js";
 import { createRedisEventBus, type ReportEventBus } from "./workflow/event-bus.js";
+import { createRedisReplayGuard, type ReplayGuard } from "./replay-guard.js";
 import {
   createRedisAttemptCounters,
   memoryAttemptCounters,
@@ -72,14 +74,24 @@ const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
 const provider = serviceTee(repositoryRoot, "platform-api", dataDirectory);
+const broker = { url: keyBrokerUrl, ...tls };
+// Set inside the attestation callback, read once the logger exists.
+const ohttpKey = { shared: false };
 const attestation = await retryAtStart("the attestation service", () =>
   attestAtStart({
     provider,
     attestationService: { url: attestationUrl, ...tls },
     runtime: { service: "platform-api" },
+    // One OHTTP key for every replica, so a browser's requests may reach any of them (and survive a restart).
+    sharedOhttpKey: async ({ token, releasePrivateKey }) => {
+      const shared = await retryAtStart("the key broker", () =>
+        releaseSharedOhttpKey(broker, "platform-ohttp", token, releasePrivateKey),
+      );
+      ohttpKey.shared = shared !== undefined;
+      return shared;
+    },
   }),
 );
-const broker = { url: keyBrokerUrl, ...tls };
 // Named secrets are released at start only.
 const release = async (name: string): Promise<Uint8Array> =>
   retryAtStart("the key broker", () =>
@@ -120,9 +132,11 @@ let queue: JobQueue;
 let cache: ResultCache | undefined;
 let attemptCounters: AttemptCounterFactory = memoryAttemptCounters;
 let reportEvents: ReportEventBus | undefined;
+let replayGuard: ReplayGuard | undefined;
 // Set once the app (and its logger) exists; at most one warning a minute while Redis does not answer.
 let warnSignInLimitsLocal = (): void => undefined;
 let warnReportEventsLocal = (): void => undefined;
+let warnReplayCheckLocal = (): void => undefined;
 if (redisUrl === undefined) {
   queue = createMemoryJobQueue();
 } else {
@@ -144,6 +158,15 @@ if (redisUrl === undefined) {
   // Named under the oldest system key version held, which replicas on both sides of a rotation share.
   const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
   if (oldestSystemKey !== undefined) {
+    // The replicas share the OHTTP key, so they share the replay check too.
+    replayGuard = createRedisReplayGuard({
+      url: redisUrl,
+      ...redisAuth,
+      key: oldestSystemKey,
+      onUnavailable: () => {
+        warnReplayCheckLocal();
+      },
+    });
     // Report events reach the clinicians' streams on every replica, whichever replica's worker wrote the report.
     reportEvents = createRedisEventBus({
       url: redisUrl,
@@ -210,6 +233,7 @@ const app = await buildApp({
   store,
   systemKeyring: systemKeyrings,
   ...(reportEvents === undefined ? {} : { reportEvents }),
+  ...(replayGuard === undefined ? {} : { replayGuard }),
   tenantKeyring: tenantKeyrings.keyring,
   refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,
@@ -241,8 +265,16 @@ const warnAtMostEveryMinute = (message: string): (() => void) => {
     }
   };
 };
+if (!ohttpKey.shared) {
+  app.log.warn(
+    "no platform-ohttp key at the key broker: this replica's OHTTP key is its own, so run one replica only",
+  );
+}
 warnSignInLimitsLocal = warnAtMostEveryMinute(
   "Redis did not answer: sign-in attempts are counted in this replica only until it does",
+);
+warnReplayCheckLocal = warnAtMostEveryMinute(
+  "Redis did not answer: OHTTP replays are checked by this replica only until it does",
 );
 warnReportEventsLocal = warnAtMostEveryMinute(
   "Redis did not answer: report events reach this replica's event streams only until it does",
@@ -290,6 +322,7 @@ app.addHook("onClose", async () => {
   clearInterval(reconciler);
   clearInterval(systemReencryption);
   await reportEvents?.close();
+  await replayGuard?.close();
   attestation.stop();
   await store.close();
 });

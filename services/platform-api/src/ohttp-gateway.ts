@@ -6,6 +6,7 @@ import {
   decapsulationProblem,
   decodeRequest,
   encodeResponse,
+  OhttpError,
   OhttpGateway,
   ohttpKeysMediaType,
   ohttpRequestMediaType,
@@ -16,6 +17,7 @@ import {
 import { nodeHpke } from "@cloister/ohttp/node";
 import type { FastifyInstance } from "fastify";
 import type { PlatformErrorCode } from "./errors.js";
+import type { ReplayGuard } from "./replay-guard.js";
 
 export interface PlatformGatewayOptions {
   readonly keys: OhttpKeyPair;
@@ -24,6 +26,8 @@ export interface PlatformGatewayOptions {
   readonly now: () => number;
   /** Clock difference tolerated between browser and platform (default 5 minutes: hospital desktops drift). */
   readonly clockSkewMs?: number;
+  /** The replay check shared with the other replicas (they share the OHTTP key); each keeps its own too. */
+  readonly replayGuard?: ReplayGuard;
 }
 
 /** Inner header fields passed to the route; everything else (cookies, forwarding) is dropped. */
@@ -111,6 +115,9 @@ export function registerOhttpGateway(app: FastifyInstance, options: PlatformGate
     let opened;
     try {
       opened = await gateway.decapsulate(new Uint8Array(body.buffer, body.byteOffset, body.length));
+      if (options.replayGuard !== undefined && !(await options.replayGuard.claim(opened.enc))) {
+        throw new OhttpError("ERR_OHTTP_REPLAY", "this encapsulated request was already received");
+      }
     } catch (error) {
       const refusal = decapsulationProblem(error);
       request.log.info({ requestBytes: body.length, outcome: refusal.code }, "encapsulated request refused");

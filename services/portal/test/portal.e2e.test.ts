@@ -641,6 +641,13 @@ describe("the stack over time", () => {
   test("the key broker and the platform killed together come back, and the records still open", async () => {
     const description = stack.stack();
     const before = { ...description.pids };
+    const keyConfig = async (): Promise<unknown> =>
+      (
+        (await stackRequest(stack.stack(), "GET", `${stack.stack().platform}/attestation`)).body as {
+          keyConfig?: unknown;
+        }
+      ).keyConfig;
+    const keyConfigBefore = await keyConfig();
     for (const service of ["key-broker", "platform-api"] as const) {
       const pid = before[service];
       assert.ok(pid !== undefined);
@@ -650,6 +657,9 @@ describe("the stack over time", () => {
     // started again; it never serves without them.
     const total = await killtestPatientsOnceServing(60_000);
     assert.equal(total, 1, "the patient written before the kills opens with the released key");
+    // The OHTTP key is platform-ohttp from the key broker, not one made by the process: a browser that
+    // attested the platform before the restart goes on sealing to the same key.
+    assert.equal(await keyConfig(), keyConfigBefore);
     const after = stack.stack().pids;
     assert.notEqual(after["key-broker"], before["key-broker"]);
     assert.notEqual(after["platform-api"], before["platform-api"]);

@@ -11,6 +11,7 @@ import {
   PeerVerifier,
   simulationProvider,
   type Attestation,
+  type AttestAtStartOptions,
   type ConfidentialService,
 } from "@cloister/enclave";
 import { listenOnLoopback } from "@cloister/service-kit";
@@ -47,6 +48,8 @@ export interface ConfidentialStack {
   /** Stops the inference server as a crash would (its key is gone), and starts a new one on the same port. */
   readonly stopInference: () => Promise<void>;
   readonly startInference: () => Promise<void>;
+  /** Another replica of the inference server (attested on its own), on its own port. */
+  readonly startInferenceReplica: () => Promise<{ readonly url: string; readonly attestation: Attestation }>;
   readonly close: () => Promise<void>;
 }
 
@@ -64,6 +67,13 @@ export interface StackOptions {
   /** Options for loading models (encrypted ones need a key broker), made once the services are up. */
   readonly load?: (context: LoadContext) => Promise<LoadOptions>;
   readonly server?: Partial<Pick<InferenceServerConfig, "maxInFlight" | "replayWindowMs" | "clockSkewMs">>;
+  /**
+   * How the inference server's replicas get their shared OHTTP key (a key broker, made once the attestation
+   * service is up); without it each makes its own.
+   */
+  readonly sharedOhttpKey?: (
+    context: Omit<LoadContext, "attestation">,
+  ) => Promise<NonNullable<AttestAtStartOptions["sharedOhttpKey"]>>;
 }
 
 /** Starts the three services; on any failure, whatever already started is closed again. */
@@ -113,11 +123,15 @@ async function buildStack(options: StackOptions, closers: (() => unknown)[]): Pr
   const caller = await attestWorkload(platformMeasurement);
 
   const entries = scanModelRepository(options.modelRepository ?? defaultModelRepository);
-  const inferenceAttestation = await attestAtStart({
-    provider: simulationProvider(platform, identity(inferenceMeasurement, 3)),
-    attestationService: { url: attestationUrl, ca: caPem },
-    runtime: { models: modelMeasurements(entries) },
-  });
+  const sharedOhttpKey = await options.sharedOhttpKey?.({ attestationUrl, caPem, tls, platform });
+  const attestInference = (): Promise<Attestation> =>
+    attestAtStart({
+      provider: simulationProvider(platform, identity(inferenceMeasurement, 3)),
+      attestationService: { url: attestationUrl, ca: caPem },
+      runtime: { models: modelMeasurements(entries) },
+      ...(sharedOhttpKey === undefined ? {} : { sharedOhttpKey }),
+    });
+  const inferenceAttestation = await attestInference();
   closers.push(() => {
     inferenceAttestation.stop();
   });
@@ -160,12 +174,8 @@ async function buildStack(options: StackOptions, closers: (() => unknown)[]): Pr
     await inference.close();
   };
   const startInference = async (): Promise<void> => {
-    // A restarted server makes a new OHTTP key and attests again, on the same port.
-    const fresh = await attestAtStart({
-      provider: simulationProvider(platform, identity(inferenceMeasurement, 3)),
-      attestationService: { url: attestationUrl, ca: caPem },
-      runtime: { models: modelMeasurements(entries) },
-    });
+    // A restarted server attests again, on the same port, with a new OHTTP key (or the shared one).
+    const fresh = await attestInference();
     closers.push(() => {
       fresh.stop();
     });
@@ -197,6 +207,15 @@ async function buildStack(options: StackOptions, closers: (() => unknown)[]): Pr
     inferenceAttestation,
     stopInference,
     startInference,
+    startInferenceReplica: async () => {
+      const attestation = await attestInference();
+      closers.push(() => {
+        attestation.stop();
+      });
+      const replica = await serve(attestation);
+      closers.push(() => replica.app.close());
+      return { url: replica.url, attestation };
+    },
     caller,
     models,
     client,

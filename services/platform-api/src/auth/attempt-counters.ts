@@ -2,7 +2,8 @@
 // them, so N replicas do not allow N times the limit. Redis sees only HMACs of what is counted (an email's
 // blind-index token, a client address), under a key derived from the platform's system key.
 import { createHmac, hkdfSync } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../redis-connection.js";
 
 /** One counted attempt: how long to wait when it went over the limit, and how to take it back. */
 export interface CountedAttempt {
@@ -99,14 +100,7 @@ export function createRedisAttemptCounters(options: RedisAttemptCountersOptions)
   const namingKey = Buffer.from(
     hkdfSync("sha256", options.key, Buffer.alloc(0), "cloister sign-in limits v1 names", 32),
   );
-  const redis = new Redis(options.url, {
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-    maxRetriesPerRequest: 1,
-    commandTimeout: options.commandTimeoutMs ?? 1000,
-  });
-  // Connection errors surface on the commands that fail; the client keeps reconnecting.
-  redis.on("error", () => undefined);
+  const redis = connectRedis({ ...options, commandTimeoutMs: options.commandTimeoutMs ?? 1000 });
   const counters: AttemptCounterFactory = (name, limit, windowMs) => {
     const local = memoryAttemptCounter(limit, windowMs);
     const redisKey = (key: string): string =>

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 
 export const redisBinary = "/usr/bin/redis-server";
 
@@ -88,6 +89,43 @@ export async function startTestRedis(): Promise<TestRedis> {
     stop: () => {
       server?.kill("SIGKILL");
       rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * For a test file: a redis-server started before its tests (unless redis-server is missing, which is
+ * reported once) and stopped after them, with the closers registered meanwhile run first.
+ */
+export function useTestRedis(): {
+  readonly redis: () => TestRedis;
+  readonly onClose: (close: () => Promise<void>) => void;
+} {
+  let redis: TestRedis | undefined;
+  const closers: (() => Promise<void>)[] = [];
+  if (redisSkipReason !== false) {
+    console.warn(`SKIPPING: ${redisSkipReason}`);
+  }
+  before(async () => {
+    if (redisSkipReason === false) {
+      redis = await startTestRedis();
+    }
+  });
+  after(async () => {
+    for (const close of closers.reverse()) {
+      await close();
+    }
+    redis?.stop();
+  });
+  return {
+    redis: () => {
+      if (redis === undefined) {
+        throw new Error("redis-server is not running");
+      }
+      return redis;
+    },
+    onClose: (close) => {
+      closers.push(close);
     },
   };
 }

@@ -31,6 +31,7 @@ export async function startTestPlatform(
       | "store"
       | "trustedProxies"
       | "reportEvents"
+      | "replayGuard"
     >
   > & {
     readonly loginPolicy?: LoginPolicy;

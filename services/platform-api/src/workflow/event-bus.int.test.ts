@@ -4,36 +4,20 @@
 // events, and delivery resumes after Redis restarts.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { redisSkipReason, startTestRedis, type TestRedis } from "../test-support/redis-server.js";
+import { redisSkipReason, useTestRedis } from "../test-support/redis-server.js";
 import { startTestPlatform } from "../test-support/test-platform.js";
 import { createRedisEventBus, type ReportEvent, type ReportEventBus } from "./event-bus.js";
 
 const skip = redisSkipReason;
-if (skip !== false) {
-  console.warn(`SKIPPING: ${skip}`);
-}
 const systemKey = randomBytes(32);
-let redis: TestRedis | undefined;
-const closers: (() => Promise<void>)[] = [];
-
-before(async () => {
-  if (skip === false) {
-    redis = await startTestRedis();
-  }
-});
-after(async () => {
-  for (const close of closers.reverse()) {
-    await close();
-  }
-  redis?.stop();
-});
+const { redis: testRedis, onClose } = useTestRedis();
 
 /** One replica's bus, subscribed before it is returned. */
 async function replicaBus(key: Uint8Array = systemKey): Promise<ReportEventBus> {
-  const bus = createRedisEventBus({ url: redis?.url ?? "", password: redis?.password ?? "", key });
-  closers.push(bus.close);
+  const bus = createRedisEventBus({ url: testRedis().url, password: testRedis().password, key });
+  onClose(bus.close);
   await bus.subscribed;
   return bus;
 }
@@ -90,8 +74,8 @@ describe("report events through Redis", { skip }, () => {
 
   it("show Redis neither tenants nor ids", async () => {
     const bus = await replicaBus();
-    const watcher = new Redis(redis?.url ?? "", { password: redis?.password ?? "" });
-    closers.push(async () => {
+    const watcher = new Redis(testRedis().url, { password: testRedis().password });
+    onClose(async () => {
       watcher.disconnect();
     });
     const seen: string[] = [];
@@ -108,9 +92,9 @@ describe("report events through Redis", { skip }, () => {
   it("flow again after Redis restarts", async () => {
     const [first, second] = [await replicaBus(), await replicaBus()];
     const onSecond = recorder(second);
-    redis?.kill();
+    testRedis().kill();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await redis?.start();
+    await testRedis().start();
     const deadline = Date.now() + 15_000;
     // Published again until the subscriber is back: an event published while Redis is away reaches only the
     // publishing replica's streams (the platform logs that once a minute).
@@ -125,7 +109,7 @@ describe("report events through Redis", { skip }, () => {
     const streamReplica = await replicaBus();
     const workerReplica = await replicaBus();
     const platform = await startTestPlatform({ reportEvents: streamReplica });
-    closers.push(platform.close);
+    onClose(platform.close);
     await platform.accounts.create({
       email: "clinician@a.test",
       password: "correct horse battery staple",

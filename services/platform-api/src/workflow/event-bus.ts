@@ -3,7 +3,7 @@
 // worker. In memory for one replica; with Redis, each event is also published on one channel, sealed under a
 // key derived from the platform's system key, so Redis sees neither tenants nor ids.
 import { hkdfSync, randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { connectRedis } from "../redis-connection.js";
 import { openBytes, sealBytes } from "../storage/record-crypto.js";
 
 export interface ReportEvent {
@@ -89,15 +89,9 @@ export function createRedisEventBus(
   const sealingKey = Buffer.from(hkdfSync("sha256", options.key, Buffer.alloc(0), "cloister events v1", 32));
   // Each replica skips what it published itself: its own listeners had it at once.
   const origin = randomBytes(8).toString("hex");
-  const connection = {
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-  };
-  const publisher = new Redis(options.url, { ...connection, maxRetriesPerRequest: 1 });
-  // A subscriber connection re-subscribes by itself after Redis comes back.
-  const subscriber = new Redis(options.url, { ...connection, autoResubscribe: true });
-  publisher.on("error", () => undefined);
-  subscriber.on("error", () => undefined);
+  const publisher = connectRedis(options);
+  // The subscriber waits for messages, and subscribes again by itself after a reconnect.
+  const subscriber = connectRedis({ ...options, maxRetriesPerRequest: 20 });
   const listeners = localListeners();
   const subscribe = (): Promise<void> =>
     subscriber.subscribe(channel).then(

@@ -1,0 +1,63 @@
+// For tests: a key broker on loopback in this process, trusting the confidential stack's attestation service,
+// whose keys are released to one measurement each.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { buildApp as buildKeyBroker } from "@cloister/key-broker";
+import { simulationProvider } from "@cloister/enclave";
+import { listenOnLoopback } from "@cloister/service-kit";
+import type { LoadContext } from "./confidential-stack.js";
+
+export interface TestKeyBroker {
+  readonly url: string;
+  /** Creates `name` for `measurement`: with `value`, that value; without, 32 bytes the broker generates. */
+  readonly createKey: (name: string, measurement: string, value?: Uint8Array) => Promise<void>;
+  readonly close: () => Promise<void>;
+}
+
+const adminToken = "test-key-broker-admin-token-0123456789";
+
+export async function startTestKeyBroker(
+  context: Omit<LoadContext, "attestation">,
+  directory: string,
+): Promise<TestKeyBroker> {
+  const { app, url } = await listenOnLoopback(async () =>
+    buildKeyBroker({
+      provider: simulationProvider(context.platform, {
+        mrenclave: "b0".repeat(32),
+        mrsigner: "51".repeat(32),
+        productId: 2,
+        svn: 1,
+      }),
+      dataDirectory: join(directory, `keys-${randomBytes(4).toString("hex")}`),
+      adminToken,
+      authorityCa: context.caPem,
+      https: context.tls,
+    }),
+  );
+  return {
+    url,
+    createKey: async (name, measurement, value) => {
+      const created = await app.inject({
+        method: "PUT",
+        url: `/keys/${name}`,
+        headers: { authorization: `Bearer ${adminToken}` },
+        payload: {
+          ...(value === undefined ? {} : { value: Buffer.from(value).toString("base64") }),
+          policy: {
+            version: "1.0.0",
+            anyOf: [
+              {
+                authority: context.attestationUrl,
+                allOf: [{ claim: "x-ms-sgx-mrenclave", equals: measurement }],
+              },
+            ],
+          },
+        },
+      });
+      if (created.statusCode !== 201) {
+        throw new Error(`the key broker did not create ${name}: ${created.body}`);
+      }
+    },
+    close: () => app.close(),
+  };
+}
