@@ -109,6 +109,12 @@ const systemKeyrings = createSystemKeyringSource({
   refreshAfterMs: keyringRefreshMs,
 });
 const systemKeyring = await retryAtStart("the key broker", () => systemKeyrings.refresh());
+// What every replica derives its shared keys from (sessions, Redis names, report events, replay claims): the
+// oldest system key version held, which replicas on both sides of a rotation share.
+const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
+if (oldestSystemKey === undefined) {
+  throw new Error("the key broker released no version of platform-system");
+}
 const tenantKeyrings = createTenantKeyrings({ release: releaseVersion, refreshAfterMs: keyringRefreshMs });
 
 const postgresUrl = process.env.CLOISTER_POSTGRES_URL;
@@ -155,36 +161,32 @@ if (redisUrl === undefined) {
     url: redisUrl,
     ...redisAuth,
   });
-  // Named under the oldest system key version held, which replicas on both sides of a rotation share.
-  const oldestSystemKey = [...systemKeyring.generations].sort(([a], [b]) => a - b)[0]?.[1].encryption;
-  if (oldestSystemKey !== undefined) {
-    // The replicas share the OHTTP key, so they share the replay check too.
-    replayGuard = createRedisReplayGuard({
-      url: redisUrl,
-      ...redisAuth,
-      key: oldestSystemKey,
-      onUnavailable: () => {
-        warnReplayCheckLocal();
-      },
-    });
-    // Report events reach the clinicians' streams on every replica, whichever replica's worker wrote the report.
-    reportEvents = createRedisEventBus({
-      url: redisUrl,
-      ...redisAuth,
-      key: oldestSystemKey,
-      onUnavailable: () => {
-        warnReportEventsLocal();
-      },
-    });
-    attemptCounters = createRedisAttemptCounters({
-      url: redisUrl,
-      ...redisAuth,
-      key: oldestSystemKey,
-      onUnavailable: () => {
-        warnSignInLimitsLocal();
-      },
-    }).counters;
-  }
+  // The replicas share the OHTTP key, so they share the replay check too.
+  replayGuard = createRedisReplayGuard({
+    url: redisUrl,
+    ...redisAuth,
+    key: oldestSystemKey,
+    onUnavailable: () => {
+      warnReplayCheckLocal();
+    },
+  });
+  // Report events reach the clinicians' streams on every replica, whichever replica's worker wrote the report.
+  reportEvents = createRedisEventBus({
+    url: redisUrl,
+    ...redisAuth,
+    key: oldestSystemKey,
+    onUnavailable: () => {
+      warnReportEventsLocal();
+    },
+  });
+  attemptCounters = createRedisAttemptCounters({
+    url: redisUrl,
+    ...redisAuth,
+    key: oldestSystemKey,
+    onUnavailable: () => {
+      warnSignInLimitsLocal();
+    },
+  }).counters;
 }
 
 const inferenceUrl = process.env.CLOISTER_INFERENCE_URL;
@@ -237,7 +239,8 @@ const app = await buildApp({
   tenantKeyring: tenantKeyrings.keyring,
   refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,
-  sessions: await createLocalSessions({ issuer: baseUrl }),
+  // Every replica signs and verifies local sessions with the same key, so a session outlives a restart too.
+  sessions: await createLocalSessions({ issuer: baseUrl, signingSecret: oldestSystemKey }),
   // An external OpenID Connect provider (Entra ID) replaces local accounts when it is configured.
   ...(oidc === undefined ? {} : { sessionVerifier: createOidcSessions(oidc) }),
   attestation,

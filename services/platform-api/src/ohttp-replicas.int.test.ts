@@ -40,6 +40,7 @@ async function replica(replayGuard?: ReplayGuard): Promise<TestPlatform> {
   const platform = await startTestPlatform({
     store: openSqliteStore(join(scratch, "records.db")),
     systemKeyring,
+    sessionSecret: systemKeyring.encryption,
     tenantKeyring: async () => tenantKeyring,
     ...(replayGuard === undefined ? {} : { replayGuard }),
     attestation: {
@@ -101,6 +102,18 @@ describe("platform replicas sharing one OHTTP key", { skip }, () => {
       assert.equal(answer.statusCode, 200, answer.body);
       assert.equal(decodeResponse(await sealed.openResponse(answer.rawPayload)).status, 200);
     }
+    // A session from one replica is good at the other (both derive the session key from the system key).
+    const signedIn = await first.app.inject({
+      method: "POST",
+      url: "/auth/login",
+      payload: { email: "clerk@a.test", password },
+    });
+    const elsewhere = await second.app.inject({
+      method: "GET",
+      url: "/fhir/Patient?name=Nobody",
+      headers: { authorization: `Bearer ${signedIn.json<{ accessToken: string }>().accessToken}` },
+    });
+    assert.equal(elsewhere.statusCode, 200, elsewhere.body);
     // Captured on its way to the first replica, replayed to the second.
     const captured = await sealedSignIn("clerk@a.test");
     assert.equal((await post(first, captured.encapsulatedRequest)).statusCode, 200);

@@ -1,10 +1,11 @@
-// Sessions: local ES256 tokens, and an external OpenID Connect provider (Entra ID style) whose tenant and
+// Sessions: local ES256 tokens (the same key in every replica when derived from a shared secret), and an external OpenID Connect provider (Entra ID style) whose tenant and
 // role claims map to Cloister's; tokens of other issuers, audiences or unmapped tenants are refused.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { randomBytes } from "node:crypto";
+import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT } from "jose";
 import { PlatformError } from "../errors.js";
 import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./sessions.js";
 
@@ -24,6 +25,33 @@ test("local sessions carry subject, tenant and role, and refuse tampering", asyn
   await assert.rejects(sessions.verify(`${header}.${elevated}.${signature}`), PlatformError);
   const other = await createLocalSessions({ issuer: "https://platform.test" });
   await assert.rejects(other.verify(accessToken), PlatformError, "another process's key does not verify");
+});
+
+test("local sessions signed under a shared secret verify at every replica, and under no other secret", async () => {
+  const secret = randomBytes(32);
+  const [first, second] = [
+    await createLocalSessions({ issuer: "https://platform.test", signingSecret: secret }),
+    await createLocalSessions({ issuer: "https://platform.test", signingSecret: secret }),
+  ];
+  const { accessToken } = await first.issue({ subject: "acct-2", tenantId: "t1", role: "clinician" });
+  assert.deepEqual(await second.verify(accessToken), {
+    subject: "acct-2",
+    tenantId: "t1",
+    role: "clinician",
+  });
+  assert.deepEqual(first.jwks(), second.jwks(), "the same key, under the same kid");
+  // Any JOSE library verifies it against the published key set.
+  const [published] = first.jwks().keys;
+  assert.ok(published !== undefined);
+  const { protectedHeader } = await jwtVerify(accessToken, await importJWK(published, "ES256"));
+  assert.equal(protectedHeader.alg, "ES256");
+  assert.equal(protectedHeader.kid, published.kid);
+  const other = await createLocalSessions({
+    issuer: "https://platform.test",
+    signingSecret: randomBytes(32),
+  });
+  await assert.rejects(other.verify(accessToken), PlatformError, "another secret's key does not verify");
+  assert.notEqual(other.jwks().keys[0]?.kid, published.kid);
 });
 
 test("an OpenID Connect provider's tokens map to a tenant and the strongest mapped role", async () => {

@@ -1,7 +1,10 @@
-// Staff sessions. Locally, a JWT (ES256) signed by a key made inside the TEE at start; or, by
-// configuration, tokens from an external OpenID Connect provider (Entra ID) whose claims map to a tenant
-// and a role. Routes only see a Principal, whichever verified it.
+// Staff sessions. Locally, a JWT (ES256) signed by a key derived inside the TEE from the platform's system key,
+// so every replica verifies every replica's sessions and a restart signs nobody out; or, by configuration,
+// tokens from an external OpenID Connect provider (Entra ID) whose claims map to a tenant and a role. Routes
+// only see a Principal, whichever verified it.
+import { createECDH, createPrivateKey, createPublicKey, hkdfSync, type KeyObject } from "node:crypto";
 import {
+  calculateJwkThumbprint,
   createRemoteJWKSet,
   exportJWK,
   generateKeyPair,
@@ -34,19 +37,56 @@ export interface LocalSessions extends SessionVerifier {
   readonly jwks: () => { keys: JWK[] };
 }
 
-/** Local accounts: the signing key exists only in this process. */
+/** The order of P-256's group. */
+const p256Order = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/**
+ * A P-256 key pair derived from a secret: the scalar is 48 bytes of HKDF output reduced into [1, n-1], so
+ * its bias is negligible. The same secret gives the same key in every replica.
+ */
+function es256KeyFromSecret(secret: Uint8Array): { privateKey: KeyObject; publicKey: KeyObject } {
+  const expanded = Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), "cloister local sessions v1", 48));
+  const scalar = (BigInt(`0x${expanded.toString("hex")}`) % (p256Order - 1n)) + 1n;
+  const d = Buffer.from(scalar.toString(16).padStart(64, "0"), "hex");
+  const ecdh = createECDH("prime256v1");
+  ecdh.setPrivateKey(d);
+  const point = ecdh.getPublicKey();
+  const privateKey = createPrivateKey({
+    key: {
+      kty: "EC",
+      crv: "P-256",
+      d: d.toString("base64url"),
+      x: point.subarray(1, 33).toString("base64url"),
+      y: point.subarray(33, 65).toString("base64url"),
+    },
+    format: "jwk",
+  });
+  return { privateKey, publicKey: createPublicKey(privateKey) };
+}
+
+/**
+ * Local accounts' sessions. With `signingSecret` (main.ts: derived from the platform's system key, which every
+ * replica holds), every replica signs with the same key; without it, the key exists only in this process.
+ */
 export async function createLocalSessions(options: {
   issuer: string;
   lifetimeSeconds?: number;
+  signingSecret?: Uint8Array;
 }): Promise<LocalSessions> {
-  const { privateKey, publicKey } = await generateKeyPair("ES256");
-  const publicJwk: JWK = { ...(await exportJWK(publicKey)), alg: "ES256", use: "sig", kid: "session-1" };
+  const { privateKey, publicKey } =
+    options.signingSecret === undefined
+      ? await generateKeyPair("ES256")
+      : es256KeyFromSecret(options.signingSecret);
+  const exported = await exportJWK(publicKey);
+  // The kid names the key, so a verifier tells a replaced key (after a rotation) from the current one.
+  const kid = `session-${(await calculateJwkThumbprint(exported)).slice(0, 16)}`;
+  const publicJwk: JWK = { ...exported, alg: "ES256", use: "sig", kid };
   const lifetime = options.lifetimeSeconds ?? 900;
   const audience = "cloister-platform";
   return {
     issue: async (principal) => ({
       accessToken: await new SignJWT({ tid: principal.tenantId, role: principal.role })
-        .setProtectedHeader({ alg: "ES256", kid: "session-1", typ: "JWT" })
+        .setProtectedHeader({ alg: "ES256", kid, typ: "JWT" })
         .setSubject(principal.subject)
         .setIssuer(options.issuer)
         .setAudience(audience)

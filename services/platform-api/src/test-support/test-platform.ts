@@ -37,20 +37,30 @@ export async function startTestPlatform(
     readonly loginPolicy?: LoginPolicy;
     /** Shared by replicas over one store (default: a random keyring of this platform's own). */
     readonly systemKeyring?: TenantKeyring | KeyringSource;
+    /** Shared by replicas so each verifies the others' sessions (default: a key of this platform's own). */
+    readonly sessionSecret?: Uint8Array;
   } = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
   const store = options.store ?? openSqliteStore(join(scratch, "records.db"));
   await store.migrate();
   const tenantKeyring = deriveTenantKeyring(randomBytes(32), "hospital-a");
-  const { loginPolicy, systemKeyring = deriveTenantKeyring(randomBytes(32), "_system"), ...config } = options;
+  const {
+    loginPolicy,
+    systemKeyring = deriveTenantKeyring(randomBytes(32), "_system"),
+    sessionSecret,
+    ...config
+  } = options;
   const accounts = new AccountService(store, systemKeyring, loginPolicy);
   const app = await buildApp({
     baseUrl: "https://platform.test",
     store,
     accounts,
     systemKeyring,
-    sessions: await createLocalSessions({ issuer: "https://platform.test" }),
+    sessions: await createLocalSessions({
+      issuer: "https://platform.test",
+      ...(sessionSecret === undefined ? {} : { signingSecret: sessionSecret }),
+    }),
     tenantKeyring: async () => tenantKeyring,
     ...config,
   });
