@@ -23,7 +23,12 @@ import { FhirRepository, type AuditEventWrite, type TenantContext } from "./fhir
 import { loadFhirDefinitions } from "./fhir/validation.js";
 import type { FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
-import { keyringSource, systemTenantId, type KeyringSource } from "./storage/tenant-keyrings.js";
+import {
+  keyringSource,
+  systemTenantId,
+  withKeyringRetry,
+  type KeyringSource,
+} from "./storage/tenant-keyrings.js";
 import type { RecordStore } from "./storage/record-store.js";
 
 export interface PlatformConfig {
@@ -185,18 +190,14 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     tenantId: string,
     work: (tenant: TenantContext) => Promise<T>,
   ): Promise<T> => {
-    try {
-      return await work({ tenantId, keyring: await config.tenantKeyring(tenantId) });
-    } catch (error) {
-      const refresh = config.refreshTenantKeyring;
-      if (
-        !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
-        refresh === undefined
-      ) {
-        throw error;
-      }
-      return work({ tenantId, keyring: await refresh(tenantId) });
-    }
+    const refresh = config.refreshTenantKeyring;
+    return withKeyringRetry(
+      {
+        keyring: () => config.tenantKeyring(tenantId),
+        refresh: refresh === undefined ? undefined : () => refresh(tenantId),
+      },
+      (keyring) => work({ tenantId, keyring }),
+    );
   };
   const interactionActions: Record<string, AuditAction> = {
     create: "C",

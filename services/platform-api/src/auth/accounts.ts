@@ -9,7 +9,12 @@ import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/rec
 import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore } from "../storage/record-store.js";
 import { reencryptBatch, type ReencryptProgress } from "../storage/reencrypt.js";
-import { keyringSource, systemTenantId, type KeyringSource } from "../storage/tenant-keyrings.js";
+import {
+  keyringSource,
+  systemTenantId,
+  withKeyringRetry,
+  type KeyringSource,
+} from "../storage/tenant-keyrings.js";
 import {
   memoryAttemptCounters,
   type AttemptCounter,
@@ -112,15 +117,8 @@ export class AccountService {
   }
 
   private async find(email: string): Promise<{ account: AccountRecord; versionId: number } | undefined> {
-    try {
-      return await this.findWith(await this.keyrings.keyring(), email);
-    } catch (error) {
-      if (error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") {
-        // Another replica sealed the account under a newer version of the system key: fetch it, once.
-        return this.findWith(await this.keyrings.refresh(), email);
-      }
-      throw error;
-    }
+    // Another replica may have sealed the account under a newer version of the system key.
+    return withKeyringRetry(this.keyrings, (keyring) => this.findWith(keyring, email));
   }
 
   private async findWith(

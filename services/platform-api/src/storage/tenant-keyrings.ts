@@ -2,6 +2,7 @@
 // holds, so records sealed before a rotation stay readable until re-encrypted. Keyrings are cached and asked
 // for again after `refreshAfterMs` (the old one serves meanwhile), or at once by `refresh` (an admin's
 // re-encryption, or a record under a version this replica has not seen yet).
+import { PlatformError } from "../errors.js";
 import { deriveTenantKeyringGenerations, type TenantKeyring } from "./record-crypto.js";
 
 export interface ReleasedDataKey {
@@ -112,4 +113,26 @@ export function keyringSource(keyring: TenantKeyring | KeyringSource): KeyringSo
     return keyring;
   }
   return { keyring: async () => keyring, refresh: async () => keyring };
+}
+
+/**
+ * Runs `work` with the keyring `keyrings.keyring` gives; when it meets a record under a key version this
+ * replica has not fetched yet (ERR_KEY_UNAVAILABLE: another replica rotated first), runs it once more with
+ * the keyring `keyrings.refresh` fetches. For work where no client's retry after a 503 can follow.
+ */
+export async function withKeyringRetry<T>(
+  keyrings: { keyring: () => Promise<TenantKeyring>; refresh?: (() => Promise<TenantKeyring>) | undefined },
+  work: (keyring: TenantKeyring) => Promise<T>,
+): Promise<T> {
+  try {
+    return await work(await keyrings.keyring());
+  } catch (error) {
+    if (
+      !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
+      keyrings.refresh === undefined
+    ) {
+      throw error;
+    }
+    return work(await keyrings.refresh());
+  }
 }

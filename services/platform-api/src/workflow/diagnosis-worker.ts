@@ -10,6 +10,7 @@ import type { AuditEventWrite, FhirRepository, TenantContext } from "../fhir/rep
 import type { FhirResource } from "../fhir/search-parameters.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 import type { ResultCache } from "./result-cache.js";
+import { withKeyringRetry } from "../storage/tenant-keyrings.js";
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
@@ -145,21 +146,19 @@ export class DiagnosisWorker {
       tenantId: job.tenantId,
       keyring: await this.options.tenantKeyring(job.tenantId),
     };
+    const refresh = this.options.refreshTenantKeyring;
     try {
-      try {
-        await this.diagnose(tenant, job.serviceRequestId);
-      } catch (error) {
-        const refresh = this.options.refreshTenantKeyring;
-        if (
-          !(error instanceof PlatformError && error.code === "ERR_KEY_UNAVAILABLE") ||
-          refresh === undefined
-        ) {
-          throw error;
-        }
-        // Every step is create-only or checked, so running the job again repeats nothing.
-        tenant = { tenantId: job.tenantId, keyring: await refresh(job.tenantId) };
-        await this.diagnose(tenant, job.serviceRequestId);
-      }
+      // Every step is create-only or checked, so running the job again with fresh keys repeats nothing.
+      await withKeyringRetry(
+        {
+          keyring: async () => tenant.keyring,
+          refresh: refresh === undefined ? undefined : () => refresh(job.tenantId),
+        },
+        async (keyring) => {
+          tenant = { tenantId: job.tenantId, keyring };
+          await this.diagnose(tenant, job.serviceRequestId);
+        },
+      );
     } catch (error) {
       const permanent = error instanceof PermanentFailure;
       const code = permanent

@@ -13,7 +13,8 @@
 // replica has opened it within `newerVersionGraceMs` (the rotation was rolled back, and that version is held
 // nowhere), it is dropped like an unreadable one, and the reconciler queues the order again under a key held.
 import { createHmac, hkdfSync } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../redis-connection.js";
 import { PlatformError } from "../errors.js";
 import { openBytes, sealBytes } from "../storage/record-crypto.js";
 import type { DiagnosisJob, JobQueue, QueueStats } from "./job-queue.js";
@@ -97,15 +98,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const payloadKeys = new Map(versions.map(([generation, key]) => [generation, derive(key, "payload")]));
   const sealingKey = derive(newestVersion[1], "payload");
   const namingKey = derive(oldestVersion[1], "member");
-  const redis = new Redis(options.url, {
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-    maxRetriesPerRequest: 3,
-    enableOfflineQueue: true,
-    lazyConnect: false,
-  });
-  // Connection errors surface on the commands that fail; the client keeps reconnecting.
-  redis.on("error", () => undefined);
+  const redis = connectRedis({ ...options, maxRetriesPerRequest: 3 });
   let closed = false;
 
   const member = (job: { tenantId: string; serviceRequestId: string }): string =>

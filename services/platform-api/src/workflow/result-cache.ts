@@ -2,7 +2,8 @@
 // when the platform died). Values are sealed with a key derived from the tenant's keys, addressed by an
 // HMAC, so Redis (or memory) holds ciphertext only. In memory by default; Redis for several replicas.
 import { createHmac, hkdfSync } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../redis-connection.js";
 import type { TenantContext } from "../fhir/repository.js";
 import { openBytes, sealBytes } from "../storage/record-crypto.js";
 
@@ -89,12 +90,7 @@ export function createRedisResultCache(options: {
   prefix?: string;
 }): ResultCache & { readonly redis: Redis } {
   const prefix = options.prefix ?? "cloister:cache";
-  const redis = new Redis(options.url, {
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-    maxRetriesPerRequest: 2,
-  });
-  redis.on("error", () => undefined);
+  const redis = connectRedis({ ...options, maxRetriesPerRequest: 2 });
   // The tenant appears only as an HMAC under its own key, so Redis cannot group entries by hospital.
   const redisKey = (tenant: TenantContext, name: string): string =>
     `${prefix}:${createHmac("sha256", cacheKeys(tenant).naming).update("tenant").digest("hex").slice(0, 16)}:${name}`;
