@@ -228,6 +228,20 @@ describe("diagnosis workflow", () => {
     }
     assert.match(announced, /event: DiagnosticReport/);
     await reader.cancel();
+    // The event names the order and its patient (ids only), so a page open on that patient can tell.
+    const data = announced
+      .split("\n")
+      .filter((line) => line.startsWith("data: ") && line.includes(requestId))
+      .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
+    assert.deepEqual(data, [
+      {
+        type: "DiagnosticReport",
+        id: report.id,
+        status: "final",
+        basedOn: `ServiceRequest/${requestId}`,
+        subject: (report.subject as { reference: string }).reference,
+      },
+    ]);
 
     const results = report.result as { reference: string }[];
     const observations = await Promise.all(

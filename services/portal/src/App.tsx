@@ -90,6 +90,8 @@ export function App(): React.JSX.Element {
   const [modelsError, setModelsError] = useState<string>();
   const [lastEvent, setLastEvent] = useState<ReportEvent>();
   const [live, setLive] = useState(false);
+  /** How often the event stream has (re)connected: events sent in between are lost, so records reload. */
+  const [connections, setConnections] = useState(0);
 
   const attest = useCallback(async (current: PortalConfig) => {
     setVerified(undefined);
@@ -159,13 +161,19 @@ export function App(): React.JSX.Element {
     void followReportEvents(
       config?.platformUrl ?? "",
       () => client.token(),
-      (event) => {
-        setLastEvent(event);
+      {
+        onEvent: (event) => {
+          setLastEvent(event);
+        },
+        onConnected: () => {
+          setLive(true);
+          setConnections((count) => count + 1);
+        },
+        onDisconnected: () => {
+          setLive(false);
+        },
       },
       controller.signal,
-      () => {
-        setLive(true);
-      },
     );
     return () => {
       controller.abort();
@@ -184,7 +192,15 @@ export function App(): React.JSX.Element {
             <span data-testid="signed-in">
               {session.email} ({session.role})
             </span>
-            <span className={`live ${live ? "on" : "off"}`} title="Live updates">
+            <span
+              className={`live ${live ? "on" : "off"}`}
+              data-testid="live-status"
+              title={
+                live
+                  ? "Live updates: results appear as they are ready"
+                  : "Reconnecting: orders being analysed are checked every 5 seconds meanwhile"
+              }
+            >
               {live ? "● live" : "○ connecting"}
             </span>
             <button
@@ -237,6 +253,8 @@ export function App(): React.JSX.Element {
                   models={models}
                   modelsError={modelsError}
                   lastEvent={lastEvent}
+                  live={live}
+                  connections={connections}
                 />
               )}
             </div>

@@ -1,5 +1,5 @@
 // One patient: upload an image, order an AI analysis, follow it live, and (clinicians) read the results.
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
   formatName,
@@ -49,6 +49,22 @@ function imageType(file: File, bytes: Uint8Array): string | undefined {
   return undefined;
 }
 
+// The event stream is a hint, not the record: an event sent while it was down, or lost between the platform's
+// replicas while Redis was away, never arrives. So the patient's orders are read again (one search; the
+// reports only when a status changed): every 5 s while the stream is down (an order placed elsewhere meanwhile
+// is found too), every 30 s while it is up and one of the orders is still being analysed, and whenever the tab
+// is shown again.
+const checkWhileLiveMs = 30_000;
+const checkWhileOfflineMs = 5_000;
+
+/** The orders' ids and statuses, to see whether anything changed since the last reading. */
+function orderStatuses(orders: readonly ServiceRequest[]): string {
+  return orders
+    .map((order) => `${order.id ?? ""}:${order.status}`)
+    .sort()
+    .join(",");
+}
+
 const orderStatus: Readonly<Record<string, string>> = {
   active: "Analysing",
   completed: "Result ready",
@@ -96,6 +112,10 @@ export function PatientRecord(props: {
   readonly models: readonly ModelInfo[] | undefined;
   readonly modelsError: string | undefined;
   readonly lastEvent: ReportEvent | undefined;
+  /** Whether the event stream is connected. */
+  readonly live: boolean;
+  /** How often the event stream has (re)connected in this session. */
+  readonly connections: number;
 }): React.JSX.Element {
   const { client, patient } = props;
   const subject = `Patient/${patient.id ?? ""}`;
@@ -134,13 +154,65 @@ export function PatientRecord(props: {
     void refresh();
   }, [refresh]);
 
-  // A report for one of this patient's orders changed: read the orders and reports again.
+  // A report for this patient changed (also for an order placed elsewhere since this page read the orders):
+  // read the orders and reports again.
   useEffect(() => {
     const event = props.lastEvent;
-    if (event !== undefined && orders.some((order) => `ServiceRequest/${order.id ?? ""}` === event.basedOn)) {
+    if (
+      event !== undefined &&
+      (event.subject === subject ||
+        orders.some((order) => `ServiceRequest/${order.id ?? ""}` === event.basedOn))
+    ) {
       void refresh();
     }
   }, [props.lastEvent]);
+
+  // The stream reconnected: events sent while it was down are lost, so read everything again.
+  const connectionsSeen = useRef(props.connections);
+  useEffect(() => {
+    if (props.connections !== connectionsSeen.current) {
+      connectionsSeen.current = props.connections;
+      void refresh();
+    }
+  }, [props.connections, refresh]);
+
+  // Check the orders now and then (see checkWhileLiveMs).
+  const [checks, setChecks] = useState(0);
+  const pending = orders.some((entry) => entry.status === "active");
+  useEffect(() => {
+    if (props.live && !pending) {
+      return;
+    }
+    const known = orderStatuses(orders);
+    let cancelled = false;
+    const check = async (): Promise<void> => {
+      try {
+        const found = await client.search<ServiceRequest>("ServiceRequest", { subject, _count: "50" });
+        if (!cancelled && orderStatuses(found) !== known) {
+          await refresh();
+        }
+      } catch {
+        // The next check tries again; the live indicator already says the platform is hard to reach.
+      } finally {
+        if (!cancelled) {
+          setChecks((count) => count + 1);
+        }
+      }
+    };
+    const timer = setTimeout(() => void check(), props.live ? checkWhileLiveMs : checkWhileOfflineMs);
+    const onVisible = (): void => {
+      if (document.visibilityState === "visible") {
+        clearTimeout(timer);
+        void check();
+      }
+    };
+    document.addEventListener("visibilitychange", onVisible);
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisible);
+    };
+  }, [pending, orders, props.live, checks, client, subject, refresh]);
 
   const choose = async (event: React.ChangeEvent<HTMLInputElement>): Promise<void> => {
     setFileError(undefined);

@@ -183,6 +183,17 @@ async function signInPortal(page: Page, email: string): Promise<void> {
   await page.getByTestId("signed-in").waitFor();
 }
 
+/** Signs in and opens the sentinel patient, found by name. */
+async function openSentinelPatient(page: Page, email: string): Promise<void> {
+  await signInPortal(page, email);
+  const search = page.getByRole("region", { name: "Find a patient" });
+  await search.getByLabel("Search by").selectOption("name");
+  await search.getByLabel("Family or given name").fill(sentinel.family);
+  await search.getByRole("button", { name: "Search" }).click();
+  await search.getByRole("button", { name: new RegExp(sentinel.family, "i") }).click();
+  await page.getByTestId("patient-name").waitFor();
+}
+
 function serviceLogs(): string {
   const logs = join(dataDirectory, "logs");
   return readdirSync(logs)
@@ -382,12 +393,7 @@ describe(
     test("the clinician finds the patient by name and sees both results with the model and the inference enclave", async () => {
       assert.ok(orderedAt > 0, "the clerk's orders were placed");
       const page = await newPage(observed);
-      await signInPortal(page, "clinician@demo.hospital");
-      const search = page.getByRole("region", { name: "Find a patient" });
-      await search.getByLabel("Search by").selectOption("name");
-      await search.getByLabel("Family or given name").fill(sentinel.family);
-      await search.getByRole("button", { name: "Search" }).click();
-      await search.getByRole("button", { name: new RegExp(sentinel.family, "i") }).click();
+      await openSentinelPatient(page, "clinician@demo.hospital");
       await page.getByTestId("report").nth(1).waitFor({ timeout: 30_000 });
       const reports = await page.getByTestId("report").allTextContents();
       assert.equal(reports.length, 2);
@@ -411,6 +417,46 @@ describe(
       }));
       assert.deepEqual(stored, { local: 0, session: 0, cookie: "" });
       await page.context().close();
+    });
+
+    test("results reach an open page without live events: by the page's own checks while the stream is cut, and by the patient's event for an order placed at another workstation", async () => {
+      assert.ok(orderedAt > 0, "the clerk's orders were placed");
+      // The clerk's workstation, ordering while a clinician has the same patient open.
+      const clerk = await newPage(observed);
+      await openSentinelPatient(clerk, "clerk@demo.hospital");
+      let ordered = 0;
+      const orderAtClerk = async (): Promise<void> => {
+        // A new file each time: choosing the same file again does not change the input.
+        const image = join(scratch, `elsewhere-${++ordered}.png`);
+        writeFileSync(image, pngOf(20 + ordered));
+        await clerk.getByTestId("model-select").selectOption("chest-xray-pneumonia");
+        await clerk.getByTestId("image-input").setInputFiles(image);
+        await clerk.getByTestId("image-preview").waitFor();
+        await clerk.getByRole("button", { name: "Upload and order analysis" }).click();
+        await clerk.getByTestId("image-preview").waitFor({ state: "detached" });
+      };
+
+      // The event stream cut (a proxy dropping it): the page says so, and its own checks find the result.
+      const cut = await newPage(observed);
+      await cut.route(/\/events$/, (route) => route.abort());
+      await openSentinelPatient(cut, "clinician@demo.hospital");
+      await cut.getByTestId("report").nth(1).waitFor({ timeout: 30_000 });
+      await orderAtClerk();
+      await cut.getByTestId("report").nth(2).waitFor({ timeout: 60_000 });
+      assert.equal(await cut.getByTestId("live-status").textContent(), "○ connecting", "no event reached it");
+      await cut.context().close();
+
+      // Live, with no order of this patient pending when the page read them, no check is due: only the
+      // report's event, matched by its patient, can show an order placed elsewhere afterwards.
+      const live = await newPage(observed);
+      await openSentinelPatient(live, "clinician@demo.hospital");
+      await live.getByTestId("report").nth(2).waitFor({ timeout: 30_000 });
+      await live.getByTestId("live-status").filter({ hasText: "● live" }).waitFor();
+      await orderAtClerk();
+      await live.getByTestId("report").nth(3).waitFor({ timeout: 25_000 });
+      assert.match((await live.getByTestId("report").first().textContent()) ?? "", /final/);
+      await live.context().close();
+      await clerk.context().close();
     });
 
     test("refuses to send anything when the platform's measurement is not the expected one", async () => {

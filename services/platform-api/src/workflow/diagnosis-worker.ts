@@ -15,10 +15,16 @@ import { withKeyringRetry } from "../storage/tenant-keyrings.js";
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
 
+/** The order's patient reference for a report event, when it has one. */
+function subjectOf(request: FhirResource): { subject?: string } {
+  const reference = (request.subject as { reference?: unknown } | undefined)?.reference;
+  return typeof reference === "string" ? { subject: reference } : {};
+}
+
 export interface WorkflowEvents {
   readonly publish: (
     tenantId: string,
-    event: { type: string; id: string; status: string; basedOn: string },
+    event: { type: string; id: string; status: string; basedOn: string; subject?: string },
   ) => void;
 }
 
@@ -391,6 +397,7 @@ export class DiagnosisWorker {
       id: report.id ?? reportId,
       status: "final",
       basedOn: `ServiceRequest/${serviceRequestId}`,
+      ...subjectOf(request),
     });
   }
 
@@ -517,6 +524,7 @@ export class DiagnosisWorker {
       id: report.id ?? reportId,
       status: finished ? "final" : "cancelled",
       basedOn: `ServiceRequest/${serviceRequestId}`,
+      ...subjectOf(request),
     });
   }
 }

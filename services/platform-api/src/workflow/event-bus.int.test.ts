@@ -46,6 +46,7 @@ const reportEvent = (id: string): ReportEvent => ({
   id,
   status: "final",
   basedOn: `ServiceRequest/${id}-order`,
+  subject: `Patient/${id}-patient`,
 });
 
 describe("report events through Redis", { skip }, () => {

@@ -11,6 +11,8 @@ export interface ReportEvent {
   readonly id: string;
   readonly status: string;
   readonly basedOn: string;
+  /** The patient (`Patient/<id>`), so a page open on that patient notices an order placed elsewhere. */
+  readonly subject?: string;
 }
 
 export type ReportEventListener = (tenantId: string, event: ReportEvent) => void;
@@ -63,7 +65,8 @@ function isReportEvent(value: unknown): value is { tenantId: string; event: Repo
   return (
     typeof tenantId === "string" &&
     typeof event === "object" &&
-    ["type", "id", "status", "basedOn"].every((field) => typeof event[field] === "string")
+    ["type", "id", "status", "basedOn"].every((field) => typeof event[field] === "string") &&
+    (event.subject === undefined || typeof event.subject === "string")
   );
 }
 
