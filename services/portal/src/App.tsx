@@ -1,6 +1,6 @@
 // The clerk portal: attest the platform, then sign in, then work with patients. Nothing is sent to the
 // platform (not even the password) until its attestation has verified.
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { AttestationPanel } from "./AttestationPanel.js";
 import { attestPlatform, AttestationRefused, type VerifiedPlatform } from "./attest-platform.js";
 import { loadConfig, type PortalConfig } from "./config.js";
@@ -93,17 +93,44 @@ export function App(): React.JSX.Element {
   /** How often the event stream has (re)connected: events sent in between are lost, so records reload. */
   const [connections, setConnections] = useState(0);
 
+  // The client exists only once the platform is verified: it is the only way the portal talks to it.
+  const [client, setClient] = useState<PlatformClient>();
+
   const attest = useCallback(async (current: PortalConfig) => {
     setVerified(undefined);
     setRefused(undefined);
-    try {
-      setVerified(await attestPlatform(current));
-    } catch (error) {
+    setClient(undefined);
+    // A refusal, first or later, ends the session: the client (and the access token it holds) is dropped,
+    // and the panel says why.
+    const refuse = (error: unknown): void => {
+      setClient(undefined);
+      setVerified(undefined);
+      setSession(undefined);
+      setPatient(undefined);
       setRefused(
         error instanceof AttestationRefused
           ? error
           : new AttestationRefused("ERR_UNKNOWN", "The check failed."),
       );
+    };
+    try {
+      const first = await attestPlatform(current);
+      setVerified(first);
+      // Verified again, the same way, when the token expires or the platform's key changed (a rotation,
+      // a restart): the session goes on without a reload.
+      const reattest = async (): Promise<VerifiedPlatform> => {
+        try {
+          const next = await attestPlatform(current);
+          setVerified(next);
+          return next;
+        } catch (error) {
+          refuse(error);
+          throw error;
+        }
+      };
+      setClient(new PlatformClient(current.platformUrl, first, reattest));
+    } catch (error) {
+      refuse(error);
     }
   }, []);
 
@@ -118,15 +145,6 @@ export function App(): React.JSX.Element {
       },
     );
   }, [attest]);
-
-  // The client exists only once the platform is verified: it is the only way the portal talks to it.
-  const client = useMemo(
-    () =>
-      config === undefined || verified === undefined
-        ? undefined
-        : new PlatformClient(config.platformUrl, verified.keyConfig),
-    [config, verified],
-  );
 
   const signOut = useCallback(
     (reason?: string) => {

@@ -51,6 +51,13 @@ function retryPauseMs(error: unknown): number | undefined {
   return seconds === undefined || seconds > longestRetryPauseSeconds ? undefined : seconds * 1000;
 }
 
+function parsedKey(attested: AttestedKey): { keyConfig: KeyConfig; expiresAtMs: number } {
+  return {
+    keyConfig: parseKeyConfig(base64urlBytes(attested.keyConfig)),
+    expiresAtMs: attested.expiresAt.getTime(),
+  };
+}
+
 function base64urlBytes(text: string): Uint8Array {
   const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
   const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
@@ -78,14 +85,39 @@ function failureOf(response: PlatformResponse): PlatformRequestError {
   return new PlatformRequestError(response.status, code, message, response.retryAfter);
 }
 
+/** What a verified attestation of the platform gave the portal. */
+export interface AttestedKey {
+  /** The OHTTP key configuration bound into the platform's verified evidence (base64url). */
+  readonly keyConfig: string;
+  /** When the verifying token expires: the platform is verified again before the next request after it. */
+  readonly expiresAt: Date;
+}
+
+/** The gateway could not open the request (a key it no longer holds), so nothing was done with it. */
+function isKeyChange(error: unknown): boolean {
+  return (
+    error instanceof PlatformRequestError &&
+    (error.code === "ERR_OHTTP_UNKNOWN_KEY" || error.code === "ERR_OHTTP_DECRYPT")
+  );
+}
+
 export class PlatformClient {
-  private readonly keyConfig: KeyConfig;
+  private attested: { readonly keyConfig: KeyConfig; readonly expiresAtMs: number };
   private readonly platformUrl: string;
+  private readonly reattest: (() => Promise<AttestedKey>) | undefined;
+  private attesting: Promise<void> | undefined;
   private accessToken: string | undefined;
 
-  constructor(platformUrl: string, keyConfig: string) {
+  /**
+   * @param reattest Verifies the platform's attestation again, exactly as the first time (measurement, TEE,
+   * token, key binding), when its token has expired or its gateway no longer holds the key (after a key
+   * rotation, or a restart of a replica with a key of its own). Without it, such a request fails and asks for
+   * a reload. When it rejects, nothing more is sent.
+   */
+  constructor(platformUrl: string, attested: AttestedKey, reattest?: () => Promise<AttestedKey>) {
     this.platformUrl = platformUrl;
-    this.keyConfig = parseKeyConfig(base64urlBytes(keyConfig));
+    this.attested = parsedKey(attested);
+    this.reattest = reattest;
   }
 
   setAccessToken(token: string | undefined): void {
@@ -106,20 +138,71 @@ export class PlatformClient {
     body?: { bytes: Uint8Array; contentType: string },
     onUploadProgress?: (fraction: number) => void,
   ): Promise<PlatformResponse> {
-    try {
-      return await this.requestOnce(method, path, body, onUploadProgress);
-    } catch (error) {
-      const pause = retryPauseMs(error);
-      if (pause === undefined) {
-        throw error;
+    if (this.attested.expiresAtMs <= Date.now()) {
+      await this.attestAgain(this.attested);
+    }
+    let keyChanged = false;
+    let paused = false;
+    for (;;) {
+      const sealedTo = this.attested;
+      try {
+        return await this.requestOnce(sealedTo.keyConfig, method, path, body, onUploadProgress);
+      } catch (error) {
+        // The gateway could not open it, so nothing was done: verify the platform again, then send it once
+        // more, sealed to the key its new evidence binds.
+        if (!keyChanged && isKeyChange(error) && this.reattest !== undefined) {
+          keyChanged = true;
+          await this.attestAgain(sealedTo);
+          continue;
+        }
+        const pause = retryPauseMs(error);
+        if (paused || pause === undefined) {
+          throw error;
+        }
+        paused = true;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        // Sealed afresh: a new key, a new Date.
       }
-      await new Promise((resolve) => setTimeout(resolve, pause));
-      // Sealed afresh: a new key, a new Date.
-      return this.requestOnce(method, path, body, onUploadProgress);
     }
   }
 
+  /**
+   * Verifies the platform again, once for every request that found `stale` out of date: a request that
+   * failed while another already replaced the key is simply sent again.
+   */
+  private async attestAgain(stale: PlatformClient["attested"]): Promise<void> {
+    if (this.attested !== stale) {
+      return;
+    }
+    const reattest = this.reattest;
+    if (reattest === undefined) {
+      throw new PlatformRequestError(
+        0,
+        "ERR_ATTESTATION_EXPIRED",
+        "The platform's attestation has expired. Reload the page to attest it again.",
+      );
+    }
+    this.attesting ??= reattest()
+      .then(
+        (next) => {
+          this.attested = parsedKey(next);
+        },
+        () => {
+          throw new PlatformRequestError(
+            0,
+            "ERR_ATTESTATION_REFUSED",
+            "The platform could not be verified again, so nothing more is sent to it.",
+          );
+        },
+      )
+      .finally(() => {
+        this.attesting = undefined;
+      });
+    await this.attesting;
+  }
+
   private async requestOnce(
+    keyConfig: KeyConfig,
     method: "GET" | "POST" | "PUT",
     path: string,
     body?: { bytes: Uint8Array; contentType: string },
@@ -143,7 +226,7 @@ export class PlatformClient {
       headers,
       ...(body === undefined ? {} : { body: body.bytes }),
     });
-    const sealed = await encapsulateRequest(this.keyConfig, inner);
+    const sealed = await encapsulateRequest(keyConfig, inner);
     const encapsulatedResponse = await post(
       new URL("/ohttp", this.platformUrl).toString(),
       sealed.encapsulatedRequest,
@@ -225,7 +308,7 @@ function post(
           xhr.status,
           code,
           code === "ERR_OHTTP_UNKNOWN_KEY" || code === "ERR_OHTTP_DECRYPT"
-            ? "The platform's key changed (it restarted). Reload the page to attest it again."
+            ? "The platform's key changed (a key rotation or a restart). Reload the page to attest it again."
             : `The platform's gateway refused the request (${code}).`,
           xhr.getResponseHeader("retry-after"),
         ),

@@ -17,12 +17,13 @@ import {
 } from "../../platform-api/src/storage/record-crypto.js";
 import { openSqliteStore } from "../../platform-api/src/storage/sqlite-store.js";
 import { startTestPlatform, type TestPlatform } from "../../platform-api/src/test-support/test-platform.js";
-import { PlatformClient, PlatformRequestError } from "../src/platform-client.js";
+import { PlatformClient, PlatformRequestError, type AttestedKey } from "../src/platform-client.js";
 
 const password = "correct horse battery staple";
 const tenantId = "hospital-a";
 const scratch = mkdtempSync(join(tmpdir(), "cloister-portal-client-"));
 const systemKeyring = deriveTenantKeyring(randomBytes(32), "_system");
+const sessionSecret = randomBytes(32);
 const firstKey = randomBytes(32);
 const tenantFirst = deriveTenantKeyring(firstKey, tenantId);
 const tenantBoth = deriveTenantKeyringGenerations(
@@ -85,32 +86,44 @@ const started: TestPlatform[] = [];
 
 async function startReplica(
   tenant: { keyring: () => Promise<TenantKeyring>; refresh?: () => Promise<TenantKeyring> },
-  options: { maxInFlight?: number } = {},
+  options: { maxInFlight?: number; ohttpKeys?: OhttpKeyPair } = {},
 ): Promise<TestPlatform> {
+  const { ohttpKeys = keys, ...platformOptions } = options;
   const platform = await startTestPlatform({
     store: openSqliteStore(join(scratch, "records.db")),
     systemKeyring,
+    // One session key for all replicas, as the platform derives it from its system key.
+    sessionSecret,
     tenantKeyring: tenant.keyring,
     ...(tenant.refresh === undefined ? {} : { refreshTenantKeyring: tenant.refresh }),
-    ...options,
+    ...platformOptions,
     attestation: {
       token: () => "token",
       evidence: { type: "sgx", quote: new Uint8Array(16) },
       runtimeData: new Uint8Array(2),
-      keys: { ohttp: keys },
+      keys: { ohttp: ohttpKeys },
     },
   });
   started.push(platform);
   return platform;
 }
 
+/** What verifying a platform with these OHTTP keys gives the portal, valid for `validMs`. */
+function attestedKey(ohttpKeys: OhttpKeyPair, validMs = 3_600_000): AttestedKey {
+  return {
+    keyConfig: Buffer.from(ohttpKeys.keyConfig).toString("base64url"),
+    expiresAt: new Date(Date.now() + validMs),
+  };
+}
+
 /** A portal client signed in as the clerk, talking to `platform` only. */
-async function portalClient(platform: TestPlatform): Promise<PlatformClient> {
+async function portalClient(
+  platform: TestPlatform,
+  reattest?: () => Promise<AttestedKey>,
+  attested: AttestedKey = attestedKey(keys),
+): Promise<PlatformClient> {
   globalThis.XMLHttpRequest = xhrFor(platform.app);
-  const client = new PlatformClient(
-    "https://platform.test",
-    Buffer.from(keys.keyConfig).toString("base64url"),
-  );
+  const client = new PlatformClient("https://platform.test", attested, reattest);
   const { accessToken } = (await client.json("POST", "/auth/login", {
     email: "clerk@a.test",
     password,
@@ -166,10 +179,7 @@ test("a replica still fetching a key version another replica rotated to first: o
 test("a replica shedding load: one retry after Retry-After, then the failure is shown; other failures at once", async () => {
   const shedding = await startReplica({ keyring: async () => tenantBoth }, { maxInFlight: 0 });
   globalThis.XMLHttpRequest = xhrFor(shedding.app);
-  const client = new PlatformClient(
-    "https://platform.test",
-    Buffer.from(keys.keyConfig).toString("base64url"),
-  );
+  const client = new PlatformClient("https://platform.test", attestedKey(keys));
   await assert.rejects(
     client.json("POST", "/auth/login", { email: "clerk@a.test", password }),
     (error: unknown) =>
@@ -188,4 +198,107 @@ test("a replica shedding load: one retry after Retry-After, then the failure is 
     (error: unknown) => error instanceof PlatformRequestError && error.status === 401,
   );
   assert.equal(sent.get(serving.app), 1, "a refused sign-in is not sent again");
+});
+
+test("the platform's key changed (a rotation, a lone replica's restart): verified again once, the request sent once more, the session kept", async () => {
+  const before = await startReplica({ keyring: async () => tenantBoth });
+  await before.accounts.create({ email: "keychange@a.test", password, tenantId, role: "clerk" });
+  globalThis.XMLHttpRequest = xhrFor(before.app);
+  let attestations = 0;
+  // What the platform's evidence binds now; the portal verifies it again only through this.
+  let current = keys;
+  const client = new PlatformClient("https://platform.test", attestedKey(keys), async () => {
+    attestations++;
+    return attestedKey(current);
+  });
+  const { accessToken } = (await client.json("POST", "/auth/login", {
+    email: "keychange@a.test",
+    password,
+  })) as { accessToken: string };
+  client.setAccessToken(accessToken);
+
+  // Rotated to a key with another key id (ERR_OHTTP_UNKNOWN_KEY), then to one with the same id
+  // (ERR_OHTTP_DECRYPT): each time, one attestation and one more send, and the request is done once.
+  for (const keyId of [4, 4 + 256]) {
+    const rotated = await generateOhttpKeyPair({ keyId: keyId % 256 });
+    const after = await startReplica({ keyring: async () => tenantBoth }, { ohttpKeys: rotated });
+    current = rotated;
+    globalThis.XMLHttpRequest = xhrFor(after.app);
+    const attestationsBefore = attestations;
+    const patient = (await client.json("POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      name: [{ family: `Rotation${keyId}` }],
+    })) as { id: string };
+    assert.equal(attestations - attestationsBefore, 1, "verified again once");
+    assert.equal(sent.get(after.app), 2, "refused by the gateway, then sent once more");
+    const found = await client.search<{ id: string }>("Patient", { name: `Rotation${keyId}` });
+    assert.deepEqual(
+      found.map((entry) => entry.id),
+      [patient.id],
+      "created once",
+    );
+    assert.equal(attestations - attestationsBefore, 1, "the next request goes to the new key at once");
+  }
+
+  // Several requests that meet the change together: one attestation between them.
+  const rotated = await generateOhttpKeyPair({ keyId: 9 });
+  const after = await startReplica({ keyring: async () => tenantBoth }, { ohttpKeys: rotated });
+  current = rotated;
+  globalThis.XMLHttpRequest = xhrFor(after.app);
+  const attestationsBefore = attestations;
+  const sentBefore = sent.get(after.app) ?? 0;
+  const searches = await Promise.all(
+    [1, 2, 3].map(async () => client.search("Patient", { name: "Rotation4" })),
+  );
+  assert.deepEqual(
+    searches.map((found) => found.length),
+    [1, 1, 1],
+  );
+  assert.equal(attestations - attestationsBefore, 1);
+  assert.equal((sent.get(after.app) ?? 0) - sentBefore, 6, "each refused once, then sent once more");
+});
+
+test("a platform that no longer verifies gets nothing more; an expired attestation is verified again before anything is sent", async () => {
+  const platform = await startReplica({ keyring: async () => tenantBoth });
+  await platform.accounts.create({ email: "expiry@a.test", password, tenantId, role: "clerk" });
+  globalThis.XMLHttpRequest = xhrFor(platform.app);
+  let attestations = 0;
+  let verifies = true;
+  const reattest = async (): Promise<AttestedKey> => {
+    attestations++;
+    if (!verifies) {
+      throw new Error("ERR_PEER_MEASUREMENT");
+    }
+    return attestedKey(keys);
+  };
+  // Verified a moment ago, with a token that has expired since.
+  const client = new PlatformClient("https://platform.test", attestedKey(keys, -1), reattest);
+  await client.json("POST", "/auth/login", { email: "expiry@a.test", password });
+  assert.equal(attestations, 1, "verified again before the sign-in was sent");
+  assert.equal(sent.get(platform.app), 1);
+
+  // The platform's key changed, and its new evidence does not verify: the request is not sent again.
+  const other = await generateOhttpKeyPair({ keyId: 5 });
+  const replaced = await startReplica({ keyring: async () => tenantBoth }, { ohttpKeys: other });
+  globalThis.XMLHttpRequest = xhrFor(replaced.app);
+  verifies = false;
+  await assert.rejects(
+    client.json("POST", "/auth/login", { email: "expiry@a.test", password }),
+    (error: unknown) => error instanceof PlatformRequestError && error.code === "ERR_ATTESTATION_REFUSED",
+  );
+  assert.equal(attestations, 2);
+  assert.equal(sent.get(replaced.app), 1, "only the first send, which the gateway could not open");
+
+  // Without a way to verify again, a key change asks for a reload, and an expired attestation sends nothing.
+  const withoutReattest = new PlatformClient("https://platform.test", attestedKey(keys));
+  await assert.rejects(
+    withoutReattest.json("POST", "/auth/login", { email: "expiry@a.test", password }),
+    (error: unknown) => error instanceof PlatformRequestError && error.code === "ERR_OHTTP_UNKNOWN_KEY",
+  );
+  const expired = new PlatformClient("https://platform.test", attestedKey(other, -1));
+  await assert.rejects(
+    expired.json("POST", "/auth/login", { email: "expiry@a.test", password }),
+    (error: unknown) => error instanceof PlatformRequestError && error.code === "ERR_ATTESTATION_EXPIRED",
+  );
+  assert.equal(sent.get(replaced.app), 2, "the expired client sent nothing");
 });
