@@ -6,6 +6,7 @@ import { decodeJwt, exportJWK, type JWK } from "jose";
 import { EnclaveError } from "./errors.js";
 import { requestJson, type HttpsClientOptions } from "./https-client.js";
 import type { Evidence, TeeProvider } from "./providers/provider.js";
+import type { SharedOhttpKeys } from "./shared-ohttp-key.js";
 
 export interface AttestationServiceClient extends HttpsClientOptions {
   /** e.g. `https://127.0.0.1:7443` */
@@ -27,7 +28,7 @@ export interface AttestAtStartOptions {
   readonly sharedOhttpKey?: (first: {
     readonly token: string;
     readonly releasePrivateKey: KeyObject;
-  }) => Promise<OhttpKeyPair | undefined>;
+  }) => Promise<SharedOhttpKeys | undefined>;
   /** Refresh when this fraction of the token's lifetime has passed (default 0.75). */
   readonly refreshAt?: number;
   /** Called after every refresh attempt: for logs and metrics (never with the token itself). */
@@ -43,6 +44,8 @@ export interface WorkloadKeys {
   /** RSA-2048 key for secure key release: secrets are wrapped to it (RSA-OAEP-256). */
   readonly release: { readonly privateKey: KeyObject; readonly publicJwk: JWK };
   readonly ohttp: OhttpKeyPair;
+  /** Older versions of a shared OHTTP key, still opened but not bound or offered (`SharedOhttpKeys`). */
+  readonly ohttpPrevious: readonly OhttpKeyPair[];
 }
 
 export interface Attestation {
@@ -144,7 +147,7 @@ export async function attestAtStart(options: AttestAtStartOptions): Promise<Atte
   });
   if (shared !== undefined) {
     // The first token served only to fetch the shared key; the one kept binds it.
-    ohttp = shared;
+    ohttp = shared.current;
     runtimeData = bind(ohttp);
     evidence = await options.provider.getEvidence(runtimeData);
     current = await requestToken(options.attestationService, evidence, runtimeData);
@@ -182,7 +185,11 @@ export async function attestAtStart(options: AttestAtStartOptions): Promise<Atte
     expiresAt: () => current.expiresAt,
     runtimeData,
     evidence,
-    keys: { release: { privateKey: release.privateKey, publicJwk }, ohttp },
+    keys: {
+      release: { privateKey: release.privateKey, publicJwk },
+      ohttp,
+      ohttpPrevious: shared?.previous ?? [],
+    },
     stop: () => {
       stopped = true;
       if (timer !== undefined) {

@@ -16,10 +16,33 @@ function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
   return new Uint8Array(Buffer.from(createPublicKey(key).export({ format: "jwk" }).x ?? "", "base64url"));
 }
 
+/** A service's shared OHTTP key as released: the current version, and the older versions still held. */
+export interface SharedOhttpKeys {
+  /** The newest version: bound into the evidence and offered to clients. */
+  readonly current: OhttpKeyPair;
+  /**
+   * The older versions the key broker still holds (newest first, at most `maxPreviousOhttpKeys`): requests
+   * sealed to them are still opened, so clients that verified a replica from before a rotation go on while
+   * the replicas roll. Destroying a version at the broker retires it at the next start.
+   */
+  readonly previous: readonly OhttpKeyPair[];
+}
+
+/** How many older versions a replica holds at most. */
+export const maxPreviousOhttpKeys = 2;
+
+async function importReleased(name: string, value: Uint8Array, version: number): Promise<OhttpKeyPair> {
+  if (value.length !== 32) {
+    throw new EnclaveError("ERR_KEY_RELEASE", `${name} is not a 32-byte X25519 private key`);
+  }
+  return importOhttpKeyPair({ keyId: version % 256, privateKey: value, publicKey: x25519PublicKey(value) });
+}
+
 /**
  * Releases the service's shared OHTTP key (`name`, 32 random bytes at the key broker) with the replica's
- * first token, as an X25519 gateway key pair whose key id is the key's version (mod 256), so clients tell a
- * rotated key apart. Undefined when the broker holds no such key: the replica then keeps a key of its own,
+ * first token, as X25519 gateway key pairs whose key id is the key's version (mod 256), so clients tell a
+ * rotated key apart: the newest version, and the older versions the broker still holds (see
+ * `SharedOhttpKeys`). Undefined when the broker holds no such key: the replica then keeps a key of its own,
  * which serves a single replica only.
  *
  * @example
@@ -34,7 +57,7 @@ export async function releaseSharedOhttpKey(
   name: string,
   token: string,
   releasePrivateKey: KeyObject,
-): Promise<OhttpKeyPair | undefined> {
+): Promise<SharedOhttpKeys | undefined> {
   let released;
   try {
     released = await releaseKeyVersion(broker, name, token, releasePrivateKey);
@@ -44,12 +67,19 @@ export async function releaseSharedOhttpKey(
     }
     throw error;
   }
-  if (released.value.length !== 32) {
-    throw new EnclaveError("ERR_KEY_RELEASE", `${name} is not a 32-byte X25519 private key`);
+  const current = await importReleased(name, released.value, released.version);
+  const previous: OhttpKeyPair[] = [];
+  const older = released.versions
+    .filter((version) => version < released.version)
+    .sort((a, b) => b - a)
+    .slice(0, maxPreviousOhttpKeys);
+  for (const version of older) {
+    // Versions 256 apart would share a key id: the newer one is kept.
+    if (version % 256 === current.keyId || previous.some((key) => key.keyId === version % 256)) {
+      continue;
+    }
+    const value = (await releaseKeyVersion(broker, name, token, releasePrivateKey, version)).value;
+    previous.push(await importReleased(name, value, version));
   }
-  return importOhttpKeyPair({
-    keyId: released.version % 256,
-    privateKey: released.value,
-    publicKey: x25519PublicKey(released.value),
-  });
+  return { current, previous };
 }

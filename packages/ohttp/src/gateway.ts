@@ -70,7 +70,13 @@ export async function importOhttpKeyPair(options: {
 }
 
 export interface OhttpGatewayOptions {
+  /** The keys clients should seal to, listed by `keyConfigList`. */
   readonly keys: readonly OhttpKeyPair[];
+  /**
+   * Older versions of a rotated key: requests sealed to them are still opened, but they are not listed, so
+   * clients that verified them go on while new clients learn only the current key.
+   */
+  readonly previousKeys?: readonly OhttpKeyPair[];
   /** How long opened requests are remembered to reject replays (default 10 minutes). */
   readonly replayWindowMs?: number;
   readonly maxReplayEntries?: number;
@@ -111,19 +117,22 @@ export interface DecapsulatedRequest {
  * ```
  */
 export class OhttpGateway {
+  /** Every key requests are opened with: the listed ones and the previous ones. */
   private readonly keys: ReadonlyMap<number, OhttpKeyPair>;
+  private readonly listed: readonly OhttpKeyPair[];
   private readonly replayCache: ReplayCache;
   private readonly hpke: HpkeBackend;
 
   constructor(options: OhttpGatewayOptions) {
     const keys = new Map<number, OhttpKeyPair>();
-    for (const key of options.keys) {
+    for (const key of [...options.keys, ...(options.previousKeys ?? [])]) {
       if (keys.has(key.keyId)) {
         throw new OhttpError("ERR_OHTTP_KEY_CONFIG", `two keys share key id ${key.keyId}`);
       }
       keys.set(key.keyId, key);
     }
     this.keys = keys;
+    this.listed = [...options.keys];
     this.hpke = options.hpke ?? webHpke;
     this.replayCache = new ReplayCache({
       windowMs: options.replayWindowMs ?? 600_000,
@@ -134,7 +143,7 @@ export class OhttpGateway {
 
   /** The `application/ohttp-keys` body for `GET /ohttp-keys`. */
   keyConfigList(): Uint8Array {
-    return encodeKeyConfigList([...this.keys.values()].map((key) => key.keyConfig));
+    return encodeKeyConfigList(this.listed.map((key) => key.keyConfig));
   }
 
   /**

@@ -237,6 +237,35 @@ for (const hpke of [webHpke, nodeHpke]) {
         await rejects(gateway.decapsulate(forOther.encapsulatedRequest), "ERR_OHTTP_DECRYPT");
       });
 
+      it("a rotated key: the previous version still opens but is not listed; a clash of key ids is refused", async () => {
+        const previous = await generateOhttpKeyPair({ keyId: 1 });
+        const current = await generateOhttpKeyPair({ keyId: 2 });
+        const gateway = newGateway({ keys: [current], previousKeys: [previous] });
+        assert.deepEqual(
+          parseKeyConfigList(gateway.keyConfigList()).map((config) => config.keyId),
+          [2],
+          "only the current key is offered",
+        );
+        for (const key of [previous, current]) {
+          const sealed = await seal(key.keyConfig, encodeRequest({ path: `/k${key.keyId}` }));
+          const opened = await gateway.decapsulate(sealed.encapsulatedRequest);
+          assert.equal(opened.keyId, key.keyId);
+          assert.equal(decodeRequest(opened.request).path, `/k${key.keyId}`);
+          const reply = await opened.sealResponse(encodeResponse({ status: 204 }));
+          assert.equal(decodeResponse(await sealed.openResponse(reply)).status, 204);
+        }
+        // A gateway without the previous key refuses requests sealed to it.
+        const sealedToPrevious = await seal(previous.keyConfig, encodeRequest({ path: "/x" }));
+        await rejects(
+          newGateway({ keys: [current] }).decapsulate(sealedToPrevious.encapsulatedRequest),
+          "ERR_OHTTP_UNKNOWN_KEY",
+        );
+        assert.throws(
+          () => newGateway({ keys: [current], previousKeys: [current] }),
+          (error: unknown) => error instanceof OhttpError && error.code === "ERR_OHTTP_KEY_CONFIG",
+        );
+      });
+
       it("truncation at every length", async () => {
         const key = await generateOhttpKeyPair();
         const gateway = newGateway({ keys: [key] });

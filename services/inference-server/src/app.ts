@@ -24,7 +24,11 @@ export interface ServerAttestation {
   readonly token: () => string;
   readonly evidence: Evidence;
   readonly runtimeData: Uint8Array;
-  readonly keys: { readonly ohttp: OhttpKeyPair };
+  readonly keys: {
+    readonly ohttp: OhttpKeyPair;
+    /** Older versions of the shared OHTTP key, still opened during a roll (`SharedOhttpKeys`). */
+    readonly ohttpPrevious?: readonly OhttpKeyPair[];
+  };
 }
 
 export interface InferenceServerConfig {
@@ -67,6 +71,7 @@ export async function buildApp(config: InferenceServerConfig): Promise<FastifyIn
   const now = config.now ?? Date.now;
   const gateway = new OhttpGateway({
     keys: [config.attestation.keys.ohttp],
+    previousKeys: config.attestation.keys.ohttpPrevious ?? [],
     replayWindowMs: config.replayWindowMs ?? 600_000,
     now,
     hpke: nodeHpke,

@@ -15,6 +15,7 @@ import {
   encodeRequest,
   ohttpRequestMediaType,
   parseKeyConfig,
+  parseKeyConfigList,
 } from "@cloister/ohttp";
 import {
   inferenceMeasurement,
@@ -22,7 +23,7 @@ import {
   type ConfidentialStack,
   type LoadContext,
 } from "./test-support/confidential-stack.js";
-import { startTestKeyBroker } from "./test-support/key-broker.js";
+import { startTestKeyBroker, type TestKeyBroker } from "./test-support/key-broker.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "cloister-shared-ohttp-"));
 const stacks: ConfidentialStack[] = [];
@@ -33,10 +34,14 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** A key broker that holds `inference-ohttp` (when `withKey`) for the inference measurement. */
-function viaKeyBroker(withKey: boolean) {
+/**
+ * A key broker that holds `inference-ohttp` (when `withKey`) for the inference measurement; `started` is
+ * given the broker.
+ */
+function viaKeyBroker(withKey: boolean, started?: (broker: TestKeyBroker) => void) {
   return async (context: Omit<LoadContext, "attestation">) => {
     const broker = await startTestKeyBroker(context, scratch);
+    started?.(broker);
     after(() => broker.close());
     if (withKey) {
       await broker.createKey("inference-ohttp", inferenceMeasurement);
@@ -46,6 +51,8 @@ function viaKeyBroker(withKey: boolean) {
       releaseSharedOhttpKey(client, "inference-ohttp", first.token, first.releasePrivateKey);
   };
 }
+
+const keyIdOf = (keyConfig: string): number => parseKeyConfig(Buffer.from(keyConfig, "base64url")).keyId;
 
 async function attestedKeyConfig(stack: ConfidentialStack, url: string): Promise<string> {
   const answer = await requestBytes("GET", new URL("/attestation", url), undefined, { ca: stack.caPem });
@@ -104,4 +111,51 @@ test("without the key at the broker, each replica makes its own (one replica onl
   const replica = await stack.startInferenceReplica();
   assert.notEqual(await attestedKeyConfig(stack, replica.url), first);
   assert.equal(await listModels(stack, first, replica.url), 400, "another replica's key does not open");
+});
+
+test("a rotated key: new replicas bind the new version and still open the old one until it is destroyed; the platform's client moves over by itself", async () => {
+  let broker: TestKeyBroker | undefined;
+  const stack = await startConfidentialStack({
+    sharedOhttpKey: viaKeyBroker(true, (started) => {
+      broker = started;
+    }),
+  });
+  stacks.push(stack);
+  assert.ok(broker !== undefined);
+  const before = await attestedKeyConfig(stack, stack.inferenceUrl);
+  assert.equal(keyIdOf(before), 1);
+
+  // Rotated at the broker; the Deployment rolls: a new replica binds version 2 and offers only it, yet opens
+  // what a caller sealed to version 1, verified at a replica from before.
+  assert.equal(await broker.rotateKey("inference-ohttp"), 2);
+  const rolled = await stack.startInferenceReplica();
+  const after2 = await attestedKeyConfig(stack, rolled.url);
+  assert.equal(keyIdOf(after2), 2);
+  const offered = await requestBytes("GET", new URL("/ohttp-keys", rolled.url), undefined, {
+    ca: stack.caPem,
+  });
+  assert.deepEqual(
+    parseKeyConfigList(offered.body).map((config) => config.keyId),
+    [2],
+  );
+  assert.equal(await listModels(stack, before, rolled.url), 200, "the previous version still opens");
+  assert.equal(await listModels(stack, after2, rolled.url), 200);
+  assert.equal(await listModels(stack, after2, stack.inferenceUrl), 400, "an old replica knows no version 2");
+
+  // Version 1 destroyed once the roll is done: replicas started afterwards no longer open it.
+  await broker.destroyKeyVersion("inference-ohttp", 1);
+  const later = await stack.startInferenceReplica();
+  assert.equal(keyIdOf(await attestedKeyConfig(stack, later.url)), 2);
+  assert.equal(await listModels(stack, before, later.url), 400, "a destroyed version is gone");
+  assert.equal(await listModels(stack, after2, later.url), 200);
+
+  // The platform's client attested version 1; the primary restarts on version 2 alone: the client verifies
+  // the service again by itself and goes on.
+  await stack.stopInference();
+  await stack.startInference();
+  assert.equal(keyIdOf(await attestedKeyConfig(stack, stack.inferenceUrl)), 2);
+  assert.equal(keyIdOf(stack.client.keyConfig()), 1);
+  const answer = await stack.client.request({ method: "GET", path: "/v2/models" });
+  assert.equal(answer.status, 200);
+  assert.equal(keyIdOf(stack.client.keyConfig()), 2);
 });

@@ -89,7 +89,11 @@ export interface PlatformConfig {
     readonly evidence: Evidence;
     readonly runtimeData: Uint8Array;
     /** The keys bound into the evidence; with them the platform serves its OHTTP gateway for browsers. */
-    readonly keys?: { readonly ohttp: OhttpKeyPair };
+    readonly keys?: {
+      readonly ohttp: OhttpKeyPair;
+      /** Older versions of the shared OHTTP key, still opened during a roll (`SharedOhttpKeys`). */
+      readonly ohttpPrevious?: readonly OhttpKeyPair[];
+    };
   };
   /** The diagnosis workflow: its queue and the attested inference server it talks to. */
   readonly workflow?: {
@@ -444,6 +448,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   if (config.attestation?.keys !== undefined) {
     registerOhttpGateway(app, {
       keys: config.attestation.keys.ohttp,
+      previousKeys: config.attestation.keys.ohttpPrevious ?? [],
       ...(config.replayGuard === undefined ? {} : { replayGuard: config.replayGuard }),
       bodyLimit: Math.ceil(maxBinaryBytes * 1.37) + 128 * 1024,
       now: () => (config.now === undefined ? Date.now() : config.now().getTime()),

@@ -21,6 +21,8 @@ import type { ReplayGuard } from "./replay-guard.js";
 
 export interface PlatformGatewayOptions {
   readonly keys: OhttpKeyPair;
+  /** Older versions of the shared key: opened, not offered, while clients move to the current one. */
+  readonly previousKeys?: readonly OhttpKeyPair[];
   /** Largest encapsulated request. */
   readonly bodyLimit: number;
   readonly now: () => number;
@@ -47,7 +49,12 @@ function problem(
 
 /** Adds `GET /ohttp-keys` and `POST /ohttp` to the platform. */
 export function registerOhttpGateway(app: FastifyInstance, options: PlatformGatewayOptions): void {
-  const gateway = new OhttpGateway({ keys: [options.keys], now: options.now, hpke: nodeHpke });
+  const gateway = new OhttpGateway({
+    keys: [options.keys],
+    previousKeys: options.previousKeys ?? [],
+    now: options.now,
+    hpke: nodeHpke,
+  });
   const skewMs = options.clockSkewMs ?? 300_000;
   app.addContentTypeParser(
     ohttpRequestMediaType,

@@ -86,9 +86,9 @@ const started: TestPlatform[] = [];
 
 async function startReplica(
   tenant: { keyring: () => Promise<TenantKeyring>; refresh?: () => Promise<TenantKeyring> },
-  options: { maxInFlight?: number; ohttpKeys?: OhttpKeyPair } = {},
+  options: { maxInFlight?: number; ohttpKeys?: OhttpKeyPair; previousOhttpKeys?: OhttpKeyPair[] } = {},
 ): Promise<TestPlatform> {
-  const { ohttpKeys = keys, ...platformOptions } = options;
+  const { ohttpKeys = keys, previousOhttpKeys = [], ...platformOptions } = options;
   const platform = await startTestPlatform({
     store: openSqliteStore(join(scratch, "records.db")),
     systemKeyring,
@@ -101,7 +101,7 @@ async function startReplica(
       token: () => "token",
       evidence: { type: "sgx", quote: new Uint8Array(16) },
       runtimeData: new Uint8Array(2),
-      keys: { ohttp: ohttpKeys },
+      keys: { ohttp: ohttpKeys, ohttpPrevious: previousOhttpKeys },
     },
   });
   started.push(platform);
@@ -116,16 +116,18 @@ function attestedKey(ohttpKeys: OhttpKeyPair, validMs = 3_600_000): AttestedKey 
   };
 }
 
-/** A portal client signed in as the clerk, talking to `platform` only. */
+/**
+ * A portal client that attested `keys`, signed in as `email` (default the clerk), talking to `platform` only;
+ * `reattest` is how it verifies the platform again.
+ */
 async function portalClient(
   platform: TestPlatform,
-  reattest?: () => Promise<AttestedKey>,
-  attested: AttestedKey = attestedKey(keys),
+  options: { email?: string; reattest?: () => Promise<AttestedKey> } = {},
 ): Promise<PlatformClient> {
   globalThis.XMLHttpRequest = xhrFor(platform.app);
-  const client = new PlatformClient("https://platform.test", attested, reattest);
+  const client = new PlatformClient("https://platform.test", attestedKey(keys), options.reattest);
   const { accessToken } = (await client.json("POST", "/auth/login", {
-    email: "clerk@a.test",
+    email: options.email ?? "clerk@a.test",
     password,
   })) as { accessToken: string };
   client.setAccessToken(accessToken);
@@ -203,19 +205,16 @@ test("a replica shedding load: one retry after Retry-After, then the failure is 
 test("the platform's key changed (a rotation, a lone replica's restart): verified again once, the request sent once more, the session kept", async () => {
   const before = await startReplica({ keyring: async () => tenantBoth });
   await before.accounts.create({ email: "keychange@a.test", password, tenantId, role: "clerk" });
-  globalThis.XMLHttpRequest = xhrFor(before.app);
   let attestations = 0;
   // What the platform's evidence binds now; the portal verifies it again only through this.
   let current = keys;
-  const client = new PlatformClient("https://platform.test", attestedKey(keys), async () => {
-    attestations++;
-    return attestedKey(current);
-  });
-  const { accessToken } = (await client.json("POST", "/auth/login", {
+  const client = await portalClient(before, {
     email: "keychange@a.test",
-    password,
-  })) as { accessToken: string };
-  client.setAccessToken(accessToken);
+    reattest: async () => {
+      attestations++;
+      return attestedKey(current);
+    },
+  });
 
   // Rotated to a key with another key id (ERR_OHTTP_UNKNOWN_KEY), then to one with the same id
   // (ERR_OHTTP_DECRYPT): each time, one attestation and one more send, and the request is done once.
@@ -301,4 +300,27 @@ test("a platform that no longer verifies gets nothing more; an expired attestati
     (error: unknown) => error instanceof PlatformRequestError && error.code === "ERR_ATTESTATION_EXPIRED",
   );
   assert.equal(sent.get(replaced.app), 2, "the expired client sent nothing");
+});
+
+test("a replica rolled out after a rotation still opens the previous key: a page that attested an older replica needs no new attestation", async () => {
+  const before = await startReplica({ keyring: async () => tenantBoth });
+  await before.accounts.create({ email: "roll@a.test", password, tenantId, role: "clerk" });
+  let attestations = 0;
+  const client = await portalClient(before, {
+    email: "roll@a.test",
+    reattest: async () => {
+      attestations++;
+      return attestedKey(keys);
+    },
+  });
+  const rotated = await generateOhttpKeyPair({ keyId: 6 });
+  const rolled = await startReplica(
+    { keyring: async () => tenantBoth },
+    { ohttpKeys: rotated, previousOhttpKeys: [keys] },
+  );
+  globalThis.XMLHttpRequest = xhrFor(rolled.app);
+  const found = await client.search("Patient", { name: "Nobody" });
+  assert.deepEqual(found, []);
+  assert.equal(sent.get(rolled.app), 1, "opened at once");
+  assert.equal(attestations, 0);
 });

@@ -24,7 +24,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { encodeDicom, readMedMnistSplit } from "@cloister/imaging";
-import { requestBytes } from "@cloister/enclave";
+import { requestBytes, requestJson } from "@cloister/enclave";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import {
@@ -710,6 +710,83 @@ describe("the stack over time", () => {
     assert.notEqual(after["key-broker"], before["key-broker"]);
     assert.notEqual(after["platform-api"], before["platform-api"]);
   });
+
+  test(
+    "the platform's OHTTP key rotated while a clerk works: the page goes on through the roll, without a reload or a new sign-in",
+    {
+      skip: existsSync(chromiumPath)
+        ? false
+        : `SKIPPED LOUDLY: ${chromiumPath} is missing (apt-get install chromium); .ci/run installs it`,
+    },
+    async () => {
+      const description = stack.stack();
+      const adminToken = readFileSync(join(dataDirectory, "key-broker-admin-token"), "utf8").trim();
+      const seen = { urls: [] as string[], console: observed.console };
+      const page = await newPage(seen);
+      await signInPortal(page, "clerk@demo.hospital");
+      const attestations = (): number =>
+        seen.urls.filter((url) => new URL(url).pathname === "/attestation").length;
+      const attestedAtStart = attestations();
+      assert.equal(attestedAtStart, 1);
+      /** Registers a patient through the page: a sealed POST whose answer the page shows. */
+      const register = async (family: string): Promise<void> => {
+        const intake = page.getByRole("region", { name: "New patient" });
+        await intake.getByLabel("Medical record number").fill(`ROLL-${randomBytes(4).toString("hex")}`);
+        await intake.getByLabel("Family name").fill(family);
+        await intake.getByLabel("Given name").fill("Keyroll");
+        await intake.getByRole("button", { name: "Register patient" }).click();
+        await page.getByTestId("patient-name").filter({ hasText: family.toUpperCase() }).waitFor();
+      };
+      const restartPlatform = async (): Promise<void> => {
+        const killed = stack.stack().pids["platform-api"];
+        assert.ok(killed !== undefined);
+        process.kill(killed, "SIGKILL");
+        assert.ok((await killtestPatientsOnceServing(60_000, killed)) >= 0, "the platform serves again");
+      };
+      const broker = (method: "GET" | "POST", path: string) =>
+        stackRequest(
+          description,
+          method,
+          `${description.keyBroker}${path}`,
+          method === "POST" ? {} : undefined,
+          adminToken,
+        );
+
+      // Rotated at the broker, and the platform rolled: the new process binds version 2, and still opens what
+      // the page seals to version 1, so the page does not even need to verify it again.
+      const rotated = await broker("POST", "/keys/platform-ohttp/rotate");
+      assert.equal(rotated.status, 201, JSON.stringify(rotated.body));
+      const { version: newest, versions } = rotated.body as {
+        version: number;
+        versions: { version: number }[];
+      };
+      await restartPlatform();
+      await register("Rollone");
+      assert.equal(attestations(), attestedAtStart, "the previous key still opened");
+
+      // The older version destroyed and the platform restarted: it no longer opens it. The page verifies the
+      // platform again by itself and sends the request once more; the clerk stays signed in.
+      for (const { version } of versions.filter((entry) => entry.version < newest)) {
+        const destroyed = await requestJson(
+          "DELETE",
+          `${description.keyBroker}/keys/platform-ohttp/${version}`,
+          undefined,
+          {
+            ca: readFileSync(description.caCert, "utf8"),
+            headers: { authorization: `Bearer ${adminToken}` },
+          },
+        );
+        assert.equal(destroyed.status, 200);
+      }
+      await restartPlatform();
+      await register("Rolltwo");
+      assert.equal(attestations(), attestedAtStart + 1, "verified again once");
+      assert.match((await page.getByTestId("signed-in").textContent()) ?? "", /clerk@demo\.hospital/);
+      assert.equal(await page.getByRole("alert").count(), 0, "no error shown");
+      await page.context().close();
+      observed.urls.push(...seen.urls);
+    },
+  );
 
   test("Ctrl-C stops everything; a second start reuses the data directory and the records", async () => {
     assert.equal(await stack.stop(), 0);

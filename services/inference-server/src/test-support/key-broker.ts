@@ -11,6 +11,10 @@ export interface TestKeyBroker {
   readonly url: string;
   /** Creates `name` for `measurement`: with `value`, that value; without, 32 bytes the broker generates. */
   readonly createKey: (name: string, measurement: string, value?: Uint8Array) => Promise<void>;
+  /** Adds a new generated version of `name`; answers its number. */
+  readonly rotateKey: (name: string) => Promise<number>;
+  /** Destroys one older version of `name`. */
+  readonly destroyKeyVersion: (name: string, version: number) => Promise<void>;
   readonly close: () => Promise<void>;
 }
 
@@ -56,6 +60,28 @@ export async function startTestKeyBroker(
       });
       if (created.statusCode !== 201) {
         throw new Error(`the key broker did not create ${name}: ${created.body}`);
+      }
+    },
+    rotateKey: async (name) => {
+      const rotated = await app.inject({
+        method: "POST",
+        url: `/keys/${name}/rotate`,
+        headers: { authorization: `Bearer ${adminToken}` },
+        payload: {},
+      });
+      if (rotated.statusCode !== 201) {
+        throw new Error(`the key broker did not rotate ${name}: ${rotated.body}`);
+      }
+      return rotated.json<{ version: number }>().version;
+    },
+    destroyKeyVersion: async (name, version) => {
+      const destroyed = await app.inject({
+        method: "DELETE",
+        url: `/keys/${name}/${version}`,
+        headers: { authorization: `Bearer ${adminToken}` },
+      });
+      if (destroyed.statusCode !== 200) {
+        throw new Error(`the key broker did not destroy ${name} version ${version}: ${destroyed.body}`);
       }
     },
     close: () => app.close(),
