@@ -424,7 +424,7 @@ text = env.from_string(open(sys.argv[1]).read()).render(
     gramine=Gramine(), log_level="error", arch_libdir="/lib/x86_64-linux-gnu", node_path="/usr/local/bin/node",
     attestation_url="https://attest.example", attestation_internal_url="https://attestation:7443",
     key_broker_url="https://key-broker:7444", inference_url="https://inference:7445",
-    inference_measurement="ab" * 32, portal_url="https://portal.example")
+    inference_measurement="ab" * 32, portal_url="https://portal.example", recovery_quorum="2")
 print(json.dumps(tomllib.loads(text)))
 `;
 
@@ -468,6 +468,8 @@ print(json.dumps(tomllib.loads(text)))
           "CLOISTER_INFERENCE_MEASUREMENTS",
           "CLOISTER_POLICY_MODE",
           "CLOISTER_AUTHORITY_CA",
+          "CLOISTER_RECOVERY_CUSTODIANS_FILE",
+          "CLOISTER_RECOVERY_QUORUM",
         ]) {
           if (fixed in manifest.loader.env) {
             assert.equal(typeof manifest.loader.env[fixed], "string", `${service}: ${fixed} is fixed`);
@@ -475,6 +477,15 @@ print(json.dumps(tomllib.loads(text)))
         }
         // Every built file the service runs is under a trusted entry.
         const trusted = manifest.sgx.trusted_files.map((entry) => entry.replace(/^file:/, ""));
+        if (service === "key-broker") {
+          // The recovery custodians are measured: a host swapping them would get every key.
+          assert.equal(
+            manifest.loader.env.CLOISTER_RECOVERY_CUSTODIANS_FILE,
+            "/app/trust/recovery-custodians.json",
+          );
+          assert.ok(trusted.includes("/app/trust/recovery-custodians.json"));
+          assert.equal(manifest.loader.env.CLOISTER_RECOVERY_QUORUM, "2");
+        }
         for (const folder of serviceCodeFolders(service)) {
           const walk = (directory: string): string[] =>
             readdirSync(directory).flatMap((name) => {

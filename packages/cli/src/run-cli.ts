@@ -3,6 +3,7 @@ import { ExitCode, type CliIo } from "./cli-io.js";
 import { runKeys } from "./keys-command.js";
 import { runMeasure } from "./measure-command.js";
 import { runModels } from "./models-command.js";
+import { runRecovery } from "./recovery-command.js";
 import { runUp } from "./up-command.js";
 import { runVerifyQuote } from "./verify-quote-command.js";
 
@@ -15,6 +16,7 @@ Commands:
   measure         print each service's measurement (SHA-256 of its built code)
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
   keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
+  recovery        back up the key broker's keys to custodians, and restore them on another node
 
 Run "cloister <command> --help" for a command's options.`;
 
@@ -34,6 +36,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runAudit(rest, io);
     case "keys":
       return runKeys(rest, io);
+    case "recovery":
+      return runRecovery(rest, io);
     case undefined:
     case "help":
     case "--help":

@@ -3,8 +3,11 @@
 //   tls/ca.pem, ca-key.pem   the dev CA; tls/<service>.pem, .key: each service's certificate (reissued at start)
 //   key-broker-admin-token   the key broker's admin bearer token
 //   demo-credentials.json    the demo tenant's accounts and password (the platform's bootstrap file)
+//   recovery/                three demo recovery custodians (custodian-N.jwk, private; custodians.json, public)
+//                            and the key broker's latest backup; in production each custodian keeps their own
+//                            key apart, offline
 // Secrets are written with mode 0600 and the directories with 0700.
-import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -39,6 +42,12 @@ export interface DataDirectory {
   /** True when the demo password was made now (it is printed once). */
   readonly createdDemoPassword: boolean;
   readonly logs: string;
+  /** The key broker's recovery: the custodians' public keys (2 of 3 restore) and where backups go. */
+  readonly recovery: {
+    readonly custodiansPath: string;
+    readonly quorum: number;
+    readonly backupPath: string;
+  };
   /** Writes a fresh certificate for a service on 127.0.0.1 and returns its PEM paths. */
   readonly serverCertificate: (service: string) => { cert: string; key: string };
 }
@@ -100,6 +109,22 @@ export function prepareDataDirectory(path: string): DataDirectory {
     writeSecret(adminTokenPath, randomBytes(32).toString("base64url"));
   }
 
+  // Demo recovery custodians, so the local stack's key broker writes backups a restore can use.
+  const recoveryDirectory = join(path, "recovery");
+  mkdirSync(recoveryDirectory, { recursive: true, mode: 0o700 });
+  const custodiansPath = join(recoveryDirectory, "custodians.json");
+  if (!existsSync(custodiansPath)) {
+    const publicKeys = [1, 2, 3].map((custodian) => {
+      const pair = generateKeyPairSync("ec", { namedCurve: "P-384" });
+      writeSecret(
+        join(recoveryDirectory, `custodian-${custodian}.jwk`),
+        `${JSON.stringify(pair.privateKey.export({ format: "jwk" }))}\n`,
+      );
+      return pair.publicKey.export({ format: "jwk" });
+    });
+    writeFileSync(custodiansPath, `${JSON.stringify({ keys: publicKeys }, null, 2)}\n`, { mode: 0o644 });
+  }
+
   const demoCredentialsPath = join(path, "demo-credentials.json");
   let password: string;
   let createdDemoPassword = false;
@@ -138,6 +163,11 @@ export function prepareDataDirectory(path: string): DataDirectory {
     demoAccounts,
     createdDemoPassword,
     logs,
+    recovery: {
+      custodiansPath,
+      quorum: 2,
+      backupPath: join(recoveryDirectory, "key-broker-backup.json"),
+    },
     serverCertificate: (service) => {
       const issued = issueServerCertificate(ca, { ips: ["127.0.0.1"], dnsNames: ["localhost"] });
       const cert = join(tls, `${service}.pem`);

@@ -62,6 +62,11 @@ export interface Attestation {
 
 const attestPaths = { sgx: "SgxEnclave", tdx: "TdxVm", sevsnp: "SevSnpVm" } as const;
 
+/** The attestation service's path segment for this evidence type (`/attest/{path}`). */
+export function attestPath(type: Evidence["type"]): string {
+  return attestPaths[type];
+}
+
 function base64url(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("base64url");
 }

@@ -16,6 +16,7 @@ export const enclaveErrorCodes = [
   "ERR_PEER_SIMULATION",
   "ERR_PEER_KEY_BINDING",
   "ERR_PEER_RESPONSE",
+  "ERR_RECOVERY",
 ] as const;
 
 export type EnclaveErrorCode = (typeof enclaveErrorCodes)[number];

@@ -52,3 +52,20 @@ export {
   simulatedServiceTee,
   type CloisterService,
 } from "./service-identity.js";
+export {
+  combineShares,
+  createRecoveryBackup,
+  openCustodianShare,
+  openRecoveryBackup,
+  openSubmittedShare,
+  parseRecoveryBackup,
+  recoveryBackupDigest,
+  recoveryBackupFormat,
+  recoveryCustodianId,
+  splitSecret,
+  submitRecoveryShare,
+  type RecoveryBackup,
+  type RecoveryExchange,
+  type RecoveryShare,
+  type SubmitRecoveryShareOptions,
+} from "./key-recovery.js";

@@ -16,6 +16,7 @@ import type { TeeProvider } from "@cloister/enclave";
 import { AuthorityKeySets } from "./authorities.js";
 import { BrokerError } from "./errors.js";
 import { keyNamePattern, newestVersion, SealedKeyStore, type StoredKey } from "./key-store.js";
+import { registerRecovery, type RecoveryConfig } from "./recovery-routes.js";
 import { normalizeAuthority, parseReleasePolicy, satisfiesReleasePolicy } from "./release-policy.js";
 
 export interface KeyBrokerConfig {
@@ -36,6 +37,11 @@ export interface KeyBrokerConfig {
    */
   readonly maxEventLoopDelayMs?: number;
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * Recovery custodians and quorum: a backup, encrypted to them, is made after every change, so the keys
+   * survive the loss of this node (its sealing key is per CPU). Without it a lost node loses every key.
+   */
+  readonly recovery?: RecoveryConfig;
 }
 
 /** Version numbers in paths: 1 to 2^31-1, digits only. */
@@ -104,10 +110,15 @@ async function runtimeKey(
 
 export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance> {
   const now = config.now ?? ((): Date => new Date());
+  // Set once the recovery routes exist; the store calls it after every write.
+  let backupChanged = (): void => undefined;
   const store = new SealedKeyStore(
     config.dataDirectory,
     // Signer-bound (MRSIGNER) sealing: an upgraded broker signed by the same key still opens its keys.
     await config.provider.sealingKey("key-broker-store", "signer"),
+    () => {
+      backupChanged();
+    },
   );
   const authorities = new AuthorityKeySets(config.authorityCa);
   const signing = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -163,6 +174,16 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
       throw new BrokerError("ERR_UNAUTHORIZED", "the admin API needs the configured bearer token");
     }
   };
+
+  ({ backupChanged } = registerRecovery(app, {
+    store: () => store,
+    provider: config.provider,
+    recovery: config.recovery,
+    requireAdmin,
+    now,
+  }));
+  // A backup of the store as it is at start (the custodians may have changed with this release).
+  backupChanged();
 
   /** A generated 256-bit secret, or the admin's base64 value (at most 8 KiB) for a named secret. */
   const newKeyValue = (given: unknown): Uint8Array => {
@@ -394,3 +415,4 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
 
 export { brokerErrors, BrokerError, type BrokerErrorCode } from "./errors.js";
 export { parseReleasePolicy, satisfiesReleasePolicy, type ReleasePolicy } from "./release-policy.js";
+export type { RecoveryConfig } from "./recovery-routes.js";

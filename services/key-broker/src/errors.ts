@@ -24,6 +24,16 @@ export const brokerErrors = {
     description:
       "A key of that name exists already (never overwritten), or the newest version was to be destroyed.",
   },
+  ERR_RECOVERY_INVALID: {
+    status: 400,
+    description:
+      "A recovery backup or share is malformed, belongs to another backup, or does not open with this broker's exchange key.",
+  },
+  ERR_RECOVERY_STATE: {
+    status: 409,
+    description:
+      "Recovery is not configured (no custodians), a restore needs an empty store, or no restore is in progress.",
+  },
   ERR_OVERLOADED: {
     status: 503,
     description: "The broker is overloaded (event-loop delay over its limit); retry after Retry-After.",

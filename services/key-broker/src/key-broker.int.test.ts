@@ -1,42 +1,25 @@
 // The key broker against a real attestation service over HTTPS, with a workload that attested itself.
 import assert from "node:assert/strict";
 import { createCipheriv, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { compactDecrypt, compactVerify, createLocalJWKSet, decodeJwt, type JSONWebKeySet } from "jose";
-import { createSimulationPlatform, issueAttestationToken } from "@cloister/attestation";
-import {
-  attestAtStart,
-  createDevCertificateAuthority,
-  issueServerCertificate,
-  simulationProvider,
-  type Attestation,
-} from "@cloister/enclave";
+import { issueAttestationToken } from "@cloister/attestation";
+import { attestAtStart, simulationProvider, type Attestation } from "@cloister/enclave";
 import { buildApp as buildAttestationService } from "../../attestation-service/src/app.js";
 import { listenOnLoopback } from "@cloister/service-kit";
 import { buildApp } from "./app.js";
+import { brokerTestBed } from "./test-support.js";
 import { SealedKeyStore } from "./key-store.js";
 
-const scratch = mkdtempSync(join(tmpdir(), "cloister-broker-"));
-const platform = createSimulationPlatform();
-const ca = createDevCertificateAuthority("Broker Test CA");
-const tls = issueServerCertificate(ca, { ips: ["127.0.0.1"] });
+const { scratch, platform, ca, tls, logStream, logged: loggedSoFar } = brokerTestBed("Broker");
 const adminToken = "test-admin-token-0123456789";
 const brokerIdentity = { mrenclave: "b0".repeat(32), mrsigner: "51".repeat(32), productId: 1, svn: 1 };
 const workloadMeasurement = "77".repeat(32);
 let endpoint = "";
 let workload: Attestation;
 let stranger: Attestation;
-let logged = "";
-const logStream = new Writable({
-  write(chunk: Buffer, _encoding, done) {
-    logged += chunk.toString();
-    done();
-  },
-});
 const closers: (() => Promise<unknown>)[] = [];
 
 before(async () => {
@@ -350,7 +333,7 @@ describe("key broker", () => {
       payload: { value: "AAAA" },
     });
     assert.equal(withValue.json<{ error: { code: string } }>().error.code, "ERR_BAD_REQUEST");
-    assert.ok(!logged.includes(Buffer.from(second).toString("base64")), "no key value is logged");
+    assert.ok(!loggedSoFar().includes(Buffer.from(second).toString("base64")), "no key value is logged");
   });
 
   test("keys sealed before versions existed open as version 1", async () => {
@@ -484,9 +467,9 @@ describe("key broker", () => {
   });
 
   test("no token, secret or admin token in any log line; releases are audited", () => {
-    assert.match(logged, /"audit":"key.created"/);
-    assert.match(logged, /"audit":"key.released"/);
-    assert.match(logged, /"audit":"key.release.refused"/);
+    assert.match(loggedSoFar(), /"audit":"key.created"/);
+    assert.match(loggedSoFar(), /"audit":"key.released"/);
+    assert.match(loggedSoFar(), /"audit":"key.release.refused"/);
     for (const secret of [
       workload.token(),
       workload.token().split(".")[2] ?? "",
@@ -494,7 +477,7 @@ describe("key broker", () => {
       Buffer.from("redis-user:redis-password").toString("base64"),
       "redis-password",
     ]) {
-      assert.ok(!logged.includes(secret), `log contains ${secret.slice(0, 10)}…`);
+      assert.ok(!loggedSoFar().includes(secret), `log contains ${secret.slice(0, 10)}…`);
     }
   });
 });

@@ -51,9 +51,13 @@ export class SealedKeyStore {
   private readonly sealingKey: Uint8Array;
   private readonly keys = new Map<string, StoredKey>();
 
-  constructor(directory: string, sealingKey: Uint8Array) {
+  private readonly onChange: (() => void) | undefined;
+
+  /** `onChange` runs after every write (the broker then writes a fresh recovery backup). */
+  constructor(directory: string, sealingKey: Uint8Array, onChange?: () => void) {
     this.directory = directory;
     this.sealingKey = sealingKey;
+    this.onChange = onChange;
     mkdirSync(directory, { recursive: true, mode: 0o700 });
     for (const file of readdirSync(directory).filter((name) => name.endsWith(".sealed"))) {
       const key = this.unseal(readFileSync(join(directory, file)), file.slice(0, -".sealed".length));
@@ -87,21 +91,37 @@ export class SealedKeyStore {
       closeSync(folder);
     }
     this.keys.set(key.name, key);
+    this.onChange?.();
+  }
+
+  /** Every key, for a recovery backup: JSON `{keys: [...]}` with base64 values. Never leaves the TEE in clear. */
+  exportKeys(): Uint8Array {
+    return Buffer.from(JSON.stringify({ keys: [...this.keys.values()].map(keyJson) }));
+  }
+
+  /** Writes every key of an `exportKeys` document (a restore into an empty store); answers how many. */
+  importKeys(document: Uint8Array): number {
+    const parsed = JSON.parse(Buffer.from(document).toString("utf8")) as { keys?: unknown };
+    if (!Array.isArray(parsed.keys)) {
+      throw new Error("not a key store export");
+    }
+    const keys = parsed.keys.map((entry) => parseKeyJson(entry as KeyJson, "an exported key"));
+    for (const key of keys) {
+      if (!keyNamePattern.test(key.name)) {
+        throw new Error("an exported key has an invalid name");
+      }
+    }
+    for (const key of keys) {
+      this.put(key);
+    }
+    return keys.length;
   }
 
   private seal(key: StoredKey): Buffer {
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", this.sealingKey, iv);
     cipher.setAAD(Buffer.from(key.name));
-    const plaintext = Buffer.from(
-      JSON.stringify({
-        ...key,
-        versions: key.versions.map((entry) => ({
-          ...entry,
-          value: Buffer.from(entry.value).toString("base64"),
-        })),
-      }),
-    );
+    const plaintext = Buffer.from(JSON.stringify(keyJson(key)));
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     return Buffer.concat([Buffer.from("CKB1"), iv, cipher.getAuthTag(), ciphertext]);
   }
@@ -114,28 +134,41 @@ export class SealedKeyStore {
     decipher.setAAD(Buffer.from(name));
     decipher.setAuthTag(sealed.subarray(16, 32));
     const plaintext = Buffer.concat([decipher.update(sealed.subarray(32)), decipher.final()]);
-    const parsed = JSON.parse(plaintext.toString()) as Omit<StoredKey, "versions"> & {
-      versions?: { version: number; value: string; createdAt: string }[];
-      /** Keys sealed before versions existed carry one value: their version 1. */
-      value?: string;
-    };
-    const versions =
-      parsed.versions ??
-      (parsed.value === undefined ? [] : [{ version: 1, value: parsed.value, createdAt: parsed.createdAt }]);
-    if (versions.length === 0) {
-      throw new Error(`sealed key ${name} has no versions`);
-    }
-    return {
-      name: parsed.name,
-      kind: parsed.kind,
-      ...(parsed.lastVersion === undefined ? {} : { lastVersion: parsed.lastVersion }),
-      policy: parsed.policy,
-      createdAt: parsed.createdAt,
-      versions: versions.map((entry) => ({
-        version: entry.version,
-        createdAt: entry.createdAt,
-        value: new Uint8Array(Buffer.from(entry.value, "base64")),
-      })),
-    };
+    return parseKeyJson(JSON.parse(plaintext.toString()) as KeyJson, `sealed key ${name}`);
   }
+}
+
+/** A key as JSON (sealed files and recovery exports): values in base64. */
+type KeyJson = Omit<StoredKey, "versions"> & {
+  versions?: { version: number; value: string; createdAt: string }[];
+  /** Keys sealed before versions existed carry one value: their version 1. */
+  value?: string;
+};
+
+function keyJson(key: StoredKey): KeyJson {
+  return {
+    ...key,
+    versions: key.versions.map((entry) => ({ ...entry, value: Buffer.from(entry.value).toString("base64") })),
+  };
+}
+
+function parseKeyJson(parsed: KeyJson, what: string): StoredKey {
+  const versions =
+    parsed.versions ??
+    (parsed.value === undefined ? [] : [{ version: 1, value: parsed.value, createdAt: parsed.createdAt }]);
+  if (typeof parsed.name !== "string" || versions.length === 0) {
+    throw new Error(`${what} has no name or no versions`);
+  }
+  return {
+    name: parsed.name,
+    kind: parsed.kind,
+    ...(parsed.lastVersion === undefined ? {} : { lastVersion: parsed.lastVersion }),
+    policy: parsed.policy,
+    createdAt: parsed.createdAt,
+    versions: versions.map((entry) => ({
+      version: entry.version,
+      createdAt: entry.createdAt,
+      value: new Uint8Array(Buffer.from(entry.value, "base64")),
+    })),
+  };
 }

@@ -6,11 +6,15 @@
 //   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
 //   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
 //   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
+//   CLOISTER_RECOVERY_CUSTODIANS_FILE  JWK Set of the recovery custodians' public keys (measured under Gramine)
+//   CLOISTER_RECOVERY_QUORUM       shares needed to restore (default 2)
+//   CLOISTER_RECOVERY_BACKUP_FILE  where each backup is written (default CLOISTER_DATA_DIR/key-broker-backup.json)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
+import { recoveryConfigFromEnv } from "./recovery-routes.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_KEY_BROKER_PORT ?? "7444", 10);
@@ -18,17 +22,28 @@ const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const provider = serviceTee(repositoryRoot, "key-broker", dataDirectory);
 const authorityCa = process.env.CLOISTER_AUTHORITY_CA;
+const recovery = recoveryConfigFromEnv(
+  process.env,
+  (path) => readFileSync(path, "utf8"),
+  join(dataDirectory, "key-broker-backup.json"),
+);
 const app = await buildApp({
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   provider,
   dataDirectory: join(dataDirectory, "keys"),
   adminToken: readFileSync(requiredEnv("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),
   ...(authorityCa === undefined ? {} : { authorityCa: readFileSync(authorityCa, "utf8") }),
+  ...(recovery === undefined ? {} : { recovery }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
+if (recovery === undefined) {
+  app.log.warn(
+    "no recovery custodians (CLOISTER_RECOVERY_CUSTODIANS_FILE): the keys are sealed to this node's CPU, and a lost node loses every key",
+  );
+}
 closeOnSignals(app);
 await app.listen({ port, host: process.env.CLOISTER_LISTEN_HOST ?? "127.0.0.1" });

@@ -13,6 +13,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -962,6 +963,79 @@ describe("the stack over time", () => {
     // Either the checkpoint's event is gone (chain shorter than recorded) or it was rewritten.
     assert.match(broken.stdout, /ends at \d+, but \d+ events were written|no longer holds the checkpoint/);
   });
+  test("the key broker's store lost with its node: cloister recovery restores it from the backup with 2 of 3 custodians, and a restarted platform opens every record", async () => {
+    const recovery = async (...args: string[]): Promise<string> =>
+      (
+        await run(process.execPath, [
+          join(repositoryRoot, "packages/cli/dist/bin.js"),
+          "recovery",
+          ...args,
+          "--data-dir",
+          dataDirectory,
+        ])
+      ).stdout;
+    const backupFile = join(scratch, "key-broker-backup.json");
+    assert.match(await recovery("backup", "--out", backupFile), /2 of 3 custodians restore it/);
+    assert.ok(
+      existsSync(join(dataDirectory, "recovery", "key-broker-backup.json")),
+      "written after every change",
+    );
+
+    // The node is lost: the broker's sealed store is gone (moved aside, then the process killed).
+    const keysDirectory = join(dataDirectory, "keys");
+    const sealedBefore = readdirSync(keysDirectory)
+      .filter((name) => name.endsWith(".sealed"))
+      .sort();
+    assert.ok(sealedBefore.length >= 4, sealedBefore.join(", "));
+    renameSync(keysDirectory, join(scratch, "lost-keys"));
+    const killed = stack.stack().pids["key-broker"];
+    assert.ok(killed !== undefined);
+    process.kill(killed, "SIGKILL");
+    const description = stack.stack();
+    const adminToken = readFileSync(join(dataDirectory, "key-broker-admin-token"), "utf8").trim();
+    const platformOhttp = async (): Promise<number> => {
+      const answer = await requestJson("GET", `${description.keyBroker}/keys/platform-ohttp`, undefined, {
+        ca: readFileSync(description.caCert, "utf8"),
+        headers: { authorization: `Bearer ${adminToken}` },
+      }).catch(() => ({ status: 0 }));
+      return answer.status;
+    };
+    const deadline = Date.now() + 30_000;
+    while ((await platformOhttp()) !== 404 && Date.now() < deadline) {
+      await new Promise((resolveWait) => setTimeout(resolveWait, 250));
+    }
+    assert.equal(await platformOhttp(), 404, "the restarted broker holds no keys");
+
+    // The restore: begun by the operator, completed by two custodians who each verified the broker.
+    assert.match(await recovery("begin", "--backup", backupFile), /2 of 3 custodians/);
+    const custodianKey = (index: number): string => join(dataDirectory, "recovery", `custodian-${index}.jwk`);
+    // Without --allow-simulation a custodian refuses the simulated broker and sends nothing.
+    await assert.rejects(
+      recovery("share", "--backup", backupFile, "--key", custodianKey(1)),
+      /ERR_PEER_(DEBUG|SIMULATION)/,
+    );
+    assert.match(
+      await recovery("share", "--backup", backupFile, "--key", custodianKey(1), "--allow-simulation"),
+      /1 of 2 shares/,
+    );
+    assert.match(
+      await recovery("share", "--backup", backupFile, "--key", custodianKey(3), "--allow-simulation"),
+      new RegExp(`restored ${sealedBefore.length} keys`),
+    );
+    assert.deepEqual(
+      readdirSync(keysDirectory)
+        .filter((name) => name.endsWith(".sealed"))
+        .sort(),
+      sealedBefore,
+    );
+
+    // A platform started now gets its keys from the restored broker and opens what was written before.
+    const platformPid = stack.stack().pids["platform-api"];
+    assert.ok(platformPid !== undefined);
+    process.kill(platformPid, "SIGKILL");
+    assert.equal(await killtestPatientsOnceServing(60_000, platformPid), 1);
+  });
+
   test("the whole session: no sentinel PHI, password, admin token or access token in any log, output, error body, metric, URL or console line", async () => {
     // Refusals that carry the sentinels in, so their error bodies are scanned too.
     const description = stack.stack();

@@ -1,0 +1,288 @@
+// The key broker's recovery (see @cloister/enclave's key-recovery.ts for the scheme): a fresh backup after
+// every change, and the restore of a backup into an empty store from a quorum of custodians' shares.
+//   GET  /recovery/backup   (admin) the latest backup: ciphertext only, to copy off the node
+//   POST /recovery          (admin) {backup} begins a restore into this (empty) broker: answers its exchange key,
+//                           bound with the backup's digest into fresh evidence
+//   GET  /recovery          the restore in progress (what custodians verify)
+//   POST /recovery/shares   {share: JWE to the exchange key} from one custodian; at the quorum, the store is
+//                           rebuilt inside the TEE and sealed to this broker
+import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { exportJWK, type JWK } from "jose";
+import {
+  attestRequestBody,
+  createRecoveryBackup,
+  openRecoveryBackup,
+  openSubmittedShare,
+  parseRecoveryBackup,
+  recoveryBackupDigest,
+  type Evidence,
+  type RecoveryBackup,
+  type RecoveryExchange,
+  type RecoveryShare,
+  type TeeProvider,
+} from "@cloister/enclave";
+import { BrokerError } from "./errors.js";
+import type { SealedKeyStore } from "./key-store.js";
+
+export interface RecoveryConfig {
+  /**
+   * The custodians' public keys (RSA, or EC P-256/P-384), from the broker's measured configuration: whoever
+   * could change them could have the store encrypted to themselves.
+   */
+  readonly custodians: readonly JWK[];
+  /** How many custodians' shares rebuild the store (at least 2 in production). */
+  readonly quorum: number;
+  /** Where to write each backup (off the encrypted data mount, e.g. a file share); only served when unset. */
+  readonly backupFile?: string;
+}
+
+/**
+ * The recovery configuration from the environment: CLOISTER_RECOVERY_CUSTODIANS_FILE (a JWK Set of the
+ * custodians' public keys; under Gramine a trusted, measured file), CLOISTER_RECOVERY_QUORUM (default 2, or 1
+ * with one custodian) and CLOISTER_RECOVERY_BACKUP_FILE (default `defaultBackupFile`). Undefined without
+ * custodians. Throws on a malformed file, a private key in it, or a quorum out of range.
+ */
+export function recoveryConfigFromEnv(
+  env: NodeJS.ProcessEnv,
+  readFile: (path: string) => string,
+  defaultBackupFile: string,
+): RecoveryConfig | undefined {
+  const file = env.CLOISTER_RECOVERY_CUSTODIANS_FILE;
+  if (file === undefined || file === "") {
+    return undefined;
+  }
+  const parsed = JSON.parse(readFile(file)) as { keys?: unknown };
+  const custodians = Array.isArray(parsed.keys) ? (parsed.keys as JWK[]) : [];
+  for (const key of custodians) {
+    const usable =
+      (key.kty === "RSA" && typeof key.n === "string" && typeof key.e === "string") ||
+      (key.kty === "EC" && ["P-256", "P-384", "P-521"].includes(key.crv ?? "") && typeof key.x === "string");
+    if (!usable) {
+      throw new Error(`${file}: each custodian key is an RSA or EC (P-256, P-384, P-521) public JWK`);
+    }
+    if ("d" in key) {
+      throw new Error(`${file}: holds a private key; give the broker the custodians' public keys only`);
+    }
+  }
+  if (custodians.length === 0) {
+    throw new Error(`${file}: a JWK Set {"keys": [...]} of at least one custodian's public key`);
+  }
+  const quorum = Number(env.CLOISTER_RECOVERY_QUORUM ?? Math.min(2, custodians.length));
+  if (!Number.isInteger(quorum) || quorum < 1 || quorum > custodians.length) {
+    throw new Error(`CLOISTER_RECOVERY_QUORUM is 1 to ${custodians.length} (the number of custodians)`);
+  }
+  return { custodians, quorum, backupFile: env.CLOISTER_RECOVERY_BACKUP_FILE ?? defaultBackupFile };
+}
+
+interface Restore {
+  readonly backup: RecoveryBackup;
+  readonly digest: string;
+  readonly exchangePrivateKey: KeyObject;
+  readonly view: RecoveryExchange;
+  readonly shares: Map<number, RecoveryShare>;
+}
+
+function writeAtomically(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const descriptor = openSync(temporary, "wx", 0o600);
+  try {
+    writeSync(descriptor, text);
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
+  }
+  renameSync(temporary, path);
+}
+
+/**
+ * Adds the recovery routes; answers `backupChanged`, which the store calls after every write. Without
+ * `recovery` the routes answer ERR_RECOVERY_STATE and nothing is written.
+ */
+export function registerRecovery(
+  app: FastifyInstance,
+  options: {
+    readonly store: () => SealedKeyStore;
+    readonly provider: TeeProvider;
+    readonly recovery: RecoveryConfig | undefined;
+    readonly requireAdmin: (request: FastifyRequest) => Promise<void>;
+    readonly now: () => Date;
+  },
+): { backupChanged: () => void } {
+  const { recovery } = options;
+  let latest: RecoveryBackup | undefined;
+  let writes: Promise<void> = Promise.resolve();
+  let pending = false;
+  let restore: Restore | undefined;
+
+  // One backup at a time, of the store as it is when the write starts; changes meanwhile make one more.
+  const backupChanged = (): void => {
+    if (recovery === undefined || pending) {
+      return;
+    }
+    pending = true;
+    writes = writes
+      .then(async () => {
+        pending = false;
+        const backup = await createRecoveryBackup(
+          options.store().exportKeys(),
+          recovery.custodians,
+          recovery.quorum,
+          options.now(),
+        );
+        if (recovery.backupFile !== undefined) {
+          writeAtomically(recovery.backupFile, JSON.stringify(backup));
+        }
+        latest = backup;
+        app.log.info(
+          { audit: "recovery.backup-written", keys: options.store().list().length },
+          "recovery backup written",
+        );
+      })
+      .catch((error: unknown) => {
+        app.log.error(
+          { errorName: error instanceof Error ? error.name : "unknown" },
+          "the recovery backup could not be written",
+        );
+      });
+  };
+  app.addHook("onClose", async () => {
+    await writes;
+  });
+
+  const configured = (): RecoveryConfig => {
+    if (recovery === undefined) {
+      throw new BrokerError(
+        "ERR_RECOVERY_STATE",
+        "no recovery custodians are configured (CLOISTER_RECOVERY_CUSTODIANS_FILE)",
+      );
+    }
+    return recovery;
+  };
+
+  app.get("/recovery/backup", { preHandler: options.requireAdmin }, async (request) => {
+    configured();
+    backupChanged();
+    await writes;
+    if (latest === undefined) {
+      throw new BrokerError("ERR_INTERNAL", "the recovery backup could not be made");
+    }
+    request.log.info({ audit: "recovery.backup-read" }, "recovery backup read");
+    return latest;
+  });
+
+  app.post<{ Body: { backup?: unknown } }>(
+    "/recovery",
+    { preHandler: options.requireAdmin },
+    async (request) => {
+      configured();
+      let backup: RecoveryBackup;
+      try {
+        backup = parseRecoveryBackup(request.body.backup);
+      } catch {
+        throw new BrokerError("ERR_RECOVERY_INVALID", "the body must be {backup: <a key broker backup>}");
+      }
+      if (options.store().list().length > 0) {
+        throw new BrokerError(
+          "ERR_RECOVERY_STATE",
+          "a restore needs an empty store: this broker holds keys already",
+        );
+      }
+      const digest = recoveryBackupDigest(backup);
+      if (restore?.digest !== digest) {
+        // A new exchange key, made here and bound with the backup's digest into fresh evidence.
+        const exchange = generateKeyPairSync("ec", { namedCurve: "P-256" });
+        const exchangeKey: JWK = {
+          ...(await exportJWK(exchange.publicKey)),
+          use: "enc",
+          alg: "ECDH-ES",
+          kid: "recovery-exchange",
+        };
+        const runtimeData = new TextEncoder().encode(
+          JSON.stringify({ service: "key-broker", keys: [exchangeKey], recovery: { backup: digest } }),
+        );
+        const evidence: Evidence = await options.provider.getEvidence(runtimeData);
+        restore = {
+          backup,
+          digest,
+          exchangePrivateKey: exchange.privateKey,
+          shares: new Map(),
+          view: {
+            exchangeKey,
+            backup: digest,
+            quorum: backup.quorum,
+            received: 0,
+            evidenceType: evidence.type,
+            attest: attestRequestBody(evidence, runtimeData),
+          },
+        };
+        request.log.info(
+          { audit: "recovery.started", quorum: backup.quorum, custodians: backup.shares.length },
+          "restore of a recovery backup started",
+        );
+      }
+      return { ...restore.view, received: restore.shares.size };
+    },
+  );
+
+  const inProgress = (): Restore => {
+    if (restore === undefined) {
+      throw new BrokerError("ERR_RECOVERY_STATE", "no restore is in progress");
+    }
+    return restore;
+  };
+
+  app.get("/recovery", async () => {
+    const current = inProgress();
+    return { ...current.view, received: current.shares.size };
+  });
+
+  app.post<{ Body: { share?: unknown } }>("/recovery/shares", async (request) => {
+    const current = inProgress();
+    const sealed = request.body.share;
+    if (typeof sealed !== "string" || sealed.length > 16_384) {
+      throw new BrokerError("ERR_RECOVERY_INVALID", "the body must be {share: <JWE to the exchange key>}");
+    }
+    let share: RecoveryShare;
+    try {
+      share = await openSubmittedShare(current.backup, sealed, current.exchangePrivateKey);
+    } catch {
+      request.log.warn({ audit: "recovery.share-refused" }, "recovery share refused");
+      throw new BrokerError("ERR_RECOVERY_INVALID", "the share does not open, or belongs to another backup");
+    }
+    if (restore !== current) {
+      throw new BrokerError("ERR_RECOVERY_STATE", "the restore ended meanwhile");
+    }
+    current.shares.set(share.x, share);
+    request.log.info(
+      { audit: "recovery.share-received", share: share.x, received: current.shares.size },
+      "recovery share received",
+    );
+    if (current.shares.size < current.backup.quorum) {
+      return { received: current.shares.size, quorum: current.backup.quorum, restored: false };
+    }
+    // The quorum: this request rebuilds the store; another one arriving meanwhile finds no restore.
+    restore = undefined;
+    let keys: number;
+    try {
+      const document = await openRecoveryBackup(current.backup, [...current.shares.values()]);
+      if (options.store().list().length > 0) {
+        throw new BrokerError("ERR_RECOVERY_STATE", "keys were created during the restore");
+      }
+      keys = options.store().importKeys(document);
+      document.fill(0);
+    } catch (error) {
+      restore = current;
+      throw error instanceof BrokerError
+        ? error
+        : new BrokerError("ERR_RECOVERY_INVALID", "the backup does not open with these shares");
+    }
+    request.log.info({ audit: "recovery.restored", keys }, "recovery backup restored");
+    return { received: current.shares.size, quorum: current.backup.quorum, restored: true, keys };
+  });
+
+  return { backupChanged };
+}
