@@ -175,15 +175,18 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
     }
   };
 
-  ({ backupChanged } = registerRecovery(app, {
+  const recovery = registerRecovery(app, {
     store: () => store,
     provider: config.provider,
     recovery: config.recovery,
     requireAdmin,
     now,
-  }));
-  // A backup of the store as it is at start (the custodians may have changed with this release).
+  });
+  backupChanged = recovery.backupChanged;
+  // A backup of the store as it is at start (the custodians may have changed with this release), before the
+  // broker serves.
   backupChanged();
+  await recovery.backupsWritten();
 
   /** A generated 256-bit secret, or the admin's base64 value (at most 8 KiB) for a named secret. */
   const newKeyValue = (given: unknown): Uint8Array => {

@@ -7,8 +7,17 @@
 //   POST /recovery/shares   {share: JWE to the exchange key} from one custodian; at the quorum, the store is
 //                           rebuilt inside the TEE and sealed to this broker
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { exportJWK, type JWK } from "jose";
 import {
@@ -98,8 +107,30 @@ function writeAtomically(path: string, text: string): void {
   renameSync(temporary, path);
 }
 
+/** How many dated backups are kept next to the latest. */
+export const keptBackups = 30;
+
 /**
- * Adds the recovery routes; answers `backupChanged`, which the store calls after every write. Without
+ * Writes `backupFile` (the latest) and a dated copy beside it (`<name>-<time>.json`), keeping the newest
+ * `keptBackups` dated copies, so an older backup is still there if a later one is unusable.
+ */
+function writeBackupFiles(backupFile: string, backup: RecoveryBackup): void {
+  const text = JSON.stringify(backup);
+  const base = basename(backupFile, ".json");
+  const dated = `${base}-${backup.createdAt.replace(/[^0-9TZ]/g, "")}.json`;
+  writeAtomically(join(dirname(backupFile), dated), text);
+  writeAtomically(backupFile, text);
+  const copies = readdirSync(dirname(backupFile))
+    .filter((name) => name.startsWith(`${base}-`) && name.endsWith(".json"))
+    .sort();
+  for (const old of copies.slice(0, Math.max(0, copies.length - keptBackups))) {
+    rmSync(join(dirname(backupFile), old), { force: true });
+  }
+}
+
+/**
+ * Adds the recovery routes; answers `backupChanged`, which the store calls after every write, and
+ * `backupsWritten`, which settles once the backups asked for so far are written. Without
  * `recovery` the routes answer ERR_RECOVERY_STATE and nothing is written.
  */
 export function registerRecovery(
@@ -111,7 +142,7 @@ export function registerRecovery(
     readonly requireAdmin: (request: FastifyRequest) => Promise<void>;
     readonly now: () => Date;
   },
-): { backupChanged: () => void } {
+): { backupChanged: () => void; backupsWritten: () => Promise<void> } {
   const { recovery } = options;
   let latest: RecoveryBackup | undefined;
   let writes: Promise<void> = Promise.resolve();
@@ -127,6 +158,12 @@ export function registerRecovery(
     writes = writes
       .then(async () => {
         pending = false;
+        const keys = options.store().list().length;
+        // An empty store is never backed up: a broker started empty on a new node must not replace the
+        // backup it is about to be restored from.
+        if (keys === 0) {
+          return;
+        }
         const backup = await createRecoveryBackup(
           options.store().exportKeys(),
           recovery.custodians,
@@ -134,13 +171,10 @@ export function registerRecovery(
           options.now(),
         );
         if (recovery.backupFile !== undefined) {
-          writeAtomically(recovery.backupFile, JSON.stringify(backup));
+          writeBackupFiles(recovery.backupFile, backup);
         }
         latest = backup;
-        app.log.info(
-          { audit: "recovery.backup-written", keys: options.store().list().length },
-          "recovery backup written",
-        );
+        app.log.info({ audit: "recovery.backup-written", keys }, "recovery backup written");
       })
       .catch((error: unknown) => {
         app.log.error(
@@ -165,6 +199,12 @@ export function registerRecovery(
 
   app.get("/recovery/backup", { preHandler: options.requireAdmin }, async (request) => {
     configured();
+    if (options.store().list().length === 0) {
+      throw new BrokerError(
+        "ERR_RECOVERY_STATE",
+        "this broker holds no keys: there is nothing to back up (keep the backups you have)",
+      );
+    }
     backupChanged();
     await writes;
     if (latest === undefined) {
@@ -284,5 +324,5 @@ export function registerRecovery(
     return { received: current.shares.size, quorum: current.backup.quorum, restored: true, keys };
   });
 
-  return { backupChanged };
+  return { backupChanged, backupsWritten: () => writes };
 }

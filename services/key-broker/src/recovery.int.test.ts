@@ -4,7 +4,7 @@
 // service and handed it their shares. Everything over HTTPS, against a real attestation service.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CompactEncrypt, exportJWK, importJWK, type JWK } from "jose";
@@ -185,7 +185,16 @@ test("a lost node's keys come back: a backup after every change, restored into a
   const secondNode = new Uint8Array(randomBytes(32));
   assert.throws(() => new SealedKeyStore(lostDirectory, secondNode));
   const freshDirectory = join(scratch, "node-2-keys");
+  const backupText = readFileSync(recovery.backupFile ?? "", "utf8");
   const fresh = await startBroker(nodeProvider(secondNode), freshDirectory, recovery);
+  // Started empty, it neither replaces the backup it is to be restored from nor serves an empty one.
+  const emptyBackup = await requestJson("GET", `${fresh.url}/recovery/backup`, undefined, admin);
+  assert.equal(emptyBackup.status, 409);
+  assert.equal(readFileSync(recovery.backupFile ?? "", "utf8"), backupText);
+  const dated = readdirSync(join(scratch, "backups")).filter((name) =>
+    /^key-broker-backup-\d+T\d+Z\.json$/.test(name),
+  );
+  assert.ok(dated.length >= 1, "dated copies are kept beside the latest");
   await assert.rejects(released(fresh.url, "tenant-hospital-a"), (error: unknown) => {
     return error instanceof EnclaveError && error.code === "ERR_KEY_NOT_FOUND";
   });
