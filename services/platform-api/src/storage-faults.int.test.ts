@@ -173,13 +173,26 @@ test(
   },
 );
 
+/** The connection string with `application_name` set, which pg_stat_activity shows for each connection. */
+function withApplicationName(connectionString: string, name: string): string {
+  const url = new URL(connectionString);
+  url.searchParams.set("application_name", name);
+  return url.toString();
+}
+
 test(
   "PostgreSQL connections cut mid-write: every accepted write is there, refusals are typed, and the pool recovers",
   { skip: postgresSkip },
   async () => {
     const schema = `faults_${randomBytes(6).toString("hex")}`;
+    const applicationName = `cloister-${schema}`;
     const platform = await startTestPlatform({
-      store: openPostgresStore({ connectionString: postgresTestUrl, schema, maxConnections: 4 }),
+      // Named, so the cutter below cuts this platform's connections only, not those of tests running alongside.
+      store: openPostgresStore({
+        connectionString: withApplicationName(postgresTestUrl, applicationName),
+        schema,
+        maxConnections: 4,
+      }),
     });
     const killer = new pg.Client({ connectionString: postgresTestUrl });
     await killer.connect();
@@ -191,11 +204,12 @@ test(
       const admin = await signIn(platform, "admin");
       let cuts = 0;
       const stopCutting = new AbortController();
-      // Terminate every other connection of this role, again and again, while writes run.
+      // Terminate every connection of the platform's pool, again and again, while writes run.
       const cutter = (async () => {
         while (!stopCutting.signal.aborted) {
           const { rowCount } = await killer.query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid() AND datname = current_database()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            [applicationName],
           );
           cuts += rowCount ?? 0;
           await new Promise((resolve) => setTimeout(resolve, 40));
