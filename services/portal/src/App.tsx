@@ -166,16 +166,29 @@ export function App(): React.JSX.Element {
       return;
     }
     client.setAccessToken(session.accessToken);
-    client
-      .json("GET", "/models")
-      .then((answer) => {
-        setModels((answer as { models: ModelInfo[] }).models);
-        setModelsError(undefined);
-      })
-      .catch((error: unknown) => {
-        setModelsError(`The AI models could not be listed: ${(error as Error).message}`);
-      });
     const controller = new AbortController();
+    // The models the platform's inference server offers. A failure (the platform or the inference server
+    // restarting) is shown and tried again every 5 s until the list arrives, not left until the next sign-in.
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    const listModels = (): void => {
+      client
+        .json("GET", "/models")
+        .then((answer) => {
+          if (!controller.signal.aborted) {
+            setModels((answer as { models: ModelInfo[] }).models);
+            setModelsError(undefined);
+          }
+        })
+        .catch((error: unknown) => {
+          if (!controller.signal.aborted) {
+            setModelsError(
+              `The AI models could not be listed: ${(error as Error).message} Trying again in a few seconds.`,
+            );
+            retry = setTimeout(listModels, 5000);
+          }
+        });
+    };
+    listModels();
     void followReportEvents(
       config?.platformUrl ?? "",
       () => client.token(),
@@ -195,6 +208,7 @@ export function App(): React.JSX.Element {
     );
     return () => {
       controller.abort();
+      clearTimeout(retry);
       setLive(false);
     };
   }, [client, session, config]);

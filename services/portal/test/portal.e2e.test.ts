@@ -783,7 +783,14 @@ describe("the stack over time", () => {
       await register("Rolltwo");
       assert.equal(attestations(), attestedAtStart + 1, "verified again once");
       assert.match((await page.getByTestId("signed-in").textContent()) ?? "", /clerk@demo\.hospital/);
-      assert.equal(await page.getByRole("alert").count(), 0, "no error shown");
+      // A request cut by a restart (the models list, asked for at sign-in) may show an error for a moment; it
+      // is tried again by itself, so none is left.
+      await page
+        .getByRole("alert")
+        .first()
+        .waitFor({ state: "detached", timeout: 15_000 })
+        .catch(() => undefined);
+      assert.deepEqual(await page.getByRole("alert").allTextContents(), [], "no error left shown");
       await page.context().close();
       observed.urls.push(...seen.urls);
     },
@@ -976,10 +983,9 @@ describe("the stack over time", () => {
       ).stdout;
     const backupFile = join(scratch, "key-broker-backup.json");
     assert.match(await recovery("backup", "--out", backupFile), /2 of 3 custodians restore it/);
-    assert.ok(
-      existsSync(join(dataDirectory, "recovery", "key-broker-backup.json")),
-      "written after every change",
-    );
+    const backupOnVolume = join(dataDirectory, "recovery", "key-broker-backup.json");
+    assert.ok(existsSync(backupOnVolume), "written after every change");
+    const backupBefore = readFileSync(backupOnVolume, "utf8");
 
     // The node is lost: the broker's sealed store is gone (moved aside, then the process killed).
     const keysDirectory = join(dataDirectory, "keys");
@@ -1005,6 +1011,11 @@ describe("the stack over time", () => {
       await new Promise((resolveWait) => setTimeout(resolveWait, 250));
     }
     assert.equal(await platformOhttp(), 404, "the restarted broker holds no keys");
+    assert.equal(
+      readFileSync(backupOnVolume, "utf8"),
+      backupBefore,
+      "an empty broker does not replace the backup",
+    );
 
     // The restore: begun by the operator, completed by two custodians who each verified the broker.
     assert.match(await recovery("begin", "--backup", backupFile), /2 of 3 custodians/);
