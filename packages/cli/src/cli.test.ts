@@ -6,6 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { runCli, type CliIo } from "./index.js";
+import { longestRestartPauseMs, restartPolicy } from "./up-processes.js";
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const vectors = resolve(repositoryRoot, "../shared/attestation-vectors");
@@ -159,4 +160,28 @@ test("the installed `cloister` binary works from the repository root", () => {
   });
   assert.equal(result.status, 0, result.stderr);
   assert.equal((JSON.parse(result.stdout) as { ok: boolean }).ok, true);
+});
+
+test("cloister up's restart policy: a growing pause while a service keeps dying soon after starting, never giving up", () => {
+  const start = 1_000_000;
+  let failures: number[] = [];
+  const delays: number[] = [];
+  const looping: boolean[] = [];
+  for (let exit = 0; exit < 8; exit++) {
+    const decision = restartPolicy(failures, start + exit * 1000, true);
+    failures = decision.failures;
+    delays.push(decision.delayMs);
+    looping.push(decision.crashLooping);
+  }
+  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+  assert.deepEqual(looping, [false, false, false, false, true, true, true, true]);
+  assert.equal(Math.max(...delays), longestRestartPauseMs);
+  // A service that stayed up a while starts again after 1 s, its count cleared.
+  assert.deepEqual(restartPolicy(failures, start + 9000, false), {
+    failures: [],
+    delayMs: 1000,
+    crashLooping: false,
+  });
+  // Early exits older than a minute no longer count.
+  assert.equal(restartPolicy(failures, start + 8000 + 61_000, true).delayMs, 1000);
 });

@@ -101,8 +101,10 @@ export async function runUp(
     onRestart: (name: string, code: number | null, exitSignal: NodeJS.Signals | null) => {
       io.stderr(`cloister up: ${name} exited (${code ?? exitSignal}); starting it again\n`);
     },
-    onGiveUp: (name: string) => {
-      io.stderr(`cloister up: ${name} keeps failing; it is stopped. See its log in the data directory.\n`);
+    onCrashLoop: (name: string, delayMs: number) => {
+      io.stderr(
+        `cloister up: ${name} keeps failing soon after starting; starting it again in ${delayMs / 1000} s. See its log in the data directory.\n`,
+      );
     },
     onPidChange: () => {
       writeStack();

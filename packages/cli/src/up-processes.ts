@@ -1,5 +1,6 @@
 // The services of `cloister up`, each a separate Node process with its own log file. A service that dies is
-// started again (what Kubernetes does in production), at most five times a minute; Ctrl-C stops them all.
+// started again, as Kubernetes does in production: after a growing pause while it keeps dying soon after
+// starting (a crash loop), never given up on; Ctrl-C stops them all.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { openSync, closeSync } from "node:fs";
@@ -16,7 +17,8 @@ export interface ServiceSpec {
 
 export interface SupervisorEvents {
   readonly onRestart: (name: string, exitCode: number | null, signal: NodeJS.Signals | null) => void;
-  readonly onGiveUp: (name: string) => void;
+  /** The service keeps dying soon after starting: it is started again after `delayMs`. */
+  readonly onCrashLoop: (name: string, delayMs: number) => void;
   readonly onPidChange: () => void;
 }
 
@@ -67,6 +69,32 @@ async function waitHealthy(url: string, ca: string, child: ChildProcess, timeout
 /** A service that exits sooner than this after starting is failing, not merely stopped from outside. */
 const failingWithinMs = 5_000;
 
+/** Early exits within this window count towards the pause before the next start. */
+const crashLoopWindowMs = 60_000;
+
+/** The longest pause before starting a failing service again. */
+export const longestRestartPauseMs = 30_000;
+
+/**
+ * The restart policy, as Kubernetes' CrashLoopBackOff: a service that stayed up a while is started again
+ * after 1 s; one that dies soon after starting waits twice as long each time (up to 30 s), counting its
+ * early exits of the last minute, and from the fifth on it is reported as crash-looping. It is never left
+ * stopped: a service killed from outside again and again (by an operator, the OOM killer, a fault test) must
+ * come back, and one that is broken says why in its log.
+ */
+export function restartPolicy(
+  earlierFailures: readonly number[],
+  now: number,
+  failedEarly: boolean,
+): { failures: number[]; delayMs: number; crashLooping: boolean } {
+  const failures = failedEarly ? [...earlierFailures.filter((at) => now - at < crashLoopWindowMs), now] : [];
+  return {
+    failures,
+    delayMs: Math.min(longestRestartPauseMs, 1000 * 2 ** Math.max(0, failures.length - 1)),
+    crashLooping: failures.length >= 5,
+  };
+}
+
 export class ServiceSupervisor {
   private readonly children = new Map<string, ChildProcess>();
   private readonly specs: ServiceSpec[] = [];
@@ -112,28 +140,23 @@ export class ServiceSupervisor {
       if (this.stopping || this.children.get(spec.name) !== child) {
         return;
       }
-      // Like a crash-loop backoff: a process that stayed up a while is started again after 1 s; one that
-      // dies soon after starting counts as failing, waits twice as long each time, and after 5 such failures
-      // within a minute it is left stopped (its log says why).
       const now = Date.now();
-      const failedEarly = now - startedAt < failingWithinMs;
-      const recent = (this.restarts.get(spec.name) ?? []).filter((at) => now - at < 60_000);
-      if (failedEarly && recent.length >= 5) {
-        this.children.delete(spec.name);
-        this.events.onGiveUp(spec.name);
-        return;
-      }
-      const failures = failedEarly ? [...recent, now] : [];
+      const { failures, delayMs, crashLooping } = restartPolicy(
+        this.restarts.get(spec.name) ?? [],
+        now,
+        now - startedAt < failingWithinMs,
+      );
       this.restarts.set(spec.name, failures);
-      this.events.onRestart(spec.name, code, signal);
-      setTimeout(
-        () => {
-          if (!this.stopping) {
-            this.spawn(spec);
-          }
-        },
-        1000 * 2 ** Math.max(0, failures.length - 1),
-      ).unref();
+      if (crashLooping) {
+        this.events.onCrashLoop(spec.name, delayMs);
+      } else {
+        this.events.onRestart(spec.name, code, signal);
+      }
+      setTimeout(() => {
+        if (!this.stopping) {
+          this.spawn(spec);
+        }
+      }, delayMs).unref();
     });
     return child;
   }
