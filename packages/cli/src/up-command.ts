@@ -279,6 +279,8 @@ export async function runUp(
             CLOISTER_PEER_ALLOW_SIMULATION: "true",
             CLOISTER_PEER_ALLOW_DEBUG: "true",
             CLOISTER_TENANTS: demoTenant.id,
+            // The local stack has one tenant, whose admin also operates the platform (cloister keys --system).
+            CLOISTER_OPERATOR_TENANT: demoTenant.id,
             CLOISTER_CORS_ORIGINS: urls.portal,
             CLOISTER_BOOTSTRAP_ACCOUNTS: data.demoCredentialsPath,
             ...(redisUrl === undefined ? {} : { CLOISTER_REDIS_URL: redisUrl }),

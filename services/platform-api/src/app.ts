@@ -58,6 +58,12 @@ export interface PlatformConfig {
    * each replica's own replay cache is the only one.
    */
   readonly replayGuard?: ReplayGuard;
+  /**
+   * The tenant whose admins operate the platform itself (platform-wide actions such as
+   * `POST /admin/system/reencrypt`). Without it, no one may ask for those actions; the platform still does
+   * them in the background. A hospital's admins manage their own tenant only.
+   */
+  readonly operatorTenant?: string;
   /** Replaces local sessions for /fhir when an OpenID Connect provider is configured. */
   readonly sessionVerifier?: SessionVerifier;
   readonly logger?: FastifyServerOptions["logger"];
@@ -888,12 +894,17 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   app.decorate("reencryptSystemRecords", (batch?: number) =>
     reencryptSystemRecords({ id: "cloister-platform", role: "system" }, batch),
   );
-  // The same for admins (`cloister keys rotate --system`), so a rotation need not wait for the next round.
-  // It moves only ciphertext from one platform key version to a newer one and answers with counts.
+  // The same for the platform's operators (`cloister keys rotate --system`), so a rotation need not wait for
+  // the next round. It works on every tenant's accounts and answers with platform-wide counts, so a hospital's
+  // admin may not ask for it: only an admin of the operator tenant.
   app.post("/admin/system/reencrypt", async (request) => {
     const principal = await principalOf(request);
-    if (principal.role !== "admin") {
-      throw new PlatformError("ERR_FORBIDDEN");
+    if (
+      principal.role !== "admin" ||
+      config.operatorTenant === undefined ||
+      principal.tenantId !== config.operatorTenant
+    ) {
+      throw new PlatformError("ERR_FORBIDDEN", "only the platform operator's admins may do this");
     }
     const progress = await reencryptSystemRecords({ id: principal.subject, role: principal.role });
     request.log.info(

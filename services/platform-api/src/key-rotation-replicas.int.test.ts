@@ -73,12 +73,14 @@ function replicaKeyring(broker: { current: TenantKeyring }, initial: TenantKeyri
 async function startReplica(
   system: KeyringSource,
   tenant: { keyring: () => Promise<TenantKeyring>; refresh: () => Promise<TenantKeyring> },
+  operatorTenant?: string,
 ): Promise<TestPlatform> {
   const platform = await startTestPlatform({
     store: openSqliteStore(databasePath),
     systemKeyring: system,
     tenantKeyring: tenant.keyring,
     refreshTenantKeyring: tenant.refresh,
+    ...(operatorTenant === undefined ? {} : { operatorTenant }),
   });
   started.push(platform);
   return platform;
@@ -135,7 +137,8 @@ test("replicas on both sides of a rotation: records, searches, accounts and the 
   tenantBroker.current = tenantKeys.both;
   const systemB = replicaKeyring(systemBroker, systemKeys.both);
   const tenantB = replicaKeyring(tenantBroker, tenantKeys.both);
-  const replicaB = await startReplica(systemB.source, tenantB.source);
+  // B is configured with this hospital as the operator tenant; A with none.
+  const replicaB = await startReplica(systemB.source, tenantB.source, tenantId);
 
   // B moves the platform's own records to version 2 in the background.
   const staleBefore = await replicaB.store.countStaleVersions("_system", 2);
@@ -169,11 +172,15 @@ test("replicas on both sides of a rotation: records, searches, accounts and the 
   });
   assert.equal(newPatient.statusCode, 201, newPatient.body);
   const adminOnB = await bearer(replicaB, "admin@a.test");
-  // Admins may ask for the same run (`cloister keys rotate --system`); other staff may not.
-  const asked = (headers: Record<string, string>) =>
-    replicaB.app.inject({ method: "POST", url: "/admin/system/reencrypt", headers });
+  // The operator tenant's admins may ask for the same run (`cloister keys rotate --system`); other staff may
+  // not, nor any admin where no operator tenant is configured (a hospital's admin manages its own tenant only).
+  const asked = (headers: Record<string, string>, replica = replicaB) =>
+    replica.app.inject({ method: "POST", url: "/admin/system/reencrypt", headers });
   assert.equal((await asked(clerkOnB)).statusCode, 403);
   assert.deepEqual((await asked(adminOnB)).json(), { generation: 2, resealed: 0, remaining: 0 });
+  const refused = await asked(await bearer(replicaA, "admin@a.test"), replicaA);
+  assert.equal(refused.statusCode, 403);
+  assert.equal(refused.json<{ code?: string }>().code, "ERR_FORBIDDEN", refused.body);
   for (;;) {
     const batch = await replicaB.app.inject({ method: "POST", url: "/admin/reencrypt", headers: adminOnB });
     assert.equal(batch.statusCode, 200, batch.body);

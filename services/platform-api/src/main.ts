@@ -18,6 +18,8 @@
 //   CLOISTER_TENANTS                comma-separated tenant ids whose active orders are queued again at start,
 //                                   and checked every CLOISTER_RECONCILE_SECONDS (default 30) for orders with no job
 //   CLOISTER_CORS_ORIGINS           comma-separated browser origins allowed to call it (the portal)
+//   CLOISTER_OPERATOR_TENANT        the tenant whose admins operate the platform itself (POST /admin/system/reencrypt);
+//                                   unset: no one may ask for platform-wide actions (they still run in the background)
 //   CLOISTER_TRUSTED_PROXIES        comma-separated addresses or CIDRs of the ingress in front of it: X-Forwarded-For
 //                                   is believed from them only, so sign-in limits count clients, not the ingress
 //   CLOISTER_OIDC_ISSUER, CLOISTER_OIDC_AUDIENCE, CLOISTER_OIDC_TENANTS, CLOISTER_OIDC_ROLES (and _JWKS_URI,
@@ -236,6 +238,9 @@ const app = await buildApp({
   systemKeyring: systemKeyrings,
   ...(reportEvents === undefined ? {} : { reportEvents }),
   ...(replayGuard === undefined ? {} : { replayGuard }),
+  ...(process.env.CLOISTER_OPERATOR_TENANT === undefined || process.env.CLOISTER_OPERATOR_TENANT === ""
+    ? {}
+    : { operatorTenant: process.env.CLOISTER_OPERATOR_TENANT }),
   tenantKeyring: tenantKeyrings.keyring,
   refreshTenantKeyring: tenantKeyrings.refresh,
   accounts,

@@ -32,6 +32,7 @@ export async function startTestPlatform(
       | "trustedProxies"
       | "reportEvents"
       | "replayGuard"
+      | "operatorTenant"
     >
   > & {
     readonly loginPolicy?: LoginPolicy;
