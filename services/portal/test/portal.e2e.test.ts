@@ -481,6 +481,34 @@ describe(
       await page.context().close();
     });
 
+    test("a models list that could not be fetched is fetched again by itself: the order form gets its models", async () => {
+      const page = await newPage(observed);
+      // The first sealed request after the sign-in is the models list: it is lost on the way, once.
+      let sealed = 0;
+      await page.route(/\/ohttp$/, async (route) => {
+        sealed++;
+        await (sealed === 2 ? route.abort() : route.continue());
+      });
+      await openSentinelPatient(page, "clerk@demo.hospital");
+      // Without a second try the model list stays empty until the next sign-in.
+      await page
+        .getByTestId("model-select")
+        .locator("option")
+        .first()
+        .waitFor({ state: "attached", timeout: 15_000 });
+      assert.ok(
+        (await page.getByTestId("model-select").locator("option").allTextContents()).some((text) =>
+          text.includes("(v1)"),
+        ),
+      );
+      assert.equal(
+        await page.getByRole("alert").filter({ hasText: "The AI models could not be listed" }).count(),
+        0,
+        "the error is gone once the list arrives",
+      );
+      await page.context().close();
+    });
+
     test("markup and script in every text field are shown as text, never run", async () => {
       const page = await newPage(observed);
       let dialogs = 0;
