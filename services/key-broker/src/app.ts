@@ -9,7 +9,7 @@
 import { createHash, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
 import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from "fastify";
 import { CompactEncrypt, CompactSign, decodeJwt, exportJWK, importJWK, type JWK } from "jose";
-import { Counter } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { createServiceApp, isClientError } from "@cloister/service-kit";
 import { verifyAttestationToken, AttestationError } from "@cloister/attestation";
 import type { TeeProvider } from "@cloister/enclave";
@@ -175,12 +175,24 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
     }
   };
 
+  // 1 while the store holds changes no recovery backup holds (the last write failed); 0 once backed up.
+  const backupBehind =
+    config.recovery === undefined
+      ? undefined
+      : new Gauge({
+          name: "key_broker_recovery_backup_behind",
+          help: "1 while the key store has changes that no recovery backup holds (a backup write failed)",
+          registers: [registry],
+        });
   const recovery = registerRecovery(app, {
     store: () => store,
     provider: config.provider,
     recovery: config.recovery,
     requireAdmin,
     now,
+    onBackup: (written) => {
+      backupBehind?.set(written ? 0 : 1);
+    },
   });
   backupChanged = recovery.backupChanged;
   // A backup of the store as it is at start (the custodians may have changed with this release), before the

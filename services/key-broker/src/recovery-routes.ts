@@ -141,6 +141,8 @@ export function registerRecovery(
     readonly recovery: RecoveryConfig | undefined;
     readonly requireAdmin: (request: FastifyRequest) => Promise<void>;
     readonly now: () => Date;
+    /** After each backup attempt: whether it was written (for the backup-behind gauge). */
+    readonly onBackup?: (written: boolean) => void;
   },
 ): { backupChanged: () => void; backupsWritten: () => Promise<void> } {
   const { recovery } = options;
@@ -170,13 +172,16 @@ export function registerRecovery(
           recovery.quorum,
           options.now(),
         );
+        // Served to the admin even if the volume cannot take it, so a copy can be saved elsewhere.
+        latest = backup;
         if (recovery.backupFile !== undefined) {
           writeBackupFiles(recovery.backupFile, backup);
         }
-        latest = backup;
+        options.onBackup?.(true);
         app.log.info({ audit: "recovery.backup-written", keys }, "recovery backup written");
       })
       .catch((error: unknown) => {
+        options.onBackup?.(false);
         app.log.error(
           { errorName: error instanceof Error ? error.name : "unknown" },
           "the recovery backup could not be written",

@@ -4,7 +4,7 @@
 // service and handed it their shares. Everything over HTTPS, against a real attestation service.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CompactEncrypt, exportJWK, importJWK, type JWK } from "jose";
@@ -13,6 +13,7 @@ import {
   EnclaveError,
   parseRecoveryBackup,
   releaseKeyVersion,
+  requestBytes,
   requestJson,
   simulationProvider,
   submitRecoveryShare,
@@ -280,6 +281,45 @@ test("a lost node's keys come back: a backup after every change, restored into a
     assert.ok(!loggedSoFar().includes(value), "a key value in the broker's log");
   }
   assert.match(loggedSoFar(), /recovery\.restored/);
+});
+
+test("a backup that cannot be written is reported (key_broker_recovery_backup_behind), and cleared by the next write", async () => {
+  // The backup's folder is a file: every write fails until it is a folder again.
+  const blocked = join(scratch, "blocked-backups");
+  writeFileSync(blocked, "not a folder");
+  const recovery: RecoveryConfig = {
+    custodians: custodians.map((custodian) => custodian.publicJwk),
+    quorum: 2,
+    backupFile: join(blocked, "key-broker-backup.json"),
+  };
+  const broker = await startBroker(
+    nodeProvider(new Uint8Array(randomBytes(32))),
+    join(scratch, "behind"),
+    recovery,
+  );
+  const behind = async (): Promise<string | undefined> => {
+    const metrics = await requestBytes("GET", `${broker.url}/metrics`, undefined, { ca: ca.certificatePem });
+    return /^key_broker_recovery_backup_behind (\d)$/m.exec(Buffer.from(metrics.body).toString("utf8"))?.[1];
+  };
+  const create = async (name: string): Promise<void> => {
+    const created = await requestJson(
+      "PUT",
+      `${broker.url}/keys/${name}`,
+      { policy: releasePolicy() },
+      admin,
+    );
+    assert.equal(created.status, 201);
+    // The backup follows the change in the background.
+    const served = await requestJson("GET", `${broker.url}/recovery/backup`, undefined, admin);
+    assert.equal(served.status, 200);
+  };
+  await create("first-key");
+  assert.equal(await behind(), "1");
+  assert.match(loggedSoFar(), /the recovery backup could not be written/);
+  rmSync(blocked);
+  await create("second-key");
+  assert.equal(await behind(), "0");
+  assert.ok(existsSync(recovery.backupFile ?? ""));
 });
 
 test("without custodians there is no backup to read and no restore to begin", async () => {
