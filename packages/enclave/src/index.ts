@@ -34,7 +34,12 @@ export {
   type ServerCertificate,
 } from "./dev-tls.js";
 export { releaseKey, releaseKeyVersion, type KeyBrokerClient, type ReleasedKey } from "./key-release.js";
-export { maxPreviousOhttpKeys, releaseSharedOhttpKey, type SharedOhttpKeys } from "./shared-ohttp-key.js";
+export {
+  logSharedOhttpKey,
+  maxPreviousOhttpKeys,
+  releaseSharedOhttpKey,
+  type SharedOhttpKeys,
+} from "./shared-ohttp-key.js";
 export { retryAtStart, retryWhileUnreachable, type RetryWhileUnreachableOptions } from "./start-retry.js";
 export { PeerVerifier, type PeerBinding, type PeerVerifierOptions } from "./peer-verifier.js";
 export {

@@ -83,3 +83,26 @@ export async function releaseSharedOhttpKey(
   }
   return { current, previous };
 }
+
+/**
+ * What a replica logs at start about its OHTTP key: a warning when the broker held no shared key (its own key
+ * then serves a single replica only), or which older versions it still opens after a rotation.
+ */
+export function logSharedOhttpKey(
+  log: { warn: (message: string) => void; info: (fields: object, message: string) => void },
+  name: string,
+  shared: boolean,
+  keys: { readonly ohttp: OhttpKeyPair; readonly ohttpPrevious: readonly OhttpKeyPair[] },
+): void {
+  if (!shared) {
+    log.warn(
+      `no ${name} key at the key broker: this replica's OHTTP key is its own, so run one replica only`,
+    );
+  } else if (keys.ohttpPrevious.length > 0) {
+    // Clients that verified a replica from before a rotation go on; a destroyed version is gone at the next start.
+    log.info(
+      { keyId: keys.ohttp.keyId, previousKeyIds: keys.ohttpPrevious.map((key) => key.keyId) },
+      `${name}: older versions are still opened until they are destroyed at the key broker`,
+    );
+  }
+}

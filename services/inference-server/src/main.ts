@@ -19,6 +19,7 @@ import {
   attestAtStart,
   PeerVerifier,
   releaseKey,
+  logSharedOhttpKey,
   releaseSharedOhttpKey,
   retryAtStart,
   serviceTee,
@@ -108,20 +109,7 @@ const app = await buildApp({
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
 });
-if (!ohttpKey.shared) {
-  app.log.warn(
-    "no inference-ohttp key at the key broker: this replica's OHTTP key is its own, so run one replica only",
-  );
-} else if (attestation.keys.ohttpPrevious.length > 0) {
-  // Clients that verified a replica from before a rotation go on; a destroyed version is gone at the next start.
-  app.log.info(
-    {
-      keyId: attestation.keys.ohttp.keyId,
-      previousKeyIds: attestation.keys.ohttpPrevious.map((key) => key.keyId),
-    },
-    "inference-ohttp: older versions are still opened until they are destroyed at the key broker",
-  );
-}
+logSharedOhttpKey(app.log, "inference-ohttp", ohttpKey.shared, attestation.keys);
 app.addHook("onClose", async () => {
   attestation.stop();
 });

@@ -12,7 +12,7 @@ import {
   renameSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { ReleasePolicy } from "./release-policy.js";
 
 /** One value of a key. Rotation adds a version; the newest is the one released by default. */
@@ -33,6 +33,28 @@ export interface StoredKey {
   readonly versions: readonly KeyVersion[];
   readonly policy: ReleasePolicy;
   readonly createdAt: string;
+}
+
+/**
+ * Writes a file so that a restart or a torn write leaves the old content or the new, never a mix: a temporary
+ * file, fsynced, renamed over the target, then the folder fsynced.
+ */
+export function writeFileAtomically(path: string, content: string | Uint8Array): void {
+  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const descriptor = openSync(temporary, "wx", 0o600);
+  try {
+    writeSync(descriptor, typeof content === "string" ? Buffer.from(content) : content);
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
+  }
+  renameSync(temporary, path);
+  const folder = openSync(dirname(path), "r");
+  try {
+    fsyncSync(folder);
+  } finally {
+    closeSync(folder);
+  }
 }
 
 /** The version released when none is named: the newest. */
@@ -74,22 +96,7 @@ export class SealedKeyStore {
   }
 
   put(key: StoredKey): void {
-    const path = join(this.directory, `${key.name}.sealed`);
-    const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-    const descriptor = openSync(temporary, "wx", 0o600);
-    try {
-      writeSync(descriptor, this.seal(key));
-      fsyncSync(descriptor);
-    } finally {
-      closeSync(descriptor);
-    }
-    renameSync(temporary, path);
-    const folder = openSync(this.directory, "r");
-    try {
-      fsyncSync(folder);
-    } finally {
-      closeSync(folder);
-    }
+    writeFileAtomically(join(this.directory, `${key.name}.sealed`), this.seal(key));
     this.keys.set(key.name, key);
     this.onChange?.();
   }

@@ -6,17 +6,8 @@
 //   GET  /recovery          the restore in progress (what custodians verify)
 //   POST /recovery/shares   {share: JWE to the exchange key} from one custodian; at the quorum, the store is
 //                           rebuilt inside the TEE and sealed to this broker
-import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { exportJWK, type JWK } from "jose";
@@ -34,7 +25,7 @@ import {
   type TeeProvider,
 } from "@cloister/enclave";
 import { BrokerError } from "./errors.js";
-import type { SealedKeyStore } from "./key-store.js";
+import { writeFileAtomically, type SealedKeyStore } from "./key-store.js";
 
 export interface RecoveryConfig {
   /**
@@ -94,19 +85,6 @@ interface Restore {
   readonly shares: Map<number, RecoveryShare>;
 }
 
-function writeAtomically(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  const descriptor = openSync(temporary, "wx", 0o600);
-  try {
-    writeSync(descriptor, text);
-    fsyncSync(descriptor);
-  } finally {
-    closeSync(descriptor);
-  }
-  renameSync(temporary, path);
-}
-
 /** How many dated backups are kept next to the latest. */
 export const keptBackups = 30;
 
@@ -116,10 +94,11 @@ export const keptBackups = 30;
  */
 function writeBackupFiles(backupFile: string, backup: RecoveryBackup): void {
   const text = JSON.stringify(backup);
+  mkdirSync(dirname(backupFile), { recursive: true });
   const base = basename(backupFile, ".json");
   const dated = `${base}-${backup.createdAt.replace(/[^0-9TZ]/g, "")}.json`;
-  writeAtomically(join(dirname(backupFile), dated), text);
-  writeAtomically(backupFile, text);
+  writeFileAtomically(join(dirname(backupFile), dated), text);
+  writeFileAtomically(backupFile, text);
   const copies = readdirSync(dirname(backupFile))
     .filter((name) => name.startsWith(`${base}-`) && name.endsWith(".json"))
     .sort();

@@ -40,6 +40,7 @@ import {
   PeerVerifier,
   releaseKey,
   releaseKeyVersion,
+  logSharedOhttpKey,
   releaseSharedOhttpKey,
   serviceTee,
   type ReleasedKey,
@@ -273,20 +274,7 @@ const warnAtMostEveryMinute = (message: string): (() => void) => {
     }
   };
 };
-if (!ohttpKey.shared) {
-  app.log.warn(
-    "no platform-ohttp key at the key broker: this replica's OHTTP key is its own, so run one replica only",
-  );
-} else if (attestation.keys.ohttpPrevious.length > 0) {
-  // Clients that verified a replica from before a rotation go on; a destroyed version is gone at the next start.
-  app.log.info(
-    {
-      keyId: attestation.keys.ohttp.keyId,
-      previousKeyIds: attestation.keys.ohttpPrevious.map((key) => key.keyId),
-    },
-    "platform-ohttp: older versions are still opened until they are destroyed at the key broker",
-  );
-}
+logSharedOhttpKey(app.log, "platform-ohttp", ohttpKey.shared, attestation.keys);
 warnSignInLimitsLocal = warnAtMostEveryMinute(
   "Redis did not answer: sign-in attempts are counted in this replica only until it does",
 );
