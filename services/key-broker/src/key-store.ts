@@ -1,6 +1,7 @@
 // Keys at rest: one file per key, AES-256-GCM sealed with the broker's own sealing key (bound to its
 // measurement), written atomically (temp file, fsync, rename, fsync of the folder) so a restart or a torn
-// write loses nothing.
+// write loses nothing. A restore writes every key or none: the keys are sealed into a staging folder, which
+// counts only once its commit marker is written; a start finishes a committed import and drops any other.
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import {
   closeSync,
@@ -10,6 +11,8 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
+  unlinkSync,
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
@@ -43,19 +46,32 @@ export function writeFileAtomically(path: string, content: string | Uint8Array):
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   const descriptor = openSync(temporary, "wx", 0o600);
   try {
-    writeSync(descriptor, typeof content === "string" ? Buffer.from(content) : content);
-    fsyncSync(descriptor);
-  } finally {
-    closeSync(descriptor);
+    try {
+      writeSync(descriptor, typeof content === "string" ? Buffer.from(content) : content);
+      fsyncSync(descriptor);
+    } finally {
+      closeSync(descriptor);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
   }
-  renameSync(temporary, path);
-  const folder = openSync(dirname(path), "r");
+  syncFolder(dirname(path));
+}
+
+function syncFolder(path: string): void {
+  const folder = openSync(path, "r");
   try {
     fsyncSync(folder);
   } finally {
     closeSync(folder);
   }
 }
+
+/** A restore's staging folder inside the store's folder, and the file that commits it. */
+const importPrefix = ".import-";
+const importCommitted = "COMMITTED";
 
 /** The version released when none is named: the newest. */
 export function newestVersion(key: StoredKey): KeyVersion {
@@ -74,13 +90,32 @@ export class SealedKeyStore {
   private readonly keys = new Map<string, StoredKey>();
 
   private readonly onChange: (() => void) | undefined;
+  private readonly writeFile: (path: string, content: Uint8Array) => void;
 
-  /** `onChange` runs after every write (the broker then writes a fresh recovery backup). */
-  constructor(directory: string, sealingKey: Uint8Array, onChange?: () => void) {
+  /**
+   * `onChange` runs after every write (the broker then writes a fresh recovery backup). `writeFile` is how a
+   * file is written: `writeFileAtomically`, or in tests a writer that fails like a full or broken disk.
+   */
+  constructor(
+    directory: string,
+    sealingKey: Uint8Array,
+    onChange?: () => void,
+    writeFile: (path: string, content: Uint8Array) => void = writeFileAtomically,
+  ) {
     this.directory = directory;
     this.sealingKey = sealingKey;
     this.onChange = onChange;
+    this.writeFile = writeFile;
     mkdirSync(directory, { recursive: true, mode: 0o700 });
+    // A restore cut short by a crash: finished if it was committed, dropped if not.
+    for (const staging of readdirSync(directory).filter((name) => name.startsWith(importPrefix))) {
+      const path = join(directory, staging);
+      if (readdirSync(path).includes(importCommitted)) {
+        this.moveImportIntoPlace(path);
+      } else {
+        rmSync(path, { recursive: true, force: true });
+      }
+    }
     for (const file of readdirSync(directory).filter((name) => name.endsWith(".sealed"))) {
       const key = this.unseal(readFileSync(join(directory, file)), file.slice(0, -".sealed".length));
       this.keys.set(key.name, key);
@@ -96,7 +131,7 @@ export class SealedKeyStore {
   }
 
   put(key: StoredKey): void {
-    writeFileAtomically(join(this.directory, `${key.name}.sealed`), this.seal(key));
+    this.writeFile(join(this.directory, `${key.name}.sealed`), this.seal(key));
     this.keys.set(key.name, key);
     this.onChange?.();
   }
@@ -106,8 +141,15 @@ export class SealedKeyStore {
     return Buffer.from(JSON.stringify({ keys: [...this.keys.values()].map(keyJson) }));
   }
 
-  /** Writes every key of an `exportKeys` document (a restore into an empty store); answers how many. */
+  /**
+   * Writes every key of an `exportKeys` document into this empty store (a restore); answers how many. All or
+   * nothing: when a write fails, the store stays empty, in memory and on disk, and the import can be tried
+   * again; a crash after the commit marker is finished by the next start.
+   */
   importKeys(document: Uint8Array): number {
+    if (this.keys.size > 0) {
+      throw new Error("a restore needs an empty store");
+    }
     const parsed = JSON.parse(Buffer.from(document).toString("utf8")) as { keys?: unknown };
     if (!Array.isArray(parsed.keys)) {
       throw new Error("not a key store export");
@@ -118,10 +160,44 @@ export class SealedKeyStore {
         throw new Error("an exported key has an invalid name");
       }
     }
-    for (const key of keys) {
-      this.put(key);
+    if (new Set(keys.map((key) => key.name)).size !== keys.length) {
+      throw new Error("an export names a key twice");
     }
+    // This store is empty, so anything on disk is left over from an import that failed in this process.
+    for (const name of readdirSync(this.directory)) {
+      if (name.startsWith(importPrefix) || name.endsWith(".sealed")) {
+        rmSync(join(this.directory, name), { recursive: true, force: true });
+      }
+    }
+    const staging = join(this.directory, `${importPrefix}${randomBytes(6).toString("hex")}`);
+    mkdirSync(staging, { mode: 0o700 });
+    try {
+      for (const key of keys) {
+        this.writeFile(join(staging, `${key.name}.sealed`), this.seal(key));
+      }
+      this.writeFile(join(staging, importCommitted), new Uint8Array(0));
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      throw error;
+    }
+    this.moveImportIntoPlace(staging);
+    for (const key of keys) {
+      this.keys.set(key.name, key);
+    }
+    this.onChange?.();
     return keys.length;
+  }
+
+  /** Moves a committed import's sealed files into the store's folder, then removes its staging folder. */
+  private moveImportIntoPlace(staging: string): void {
+    for (const file of readdirSync(staging).filter((name) => name.endsWith(".sealed"))) {
+      renameSync(join(staging, file), join(this.directory, file));
+    }
+    syncFolder(this.directory);
+    // The marker goes last: until then, a crash leaves the import to be finished again at the next start.
+    unlinkSync(join(staging, importCommitted));
+    rmSync(staging, { recursive: true, force: true });
+    syncFolder(this.directory);
   }
 
   private seal(key: StoredKey): Buffer {

@@ -290,19 +290,36 @@ export function registerRecovery(
     }
     // The quorum: this request rebuilds the store; another one arriving meanwhile finds no restore.
     restore = undefined;
+    let document: Uint8Array;
+    try {
+      document = await openRecoveryBackup(current.backup, [...current.shares.values()]);
+    } catch {
+      restore = current;
+      throw new BrokerError("ERR_RECOVERY_INVALID", "the backup does not open with these shares");
+    }
     let keys: number;
     try {
-      const document = await openRecoveryBackup(current.backup, [...current.shares.values()]);
       if (options.store().list().length > 0) {
         throw new BrokerError("ERR_RECOVERY_STATE", "keys were created during the restore");
       }
       keys = options.store().importKeys(document);
-      document.fill(0);
     } catch (error) {
+      if (error instanceof BrokerError) {
+        throw error;
+      }
+      // The store wrote nothing (importKeys is all or nothing) and the restore goes on: a custodian sends
+      // their share again once the volume is fixed. The system's error code (ENOSPC, EIO) names no secret.
       restore = current;
-      throw error instanceof BrokerError
-        ? error
-        : new BrokerError("ERR_RECOVERY_INVALID", "the backup does not open with these shares");
+      request.log.error(
+        { audit: "recovery.restore-failed", errorCode: (error as NodeJS.ErrnoException).code ?? "unknown" },
+        "the restored keys could not be written; nothing was kept",
+      );
+      throw new BrokerError(
+        "ERR_INTERNAL",
+        "the restored keys could not be written, so none were kept; the restore is still in progress",
+      );
+    } finally {
+      document.fill(0);
     }
     request.log.info({ audit: "recovery.restored", keys }, "recovery backup restored");
     return { received: current.shares.size, quorum: current.backup.quorum, restored: true, keys };

@@ -4,7 +4,7 @@
 // service and handed it their shares. Everything over HTTPS, against a real attestation service.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CompactEncrypt, exportJWK, importJWK, type JWK } from "jose";
@@ -253,7 +253,22 @@ test("a lost node's keys come back: a backup after every change, restored into a
   assert.equal((refused.body as { error: { code: string } }).error.code, "ERR_RECOVERY_INVALID");
   await assert.rejects(released(fresh.url, "tenant-hospital-a"));
 
-  // The second custodian completes the quorum: the store is rebuilt and sealed on this node.
+  // The store's volume fails just as the quorum is reached (here its folder is replaced by a file): nothing is
+  // kept, the broker says so, and the restore stays open for the share to be sent again.
+  renameSync(freshDirectory, `${freshDirectory}-away`);
+  writeFileSync(freshDirectory, "not a folder");
+  await assert.rejects(
+    custodian(2),
+    (error: unknown) => error instanceof EnclaveError && /ERR_INTERNAL/.test(error.message),
+  );
+  assert.match(loggedSoFar(), /"errorCode":"ENOTDIR"[^\n]*the restored keys could not be written/);
+  const stillOpen = await requestJson("GET", `${fresh.url}/recovery`, undefined, { ca: ca.certificatePem });
+  assert.equal((stillOpen.body as { received: number }).received, 2);
+  rmSync(freshDirectory);
+  renameSync(`${freshDirectory}-away`, freshDirectory);
+
+  // The volume is back: the second custodian's share again completes the quorum, and the store is rebuilt
+  // and sealed on this node.
   const done = await custodian(2);
   assert.deepEqual(done, { received: 2, quorum: 2, restored: true, keys: 2 });
   assert.deepEqual(
