@@ -76,6 +76,8 @@ async function validateAgainstKubernetesSchemas(objects: readonly K8sObject[]): 
       (await import("kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler")).HorizontalPodAutoscaler,
     "networking.k8s.io/v1/NetworkPolicy": async () =>
       (await import("kubernetes-models/networking.k8s.io/v1/NetworkPolicy")).NetworkPolicy,
+    "storage.k8s.io/v1/StorageClass": async () =>
+      (await import("kubernetes-models/storage.k8s.io/v1/StorageClass")).StorageClass,
   };
   // Custom resources of cert-manager and the Prometheus operator: their required fields.
   const customResources: Record<string, string[]> = {
@@ -261,6 +263,53 @@ describe("Helm chart", () => {
     assert.equal(trusted?.value, "10.244.0.0/16,fd00::/8");
   });
 
+  test("the key broker's volumes survive helm uninstall; its backups go to a retained, geo-redundant class", async () => {
+    const objects = await render();
+    const claims = objects.filter((object) => object.kind === "PersistentVolumeClaim");
+    assert.deepEqual(claims.map((claim) => claim.metadata.name).sort(), [
+      "cloister-key-broker-key-backups",
+      "cloister-key-broker-keys",
+    ]);
+    for (const claim of claims) {
+      const annotations = (claim.metadata as { annotations?: Record<string, string> }).annotations;
+      assert.equal(annotations?.["helm.sh/resource-policy"], "keep", claim.metadata.name);
+    }
+    const backups = claims.find((claim) => claim.metadata.name.endsWith("-key-backups"));
+    const storageClass = objects.find((object) => object.kind === "StorageClass");
+    assert.ok(storageClass !== undefined && backups !== undefined);
+    assert.equal(backups.spec?.storageClassName, storageClass.metadata.name);
+    assert.deepEqual(
+      {
+        provisioner: storageClass.provisioner,
+        parameters: storageClass.parameters,
+        reclaimPolicy: storageClass.reclaimPolicy,
+      },
+      { provisioner: "file.csi.azure.com", parameters: { skuName: "Standard_GRS" }, reclaimPolicy: "Retain" },
+    );
+    // Readable by the broker's user (runAsUser 1000) only, not the SMB default of 0777.
+    const mountOptions = storageClass.mountOptions as string[];
+    for (const option of ["dir_mode=0700", "file_mode=0600", "uid=1000", "gid=1000"]) {
+      assert.ok(mountOptions.includes(option), option);
+    }
+    const brokerPod = objects.find(
+      (object) => object.kind === "Deployment" && object.metadata.name === "cloister-key-broker",
+    );
+    assert.ok(brokerPod !== undefined);
+    const podSecurity = (
+      brokerPod.spec as { template: { spec: { securityContext: Record<string, number> } } }
+    ).template.spec.securityContext;
+    assert.equal(podSecurity.runAsUser, 1000);
+    assert.equal(podSecurity.runAsGroup, 1000);
+    // A class of the cluster's own: used as it is, and the chart makes none.
+    const own = await render({ "services.keyBroker.backup.storageClass": "backup-grs" });
+    assert.ok(!own.some((object) => object.kind === "StorageClass"));
+    assert.equal(
+      own.find((object) => object.metadata.name === "cloister-key-broker-key-backups")?.spec
+        ?.storageClassName,
+      "backup-grs",
+    );
+  });
+
   test("values.schema.json refuses unsafe or malformed values", async () => {
     for (const [key, value, message] of [
       ["services.platformApi.teeProvider", "none", /teeProvider/],
@@ -272,6 +321,8 @@ describe("Helm chart", () => {
       ["unknownKey", "1", /unknownKey|additional/i],
       ["services.platformApi.oidc.roles", "Cloister.Root=root", /oidc\.roles/],
       ["services.platformApi.trustedProxies[0]", "ingress.example", /trustedProxies/],
+      // Locally redundant storage would lose the backups with the region.
+      ["services.keyBroker.backup.skuName", "Standard_LRS", /skuName/],
     ] as const) {
       await assert.rejects(
         render({ [key]: value }),
