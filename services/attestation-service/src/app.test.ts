@@ -277,6 +277,29 @@ describe("attestation service (MAA REST API)", async () => {
     }
   });
 
+  test("a kept signing key lives a year: with less than 30 days left on its first certificate, a start makes a new one", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "cloister-signing-key-age-"));
+    try {
+      const signingKeyFile = join(folder, "signing-key.sealed");
+      const madeAt = Date.now();
+      const startAt = async (days: number): Promise<string | undefined> => {
+        const app = await buildApp(
+          config({ signingKeyFile, now: () => new Date(madeAt + days * 24 * 3600 * 1000) }),
+        );
+        const kid = (await jwksOf(app)).keys[0]?.kid;
+        await app.close();
+        return kid;
+      };
+      const first = await startAt(0);
+      assert.equal(await startAt(300), first, "kept at 300 days");
+      const renewed = await startAt(340);
+      assert.notEqual(renewed, first, "replaced with 25 days left");
+      assert.equal(await startAt(341), renewed, "and the new key is kept");
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   test("health, readiness and Prometheus metrics by route template and outcome", async () => {
     assert.equal((await app.inject({ method: "GET", url: "/healthz" })).statusCode, 200);
     assert.equal((await app.inject({ method: "GET", url: "/readyz" })).statusCode, 200);

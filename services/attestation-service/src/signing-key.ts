@@ -12,7 +12,7 @@ import {
   X509Certificate,
   type KeyObject,
 } from "node:crypto";
-import { buildCertificate, basicConstraintsExtension, keyUsageExtension } from "@cloister/attestation";
+import { buildCertificate, basicConstraintsExtension, keyUsageExtension, toPem } from "@cloister/attestation";
 import { exportJWK, type JWK } from "jose";
 
 export const evidenceExtensionOid = "1.3.6.1.4.1.311.105.1";
@@ -130,7 +130,10 @@ export function openSigningKey(sealed: Uint8Array, sealingKey: Uint8Array): Sign
   return { kid: kidFor(publicKey), privateKey, publicKey, certificateBase64: certificate };
 }
 
-/** When the key's certificate expires. */
+/**
+ * When the key's certificate expires. Read from PEM: given DER, node:crypto looks for PEM text first, and the
+ * quote inside the certificate carries its PCK chain as PEM, whose first certificate it would read instead.
+ */
 export function signingKeyNotAfter(key: SigningKey): Date {
-  return new Date(new X509Certificate(Buffer.from(key.certificateBase64, "base64")).validTo);
+  return new Date(new X509Certificate(toPem(Buffer.from(key.certificateBase64, "base64"))).validTo);
 }
