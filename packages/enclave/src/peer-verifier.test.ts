@@ -64,6 +64,36 @@ test("caches the key set and each decision until the token expires, and refetche
   );
 });
 
+test("a key id not yet fetched for refetches within the interval (a new replica's key), once; a repeated one waits", async () => {
+  const third = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const fourth = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  keys = [{ ...(await exportJWK(first.publicKey)), kid: "k1", alg: "RS256" }];
+  const verifier = new PeerVerifier({
+    attestationService: { url },
+    expectations: { measurements: [mrenclave] },
+    jwksRefetchIntervalMs: 3_600_000,
+    jwksNewKidIntervalMs: 0,
+  });
+  const tokenOf = (privateKey: typeof first.privateKey, kid: string) =>
+    issueAttestationToken(claims, { privateKey, kid, issuer: url });
+  const before = fetches;
+  await verifier.verify(await tokenOf(first.privateKey, "k1"));
+  assert.equal(fetches, before + 1);
+  // Another replica starts: its key id is new, so the set is fetched again at once.
+  keys = [...keys, { ...(await exportJWK(third.publicKey)), kid: "k3", alg: "RS256" }];
+  assert.equal((await verifier.verify(await tokenOf(third.privateKey, "k3"))).measurement, mrenclave);
+  assert.equal(fetches, before + 2);
+  // A key id the service does not serve: one fetch, then refused without fetching again.
+  const stranger = await tokenOf(fourth.privateKey, "k4");
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await assert.rejects(
+      verifier.verify(stranger),
+      (error: unknown) => error instanceof EnclaveError && error.code === "ERR_PEER_TOKEN",
+    );
+  }
+  assert.equal(fetches, before + 3);
+});
+
 test("refuses tokens for other measurements, and does not cache refusals", async () => {
   const verifier = new PeerVerifier({
     attestationService: { url },

@@ -1,7 +1,7 @@
 // A long-lived verifier for peers' attestation tokens: the issuer's JWKS is fetched over TLS and cached,
 // and each decision is cached until the token expires, keyed by the exact token, so checking the caller
 // of every request costs a map lookup.
-import type { JSONWebKeySet, JWK } from "jose";
+import { decodeProtectedHeader, type JSONWebKeySet, type JWK } from "jose";
 import { EnclaveError } from "./errors.js";
 import { requestJson, type HttpsClientOptions } from "./https-client.js";
 import { verifyPeer, type PeerExpectations, type PeerIdentity } from "./verify-peer.js";
@@ -17,8 +17,13 @@ export interface PeerVerifierOptions {
   readonly now?: () => Date;
   /** Cached decisions kept at most (default 10,000); the oldest go first. */
   readonly maxCachedDecisions?: number;
-  /** Least time between two JWKS fetches triggered by unknown key ids (default 30 s). */
+  /**
+   * Least time between two JWKS fetches for a key id already fetched for, or unknown ids in general (default
+   * 30 s). A key id not yet fetched for (a new replica's, a rotated key) may fetch sooner: see below.
+   */
   readonly jwksRefetchIntervalMs?: number;
+  /** Least time between two JWKS fetches for key ids not yet fetched for (default 1 s). */
+  readonly jwksNewKidIntervalMs?: number;
 }
 
 export interface PeerBinding {
@@ -29,6 +34,15 @@ export interface PeerBinding {
 interface CachedDecision {
   readonly identity: PeerIdentity;
   readonly expiresAtMs: number;
+}
+
+function tokenKid(token: string): string | undefined {
+  try {
+    const kid = decodeProtectedHeader(token).kid;
+    return typeof kid === "string" ? kid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function tokenKeyUnknown(error: unknown): boolean {
@@ -55,6 +69,7 @@ export class PeerVerifier {
   private jwks: JSONWebKeySet | undefined;
   private jwksFetchedAt = 0;
   private jwksInFlight: Promise<JSONWebKeySet> | undefined;
+  private readonly kidsFetchedFor = new Set<string>();
 
   constructor(options: PeerVerifierOptions) {
     this.options = options;
@@ -112,10 +127,23 @@ export class PeerVerifier {
     try {
       identity = await verifyWith(await this.keySet(false));
     } catch (error) {
-      // The service may have rotated its signing key since we fetched /certs.
-      const interval = this.options.jwksRefetchIntervalMs ?? 30_000;
-      if (!tokenKeyUnknown(error) || Date.now() - this.jwksFetchedAt < interval) {
+      // The service may have rotated its signing key, or started a replica, since we fetched /certs. Each new
+      // key id may fetch once a second; an id already fetched for (or a flood of ids) waits the interval.
+      const kid = tokenKid(token);
+      const sinceFetch = Date.now() - this.jwksFetchedAt;
+      const mayFetch =
+        sinceFetch >= (this.options.jwksRefetchIntervalMs ?? 30_000) ||
+        (kid !== undefined &&
+          !this.kidsFetchedFor.has(kid) &&
+          sinceFetch >= (this.options.jwksNewKidIntervalMs ?? 1000));
+      if (!tokenKeyUnknown(error) || !mayFetch) {
         throw error;
+      }
+      if (kid !== undefined) {
+        if (this.kidsFetchedFor.size >= 1000) {
+          this.kidsFetchedFor.clear();
+        }
+        this.kidsFetchedFor.add(kid);
       }
       identity = await verifyWith(await this.keySet(true));
     }

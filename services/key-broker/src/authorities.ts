@@ -1,5 +1,6 @@
-// Authority key sets: each attestation service's JWKS, fetched over TLS and cached; a token whose kid the
-// cached set lacks triggers one refetch (at most every 30 s per authority), so rotated keys are picked up.
+// Authority key sets: each attestation service's JWKS, fetched over TLS and cached. A token whose kid the
+// cached set lacks triggers a refetch, so rotated keys and new replicas' keys are picked up: at once (at most
+// once a second) for a kid not yet fetched for, otherwise at most every 30 s per authority.
 import { requestJson } from "@cloister/enclave";
 import { decodeProtectedHeader, type JSONWebKeySet } from "jose";
 import { BrokerError } from "./errors.js";
@@ -7,9 +8,14 @@ import { BrokerError } from "./errors.js";
 export class AuthorityKeySets {
   private readonly cache = new Map<string, { keys: JSONWebKeySet; fetchedAt: number }>();
   private readonly ca: string | readonly string[] | undefined;
+  private readonly kidsFetchedFor = new Set<string>();
+  private readonly refetchIntervalMs: number;
+  private readonly newKidIntervalMs: number;
 
-  constructor(ca?: string | readonly string[]) {
+  constructor(ca?: string | readonly string[], intervals: { refetchMs?: number; newKidMs?: number } = {}) {
     this.ca = ca;
+    this.refetchIntervalMs = intervals.refetchMs ?? 30_000;
+    this.newKidIntervalMs = intervals.newKidMs ?? 1000;
   }
 
   private async fetch(authority: string): Promise<JSONWebKeySet> {
@@ -43,7 +49,14 @@ export class AuthorityKeySets {
       return this.fetch(authority);
     }
     const known = cached.keys.keys.some((key) => key.kid === kid);
-    if (!known && Date.now() - cached.fetchedAt > 30_000) {
+    const sinceFetch = Date.now() - cached.fetchedAt;
+    const id = `${authority} ${String(kid)}`;
+    const newKid = typeof kid === "string" && !this.kidsFetchedFor.has(id);
+    if (!known && (sinceFetch > this.refetchIntervalMs || (newKid && sinceFetch >= this.newKidIntervalMs))) {
+      if (this.kidsFetchedFor.size >= 1000) {
+        this.kidsFetchedFor.clear();
+      }
+      this.kidsFetchedFor.add(id);
       return this.fetch(authority);
     }
     return cached.keys;
