@@ -237,6 +237,14 @@ describe("Helm chart", () => {
       "key-broker",
     ]);
     assert.deepEqual(peersOf("inference-server", "egress").sort(), ["attestation-service", "key-broker"]);
+    // The attestation service's replicas reach each other (their signing keys and policies), and nothing else.
+    assert.deepEqual(peersOf("attestation-service", "egress"), ["attestation-service"]);
+    assert.deepEqual(peersOf("attestation-service", "ingress").sort(), [
+      "attestation-service",
+      "inference-server",
+      "key-broker",
+      "platform-api",
+    ]);
     assert.deepEqual(
       (policies.get("cloister-portal") as { egress: unknown[] }).egress,
       [],
@@ -261,6 +269,53 @@ describe("Helm chart", () => {
       await platformEnv({ "services.platformApi.trustedProxies": "{10.244.0.0/16,fd00::/8}" })
     ).find((variable) => variable.name === "CLOISTER_TRUSTED_PROXIES");
     assert.equal(trusted?.value, "10.244.0.0/16,fd00::/8");
+  });
+
+  test("the attestation service runs replicas that find each other through a headless Service listing unready pods", async () => {
+    const objects = await render();
+    const deployment = objects.find(
+      (object) => object.kind === "Deployment" && object.metadata.name === "cloister-attestation-service",
+    );
+    assert.ok(deployment !== undefined);
+    assert.ok(((deployment.spec as { replicas: number }).replicas ?? 0) >= 2);
+    const env = new Map(
+      (podOf(deployment).containers[0]?.env ?? []).map((variable) => [variable.name, variable.value]),
+    );
+    const peers = objects.find(
+      (object) => object.kind === "Service" && object.metadata.name === "cloister-attestation-service-peers",
+    );
+    assert.ok(peers !== undefined);
+    assert.deepEqual(
+      { clusterIP: peers.spec?.clusterIP, publishNotReadyAddresses: peers.spec?.publishNotReadyAddresses },
+      { clusterIP: "None", publishNotReadyAddresses: true },
+    );
+    assert.deepEqual(
+      peers.spec?.selector,
+      (deployment.spec as { selector: { matchLabels: unknown } }).selector.matchLabels,
+    );
+    assert.equal(env.get("CLOISTER_PEERS"), "cloister-attestation-service-peers.cloister.svc.cluster.local");
+    // The name the replicas' certificates carry: the Certificate's.
+    const certificate = objects.find(
+      (object) =>
+        object.kind === "Certificate" && object.metadata.name === "cloister-attestation-service-tls",
+    );
+    assert.ok((certificate?.spec?.dnsNames as string[]).includes(env.get("CLOISTER_PEERS_TLS_NAME") ?? ""));
+    // A drain keeps one replica serving; the key broker, a single instance, may still be moved.
+    const budgets = new Map(
+      objects
+        .filter((object) => object.kind === "PodDisruptionBudget")
+        .map((object) => [object.metadata.name, object.spec]),
+    );
+    assert.equal(budgets.get("cloister-attestation-service")?.minAvailable, 1);
+    assert.equal(budgets.get("cloister-key-broker")?.maxUnavailable, 1);
+    // The Gramine manifest passes the two settings through (the host's to say: everything learnt is verified).
+    const manifest = readFileSync(
+      join(repositoryRoot, "deploy/gramine/attestation-service.manifest.template"),
+      "utf8",
+    );
+    for (const name of ["CLOISTER_PEERS", "CLOISTER_PEERS_TLS_NAME"]) {
+      assert.match(manifest, new RegExp(`^loader\\.env\\.${name} = \\{ passthrough = true \\}$`, "m"));
+    }
   });
 
   test("the key broker's volumes survive helm uninstall; its backups go to a retained, geo-redundant class", async () => {

@@ -14,6 +14,11 @@ export interface HttpsClientOptions {
   readonly maxResponseBytes?: number;
   /** Extra request header fields (an admin bearer token). */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * The name to expect in the server's certificate (and send as SNI) when the URL names an address: a
+   * replica reached by its pod address, whose certificate carries its Service's name.
+   */
+  readonly servername?: string;
 }
 
 export interface JsonResponse {
@@ -59,6 +64,7 @@ export function requestBytes(
           ? {}
           : { ca: typeof options.ca === "string" ? options.ca : [...options.ca] }),
         ...(options.agent === undefined ? {} : { agent: options.agent }),
+        ...(options.servername === undefined ? {} : { servername: options.servername }),
         timeout: options.timeoutMs ?? 10_000,
       },
       (response) => {

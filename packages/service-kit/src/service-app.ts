@@ -167,9 +167,16 @@ function shedLoad(
       this.set(delayMs / 1000);
     },
   });
-  // Health, metrics and key sets are cheap, and refusing them would spread one service's overload to every
-  // verifier of its tokens.
-  const exempt = new Set(["/healthz", "/metrics", "/readyz", "/certs", "/.well-known/openid-configuration"]);
+  // Health, metrics, key sets and what replicas exchange are cheap, and refusing them would spread one
+  // service's overload to every verifier of its tokens, or to its other replicas.
+  const exempt = new Set([
+    "/healthz",
+    "/metrics",
+    "/readyz",
+    "/certs",
+    "/.well-known/openid-configuration",
+    "/peers/state",
+  ]);
   app.addHook("onRequest", async (request, reply) => {
     if (delayMs > options.maxEventLoopDelayMs && !exempt.has(request.routeOptions.url ?? "")) {
       shed.inc();

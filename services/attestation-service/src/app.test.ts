@@ -8,7 +8,6 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CompactSign, createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from "jose";
 import {
-  buildCertificate,
   createSimulationPlatform,
   parseCertificate,
   parseQuote,
@@ -17,6 +16,7 @@ import {
 } from "@cloister/attestation";
 import { simulationProvider } from "@cloister/enclave";
 import { buildApp, kidFor, type AttestationServiceConfig } from "./app.js";
+import { createPolicyManager } from "./test-support.js";
 
 const vectors = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../shared/attestation-vectors");
 const vector = (path: string): Buffer => readFileSync(join(vectors, path));
@@ -336,28 +336,12 @@ describe("policies", async () => {
   });
 
   test("GET, PUT (MAA JWS envelope) and :reset; signed by a configured certificate, unsigned only in dev", async () => {
-    const manager = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const name = { commonName: "Policy manager" };
-    const certificate = toPem(
-      buildCertificate({
-        serial: Uint8Array.of(1),
-        issuer: name,
-        subject: name,
-        notBefore: new Date(Date.now() - 60_000),
-        notAfter: new Date(Date.now() + 3_600_000),
-        publicKey: manager.privateKey,
-        signingKey: manager.privateKey,
-        extensions: [],
-      }),
-    );
+    const manager = createPolicyManager();
+    const certificate = manager.certificatePem;
     const policy = `version=1.0; authorizationrules{ [type=="x-ms-sgx-svn", value>=3] => permit(); }; issuancerules{ => issue(type="custom", value="yes"); };`;
-    const payload = new TextEncoder().encode(
-      JSON.stringify({ AttestationPolicy: Buffer.from(policy).toString("base64url") }),
-    );
-    const signed = await new CompactSign(payload)
-      .setProtectedHeader({ alg: "ES256" })
-      .sign(manager.privateKey);
-    const unsigned = `${b64url(Buffer.from('{"alg":"none"}'))}.${b64url(payload)}.`;
+    const payload = manager.payload(policy);
+    const signed = await manager.signed(policy);
+    const unsigned = manager.unsigned(policy);
 
     const production = await buildApp(config({ policyMode: "production", policySigners: [certificate] }));
     const forbidden = await production.inject({

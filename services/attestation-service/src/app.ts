@@ -7,17 +7,27 @@ import { createServiceApp, isClientError } from "@cloister/service-kit";
 import {
   createVerificationCache,
   issueAttestationToken,
+  parseCertificate,
   policyHash,
   type SimulationPlatform,
 } from "@cloister/attestation";
 import type { TeeProvider } from "@cloister/enclave";
-import { attest, parseAttestRequest } from "./attest.js";
+import { attest, parseAttestRequest, verifyIntelEvidence } from "./attest.js";
 import { CollateralStore } from "./collateral-store.js";
 import { PccsClient, type PccsClientOptions } from "./pccs-client.js";
 import { ServiceError } from "./errors.js";
 import { attestationTypes, PolicyStore, type AttestationType, type PolicyMode } from "./policies.js";
 import {
+  PeerSync,
+  serviceIdentity,
+  verifyPeerSigningKey,
+  type PeerKey,
+  type PeersConfig,
+  type PolicyVersion,
+} from "./peers.js";
+import {
   createSigningKey,
+  evidenceExtensionOid,
   jwkFor,
   type SigningKey,
   openSigningKey,
@@ -62,11 +72,18 @@ export interface AttestationServiceConfig {
   readonly maxEventLoopDelayMs?: number;
   /** TLS certificate and key (PEM); main.ts always sets them. */
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * The other replicas (peers.ts): each serves every replica's signing key and the newest policies. Without
+   * it, the service runs as one replica.
+   */
+  readonly peers?: PeersConfig;
 }
 
 export interface AttestationServiceExtras {
   /** Signs new tokens with a new key; old public keys stay in /certs until their tokens have expired. */
   readonly rotateSigningKey: () => Promise<void>;
+  /** Reads the other replicas now, without waiting for the next round (no-op as one replica). */
+  readonly syncPeers: () => Promise<void>;
 }
 
 declare module "fastify" {
@@ -159,12 +176,99 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     labelNames: ["type", "outcome"],
     registers: [registry],
   });
+  // The policy in force per attestation type, and when it was set: replicas keep the newest.
+  const policyVersions = new Map<AttestationType, PolicyVersion>();
+  const ownKeys = async (): Promise<PeerKey[]> => {
+    const current = now().getTime();
+    const live = retiredKeys.filter((key) => (key.retiredAt?.getTime() ?? 0) + lifetime * 1000 > current);
+    return Promise.all([
+      jwkFor(signingKey).then((jwk) => ({ jwk, expiresAt: current + lifetime * 1000 })),
+      ...live.map(async (key) => ({
+        jwk: await jwkFor(key),
+        expiresAt: (key.retiredAt?.getTime() ?? 0) + lifetime * 1000,
+      })),
+    ]);
+  };
+  const peers = config.peers === undefined ? undefined : await peerSync(config.peers);
+
+  async function peerSync(peersConfig: PeersConfig): Promise<PeerSync> {
+    const evidenceContext = (): Parameters<typeof verifyIntelEvidence>[1] => ({
+      now: now(),
+      collateral,
+      simulationPlatform: config.simulationPlatform,
+      verificationCache,
+    });
+    // This replica's own evidence, verified as a peer's will be: what every peer's evidence must match.
+    const ownQuote = parseCertificate(Buffer.from(signingKey.certificateBase64, "base64")).extensions.get(
+      evidenceExtensionOid,
+    )?.value;
+    let identity: ReturnType<typeof serviceIdentity>;
+    try {
+      if (ownQuote === undefined) {
+        throw new ServiceError("ERR_EVIDENCE_INVALID", "no evidence in the signing key's certificate");
+      }
+      identity = serviceIdentity(await verifyIntelEvidence(ownQuote, evidenceContext()));
+    } catch (error) {
+      throw new Error(
+        `replicas need this replica's own SGX or TDX evidence to verify here (${error instanceof ServiceError ? error.code : "unreadable"})`,
+        { cause: error },
+      );
+    }
+    const refused = new Counter({
+      name: "attestation_peer_refused_total",
+      help: "Signing keys and policies of other replicas refused, by kind",
+      labelNames: ["kind"],
+      registers: [registry],
+    });
+    const sync: PeerSync = new PeerSync({
+      config: peersConfig,
+      ownKeys,
+      verifyKey: (jwk) =>
+        verifyPeerSigningKey(jwk, identity, (quote) => verifyIntelEvidence(quote, evidenceContext()), now()),
+      policies: {
+        versions: () => policyVersions,
+        apply: async (type, version) => {
+          if (version.envelope === null) {
+            policies.reset(type);
+          } else {
+            await policies.set(type, version.envelope);
+          }
+          policyVersions.set(type, version);
+        },
+      },
+      lifetimeMs: lifetime * 1000,
+      now,
+      log: app.log,
+      onRefused: (kind) => {
+        refused.inc({ kind });
+      },
+    });
+    new Gauge({
+      name: "attestation_peer_signing_keys",
+      help: "Other replicas' signing keys this replica serves at /certs",
+      registers: [registry],
+      collect() {
+        this.set(sync.keys().length);
+      },
+    });
+    app.addHook("onReady", async () => {
+      sync.start();
+    });
+    app.addHook("onClose", async () => {
+      await sync.stop();
+    });
+    return sync;
+  }
+
   app.decorate("attestationService", {
     rotateSigningKey: async () => {
       signingKey.retiredAt = now();
       retiredKeys.push(signingKey);
       signingKey = await createSigningKey(ownEvidence, now());
       persist(signingKey);
+    },
+    syncPeers: async () => {
+      await peers?.pullOnce();
     },
   });
 
@@ -220,11 +324,14 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     }
   });
 
-  app.get("/certs", async () => {
-    const cutoff = now().getTime() - lifetime * 1000;
-    const live = retiredKeys.filter((key) => (key.retiredAt?.getTime() ?? 0) > cutoff);
-    return { keys: await Promise.all([signingKey, ...live].map(jwkFor)) };
-  });
+  app.get("/certs", async () => ({
+    keys: [...(await ownKeys()).map((key) => key.jwk), ...(peers?.keys() ?? [])],
+  }));
+
+  if (peers !== undefined) {
+    // What replicas exchange: public keys with their evidence, and policy envelopes (signed in production).
+    app.get("/peers/state", async () => peers.state());
+  }
 
   app.get("/.well-known/openid-configuration", async () => ({
     response_types_supported: ["token", "none"],
@@ -297,6 +404,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
       throw new ServiceError("ERR_BAD_REQUEST", "the body must be the policy JWS (or {policy: JWS})");
     }
     await policies.set(type, envelope.trim());
+    policyVersions.set(type, { envelope: envelope.trim(), setAt: now().getTime() });
     request.log.info({ attestationType: type }, "attestation policy replaced");
     return policyToken(type);
   });
@@ -308,6 +416,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     }
     const type = match[1] as AttestationType;
     policies.reset(type);
+    policyVersions.set(type, { envelope: null, setAt: now().getTime() });
     request.log.info({ attestationType: type }, "attestation policy reset");
     return policyToken(type);
   });
@@ -316,7 +425,14 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     done(null, body);
   });
 
-  app.get("/readyz", async () => ({ status: "ready", signingKey: signingKey.kid }));
+  // With replicas, ready (and so handed requests) only once every replica that answers serves this one's
+  // key: a token it signs then verifies against the key set from any of them.
+  app.get("/readyz", async (_request, reply) => {
+    if (peers !== undefined && !peers.ready) {
+      return reply.status(503).send({ status: "waiting for the other replicas", signingKey: signingKey.kid });
+    }
+    return { status: "ready", signingKey: signingKey.kid };
+  });
   return app;
 }
 

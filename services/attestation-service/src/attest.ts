@@ -130,7 +130,7 @@ interface VerifiedInput {
 async function verifyIntel(
   quoteBytes: Uint8Array,
   tee: "sgx" | "tdx",
-  context: AttestContext,
+  context: Pick<AttestContext, "now" | "collateral" | "simulationPlatform" | "verificationCache">,
 ): Promise<VerifiedInput> {
   const quote = parseQuote(quoteBytes);
   if (quote.tee !== tee) {
@@ -188,6 +188,22 @@ function checkInitTimeBinding(data: Uint8Array, binding: Uint8Array): void {
   const matches = binding.length >= 32 && Buffer.compare(Buffer.from(binding.subarray(0, 32)), digest) === 0;
   if (!matches || binding.subarray(32).some((byte) => byte !== 0)) {
     throw new ServiceError("ERR_RUNTIME_DATA_BINDING", "the evidence does not bind the init-time data");
+  }
+}
+
+/**
+ * Verifies an SGX or TDX quote against the service's trust anchors and collateral, as `attest` does, with no
+ * policy: for another replica's evidence (its signing key's certificate).
+ */
+export async function verifyIntelEvidence(
+  quoteBytes: Uint8Array,
+  context: Pick<AttestContext, "now" | "collateral" | "simulationPlatform" | "verificationCache">,
+): Promise<VerifiedEvidence> {
+  try {
+    const tee = parseQuote(quoteBytes).tee;
+    return (await verifyIntel(quoteBytes, tee, context)).evidence;
+  } catch (error) {
+    return asServiceError(error);
   }
 }
 

@@ -13,6 +13,11 @@
 //   CLOISTER_SIGNING_KEY_FILE    the sealed token-signing key (default <data dir>/attestation-signing-key.sealed)
 //   CLOISTER_CORS_ORIGINS        comma-separated browser origins allowed to call it (the portal)
 //   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
+//   CLOISTER_PEERS               a DNS name that resolves to every replica's address (a headless Service that lists
+//                                replicas before they are ready); unset: the service runs as one replica
+//   CLOISTER_PEERS_TLS_NAME      the name the replicas' TLS certificates carry (they are reached by address)
+//   CLOISTER_CA                  the CA of the replicas' TLS certificates
+import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +33,7 @@ const dataDirectory = resolve(process.env.CLOISTER_DATA_DIR ?? ".cloister");
 const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const provider = serviceTee(serviceRoot, "attestation-service", dataDirectory);
 const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
+const peersName = process.env.CLOISTER_PEERS;
 const app = await buildApp({
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
@@ -54,6 +60,20 @@ const app = await buildApp({
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
     key: readFileSync(requiredEnv("CLOISTER_TLS_KEY")),
   },
+  ...(peersName === undefined || peersName === ""
+    ? {}
+    : {
+        peers: {
+          resolve: async () =>
+            (await lookup(peersName, { all: true })).map(({ address, family }) =>
+              family === 6 ? `https://[${address}]:${port}` : `https://${address}:${port}`,
+            ),
+          ...(process.env.CLOISTER_CA === undefined
+            ? {}
+            : { ca: readFileSync(process.env.CLOISTER_CA, "utf8") }),
+          servername: requiredEnv("CLOISTER_PEERS_TLS_NAME"),
+        },
+      }),
 });
 closeOnSignals(app);
 await app.listen({ port, host });
