@@ -277,7 +277,7 @@ describe("Helm chart", () => {
       (object) => object.kind === "Deployment" && object.metadata.name === "cloister-attestation-service",
     );
     assert.ok(deployment !== undefined);
-    assert.ok(((deployment.spec as { replicas: number }).replicas ?? 0) >= 2);
+    assert.ok((deployment.spec as { replicas: number }).replicas >= 2);
     const env = new Map(
       (podOf(deployment).containers[0]?.env ?? []).map((variable) => [variable.name, variable.value]),
     );
