@@ -530,7 +530,8 @@ text = env.from_string(open(sys.argv[1]).read()).render(
     gramine=Gramine(), log_level="error", arch_libdir="/lib/x86_64-linux-gnu", node_path="/usr/local/bin/node",
     attestation_url="https://attest.example", attestation_internal_url="https://attestation:7443",
     key_broker_url="https://key-broker:7444", inference_url="https://inference:7445",
-    inference_measurement="ab" * 32, portal_url="https://portal.example", recovery_quorum="2")
+    inference_measurement="ab" * 32, portal_url="https://portal.example", recovery_quorum="2",
+    policy_approval_quorum="2")
 print(json.dumps(tomllib.loads(text)))
 `;
 
@@ -576,6 +577,8 @@ print(json.dumps(tomllib.loads(text)))
           "CLOISTER_AUTHORITY_CA",
           "CLOISTER_RECOVERY_CUSTODIANS_FILE",
           "CLOISTER_RECOVERY_QUORUM",
+          "CLOISTER_POLICY_APPROVERS_FILE",
+          "CLOISTER_POLICY_APPROVAL_QUORUM",
         ]) {
           if (fixed in manifest.loader.env) {
             assert.equal(typeof manifest.loader.env[fixed], "string", `${service}: ${fixed} is fixed`);
@@ -591,6 +594,13 @@ print(json.dumps(tomllib.loads(text)))
           );
           assert.ok(trusted.includes("/app/trust/recovery-custodians.json"));
           assert.equal(manifest.loader.env.CLOISTER_RECOVERY_QUORUM, "2");
+          // So are the policy approvers: a host swapping them could approve a release policy alone.
+          assert.equal(
+            manifest.loader.env.CLOISTER_POLICY_APPROVERS_FILE,
+            "/app/trust/policy-approvers.json",
+          );
+          assert.ok(trusted.includes("/app/trust/policy-approvers.json"));
+          assert.equal(manifest.loader.env.CLOISTER_POLICY_APPROVAL_QUORUM, "2");
         }
         for (const folder of serviceCodeFolders(service)) {
           const walk = (directory: string): string[] =>

@@ -1,3 +1,5 @@
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 type CommandOptions = NonNullable<ParseArgsConfig["options"]>;
@@ -45,4 +47,29 @@ export function parseCommandLine<const T extends CommandOptions>(
     return ExitCode.ok;
   }
   return parsed;
+}
+
+/** The value of a required string option, or a usage error naming it. */
+export function requiredOption(values: Record<string, string | boolean | undefined>, name: string): string {
+  const value = values[name];
+  if (typeof value !== "string") {
+    throw new UsageError(`--${name} is required`);
+  }
+  return value;
+}
+
+/**
+ * Makes a person's EC P-384 key pair (a recovery custodian's, a policy approver's): the private JWK to `out`
+ * (mode 600, never over an existing file; it stays on that person's machine), and answers the public JWK.
+ */
+export function writeNewKeyPair(out: string, what: string): JsonWebKey {
+  if (existsSync(out)) {
+    throw new UsageError(`${out} exists already; ${what} is never overwritten`);
+  }
+  const pair = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  writeFileSync(out, `${JSON.stringify(pair.privateKey.export({ format: "jwk" }))}\n`, {
+    mode: 0o600,
+    flag: "wx",
+  });
+  return pair.publicKey.export({ format: "jwk" });
 }

@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { approverId, checkKeyChangeApprovals, policyDigest, type KeyChange } from "@cloister/enclave";
 import { runCli, type CliIo } from "./index.js";
 import { longestRestartPauseMs, restartPolicy } from "./up-processes.js";
+
+type Jwk = Parameters<typeof approverId>[0];
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const vectors = resolve(repositoryRoot, "../shared/attestation-vectors");
@@ -145,6 +148,66 @@ describe("cloister keys and audit (argument handling; the running stack is teste
       rmSync(empty, { recursive: true, force: true });
     }
   });
+});
+
+test("cloister approvals: an approver's key, and approvals the key broker's check accepts for that change only", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "cloister-approvals-"));
+  const runAsync = async (argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+    let stdout = "";
+    let stderr = "";
+    const code = await runCli(argv, {
+      stdout: (text) => (stdout += text),
+      stderr: (text) => (stderr += text),
+    });
+    return { code, stdout, stderr };
+  };
+  try {
+    const keyFile = join(folder, "approver.jwk");
+    const made = await runAsync(["approvals", "approver-key", "--out", keyFile]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    const publicJwk = JSON.parse(made.stdout) as Jwk;
+    assert.equal(publicJwk.d, undefined, "the public key only is printed");
+    assert.equal(publicJwk.kid, await approverId(publicJwk));
+    assert.equal(
+      (await runAsync(["approvals", "approver-key", "--out", keyFile])).code,
+      2,
+      "never overwritten",
+    );
+
+    const policy = {
+      version: "1.0.0",
+      anyOf: [{ authority: "https://a.test", allOf: [{ claim: "c", equals: 1 }] }],
+    };
+    const policyFile = join(folder, "policy.json");
+    writeFileSync(policyFile, JSON.stringify(policy, null, 2));
+    const approve = (...args: string[]) =>
+      runAsync(["approvals", "approve", "--approver", keyFile, "--key", "tenant-a", ...args]);
+    const approved = await approve("--set-policy", "--policy", policyFile);
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stderr, new RegExp(`policy SHA-256 \\(canonical JSON\\): ${policyDigest(policy)}`));
+    const check = async (change: KeyChange, approval: string) =>
+      (await checkKeyChangeApprovals(change, [approval.trim()], [publicJwk], new Date())).approvedBy.length;
+    assert.equal(await check({ action: "set-policy", key: "tenant-a", policy }, approved.stdout), 1);
+    assert.equal(await check({ action: "create", key: "tenant-a", policy }, approved.stdout), 0);
+    assert.equal(await check({ action: "set-policy", key: "tenant-b", policy }, approved.stdout), 0);
+    const destroy = await approve("--destroy-version", "3");
+    assert.equal(destroy.code, 0, destroy.stderr);
+    assert.equal(await check({ action: "destroy-version", key: "tenant-a", version: 3 }, destroy.stdout), 1);
+    for (const args of [
+      [],
+      ["--create", "--destroy-version", "2"],
+      ["--destroy-version", "two"],
+      ["--destroy-version", "2", "--valid-hours", "200"],
+    ]) {
+      assert.equal((await approve(...args)).code, 2, args.join(" "));
+    }
+    for (const argv of [["approvals", "sign"]]) {
+      assert.equal((await runAsync(argv)).code, 2, argv.join(" "));
+    }
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 });
 
 test("the installed `cloister` binary works from the repository root", () => {

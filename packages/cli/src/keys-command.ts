@@ -7,7 +7,7 @@ import { requestJson } from "@cloister/enclave";
 import { ExitCode, type CliIo, parseCommandLine } from "./cli-io.js";
 import { adminPassword, readRunningStack, signInAtPlatform } from "./platform-admin.js";
 
-export const keysUsage = `Usage: cloister keys rotate|reencrypt [--system] [--data-dir DIR] [--email EMAIL] [--batch N] [--retire] [--json]
+export const keysUsage = `Usage: cloister keys rotate|reencrypt [--system] [--data-dir DIR] [--email EMAIL] [--batch N] [--retire [--approvals FILE]] [--json]
 
 rotate      adds a new version of the signed-in admin's tenant data key (tenant-<id>) at the key broker, then
             re-encrypts every record of the tenant under it; refused while an earlier rotation is unfinished
@@ -15,6 +15,8 @@ reencrypt   re-encrypts what is still sealed under older versions (to finish an 
 --system    the platform's own key (platform-system: accounts, the system audit trail, the job queue)
             instead of the tenant's; restart the platform replicas before --retire (docs/runbook.md)
 --retire    afterwards, destroys the older versions at the key broker (only when nothing is left under them)
+--approvals FILE  approvals to send with each destruction, one per line, when the key broker has policy
+            approvers (\`cloister approvals approve --key NAME --destroy-version N\`, by a quorum of them)
 --batch N   records per request to the platform (default 200; tenant keys)
 
 The stack is read from DIR/stack.json (default .cloister). The admin's password comes from
@@ -37,6 +39,7 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
       email: { type: "string", default: "admin@demo.hospital" },
       batch: { type: "string", default: "200" },
       retire: { type: "boolean" },
+      approvals: { type: "string" },
       system: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -130,6 +133,14 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
     const reencrypt = (limit: number): Promise<Progress> =>
       system ? reencryptSystem() : reencryptTenant(limit);
     const broker = { ca: session.ca, headers: { authorization: `Bearer ${brokerToken}` } };
+    // Every approval given is sent with each destruction; the broker counts those naming that version.
+    const approvals =
+      values.approvals === undefined
+        ? []
+        : readFileSync(values.approvals, "utf8")
+            .split("\n")
+            .map((line) => line.trim())
+            .filter((line) => line.length > 0 && !line.startsWith("#"));
     // The first batch also says which tenant this admin's is, and whether an earlier rotation is unfinished.
     let progress = await reencrypt(batch);
     const keyName = system ? "platform-system" : `tenant-${progress.tenant}`;
@@ -182,11 +193,17 @@ export async function runKeys(argv: readonly string[], io: CliIo): Promise<numbe
           "DELETE",
           new URL(`/keys/${keyName}/${version}`, stack.keyBroker),
           undefined,
-          broker,
+          approvals.length === 0
+            ? broker
+            : { ...broker, headers: { ...broker.headers, "cloister-approvals": approvals.join(",") } },
         );
         if (destroyed.status !== 200) {
+          const code = (destroyed.body as { error?: { code?: string } } | undefined)?.error?.code;
           throw new Error(
-            `the key broker refused to destroy ${keyName} version ${version} (HTTP ${destroyed.status})`,
+            `the key broker refused to destroy ${keyName} version ${version} (HTTP ${destroyed.status}${code === undefined ? "" : `, ${code}`})` +
+              (code === "ERR_APPROVAL_REQUIRED"
+                ? `: have a quorum of policy approvers approve it (cloister approvals approve --key ${keyName} --destroy-version ${version}) and give --approvals FILE`
+                : ""),
           );
         }
         retired.push(version);

@@ -2,7 +2,6 @@
 // key-recovery.ts). Custodians make their keys once; the operator keeps the backups off the node; after a loss
 // the operator starts a restore into a fresh broker and each custodian, on their own machine, verifies that
 // broker's evidence and hands it their share. No one holds more than their own share.
-import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
@@ -11,7 +10,14 @@ import {
   requestJson,
   submitRecoveryShare,
 } from "@cloister/enclave";
-import { ExitCode, parseCommandLine, UsageError, type CliIo } from "./cli-io.js";
+import {
+  ExitCode,
+  parseCommandLine,
+  requiredOption,
+  UsageError,
+  writeNewKeyPair,
+  type CliIo,
+} from "./cli-io.js";
 
 /** A JWK, as the recovery functions take it. */
 type Jwk = Parameters<typeof recoveryCustodianId>[0];
@@ -80,14 +86,6 @@ function adminToken(dataDirectory: string): string {
   return token;
 }
 
-function required(values: Record<string, string | boolean | undefined>, name: string): string {
-  const value = values[name];
-  if (typeof value !== "string") {
-    throw new UsageError(`--${name} is required`);
-  }
-  return value;
-}
-
 export async function runRecovery(argv: readonly string[], io: CliIo): Promise<number> {
   const parsed = parseCommandLine(
     argv,
@@ -119,21 +117,12 @@ export async function runRecovery(argv: readonly string[], io: CliIo): Promise<n
     }
     switch (action) {
       case "custodian-key": {
-        const out = resolve(required(values, "out"));
-        if (existsSync(out)) {
-          throw new UsageError(`${out} exists already; a custodian key is never overwritten`);
-        }
-        const pair = generateKeyPairSync("ec", { namedCurve: "P-384" });
-        const publicJwk = pair.publicKey.export({ format: "jwk" }) as Jwk;
-        writeFileSync(out, `${JSON.stringify(pair.privateKey.export({ format: "jwk" }))}\n`, {
-          mode: 0o600,
-          flag: "wx",
-        });
+        const publicJwk = writeNewKeyPair(resolve(requiredOption(values, "out")), "a custodian key") as Jwk;
         io.stdout(`${JSON.stringify({ ...publicJwk, kid: await recoveryCustodianId(publicJwk) })}\n`);
         return ExitCode.ok;
       }
       case "backup": {
-        const out = resolve(required(values, "out"));
+        const out = resolve(requiredOption(values, "out"));
         const where = endpoints(values, dataDirectory);
         const answer = await requestJson("GET", new URL("/recovery/backup", where.broker), undefined, {
           ...(where.ca === undefined ? {} : { ca: where.ca }),
@@ -151,7 +140,9 @@ export async function runRecovery(argv: readonly string[], io: CliIo): Promise<n
         return ExitCode.ok;
       }
       case "begin": {
-        const backup = parseRecoveryBackup(JSON.parse(readFileSync(required(values, "backup"), "utf8")));
+        const backup = parseRecoveryBackup(
+          JSON.parse(readFileSync(requiredOption(values, "backup"), "utf8")),
+        );
         const where = endpoints(values, dataDirectory);
         const answer = await requestJson(
           "POST",
@@ -172,8 +163,10 @@ export async function runRecovery(argv: readonly string[], io: CliIo): Promise<n
         return ExitCode.ok;
       }
       case "share": {
-        const backup = parseRecoveryBackup(JSON.parse(readFileSync(required(values, "backup"), "utf8")));
-        const custodianKey = JSON.parse(readFileSync(required(values, "key"), "utf8")) as Jwk;
+        const backup = parseRecoveryBackup(
+          JSON.parse(readFileSync(requiredOption(values, "backup"), "utf8")),
+        );
+        const custodianKey = JSON.parse(readFileSync(requiredOption(values, "key"), "utf8")) as Jwk;
         const where = endpoints(values, dataDirectory);
         if (where.measurements.length === 0) {
           throw new UsageError("--measurement: the key broker's expected measurement (hex)");

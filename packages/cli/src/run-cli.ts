@@ -1,3 +1,4 @@
+import { runApprovals } from "./approvals-command.js";
 import { runAudit } from "./audit-command.js";
 import { ExitCode, type CliIo } from "./cli-io.js";
 import { runKeys } from "./keys-command.js";
@@ -17,6 +18,7 @@ Commands:
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
   keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
   recovery        back up the key broker's keys to custodians, and restore them on another node
+  approvals       approve a key broker change as one of its policy approvers (the two-person rule)
 
 Run "cloister <command> --help" for a command's options.`;
 
@@ -38,6 +40,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runKeys(rest, io);
     case "recovery":
       return runRecovery(rest, io);
+    case "approvals":
+      return runApprovals(rest, io);
     case undefined:
     case "help":
     case "--help":

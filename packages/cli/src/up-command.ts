@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { devSigner, measureService } from "@cloister/enclave";
 import { ExitCode, type CliIo } from "./cli-io.js";
 import { claimDataDirectory, demoTenant, prepareDataDirectory } from "./up-data-directory.js";
-import { ensureKey, ensureNamedSecret } from "./up-keys.js";
+import { ensureKey, ensureNamedSecret, readApproverKeys } from "./up-keys.js";
 import { checkPortsFree, ServiceSupervisor, type ServiceSpec } from "./up-processes.js";
 
 export const upUsage = `Usage: cloister up [--data-dir DIR] [--port-base N] [--redis-url URL]
@@ -212,6 +212,8 @@ export async function runUp(
           CLOISTER_RECOVERY_CUSTODIANS_FILE: data.recovery.custodiansPath,
           CLOISTER_RECOVERY_QUORUM: String(data.recovery.quorum),
           CLOISTER_RECOVERY_BACKUP_FILE: data.recovery.backupPath,
+          CLOISTER_POLICY_APPROVERS_FILE: data.approvals.approversPath,
+          CLOISTER_POLICY_APPROVAL_QUORUM: String(data.approvals.quorum),
         },
         urls.keyBroker,
       ),
@@ -221,6 +223,8 @@ export async function runUp(
       adminToken: readFileSync(data.adminTokenPath, "utf8").trim(),
       ca: data.caPem,
       authority: urls.attestation,
+      // The demo approvers sign the stack's own key changes (a quorum of them); see up-data-directory.ts.
+      approverKeys: readApproverKeys(data.approvals.approverKeyPaths.slice(0, data.approvals.quorum)),
     };
     const keyOutcomes: string[] = [];
     // The OHTTP keys are shared by a service's replicas: 32 random bytes, an X25519 private key.
@@ -313,6 +317,7 @@ export async function runUp(
         `  inference server     ${urls.inference}   (measurement ${measurements["inference-server"].slice(0, 16)}…)`,
         `  key broker           ${urls.keyBroker}   (keys: ${keyOutcomes.join(", ")})`,
         `                       backed up for ${data.recovery.quorum} of 3 demo recovery custodians: ${data.recovery.backupPath}`,
+        `                       policy changes need ${data.approvals.quorum} of 3 demo approvers: ${dirname(data.approvals.approversPath)}`,
         `  attestation service  ${urls.attestation}   (trusts this stack's simulation root only)`,
         "",
         `Trust the dev CA in your browser or system: ${data.caCertPath}`,

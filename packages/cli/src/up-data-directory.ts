@@ -6,6 +6,10 @@
 //   recovery/                three demo recovery custodians (custodian-N.jwk, private; custodians.json, public)
 //                            and the key broker's latest backup; in production each custodian keeps their own
 //                            key apart, offline
+//   approvers/               three demo policy approvers (approver-N.jwk, private; approvers.json, public): the
+//                            key broker takes release policy changes and version destruction only with two of
+//                            their approvals; `cloister up` signs its own changes with two of them. In
+//                            production each approver keeps their key on their own machine
 // Secrets are written with mode 0600 and the directories with 0700.
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -47,6 +51,12 @@ export interface DataDirectory {
     readonly custodiansPath: string;
     readonly quorum: number;
     readonly backupPath: string;
+  };
+  /** The key broker's policy approvers: their public keys, the quorum, and the demo approvers' key files. */
+  readonly approvals: {
+    readonly approversPath: string;
+    readonly quorum: number;
+    readonly approverKeyPaths: readonly string[];
   };
   /** Writes a fresh certificate for a service on 127.0.0.1 and returns its PEM paths. */
   readonly serverCertificate: (service: string) => { cert: string; key: string };
@@ -125,6 +135,20 @@ export function prepareDataDirectory(path: string): DataDirectory {
     writeFileSync(custodiansPath, `${JSON.stringify({ keys: publicKeys }, null, 2)}\n`, { mode: 0o644 });
   }
 
+  // Demo policy approvers, so the local stack's key broker enforces the two-person rule as production does.
+  const approversDirectory = join(path, "approvers");
+  mkdirSync(approversDirectory, { recursive: true, mode: 0o700 });
+  const approversPath = join(approversDirectory, "approvers.json");
+  const approverKeyPaths = [1, 2, 3].map((approver) => join(approversDirectory, `approver-${approver}.jwk`));
+  if (!existsSync(approversPath)) {
+    const publicKeys = approverKeyPaths.map((keyPath) => {
+      const pair = generateKeyPairSync("ec", { namedCurve: "P-384" });
+      writeSecret(keyPath, `${JSON.stringify(pair.privateKey.export({ format: "jwk" }))}\n`);
+      return pair.publicKey.export({ format: "jwk" });
+    });
+    writeFileSync(approversPath, `${JSON.stringify({ keys: publicKeys }, null, 2)}\n`, { mode: 0o644 });
+  }
+
   const demoCredentialsPath = join(path, "demo-credentials.json");
   let password: string;
   let createdDemoPassword = false;
@@ -168,6 +192,7 @@ export function prepareDataDirectory(path: string): DataDirectory {
       quorum: 2,
       backupPath: join(recoveryDirectory, "key-broker-backup.json"),
     },
+    approvals: { approversPath, quorum: 2, approverKeyPaths },
     serverCertificate: (service) => {
       const issued = issueServerCertificate(ca, { ips: ["127.0.0.1"], dnsNames: ["localhost"] });
       const cert = join(tls, `${service}.pem`);

@@ -1,7 +1,15 @@
 // The key broker's keys for the local stack, bound by release policy to the measurements `cloister up` just
 // computed. A key that exists keeps its value; its policy is replaced when the code (and so the measurement)
 // changed since the last run, so records written by the previous build stay readable.
-import { requestJson } from "@cloister/enclave";
+import { readFileSync } from "node:fs";
+import { approveKeyChange, requestJson, type KeyChange } from "@cloister/enclave";
+
+type Jwk = Parameters<typeof approveKeyChange>[1];
+
+/** Approvers' private keys from their JWK files. */
+export function readApproverKeys(paths: readonly string[]): Jwk[] {
+  return paths.map((path) => JSON.parse(readFileSync(path, "utf8")) as Jwk);
+}
 
 export interface KeySpec {
   readonly name: string;
@@ -16,6 +24,23 @@ export interface KeyBrokerAdmin {
   readonly ca: string;
   /** The attestation service whose tokens the key broker accepts. */
   readonly authority: string;
+  /** Private keys of a quorum of the broker's policy approvers (the local stack's demo approvers), if any. */
+  readonly approverKeys?: readonly Jwk[];
+}
+
+/** The admin's request options, with the approvals of `change` when the stack has approvers. */
+async function adminOptions(
+  admin: KeyBrokerAdmin,
+  change?: KeyChange,
+): Promise<{ ca: string; headers: Record<string, string> }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${admin.adminToken}` };
+  if (change !== undefined && (admin.approverKeys?.length ?? 0) > 0) {
+    const approvals = await Promise.all(
+      (admin.approverKeys ?? []).map((key) => approveKeyChange(change, key, { validSeconds: 300 })),
+    );
+    headers["cloister-approvals"] = approvals.join(",");
+  }
+  return { ca: admin.ca, headers };
 }
 
 function releasePolicy(admin: KeyBrokerAdmin, spec: KeySpec): object {
@@ -40,7 +65,7 @@ export async function ensureKey(
   spec: KeySpec,
   value?: string,
 ): Promise<"created" | "policy-replaced" | "unchanged"> {
-  const options = { ca: admin.ca, headers: { authorization: `Bearer ${admin.adminToken}` } };
+  const options = await adminOptions(admin);
   const url = new URL(`/keys/${spec.name}`, admin.url);
   const policy = releasePolicy(admin, spec);
   const existing = await requestJson("GET", url, undefined, options);
@@ -49,7 +74,7 @@ export async function ensureKey(
       "PUT",
       url,
       value === undefined ? { policy } : { policy, value },
-      options,
+      await adminOptions(admin, { action: "create", key: spec.name, policy }),
     );
     if (created.status !== 201) {
       throw new Error(`the key broker refused to create ${spec.name} (HTTP ${created.status})`);
@@ -66,7 +91,7 @@ export async function ensureKey(
     "PUT",
     new URL(`/keys/${spec.name}/policy`, admin.url),
     { policy },
-    options,
+    await adminOptions(admin, { action: "set-policy", key: spec.name, policy }),
   );
   if (replaced.status !== 200) {
     throw new Error(`the key broker refused the new policy of ${spec.name} (HTTP ${replaced.status})`);
@@ -83,7 +108,7 @@ export async function ensureNamedSecret(
   spec: KeySpec,
   value: string,
 ): Promise<"created" | "rotated"> {
-  const options = { ca: admin.ca, headers: { authorization: `Bearer ${admin.adminToken}` } };
+  const options = await adminOptions(admin);
   const encoded = Buffer.from(value, "utf8").toString("base64");
   if ((await ensureKey(admin, spec, encoded)) === "created") {
     return "created";
@@ -100,7 +125,17 @@ export async function ensureNamedSecret(
   }
   for (const { version } of versions.versions ?? []) {
     if (version !== versions.version) {
-      await requestJson("DELETE", new URL(`/keys/${spec.name}/${version}`, admin.url), undefined, options);
+      const destroyed = await requestJson(
+        "DELETE",
+        new URL(`/keys/${spec.name}/${version}`, admin.url),
+        undefined,
+        await adminOptions(admin, { action: "destroy-version", key: spec.name, version }),
+      );
+      if (destroyed.status !== 200) {
+        throw new Error(
+          `the key broker refused to destroy ${spec.name} version ${version} (HTTP ${destroyed.status})`,
+        );
+      }
     }
   }
   return "rotated";

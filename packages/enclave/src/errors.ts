@@ -17,6 +17,7 @@ export const enclaveErrorCodes = [
   "ERR_PEER_KEY_BINDING",
   "ERR_PEER_RESPONSE",
   "ERR_RECOVERY",
+  "ERR_APPROVAL",
 ] as const;
 
 export type EnclaveErrorCode = (typeof enclaveErrorCodes)[number];

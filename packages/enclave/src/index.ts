@@ -58,6 +58,17 @@ export {
   type CloisterService,
 } from "./service-identity.js";
 export {
+  approveKeyChange,
+  approverId,
+  canonicalJson,
+  checkKeyChangeApprovals,
+  keyApprovalType,
+  maxApprovalSeconds,
+  policyDigest,
+  type ApprovalCheck,
+  type KeyChange,
+} from "./key-approvals.js";
+export {
   combineShares,
   createRecoveryBackup,
   openCustodianShare,

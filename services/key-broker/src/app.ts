@@ -14,6 +14,7 @@ import { createServiceApp, isClientError } from "@cloister/service-kit";
 import { verifyAttestationToken, AttestationError } from "@cloister/attestation";
 import type { TeeProvider } from "@cloister/enclave";
 import { AuthorityKeySets } from "./authorities.js";
+import { requireApprovals, type ApprovalConfig } from "./approvals.js";
 import { BrokerError } from "./errors.js";
 import { keyNamePattern, newestVersion, SealedKeyStore, type StoredKey } from "./key-store.js";
 import { registerRecovery, type RecoveryConfig } from "./recovery-routes.js";
@@ -42,6 +43,11 @@ export interface KeyBrokerConfig {
    * survive the loss of this node (its sealing key is per CPU). Without it a lost node loses every key.
    */
   readonly recovery?: RecoveryConfig;
+  /**
+   * Policy approvers and quorum (approvals.ts): creating a key, replacing its release policy and destroying a
+   * version then need their approvals besides the admin token. Without it the admin token alone suffices.
+   */
+  readonly approvals?: ApprovalConfig;
 }
 
 /** Version numbers in paths: 1 to 2^31-1, digits only. */
@@ -219,6 +225,12 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
         throw new BrokerError("ERR_CONFLICT", `key ${name} exists already`);
       }
       const policy = parseReleasePolicy(request.body.policy);
+      const approvedBy = await requireApprovals(
+        config.approvals,
+        request,
+        { action: "create", key: name, policy: request.body.policy },
+        now(),
+      );
       const given = request.body.value;
       const createdAt = now().toISOString();
       store.put({
@@ -229,7 +241,12 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
         createdAt,
       });
       request.log.info(
-        { audit: "key.created", key: name, kind: given === undefined ? "secret" : "named-secret" },
+        {
+          audit: "key.created",
+          key: name,
+          kind: given === undefined ? "secret" : "named-secret",
+          approvedBy,
+        },
         "key created",
       );
       return reply.status(201).send({ name, kind: given === undefined ? "secret" : "named-secret", policy });
@@ -248,8 +265,14 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
         throw new BrokerError("ERR_NOT_FOUND", "no key of that name");
       }
       const policy = parseReleasePolicy(request.body.policy);
+      const approvedBy = await requireApprovals(
+        config.approvals,
+        request,
+        { action: "set-policy", key: name, policy: request.body.policy },
+        now(),
+      );
       store.put({ ...key, policy });
-      request.log.info({ audit: "key.policy-replaced", key: name }, "release policy replaced");
+      request.log.info({ audit: "key.policy-replaced", key: name, approvedBy }, "release policy replaced");
       return keyMetadata({ ...key, policy });
     },
   );
@@ -299,13 +322,22 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
       if (newestVersion(key).version === version) {
         throw new BrokerError("ERR_CONFLICT", "the newest version cannot be destroyed; rotate first");
       }
+      const approvedBy = await requireApprovals(
+        config.approvals,
+        request,
+        { action: "destroy-version", key: name, version },
+        now(),
+      );
       const remaining: StoredKey = {
         ...key,
         lastVersion: Math.max(key.lastVersion ?? 0, newestVersion(key).version),
         versions: key.versions.filter((entry) => entry.version !== version),
       };
       store.put(remaining);
-      request.log.info({ audit: "key.version-destroyed", key: name, version }, "key version destroyed");
+      request.log.info(
+        { audit: "key.version-destroyed", key: name, version, approvedBy },
+        "key version destroyed",
+      );
       return keyMetadata(remaining);
     },
   );

@@ -24,6 +24,11 @@ export const brokerErrors = {
     description:
       "A key of that name exists already (never overwritten), or the newest version was to be destroyed.",
   },
+  ERR_APPROVAL_REQUIRED: {
+    status: 403,
+    description:
+      "The change (a key's creation, a release policy, a version's destruction) lacks valid approvals from the quorum of policy approvers (Cloister-Approvals header).",
+  },
   ERR_RECOVERY_INVALID: {
     status: 400,
     description:

@@ -9,11 +9,15 @@
 //   CLOISTER_RECOVERY_CUSTODIANS_FILE  JWK Set of the recovery custodians' public keys (measured under Gramine)
 //   CLOISTER_RECOVERY_QUORUM       shares needed to restore (default 2)
 //   CLOISTER_RECOVERY_BACKUP_FILE  where each backup is written (default CLOISTER_DATA_DIR/key-broker-backup.json)
+//   CLOISTER_POLICY_APPROVERS_FILE JWK Set of the policy approvers' public keys (measured under Gramine): creating
+//                                  a key, replacing a release policy and destroying a version then need approvals
+//   CLOISTER_POLICY_APPROVAL_QUORUM approvals needed per change (default 2)
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
+import { approvalConfigFromEnv } from "./approvals.js";
 import { recoveryConfigFromEnv } from "./recovery-routes.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
@@ -27,6 +31,7 @@ const recovery = recoveryConfigFromEnv(
   (path) => readFileSync(path, "utf8"),
   join(dataDirectory, "key-broker-backup.json"),
 );
+const approvals = approvalConfigFromEnv(process.env, (path) => readFileSync(path, "utf8"));
 const app = await buildApp({
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   provider,
@@ -34,6 +39,7 @@ const app = await buildApp({
   adminToken: readFileSync(requiredEnv("CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE"), "utf8").trim(),
   ...(authorityCa === undefined ? {} : { authorityCa: readFileSync(authorityCa, "utf8") }),
   ...(recovery === undefined ? {} : { recovery }),
+  ...(approvals === undefined ? {} : { approvals }),
   logger: { level: process.env.CLOISTER_LOG_LEVEL ?? "info" },
   https: {
     cert: readFileSync(requiredEnv("CLOISTER_TLS_CERT")),
@@ -43,6 +49,16 @@ const app = await buildApp({
 if (recovery === undefined) {
   app.log.warn(
     "no recovery custodians (CLOISTER_RECOVERY_CUSTODIANS_FILE): the keys are sealed to this node's CPU, and a lost node loses every key",
+  );
+}
+if (approvals === undefined) {
+  app.log.warn(
+    "no policy approvers (CLOISTER_POLICY_APPROVERS_FILE): the admin token alone may change release policies and destroy key versions",
+  );
+} else {
+  app.log.info(
+    { approvers: approvals.approvers.length, quorum: approvals.quorum },
+    "release policy changes and version destruction need approvals",
   );
 }
 closeOnSignals(app);

@@ -26,6 +26,7 @@ import {
 } from "@cloister/enclave";
 import { BrokerError } from "./errors.js";
 import { writeFileAtomically, type SealedKeyStore } from "./key-store.js";
+import { publicKeySetFromFile, quorumFromEnv } from "./public-key-sets.js";
 
 export interface RecoveryConfig {
   /**
@@ -54,26 +55,8 @@ export function recoveryConfigFromEnv(
   if (file === undefined || file === "") {
     return undefined;
   }
-  const parsed = JSON.parse(readFile(file)) as { keys?: unknown };
-  const custodians = Array.isArray(parsed.keys) ? (parsed.keys as JWK[]) : [];
-  for (const key of custodians) {
-    const usable =
-      (key.kty === "RSA" && typeof key.n === "string" && typeof key.e === "string") ||
-      (key.kty === "EC" && ["P-256", "P-384", "P-521"].includes(key.crv ?? "") && typeof key.x === "string");
-    if (!usable) {
-      throw new Error(`${file}: each custodian key is an RSA or EC (P-256, P-384, P-521) public JWK`);
-    }
-    if ("d" in key) {
-      throw new Error(`${file}: holds a private key; give the broker the custodians' public keys only`);
-    }
-  }
-  if (custodians.length === 0) {
-    throw new Error(`${file}: a JWK Set {"keys": [...]} of at least one custodian's public key`);
-  }
-  const quorum = Number(env.CLOISTER_RECOVERY_QUORUM ?? Math.min(2, custodians.length));
-  if (!Number.isInteger(quorum) || quorum < 1 || quorum > custodians.length) {
-    throw new Error(`CLOISTER_RECOVERY_QUORUM is 1 to ${custodians.length} (the number of custodians)`);
-  }
+  const custodians = publicKeySetFromFile(file, readFile, "custodian", ["P-256", "P-384", "P-521"]);
+  const quorum = quorumFromEnv(env.CLOISTER_RECOVERY_QUORUM, custodians.length, "CLOISTER_RECOVERY_QUORUM");
   return { custodians, quorum, backupFile: env.CLOISTER_RECOVERY_BACKUP_FILE ?? defaultBackupFile };
 }
 

@@ -6,7 +6,13 @@ import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { StackDescription } from "@cloister/cli";
-import { requestBytes, requestJson, type JsonResponse } from "@cloister/enclave";
+import {
+  approveKeyChange,
+  requestBytes,
+  requestJson,
+  type JsonResponse,
+  type KeyChange,
+} from "@cloister/enclave";
 
 export const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -114,6 +120,24 @@ export async function startLocalStack(
  * sign-in returned, and the body of every answer that was not a success (error bodies must not echo
  * secrets or PHI either).
  */
+/**
+ * Approvals of a key broker change by two of the local stack's three demo policy approvers (what two people
+ * would each make with `cloister approvals approve`), comma-separated for the Cloister-Approvals header.
+ */
+export async function demoApprovals(dataDirectory: string, change: KeyChange): Promise<string> {
+  const approvals = await Promise.all(
+    [1, 2].map(async (approver) =>
+      approveKeyChange(
+        change,
+        JSON.parse(
+          readFileSync(join(dataDirectory, "approvers", `approver-${approver}.jwk`), "utf8"),
+        ) as Parameters<typeof approveKeyChange>[1],
+      ),
+    ),
+  );
+  return approvals.join(",");
+}
+
 export const sessionLedger = { accessTokens: new Set<string>(), errorBodies: [] as string[] };
 
 /** JSON over TLS to a stack service, trusting only its dev CA. */

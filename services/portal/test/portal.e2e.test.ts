@@ -29,6 +29,7 @@ import { requestBytes, requestJson } from "@cloister/enclave";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import {
+  demoApprovals,
   freePortBase,
   repositoryRoot,
   scanStackSession,
@@ -802,10 +803,18 @@ describe("the stack over time", () => {
           undefined,
           {
             ca: readFileSync(description.caCert, "utf8"),
-            headers: { authorization: `Bearer ${adminToken}` },
+            headers: {
+              authorization: `Bearer ${adminToken}`,
+              // Destroying a version takes two of the stack's three policy approvers.
+              "cloister-approvals": await demoApprovals(dataDirectory, {
+                action: "destroy-version",
+                key: "platform-ohttp",
+                version,
+              }),
+            },
           },
         );
-        assert.equal(destroyed.status, 200);
+        assert.equal(destroyed.status, 200, JSON.stringify(destroyed.body));
       }
       await restartPlatform();
       await register("Rolltwo");
@@ -846,19 +855,67 @@ describe("the stack over time", () => {
     );
   });
 
-  test("cloister keys rotate --retire: every record moves to the new data key version, the old one is destroyed, and a restarted platform opens everything", async () => {
-    const rotated = await run(process.execPath, [
-      join(repositoryRoot, "packages/cli/dist/bin.js"),
+  test("cloister keys rotate --retire: every record moves to the new data key version, the old one is destroyed once two approvers approve it, and a restarted platform opens everything", async () => {
+    const cli = join(repositoryRoot, "packages/cli/dist/bin.js");
+    const keyName = "tenant-demo-hospital";
+    // Without approvals, the rotation and the re-encryption run, and the old version is kept: the key broker
+    // destroys a version only with two of its three policy approvers' approvals.
+    await assert.rejects(
+      run(process.execPath, [cli, "keys", "rotate", "--retire", "--batch", "7", "--data-dir", dataDirectory]),
+      (error: unknown) => {
+        const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+        assert.match(stdout, /tenant-demo-hospital: version 2 created at the key broker/);
+        assert.match(
+          stderr,
+          /refused to destroy tenant-demo-hospital version 1 \(HTTP 403, ERR_APPROVAL_REQUIRED\)/,
+        );
+        assert.match(stderr, /cloister approvals approve --key tenant-demo-hospital --destroy-version 1/);
+        return true;
+      },
+    );
+    const adminToken = readFileSync(join(dataDirectory, "key-broker-admin-token"), "utf8").trim();
+    const held = await stackRequest(
+      stack.stack(),
+      "GET",
+      `${stack.stack().keyBroker}/keys/${keyName}`,
+      undefined,
+      adminToken,
+    );
+    assert.deepEqual(
+      (held.body as { versions: { version: number }[] }).versions.map((entry) => entry.version),
+      [1, 2],
+      "nothing destroyed",
+    );
+    // Two approvers, each with their own key, approve destroying version 1.
+    const approvals: string[] = [];
+    for (const approver of [1, 3]) {
+      const approved = await run(process.execPath, [
+        cli,
+        "approvals",
+        "approve",
+        "--approver",
+        join(dataDirectory, "approvers", `approver-${approver}.jwk`),
+        "--key",
+        keyName,
+        "--destroy-version",
+        "1",
+      ]);
+      approvals.push(approved.stdout.trim());
+    }
+    const approvalsFile = join(dataDirectory, "retire-approvals.txt");
+    writeFileSync(approvalsFile, `# destroy ${keyName} version 1\n${approvals.join("\n")}\n`);
+    const retired = await run(process.execPath, [
+      cli,
       "keys",
-      "rotate",
+      "reencrypt",
       "--retire",
-      "--batch",
-      "7",
+      "--approvals",
+      approvalsFile,
       "--json",
       "--data-dir",
       dataDirectory,
     ]);
-    const outcome = JSON.parse(rotated.stdout) as {
+    const outcome = JSON.parse(retired.stdout) as {
       tenant: string;
       generation: number;
       resealed: number;
@@ -866,7 +923,6 @@ describe("the stack over time", () => {
     };
     assert.equal(outcome.tenant, "demo-hospital");
     assert.equal(outcome.generation, 2);
-    assert.ok(outcome.resealed > 10, `records were re-encrypted (${outcome.resealed})`);
     assert.deepEqual(outcome.retired, [1]);
     const database = new Database(join(dataDirectory, "records.db"), { readonly: true });
     const generations = database
@@ -878,6 +934,10 @@ describe("the stack over time", () => {
     assert.ok(
       generations.every((row) => row.key_generation !== 1),
       `nothing is left under version 1: ${JSON.stringify(generations)}`,
+    );
+    assert.ok(
+      (generations.find((row) => row.key_generation === 2)?.versions ?? 0) > 10,
+      `records were re-encrypted: ${JSON.stringify(generations)}`,
     );
     // A restarted platform gets version 2 alone from the broker, and still opens and finds the records.
     const killed = stack.stack().pids["platform-api"];
@@ -932,7 +992,14 @@ describe("the stack over time", () => {
     assert.ok(first !== undefined);
     process.kill(first, "SIGKILL");
     assert.equal(await killtestPatientsOnceServing(30_000, first), 1);
-    const retired = await keys("reencrypt", "--retire");
+    const approvalsFile = join(dataDirectory, "system-retire-approvals.txt");
+    writeFileSync(
+      approvalsFile,
+      (
+        await demoApprovals(dataDirectory, { action: "destroy-version", key: "platform-system", version: 1 })
+      ).replaceAll(",", "\n"),
+    );
+    const retired = await keys("reencrypt", "--retire", "--approvals", approvalsFile);
     assert.deepEqual(retired.retired, [1]);
     // A platform started now gets version 2 alone, and staff still sign in (the search signs the clerk in).
     const second = stack.stack().pids["platform-api"];
