@@ -1,4 +1,4 @@
-// Keeps the platform benchmark runnable: reads succeed under load and orders reach a final report. No
+// Keeps the platform benchmark runnable: reads succeed under load and orders reach their AI report. No
 // timing is asserted here; the figures come from `npm run bench`.
 import assert from "node:assert/strict";
 import { test } from "node:test";

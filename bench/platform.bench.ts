@@ -3,7 +3,7 @@
 //      hash-chained, sealed AuditEvent), autocannon over HTTPS, the server in its own process. Baseline in
 //      the same run and on the same connections: the same reads without encryption (plain-fhir-server.ts),
 //      and GET /healthz, the transport ceiling.
-//   2. Submit-to-final-report latency of the diagnosis workflow (ServiceRequest created → DiagnosticReport
+//   2. Submit-to-report latency of the diagnosis workflow (ServiceRequest created → DiagnosticReport
 //      announced over server-sent events), with the real inference server and attestation service on
 //      loopback. Goal (issue 5): p50 under 1 s.
 import { spawn } from "node:child_process";
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
   );
   console.log(`  ratio sealed/unencrypted: ${(fhir.requestsPerSecond / plain.requestsPerSecond).toFixed(2)}`);
   const workflow = await runWorkflowLatencyBenchmark(100);
-  console.log(`\nDiagnosis workflow, submit to final report (SSE), ${workflow.orders} orders one at a time`);
+  console.log(`\nDiagnosis workflow, submit to the AI report (SSE), ${workflow.orders} orders one at a time`);
   console.log(
     `  p50 ${workflow.p50.toFixed(1)} ms, p99 ${workflow.p99.toFixed(1)} ms (goal: p50 < 1000 ms: ${workflow.p50 < 1000 ? "met" : "NOT met"})`,
   );

@@ -67,7 +67,7 @@ rows.push({
 });
 const workflow = await runWorkflowLatencyBenchmark(100);
 rows.push({
-  measure: `diagnosis workflow, submit to final report, ${workflow.orders} orders`,
+  measure: `diagnosis workflow, submit to the AI report, ${workflow.orders} orders`,
   baseline: "goal 1,000 ms",
   ours: `p50 ${fixed(workflow.p50, 1)} ms, p99 ${fixed(workflow.p99, 1)} ms`,
   ratio: `${fixed(workflow.p50 / 1000, 3)}× the goal`,

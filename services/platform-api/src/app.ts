@@ -16,6 +16,7 @@ import { createMemoryResultCache, type ResultCache } from "./workflow/result-cac
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
+import { parseReview, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
@@ -216,6 +217,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     vread: "R",
     "history-instance": "R",
     "search-type": "E",
+    review: "U",
   };
 
   /**
@@ -557,6 +559,38 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     });
     const created = (updated.meta as { versionId?: string } | undefined)?.versionId === "1";
     return fhirJson(versionHeaders(reply, updated), created ? 201 : 200, updated);
+  });
+
+  // A clinician's review of an AI report (fhir/report-review.ts): the preliminary report becomes final, with
+  // the clinician and their verdict, and a Provenance, in one transaction with the audit event.
+  app.post<{ Params: { id: string } }>("/fhir/DiagnosticReport/:id/$review", async (request, reply) => {
+    const { id } = request.params;
+    const reviewed = await audited(request, "review", "DiagnosticReport", async (setEntities, alongside) => {
+      const tenant = await tenantOf(request, "read", "DiagnosticReport");
+      const principal = request.principal;
+      if (principal?.role !== "clinician") {
+        throw new PlatformError("ERR_FORBIDDEN", "only a clinician reviews an AI result");
+      }
+      setEntities([`DiagnosticReport/${id.slice(0, 64)}`]);
+      const review = parseReview(request.body);
+      const current = await repository.read(tenant, "DiagnosticReport", id);
+      const { report, provenance } = reviewReport(current, review, principal, new Date());
+      const version = Number((current.meta as { versionId?: string } | undefined)?.versionId ?? "0");
+      const [updated] = await alongside(tenant, async (auditEvent) =>
+        repository.updateTogether(tenant, report, id, version, [provenance], { auditEvent }),
+      );
+      return { tenant, result: updated ?? report };
+    });
+    const basedOn = (reviewed.basedOn as { reference?: string }[] | undefined)?.[0]?.reference;
+    const subject = (reviewed.subject as { reference?: string } | undefined)?.reference;
+    events.publish(request.principal?.tenantId ?? "", {
+      type: "DiagnosticReport",
+      id,
+      status: String(reviewed.status),
+      basedOn: basedOn ?? "",
+      ...(subject === undefined ? {} : { subject }),
+    });
+    return fhirJson(versionHeaders(reply, reviewed), 200, reviewed);
   });
 
   app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {

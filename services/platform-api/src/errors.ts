@@ -11,6 +11,11 @@ export const platformErrors = {
   ERR_GONE: { status: 410, issue: "deleted", message: "the resource was deleted" },
   ERR_VERSION_CONFLICT: { status: 409, issue: "conflict", message: "the resource changed since you read it" },
   ERR_DUPLICATE: { status: 409, issue: "duplicate", message: "a resource with this identifier exists" },
+  ERR_REPORT_STATE: {
+    status: 409,
+    issue: "business-rule",
+    message: "the report is not awaiting a clinician's review",
+  },
   ERR_PRECONDITION: { status: 412, issue: "conflict", message: "If-Match does not name the current version" },
   ERR_REQUEST_STALE: {
     status: 400,

@@ -176,7 +176,7 @@ test(
       status: string;
       meta: { versionId: string };
     }>();
-    assert.equal(report.status, "final");
+    assert.equal(report.status, "preliminary");
     assert.equal(report.meta.versionId, "1");
     assert.equal(
       (await inject("GET", `/fhir/ServiceRequest/${requestId}`)).json<{ status: string }>().status,

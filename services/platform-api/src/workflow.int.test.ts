@@ -217,7 +217,7 @@ describe("diagnosis workflow", () => {
     assert.equal(validation.labels[1], 1);
     const requestId = await order(png(1));
     const report = await reportFor(requestId);
-    assert.equal(report.status, "final");
+    assert.equal(report.status, "preliminary");
     assert.match(String(report.conclusion), /pneumonia/);
     assert.match(String(report.conclusion), /not a diagnosis/);
 
@@ -237,7 +237,7 @@ describe("diagnosis workflow", () => {
       {
         type: "DiagnosticReport",
         id: report.id,
-        status: "final",
+        status: "preliminary",
         basedOn: `ServiceRequest/${requestId}`,
         subject: (report.subject as { reference: string }).reference,
       },
@@ -309,6 +309,85 @@ describe("diagnosis workflow", () => {
     assert.equal((again.meta as { versionId: string }).versionId, "1");
   });
 
+  it("a clinician reviews the AI's preliminary report: final, with the clinician, the verdict and a Provenance, once", async () => {
+    const requestId = await order(png(1));
+    const report = await reportFor(requestId);
+    const id = String(report.id);
+    assert.equal(report.status, "preliminary");
+    assert.match(String(report.conclusion), /awaiting a clinician's review/);
+    const observation = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/${(report.result as { reference: string }[])[0]?.reference ?? ""}`,
+    );
+    assert.equal(observation.body.status, "preliminary", "the AI's observations are preliminary too");
+    const review = (outcome: string, note?: string) => ({
+      resourceType: "Parameters",
+      parameter: [
+        { name: "outcome", valueCode: outcome },
+        ...(note === undefined ? [] : [{ name: "note", valueString: note }]),
+      ],
+    });
+    const reviewUrl = `/fhir/DiagnosticReport/${id}/$review`;
+    // Clerks do not review; a verdict must be one of the two; not confirming needs a reason.
+    const byClerk = await fhir("clerk", "POST", reviewUrl, review("confirmed"));
+    assert.equal(byClerk.status, 403);
+    assert.equal(byClerk.body.resourceType, "OperationOutcome");
+    for (const body of [
+      review("maybe"),
+      review("not-confirmed"),
+      review("not-confirmed", "  "),
+      { resourceType: "Patient" },
+    ]) {
+      const refused = await fhir("clinician", "POST", reviewUrl, body);
+      assert.equal(refused.status, 400, JSON.stringify(body));
+    }
+    assert.equal(
+      (await fhir("clinician", "POST", "/fhir/DiagnosticReport/no-such-report/$review", review("confirmed")))
+        .status,
+      404,
+    );
+
+    // The note may name the patient: it is sealed in the record, never logged.
+    const note = "Consolidation right lower lobe; Sentinelnotearthurdent agrees on review";
+    const reviewed = await fhir("clinician", "POST", reviewUrl, review("not-confirmed", note));
+    assert.equal(reviewed.status, 200, JSON.stringify(reviewed.body));
+    assert.equal(reviewed.body.status, "final");
+    assert.equal((reviewed.body.meta as { versionId: string }).versionId, "2");
+    assert.match(
+      String(reviewed.body.conclusion),
+      /^Clinician review: the AI finding is NOT confirmed\. Note: Consolidation/,
+    );
+    assert.match(String(reviewed.body.conclusion), /AI result: .*pneumonia/);
+    assert.deepEqual((reviewed.body.conclusionCode as { coding: unknown[] }[])[0]?.coding, [
+      { system: "https://cloister.dev/fhir/CodeSystem/clinician-review", code: "not-confirmed" },
+    ]);
+    const interpreter = (reviewed.body.resultsInterpreter as { identifier: { value: string } }[])[0];
+    assert.ok(
+      interpreter !== undefined && interpreter.identifier.value.length > 0,
+      "names the clinician's account",
+    );
+    // The AI's own version stays readable.
+    const original = await fhir("clinician", "GET", `/fhir/DiagnosticReport/${id}/_history/1`);
+    assert.equal(original.body.status, "preliminary");
+    const provenances = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/Provenance?target=DiagnosticReport/${id}/_history/2`,
+    );
+    const verification = (provenances.body.entry as { resource: Record<string, unknown> }[] | undefined)?.[0]
+      ?.resource;
+    assert.ok(verification !== undefined, "a Provenance names the reviewed version");
+    assert.match(JSON.stringify(verification.agent), /"verifier"/);
+    assert.match(JSON.stringify(verification.entity), new RegExp(`DiagnosticReport/${id}/_history/1`));
+    // Once only.
+    const again = await fhir("clinician", "POST", reviewUrl, review("confirmed"));
+    assert.equal(again.status, 409);
+    assert.match(JSON.stringify(again.body), /ERR_REPORT_STATE/);
+    assert.ok(!platformLogs.includes("Sentinelnotearthurdent"), "the note is not logged");
+    assert.match(platformLogs, /"route":"\/fhir\/DiagnosticReport\/:id\/\$review"/);
+  });
+
   it("ends a bad image in a cancelled report with the reason, never silently", async () => {
     const requestId = await order(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]));
     const report = await reportFor(requestId);
@@ -316,6 +395,13 @@ describe("diagnosis workflow", () => {
     assert.match(JSON.stringify(report.contained), /ERR_IMAGE_DECODE/);
     const request = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
     assert.equal(request.body.status, "revoked");
+    // There is no result to review.
+    const review = await fhir("clinician", "POST", `/fhir/DiagnosticReport/${String(report.id)}/$review`, {
+      resourceType: "Parameters",
+      parameter: [{ name: "outcome", valueCode: "confirmed" }],
+    });
+    assert.equal(review.status, 409);
+    assert.match(JSON.stringify(review.body), /a cancelled report has no result to review/);
   });
 
   it("lets a sentinel patient's name and MRN through the whole workflow without reaching any log, metric, error or URL", async () => {
@@ -323,7 +409,7 @@ describe("diagnosis workflow", () => {
     const mrn = "MRN-SENTINEL-31337";
     const requestId = await order(png(2), { family, mrn });
     const report = await reportFor(requestId);
-    assert.ok(["final", "cancelled"].includes(String(report.status)));
+    assert.ok(["preliminary", "cancelled"].includes(String(report.status)));
     // Searches with PHI go in a form body (POST _search), never in the URL.
     const searched = await fetch(`${url}/fhir/Patient/_search`, {
       method: "POST",
@@ -371,7 +457,7 @@ describe("diagnosis workflow", () => {
     await new Promise((resolve) => setTimeout(resolve, 700));
     await stack.startInference();
     const report = await reportFor(requestId);
-    assert.equal(report.status, "final");
+    assert.equal(report.status, "preliminary");
     const reports = await fhir(
       "clinician",
       "GET",
@@ -393,7 +479,7 @@ describe("diagnosis workflow", () => {
     await startPlatform(port);
     assert.equal(await app.recoverDiagnosisJobs(["demo"]), 1);
     const report = await reportFor(requestId);
-    assert.equal(report.status, "final");
+    assert.equal(report.status, "preliminary");
     assert.equal(
       (await fhir("clinician", "GET", `/fhir/DiagnosticReport?based-on=ServiceRequest/${requestId}`)).body
         .total,
@@ -425,7 +511,7 @@ describe("diagnosis workflow", () => {
     );
     const report = await reportFor(requestId);
     await stack.startInference();
-    assert.equal(report.status, "final");
+    assert.equal(report.status, "preliminary");
     assert.match(String(report.conclusion), /^Cached model: pneumonia/);
     const provenance = await fhir(
       "clinician",
@@ -481,7 +567,7 @@ describe("diagnosis workflow", () => {
       behind();
       let refreshesBefore = keyringRefreshes;
       await queue.enqueue({ tenantId: "demo", serviceRequestId: first, attempt: 0 });
-      assert.equal((await reportFor(first)).status, "final", "not cancelled after its attempts");
+      assert.equal((await reportFor(first)).status, "preliminary", "not cancelled after its attempts");
       assert.equal(keyringRefreshes - refreshesBefore, 1);
       assert.doesNotMatch(platformLogs, /"outcome":"ERR_KEY_UNAVAILABLE"/, "no attempt was spent on it");
 
@@ -491,7 +577,7 @@ describe("diagnosis workflow", () => {
       refreshesBefore = keyringRefreshes;
       assert.equal(await app.reconcileDiagnosisJobs(["demo"]), 1);
       assert.equal(keyringRefreshes - refreshesBefore, 1);
-      assert.equal((await reportFor(second)).status, "final");
+      assert.equal((await reportFor(second)).status, "preliminary");
     } finally {
       await otherReplica.close();
     }

@@ -282,6 +282,7 @@ export function App(): React.JSX.Element {
                   patient={patient}
                   mrnSystem={defaultMrnSystem}
                   canReadResults={session.role !== "clerk"}
+                  canReview={session.role === "clinician"}
                   models={models}
                   modelsError={modelsError}
                   lastEvent={lastEvent}

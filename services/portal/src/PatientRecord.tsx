@@ -13,6 +13,8 @@ import {
 import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { ReportImage } from "./ReportImage.js";
+import { ReportReview, reportStatus, reviewOf } from "./ReportReview.js";
 
 export interface ModelInfo {
   readonly name: string;
@@ -32,6 +34,8 @@ interface ReportView {
   readonly modelSha256: string | undefined;
   readonly enclave: string | undefined;
   readonly enclaveMeasurement: string | undefined;
+  /** The image analysed (`Binary/<id>`), as the result's Provenance names its source. */
+  readonly image: string | undefined;
 }
 
 const maxImageBytes = 20 * 1024 * 1024;
@@ -101,6 +105,9 @@ async function loadReport(client: PlatformClient, report: DiagnosticReport): Pro
     modelSha256: modelAgent?.who?.identifier?.value,
     enclave: enclaveAgent?.who?.display,
     enclaveMeasurement: enclaveAgent?.who?.identifier?.value,
+    image: provenance?.entity
+      ?.map((entity) => entity.what?.reference)
+      .find((reference) => reference?.startsWith("Binary/") === true),
   };
 }
 
@@ -109,6 +116,8 @@ export function PatientRecord(props: {
   readonly patient: Patient;
   readonly mrnSystem: string;
   readonly canReadResults: boolean;
+  /** Clinicians review the AI's preliminary results. */
+  readonly canReview: boolean;
   readonly models: readonly ModelInfo[] | undefined;
   readonly modelsError: string | undefined;
   readonly lastEvent: ReportEvent | undefined;
@@ -384,7 +393,9 @@ export function PatientRecord(props: {
             >
               <h3>
                 {view.report.code?.text ?? "AI analysis"}{" "}
-                <span className={`status status-${view.report.status}`}>{view.report.status}</span>{" "}
+                <span className={`status status-${view.report.status}`} data-testid="report-status">
+                  {reportStatus[view.report.status] ?? view.report.status}
+                </span>{" "}
                 <span className="muted">
                   {view.report.issued === undefined ? "" : new Date(view.report.issued).toLocaleString()}
                 </span>
@@ -394,7 +405,7 @@ export function PatientRecord(props: {
                   Finding: <strong>{view.finding}</strong>
                 </p>
               )}
-              <p>{view.report.conclusion}</p>
+              <p data-testid="conclusion">{view.report.conclusion}</p>
               {view.probabilities.length === 0 ? null : (
                 <dl className="bars">
                   {view.probabilities.map((entry) => (
@@ -424,6 +435,24 @@ export function PatientRecord(props: {
                   </>
                 )}
               </p>
+              {view.image === undefined ? null : <ReportImage client={client} binary={view.image} />}
+              {(() => {
+                const review = reviewOf(view.report);
+                if (review !== undefined) {
+                  return (
+                    <p
+                      className={review.confirmed ? "reviewed" : "reviewed disagreed"}
+                      data-testid="reviewed"
+                    >
+                      {review.confirmed ? "Finding confirmed" : "Finding not confirmed"} by a clinician
+                      {review.at === undefined ? "" : `, ${new Date(review.at).toLocaleString()}`}.
+                    </p>
+                  );
+                }
+                return view.report.status === "preliminary" && props.canReview ? (
+                  <ReportReview client={client} report={view.report} onReviewed={refresh} />
+                ) : null;
+              })()}
             </article>
           ))}
         </section>

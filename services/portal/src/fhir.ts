@@ -39,6 +39,10 @@ export interface DiagnosticReport {
   readonly result?: readonly Reference[];
   readonly issued?: string;
   readonly conclusion?: string;
+  readonly meta?: { readonly versionId?: string; readonly lastUpdated?: string };
+  /** Who reviewed the AI's result: set when a clinician's review made the report final. */
+  readonly resultsInterpreter?: readonly { readonly identifier?: { readonly value?: string } }[];
+  readonly conclusionCode?: readonly { readonly coding?: readonly Coding[]; readonly text?: string }[];
 }
 
 export interface Observation {
@@ -54,6 +58,7 @@ export interface Provenance {
   readonly agent?: readonly {
     readonly who?: { readonly display?: string; readonly identifier?: { system?: string; value?: string } };
   }[];
+  readonly entity?: readonly { readonly role?: string; readonly what?: { readonly reference?: string } }[];
 }
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";

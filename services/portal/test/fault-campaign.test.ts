@@ -2,7 +2,7 @@
 // fsync'd append-only file) takes diagnosis orders while, at random points of the workflow, one or two of
 // Redis, the inference server, the platform API, the key broker and the attestation service are killed with
 // SIGKILL (Redis is started again by the test, the services by `cloister up`'s supervisor). Afterwards every
-// order has exactly one DiagnosticReport, final or cancelled, and no order is left active; every record
+// order has exactly one DiagnosticReport, the AI's (preliminary) or cancelled, and no order is left active; every record
 // opens; the SQLite file passes its integrity check; and the audit chain verifies. The runs and faults are
 // counted and written to test-artifacts/fault-campaign.json.
 //
@@ -252,7 +252,8 @@ test(
       t.diagnostic(`run ${run + 1}/${plan.length}: killed ${faults.join(" + ")}`);
     }
 
-    // Every order settles: exactly one report each, final or cancelled, and the order is no longer active.
+    // Every order settles: exactly one report each, the AI's (preliminary) or cancelled, and the order is no
+    // longer active.
     const reportsOf = async (orderId: string): Promise<{ id: string; status: string }[]> => {
       const found = await asClinician("GET", `/fhir/DiagnosticReport?based-on=ServiceRequest/${orderId}`);
       assert.equal(found.status, 200, JSON.stringify(found.body));
@@ -275,7 +276,7 @@ test(
       );
       assert.equal(reports.length, 1, `exactly one report for order ${orderId}`);
       const [report] = reports;
-      assert.ok(report !== undefined && ["final", "cancelled"].includes(report.status), report?.status);
+      assert.ok(report !== undefined && ["preliminary", "cancelled"].includes(report.status), report?.status);
       outcomes[report.status] = (outcomes[report.status] ?? 0) + 1;
       const order = await patiently(async () => {
         const answer = await asClinician("GET", `/fhir/ServiceRequest/${orderId}`);
@@ -285,7 +286,7 @@ test(
         }
         return status;
       }, `order ${orderId} leaving active`);
-      assert.equal(order, report.status === "final" ? "completed" : "revoked");
+      assert.equal(order, report.status === "preliminary" ? "completed" : "revoked");
     }
 
     // Every record opens (a corrupted or torn body would fail its AES-GCM check), and the file is sound.

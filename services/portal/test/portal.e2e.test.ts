@@ -400,7 +400,8 @@ describe(
       const reports = await page.getByTestId("report").allTextContents();
       assert.equal(reports.length, 2);
       for (const text of reports) {
-        assert.match(text, /final/);
+        assert.match(text, /AI result, awaiting clinician review/);
+        assert.match(text, /not a diagnosis; awaiting a clinician's review/);
         assert.match(text, /Finding: (normal|pneumonia)/);
         assert.match(text, /Model chest-xray-pneumonia v1/);
         assert.match(text, /%/);
@@ -410,6 +411,50 @@ describe(
       assert.equal(await page.locator("meter").count(), 4, "two probability bars per report");
       await page.screenshot({ path: join(artifacts, "4-clinician-result.png"), fullPage: true });
       assert.deepEqual(await accessibilityProblems(page), [], "clinician's results: WCAG 2.1 AA");
+
+      // The clinician reviews both AI results, reading each image first: confirms one; does not confirm the
+      // other, and must say why.
+      const first = page.getByTestId("report").nth(0);
+      for (const report of [first, page.getByTestId("report").nth(1)]) {
+        await report.getByRole("button", { name: "Show the image analysed" }).click();
+        const shown = report.getByTestId("report-image");
+        await shown.waitFor({ timeout: 15_000 });
+        // Decoded and shown (a PNG, and a DICOM rendered in the page), not a broken image.
+        await page.waitForFunction(
+          (image) => image instanceof HTMLImageElement && image.complete && image.naturalWidth > 0,
+          await shown.elementHandle(),
+          { timeout: 15_000 },
+        );
+      }
+      await first.getByLabel("I confirm the AI finding").check();
+      await first.getByRole("button", { name: "Record review" }).click();
+      await first.getByTestId("reviewed").waitFor({ timeout: 15_000 });
+      assert.match(
+        (await first.getByTestId("reviewed").textContent()) ?? "",
+        /^Finding confirmed by a clinician/,
+      );
+      assert.equal(await first.getByTestId("report-status").textContent(), "Reviewed by a clinician");
+      assert.match(
+        (await first.getByTestId("conclusion").textContent()) ?? "",
+        /^Clinician review: the AI finding is confirmed\./,
+      );
+      const second = page.getByTestId("report").nth(1);
+      await second.getByLabel("I do not confirm the AI finding").check();
+      const record = second.getByRole("button", { name: "Record review" });
+      assert.equal(await record.isDisabled(), true, "not without a note saying why");
+      await second.getByLabel(/Note \(required/).fill("Image quality too poor to call; repeat the film.");
+      await record.click();
+      await second.getByTestId("reviewed").waitFor({ timeout: 15_000 });
+      assert.match(
+        (await second.getByTestId("reviewed").textContent()) ?? "",
+        /^Finding not confirmed by a clinician/,
+      );
+      assert.match(
+        (await second.getByTestId("conclusion").textContent()) ?? "",
+        /Note: Image quality too poor to call/,
+      );
+      assert.equal(await page.getByTestId("review-form").count(), 0, "nothing left to review");
+      assert.deepEqual(await accessibilityProblems(page), [], "reviewed results: WCAG 2.1 AA");
 
       // Nothing about the patient is kept in the browser.
       const stored = await page.evaluate(() => ({
@@ -456,7 +501,10 @@ describe(
       await live.getByTestId("live-status").filter({ hasText: "● live" }).waitFor();
       await orderAtClerk();
       await live.getByTestId("report").nth(3).waitFor({ timeout: 25_000 });
-      assert.match((await live.getByTestId("report").first().textContent()) ?? "", /final/);
+      assert.match(
+        (await live.getByTestId("report").first().textContent()) ?? "",
+        /AI result, awaiting clinician review/,
+      );
       await live.context().close();
       await clerk.context().close();
     });
@@ -575,7 +623,7 @@ describe(
 );
 
 describe("the stack over time", () => {
-  test("the platform killed mid-job is restarted and the order ends in exactly one final report", async () => {
+  test("the platform killed mid-job is restarted and the order ends in exactly one AI report", async () => {
     const description = stack.stack();
     const clerk = await signIn(description, "clerk@demo.hospital", password);
     const patient = await stackRequest(
@@ -653,7 +701,7 @@ describe("the stack over time", () => {
       }
     }
     assert.equal(reports.length, 1, "exactly one report");
-    assert.equal((reports[0] as { status: string }).status, "final");
+    assert.equal((reports[0] as { status: string }).status, "preliminary");
     assert.match(stack.stderr(), /platform-api exited \(SIGKILL\); starting it again/);
   });
 

@@ -41,6 +41,19 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
             name,
             type: searchTypes[definition.kind] ?? "string",
           })),
+          // A clinician's review of an AI report (report-review.ts).
+          ...(type === "DiagnosticReport"
+            ? {
+                operation: [
+                  {
+                    name: "review",
+                    definition: "https://cloister.dev/fhir/OperationDefinition/DiagnosticReport-review",
+                    documentation:
+                      "Clinicians: Parameters {outcome: confirmed | not-confirmed, note} make a preliminary AI report final.",
+                  },
+                ],
+              }
+            : {}),
         })),
       },
     ],

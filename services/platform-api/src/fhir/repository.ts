@@ -79,6 +79,54 @@ export class FhirRepository {
     previous: number,
     options: WriteOptions,
   ): Promise<FhirResource> {
+    const { stored, write } = this.versionWrite(tenant, resource, id, previous);
+    await this.store.writeAll(tenant.tenantId, [
+      write,
+      ...(options.auditEvent === undefined ? [] : [options.auditEvent([`${resource.resourceType}/${id}`])]),
+    ]);
+    return stored;
+  }
+
+  /**
+   * Updates a resource from the version the caller read (`ifMatch`) and creates `created` (server-assigned
+   * ids) in one transaction, with the audit event: all of them or none. Answers the updated resource first.
+   */
+  async updateTogether(
+    tenant: TenantContext,
+    resource: FhirResource,
+    id: string,
+    ifMatch: number,
+    created: readonly FhirResource[],
+    options: WriteOptions = {},
+  ): Promise<FhirResource[]> {
+    checkType(resource.resourceType);
+    checkId(id);
+    const current = await this.store.current(tenant.tenantId, resource.resourceType, id);
+    if ((current?.versionId ?? 0) !== ifMatch) {
+      throw new PlatformError("ERR_PRECONDITION");
+    }
+    const writes = [
+      this.versionWrite(tenant, resource, id, ifMatch),
+      ...created.map((extra) => {
+        checkType(extra.resourceType);
+        return this.versionWrite(tenant, extra, randomUUID(), 0);
+      }),
+    ];
+    const entities = writes.map(({ stored }) => `${stored.resourceType}/${stored.id ?? ""}`);
+    await this.store.writeAll(tenant.tenantId, [
+      ...writes.map(({ write }) => write),
+      ...(options.auditEvent === undefined ? [] : [options.auditEvent(entities)]),
+    ]);
+    return writes.map(({ stored }) => stored);
+  }
+
+  /** A resource as its next stored version: validated, sealed, with its search tokens. */
+  private versionWrite(
+    tenant: TenantContext,
+    resource: FhirResource,
+    id: string,
+    previous: number,
+  ): { stored: FhirResource; write: VersionWrite } {
     const versionId = previous + 1;
     const lastUpdated = this.now().toISOString();
     const meta = {
@@ -101,11 +149,7 @@ export class FhirRepository {
       expectedVersionId: previous,
       tokens: this.tokens(tenant, stored),
     };
-    await this.store.writeAll(tenant.tenantId, [
-      write,
-      ...(options.auditEvent === undefined ? [] : [options.auditEvent([`${resource.resourceType}/${id}`])]),
-    ]);
-    return stored;
+    return { stored, write };
   }
 
   /** Creates a resource with a server-assigned id (any id in the body is replaced). */

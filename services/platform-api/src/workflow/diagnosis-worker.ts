@@ -290,7 +290,7 @@ export class DiagnosisWorker {
           tenant,
           {
             resourceType: "Observation",
-            status: "final",
+            status: "preliminary",
             code: { coding: [{ system: findingCodeSystem, code: label }], text: `AI probability: ${label}` },
             subject,
             issued: now,
@@ -310,7 +310,7 @@ export class DiagnosisWorker {
         tenant,
         {
           resourceType: "Observation",
-          status: "final",
+          status: "preliminary",
           code: {
             coding: [{ system: findingCodeSystem, code: "predicted-finding" }],
             text: "AI predicted finding",
@@ -326,14 +326,15 @@ export class DiagnosisWorker {
     const report = await this.createOnce(
       tenant,
       {
+        // Preliminary until a clinician reviews it ($review): the AI's finding is decision support only.
         resourceType: "DiagnosticReport",
-        status: "final",
+        status: "preliminary",
         code: { coding: [{ system: modelCodeSystem, code: model.code }], text: info.title },
         subject,
         basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
         issued: now,
         result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
-        conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; a clinician must review the image.`,
+        conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.`,
       },
       reportId,
     );
@@ -395,7 +396,7 @@ export class DiagnosisWorker {
     this.options.events.publish(tenant.tenantId, {
       type: "DiagnosticReport",
       id: report.id ?? reportId,
-      status: "final",
+      status: "preliminary",
       basedOn: `ServiceRequest/${serviceRequestId}`,
       ...subjectOf(request),
     });
@@ -516,13 +517,13 @@ export class DiagnosisWorker {
       },
       reportId,
     );
-    // If an earlier attempt already wrote the final report, the order is complete, not revoked.
-    const finished = report.status === "final";
+    // If an earlier attempt already wrote the AI's report, the order is complete, not revoked.
+    const finished = report.status !== "cancelled";
     await this.complete(tenant, request, finished ? "completed" : "revoked");
     this.options.events.publish(tenant.tenantId, {
       type: "DiagnosticReport",
       id: report.id ?? reportId,
-      status: finished ? "final" : "cancelled",
+      status: finished ? String(report.status) : "cancelled",
       basedOn: `ServiceRequest/${serviceRequestId}`,
       ...subjectOf(request),
     });
