@@ -1,11 +1,12 @@
 // The clerk portal: attest the platform, then sign in, then work with patients. Nothing is sent to the
 // platform (not even the password) until its attestation has verified.
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useLayoutEffect, useState } from "react";
 import { AttestationPanel } from "./AttestationPanel.js";
 import { attestPlatform, AttestationRefused, type VerifiedPlatform } from "./attest-platform.js";
 import { loadConfig, type PortalConfig } from "./config.js";
 import type { Patient } from "./fhir.js";
 import { PatientIntake, PatientSearch } from "./PatientSearch.js";
+import { ReviewWorklist } from "./ReviewWorklist.js";
 import { PatientRecord, type ModelInfo } from "./PatientRecord.js";
 import { PlatformClient } from "./platform-client.js";
 import { followReportEvents, type ReportEvent } from "./report-events.js";
@@ -161,11 +162,18 @@ export function App(): React.JSX.Element {
   }, [signOut]);
   useIdleSignOut(session, config?.idleMinutes ?? 15, onIdle);
 
+  // A layout effect: it runs before every component's (passive) effects of the same render, so the panels
+  // that read the record as they appear (the clinician's worklist) already send the session's token.
+  useLayoutEffect(() => {
+    if (client !== undefined && session !== undefined) {
+      client.setAccessToken(session.accessToken);
+    }
+  }, [client, session]);
+
   useEffect(() => {
     if (client === undefined || session === undefined) {
       return;
     }
-    client.setAccessToken(session.accessToken);
     const controller = new AbortController();
     // The models the platform's inference server offers. A failure (the platform or the inference server
     // restarting) is shown and tried again every 5 s until the list arrives, not left until the next sign-in.
@@ -267,6 +275,9 @@ export function App(): React.JSX.Element {
         ) : (
           <div className="workspace">
             <div className="column">
+              {session.role === "clinician" ? (
+                <ReviewWorklist client={client} lastEvent={lastEvent} onOpen={setPatient} />
+              ) : null}
               <PatientSearch client={client} mrnSystem={defaultMrnSystem} onOpen={setPatient} />
               <PatientIntake client={client} mrnSystem={defaultMrnSystem} onCreated={setPatient} />
             </div>

@@ -60,15 +60,7 @@ export function PatientSearch(props: {
         <ul className="results" aria-live="polite">
           {results.map((patient) => (
             <li key={patient.id}>
-              <button
-                type="button"
-                className="link"
-                onClick={() => {
-                  props.onOpen(patient);
-                }}
-              >
-                {formatName(patient)}
-              </button>{" "}
+              <PatientLink patient={patient} onOpen={props.onOpen} />{" "}
               <span className="muted">
                 MRN {patient.identifier?.find((entry) => entry.system === mrnSystem)?.value ?? "—"} · born{" "}
                 {patient.birthDate ?? "—"}
@@ -167,5 +159,23 @@ export function PatientIntake(props: {
       )}
       <ErrorMessage message={error} />
     </section>
+  );
+}
+
+/** A patient's name, as a button that opens their record. */
+export function PatientLink(props: {
+  readonly patient: Patient;
+  readonly onOpen: (patient: Patient) => void;
+}): React.JSX.Element {
+  return (
+    <button
+      type="button"
+      className="link"
+      onClick={() => {
+        props.onOpen(props.patient);
+      }}
+    >
+      {formatName(props.patient)}
+    </button>
   );
 }

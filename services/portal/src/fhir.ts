@@ -35,6 +35,7 @@ export interface DiagnosticReport {
   readonly id?: string;
   readonly status: string;
   readonly code?: { readonly coding?: readonly Coding[]; readonly text?: string };
+  readonly subject?: Reference;
   readonly basedOn?: readonly Reference[];
   readonly result?: readonly Reference[];
   readonly issued?: string;

@@ -412,6 +412,12 @@ describe(
       await page.screenshot({ path: join(artifacts, "4-clinician-result.png"), fullPage: true });
       assert.deepEqual(await accessibilityProblems(page), [], "clinician's results: WCAG 2.1 AA");
 
+      // The clinician's worklist lists both results as awaiting review, under the patient's name.
+      const worklist = page.getByTestId("worklist");
+      const awaiting = worklist.getByRole("button", { name: new RegExp(sentinel.family, "i") });
+      await awaiting.nth(1).waitFor({ timeout: 15_000 });
+      assert.equal(await awaiting.count(), 2);
+
       // The clinician reviews both AI results, reading each image first: confirms one; does not confirm the
       // other, and must say why.
       const first = page.getByTestId("report").nth(0);
@@ -454,6 +460,8 @@ describe(
         /Note: Image quality too poor to call/,
       );
       assert.equal(await page.getByTestId("review-form").count(), 0, "nothing left to review");
+      // The reviews' events take them off the worklist.
+      await awaiting.first().waitFor({ state: "detached", timeout: 15_000 });
       assert.deepEqual(await accessibilityProblems(page), [], "reviewed results: WCAG 2.1 AA");
 
       // Nothing about the patient is kept in the browser.
