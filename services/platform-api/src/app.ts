@@ -159,6 +159,14 @@ declare module "fastify" {
      */
     reconcileDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
     /**
+     * Counts the AI results awaiting a clinician's review (preliminary DiagnosticReports, at most 500 per
+     * tenant) and the oldest one's issue time, for the gauges `diagnosis_reports_awaiting_review` and
+     * `diagnosis_report_oldest_awaiting_review_seconds`. main.ts runs it with the reconciler.
+     */
+    countReviewBacklog: (
+      tenantIds: readonly string[],
+    ) => Promise<{ readonly count: number; readonly oldestIssuedMs: number | undefined }>;
+    /**
      * Re-encrypts the platform's own records (accounts, the system audit trail) still sealed under an older
      * version of `platform-system` (fetched again first), batch by batch until none is left or another replica
      * holds the rest. main.ts runs it at start and at every keyring refresh interval.
@@ -886,6 +894,46 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       queued += (await workflow.queue.ensureQueued(job)) ? 1 : 0;
     }
     return queued;
+  });
+  // Counts only: no id, tenant or patient in a label.
+  let reviewBacklog: { count: number; oldestIssuedMs: number | undefined } = {
+    count: 0,
+    oldestIssuedMs: undefined,
+  };
+  app.decorate("countReviewBacklog", async (tenantIds: readonly string[]) => {
+    let count = 0;
+    let oldestIssuedMs: number | undefined;
+    for (const tenantId of tenantIds) {
+      const awaiting = await withTenantKeys(tenantId, (tenant) =>
+        repository.search(tenant, "DiagnosticReport", { status: "preliminary", _count: "500" }),
+      );
+      count += awaiting.length;
+      for (const report of awaiting) {
+        const issued = typeof report.issued === "string" ? Date.parse(report.issued) : Number.NaN;
+        if (Number.isFinite(issued)) {
+          oldestIssuedMs = Math.min(oldestIssuedMs ?? issued, issued);
+        }
+      }
+    }
+    reviewBacklog = { count, oldestIssuedMs };
+    return reviewBacklog;
+  });
+  new Gauge({
+    name: "diagnosis_reports_awaiting_review",
+    help: "AI results (preliminary DiagnosticReports) awaiting a clinician's review, over the platform's tenants (counted every reconciler round, at most 500 per tenant)",
+    registers: [registry],
+    collect() {
+      this.set(reviewBacklog.count);
+    },
+  });
+  new Gauge({
+    name: "diagnosis_report_oldest_awaiting_review_seconds",
+    help: "How long the oldest AI result awaiting a clinician's review has waited (0 when none)",
+    registers: [registry],
+    collect() {
+      const { oldestIssuedMs } = reviewBacklog;
+      this.set(oldestIssuedMs === undefined ? 0 : Math.max(0, (Date.now() - oldestIssuedMs) / 1000));
+    },
   });
   new Gauge({
     name: "system_records_stale_versions",

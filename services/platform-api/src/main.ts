@@ -288,7 +288,17 @@ const tenants = (process.env.CLOISTER_TENANTS ?? "").split(",").filter((tenant) 
 // The reconciler: active orders whose job was never queued (the queue was away) are queued within a minute.
 // Its first round comes after the start-up requeue below.
 const reconcileEvery = Number(process.env.CLOISTER_RECONCILE_SECONDS ?? 30) * 1000;
+// The count of AI results awaiting review (and the oldest's age), for its gauges and alert.
+const countReviewBacklog = (): void => {
+  app.countReviewBacklog(tenants).catch((error: unknown) => {
+    app.log.warn(
+      { errorName: error instanceof Error ? error.name : "unknown" },
+      "counting results awaiting review failed",
+    );
+  });
+};
 const reconciler = setInterval(() => {
+  countReviewBacklog();
   app
     .reconcileDiagnosisJobs(tenants)
     .then((queued) => {
@@ -301,6 +311,7 @@ const reconciler = setInterval(() => {
     });
 }, reconcileEvery);
 reconciler.unref();
+countReviewBacklog();
 // After platform-system rotated at the key broker, every replica moves the platform's own records to the
 // new version in the background, at start and at each keyring refresh; several replicas may run at once.
 const reencryptSystemRecords = (): void => {

@@ -348,6 +348,16 @@ describe("diagnosis workflow", () => {
       404,
     );
 
+    // The results awaiting review are counted for their gauges and alert (counts only, no label).
+    const waiting = await app.countReviewBacklog(["demo"]);
+    assert.ok(waiting.count >= 2, `the results of this file's orders wait (${waiting.count})`);
+    assert.ok(
+      waiting.oldestIssuedMs !== undefined && waiting.oldestIssuedMs <= Date.parse(String(report.issued)),
+    );
+    const gauges = (await app.inject({ method: "GET", url: "/metrics" })).body;
+    assert.match(gauges, new RegExp(`^diagnosis_reports_awaiting_review ${waiting.count}$`, "m"));
+    assert.match(gauges, /^diagnosis_report_oldest_awaiting_review_seconds \d/m);
+
     // The note may name the patient: it is sealed in the record, never logged.
     const note = "Consolidation right lower lobe; Sentinelnotearthurdent agrees on review";
     const reviewed = await fhir("clinician", "POST", reviewUrl, review("not-confirmed", note));
@@ -380,6 +390,7 @@ describe("diagnosis workflow", () => {
     assert.ok(verification !== undefined, "a Provenance names the reviewed version");
     assert.match(JSON.stringify(verification.agent), /"verifier"/);
     assert.match(JSON.stringify(verification.entity), new RegExp(`DiagnosticReport/${id}/_history/1`));
+    assert.equal((await app.countReviewBacklog(["demo"])).count, waiting.count - 1, "one fewer to review");
     // Once only.
     const again = await fhir("clinician", "POST", reviewUrl, review("confirmed"));
     assert.equal(again.status, 409);
