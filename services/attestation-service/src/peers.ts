@@ -181,27 +181,26 @@ export class PeerSync {
     return this.knownByPeers;
   }
 
-  /** The other replicas' keys still served (for /certs). */
-  keys(): JWK[] {
+  /** The other replicas' keys still served, the expired ones dropped. */
+  private liveLearnt(): PeerKey[] {
     const now = this.options.now().getTime();
-    const live: JWK[] = [];
     for (const [kid, key] of this.learnt) {
       if (key.expiresAt <= now) {
         this.learnt.delete(kid);
-      } else {
-        live.push(key.jwk);
       }
     }
-    return live;
+    return [...this.learnt.values()];
+  }
+
+  /** The other replicas' keys still served (for /certs). */
+  keys(): JWK[] {
+    return this.liveLearnt().map((key) => key.jwk);
   }
 
   async state(): Promise<PeerState> {
     const own = await this.options.ownKeys();
     const ownKids = new Set(own.map((key) => key.jwk.kid));
-    const learnt = this.keys().flatMap((jwk) => {
-      const key = this.learnt.get(jwk.kid ?? "");
-      return key === undefined || ownKids.has(jwk.kid) ? [] : [key];
-    });
+    const learnt = this.liveLearnt().filter((key) => !ownKids.has(key.jwk.kid));
     return {
       keys: [...own, ...learnt].map((key) => ({
         jwk: key.jwk,
@@ -252,7 +251,11 @@ export class PeerSync {
       this.options.log.warn({ audit: "peers.unresolved" }, "the replica list could not be resolved");
       return;
     }
-    const ownKid = (await this.options.ownKeys())[0]?.jwk.kid;
+    // This replica's keys, once per round: the current one must be served by the others, and none of them is
+    // learnt back from a peer.
+    const own = await this.options.ownKeys();
+    const ownKid = own[0]?.jwk.kid;
+    const ownKids = new Set(own.map((key) => key.jwk.kid));
     let allKnowMe = true;
     for (const address of addresses) {
       const state = await this.read(address);
@@ -262,7 +265,7 @@ export class PeerSync {
       if (!state.keys.some((key) => key.jwk.kid === ownKid)) {
         allKnowMe = false;
       }
-      await this.mergeKeys(state, address);
+      await this.mergeKeys(state, address, ownKids);
       await this.mergePolicies(state, address);
     }
     if (allKnowMe && !this.knownByPeers) {
@@ -312,9 +315,12 @@ export class PeerSync {
     );
   }
 
-  private async mergeKeys(state: PeerState, peer: string): Promise<void> {
+  private async mergeKeys(
+    state: PeerState,
+    peer: string,
+    ownKids: ReadonlySet<string | undefined>,
+  ): Promise<void> {
     const now = this.options.now().getTime();
-    const ownKids = new Set((await this.options.ownKeys()).map((key) => key.jwk.kid));
     for (const entry of state.keys.slice(0, 64)) {
       const kid = entry.jwk.kid;
       const expiresAt = Math.min(Date.parse(entry.expiresAt), now + this.options.lifetimeMs);

@@ -3,7 +3,7 @@
 // same decoder the inference server uses). Nothing is kept once the page closes: the object URL is revoked.
 import { useEffect, useState } from "react";
 import { dicomPreviewUrl } from "./dicom-preview.js";
-import type { PlatformClient } from "./platform-client.js";
+import { base64urlBytes, type PlatformClient } from "./platform-client.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 
 export function ReportImage(props: {
@@ -32,7 +32,7 @@ export function ReportImage(props: {
         contentType?: string;
         data?: string;
       };
-      const bytes = Uint8Array.from(atob(binary.data ?? ""), (character) => character.charCodeAt(0));
+      const bytes = base64urlBytes(binary.data ?? "");
       if (binary.contentType === "application/dicom") {
         setImage({ url: dicomPreviewUrl(bytes).url, revoke: false });
       } else {

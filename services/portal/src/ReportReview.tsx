@@ -27,6 +27,12 @@ export function reviewOf(
   return { confirmed: code === "confirmed", at: report.meta?.lastUpdated };
 }
 
+/** The two verdicts, as the operation's `outcome` codes and as the form words them. */
+const outcomes = [
+  ["confirmed", "I confirm the AI finding"],
+  ["not-confirmed", "I do not confirm the AI finding"],
+] as const;
+
 export function ReportReview(props: {
   readonly client: PlatformClient;
   readonly report: DiagnosticReport;
@@ -57,30 +63,20 @@ export function ReportReview(props: {
     >
       <fieldset>
         <legend>Your review of the image and the AI finding</legend>
-        <label>
-          <input
-            type="radio"
-            name={`outcome-${id}`}
-            value="confirmed"
-            checked={outcome === "confirmed"}
-            onChange={() => {
-              setOutcome("confirmed");
-            }}
-          />{" "}
-          I confirm the AI finding
-        </label>
-        <label>
-          <input
-            type="radio"
-            name={`outcome-${id}`}
-            value="not-confirmed"
-            checked={outcome === "not-confirmed"}
-            onChange={() => {
-              setOutcome("not-confirmed");
-            }}
-          />{" "}
-          I do not confirm the AI finding
-        </label>
+        {outcomes.map(([value, text]) => (
+          <label key={value}>
+            <input
+              type="radio"
+              name={`outcome-${id}`}
+              value={value}
+              checked={outcome === value}
+              onChange={() => {
+                setOutcome(value);
+              }}
+            />{" "}
+            {text}
+          </label>
+        ))}
         <label className="note">
           Note{outcome === "not-confirmed" ? " (required: what you found instead)" : " (optional)"}
           <textarea

@@ -58,7 +58,8 @@ function parsedKey(attested: AttestedKey): { keyConfig: KeyConfig; expiresAtMs: 
   };
 }
 
-function base64urlBytes(text: string): Uint8Array {
+/** Bytes of base64url or base64 text (padding optional). */
+export function base64urlBytes(text: string): Uint8Array<ArrayBuffer> {
   const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
   const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
   return Uint8Array.from(binary, (c) => c.charCodeAt(0));
