@@ -16,7 +16,7 @@ import { createMemoryResultCache, type ResultCache } from "./workflow/result-cac
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
-import { parseReview, reviewReport } from "./fhir/report-review.js";
+import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
@@ -570,7 +570,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   });
 
   // A clinician's review of an AI report (fhir/report-review.ts): the preliminary report becomes final, with
-  // the clinician and their verdict, and a Provenance, in one transaction with the audit event.
+  // the clinician and their verdict, and a Provenance, in one transaction with the audit event. A reviewed
+  // report is reviewed again only from the version the clinician read (If-Match); a withdrawn one takes its
+  // Observations with it.
   app.post<{ Params: { id: string } }>("/fhir/DiagnosticReport/:id/$review", async (request, reply) => {
     const { id } = request.params;
     const reviewed = await audited(request, "review", "DiagnosticReport", async (setEntities, alongside) => {
@@ -580,14 +582,52 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         throw new PlatformError("ERR_FORBIDDEN", "only a clinician reviews an AI result");
       }
       setEntities([`DiagnosticReport/${id.slice(0, 64)}`]);
+      const ifMatch = request.headers["if-match"];
+      const match = /^W\/"([1-9][0-9]{0,8})"$/.exec(ifMatch ?? "");
+      if (ifMatch !== undefined && match === null) {
+        throw new PlatformError("ERR_PRECONDITION");
+      }
       const review = parseReview(request.body);
       const current = await repository.read(tenant, "DiagnosticReport", id);
-      const { report, provenance } = reviewReport(current, review, principal, new Date());
-      const version = Number((current.meta as { versionId?: string } | undefined)?.versionId ?? "0");
+      if (reviewedStatuses.has(current.status) && match === null) {
+        throw new PlatformError(
+          "ERR_PRECONDITION_REQUIRED",
+          "the report was reviewed already: send If-Match with the version you read to change its review",
+        );
+      }
+      const version =
+        match === null
+          ? Number((current.meta as { versionId?: string } | undefined)?.versionId ?? "0")
+          : Number(match[1]);
+      const results =
+        review.outcome === "entered-in-error"
+          ? await Promise.all(
+              ((current.result ?? []) as { reference?: string }[]).map(async ({ reference }) => {
+                const [type, resultId] = (reference ?? "").split("/");
+                if (type !== "Observation" || resultId === undefined) {
+                  throw new PlatformError("ERR_INTERNAL", "a report result is not an Observation reference");
+                }
+                return repository.read(tenant, "Observation", resultId);
+              }),
+            )
+          : [];
+      const next = reviewReport(current, results, review, principal, new Date());
       const [updated] = await alongside(tenant, async (auditEvent) =>
-        repository.updateTogether(tenant, report, id, version, [provenance], { auditEvent }),
+        repository.updateTogether(
+          tenant,
+          [
+            { resource: next.report, id, ifMatch: version },
+            ...next.withdrawnResults.map((result) => ({
+              resource: result,
+              id: result.id ?? "",
+              ifMatch: Number((result.meta as { versionId?: string } | undefined)?.versionId ?? "0"),
+            })),
+          ],
+          [next.provenance],
+          { auditEvent },
+        ),
       );
-      return { tenant, result: updated ?? report };
+      return { tenant, result: updated ?? next.report };
     });
     const basedOn = (reviewed.basedOn as { reference?: string }[] | undefined)?.[0]?.reference;
     const subject = (reviewed.subject as { reference?: string } | undefined)?.reference;

@@ -14,9 +14,14 @@ export const platformErrors = {
   ERR_REPORT_STATE: {
     status: 409,
     issue: "business-rule",
-    message: "the report is not awaiting a clinician's review",
+    message: "the report cannot be reviewed: it is cancelled or withdrawn",
   },
   ERR_PRECONDITION: { status: 412, issue: "conflict", message: "If-Match does not name the current version" },
+  ERR_PRECONDITION_REQUIRED: {
+    status: 428,
+    issue: "business-rule",
+    message: "this change needs If-Match with the version you read",
+  },
   ERR_REQUEST_STALE: {
     status: 400,
     issue: "invalid",

@@ -117,13 +117,14 @@ async function fhir(
   method: "GET" | "POST",
   path: string,
   body?: unknown,
-  contentType = "application/fhir+json",
+  headers: Record<string, string> = {},
 ) {
   const response = await fetch(`${url}${path}`, {
     method,
     headers: {
       authorization: `Bearer ${tokens[who] ?? ""}`,
-      ...(body === undefined ? {} : { "content-type": contentType }),
+      ...(body === undefined ? {} : { "content-type": "application/fhir+json" }),
+      ...headers,
     },
     ...(body === undefined
       ? {}
@@ -152,7 +153,7 @@ async function order(
     identifier: [{ system: "urn:mrn", value: person.mrn }],
     name: [{ family: person.family }],
   });
-  const binary = await fhir("clerk", "POST", "/fhir/Binary", image, "image/png");
+  const binary = await fhir("clerk", "POST", "/fhir/Binary", image, { "content-type": "image/png" });
   assert.equal(binary.status, 201);
   const request = await fhir(
     "clerk",
@@ -162,6 +163,23 @@ async function order(
   );
   assert.equal(request.status, 201);
   return String(request.body.id);
+}
+
+/** A review's FHIR Parameters. */
+function verdict(outcome: string, note?: string) {
+  return {
+    resourceType: "Parameters",
+    parameter: [
+      { name: "outcome", valueCode: outcome },
+      ...(note === undefined ? [] : [{ name: "note", valueString: note }]),
+    ],
+  };
+}
+
+/** The ids of the tenant's reports awaiting a clinician's review, as the worklist finds them. */
+async function reportsAwaitingReview(): Promise<string[]> {
+  const found = await fhir("clinician", "GET", "/fhir/DiagnosticReport?status=preliminary&_count=500");
+  return ((found.body.entry ?? []) as { resource: { id: string } }[]).map((entry) => entry.resource.id);
 }
 
 async function reportFor(serviceRequestId: string): Promise<Record<string, unknown>> {
@@ -309,7 +327,7 @@ describe("diagnosis workflow", () => {
     assert.equal((again.meta as { versionId: string }).versionId, "1");
   });
 
-  it("a clinician reviews the AI's preliminary report: final, with the clinician, the verdict and a Provenance, once", async () => {
+  it("a clinician reviews the AI's preliminary report: final, with the clinician, the verdict and a Provenance", async () => {
     const requestId = await order(png(1));
     const report = await reportFor(requestId);
     const id = String(report.id);
@@ -321,29 +339,22 @@ describe("diagnosis workflow", () => {
       `/fhir/${(report.result as { reference: string }[])[0]?.reference ?? ""}`,
     );
     assert.equal(observation.body.status, "preliminary", "the AI's observations are preliminary too");
-    const review = (outcome: string, note?: string) => ({
-      resourceType: "Parameters",
-      parameter: [
-        { name: "outcome", valueCode: outcome },
-        ...(note === undefined ? [] : [{ name: "note", valueString: note }]),
-      ],
-    });
     const reviewUrl = `/fhir/DiagnosticReport/${id}/$review`;
     // Clerks do not review; a verdict must be one of the two; not confirming needs a reason.
-    const byClerk = await fhir("clerk", "POST", reviewUrl, review("confirmed"));
+    const byClerk = await fhir("clerk", "POST", reviewUrl, verdict("confirmed"));
     assert.equal(byClerk.status, 403);
     assert.equal(byClerk.body.resourceType, "OperationOutcome");
     for (const body of [
-      review("maybe"),
-      review("not-confirmed"),
-      review("not-confirmed", "  "),
+      verdict("maybe"),
+      verdict("not-confirmed"),
+      verdict("not-confirmed", "  "),
       { resourceType: "Patient" },
     ]) {
       const refused = await fhir("clinician", "POST", reviewUrl, body);
       assert.equal(refused.status, 400, JSON.stringify(body));
     }
     assert.equal(
-      (await fhir("clinician", "POST", "/fhir/DiagnosticReport/no-such-report/$review", review("confirmed")))
+      (await fhir("clinician", "POST", "/fhir/DiagnosticReport/no-such-report/$review", verdict("confirmed")))
         .status,
       404,
     );
@@ -360,7 +371,7 @@ describe("diagnosis workflow", () => {
 
     // The note may name the patient: it is sealed in the record, never logged.
     const note = "Consolidation right lower lobe; Sentinelnotearthurdent agrees on review";
-    const reviewed = await fhir("clinician", "POST", reviewUrl, review("not-confirmed", note));
+    const reviewed = await fhir("clinician", "POST", reviewUrl, verdict("not-confirmed", note));
     assert.equal(reviewed.status, 200, JSON.stringify(reviewed.body));
     assert.equal(reviewed.body.status, "final");
     assert.equal((reviewed.body.meta as { versionId: string }).versionId, "2");
@@ -391,12 +402,138 @@ describe("diagnosis workflow", () => {
     assert.match(JSON.stringify(verification.agent), /"verifier"/);
     assert.match(JSON.stringify(verification.entity), new RegExp(`DiagnosticReport/${id}/_history/1`));
     assert.equal((await app.countReviewBacklog(["demo"])).count, waiting.count - 1, "one fewer to review");
-    // Once only.
-    const again = await fhir("clinician", "POST", reviewUrl, review("confirmed"));
-    assert.equal(again.status, 409);
-    assert.match(JSON.stringify(again.body), /ERR_REPORT_STATE/);
     assert.ok(!platformLogs.includes("Sentinelnotearthurdent"), "the note is not logged");
     assert.match(platformLogs, /"route":"\/fhir\/DiagnosticReport\/:id\/\$review"/);
+  });
+
+  it("a reviewed report's review is changed only from the version read, with a note: corrected, then amended", async () => {
+    const requestId = await order(png(2));
+    const id = String((await reportFor(requestId)).id);
+    const reviewUrl = `/fhir/DiagnosticReport/${id}/$review`;
+    const first = await fhir("clinician", "POST", reviewUrl, verdict("confirmed"));
+    assert.equal(first.status, 200);
+    assert.equal(first.body.status, "final");
+
+    // Without the version the clinician read, or from an older one, or without saying why: nothing changes.
+    const blind = await fhir("clinician", "POST", reviewUrl, verdict("not-confirmed", "On a second look"));
+    assert.equal(blind.status, 428);
+    assert.match(JSON.stringify(blind.body), /ERR_PRECONDITION_REQUIRED/);
+    const stale = await fhir("clinician", "POST", reviewUrl, verdict("not-confirmed", "On a second look"), {
+      "if-match": 'W/"1"',
+    });
+    assert.equal(stale.status, 412);
+    const silent = await fhir("clinician", "POST", reviewUrl, verdict("not-confirmed"), {
+      "if-match": 'W/"2"',
+    });
+    assert.equal(silent.status, 400);
+    const unexplained = await fhir("clinician", "POST", reviewUrl, verdict("confirmed"), {
+      "if-match": 'W/"2"',
+    });
+    assert.equal(unexplained.status, 400, "a second review needs a note");
+    assert.match(JSON.stringify(unexplained.body), /say why the review is changed/);
+    assert.equal(
+      (await fhir("clinician", "GET", `/fhir/DiagnosticReport/${id}`)).body.status,
+      "final",
+      "refused changes leave the review as it was",
+    );
+
+    const corrected = await fhir(
+      "clinician",
+      "POST",
+      reviewUrl,
+      verdict("not-confirmed", "Second read with the prior film: no consolidation"),
+      { "if-match": 'W/"2"' },
+    );
+    assert.equal(corrected.status, 200, JSON.stringify(corrected.body));
+    assert.equal(corrected.body.status, "corrected", "a changed verdict corrects the report");
+    assert.equal((corrected.body.meta as { versionId: string }).versionId, "3");
+    assert.match(
+      String(corrected.body.conclusion),
+      /^Clinician review \(changed\): the AI finding is NOT confirmed/,
+    );
+    assert.match(String(corrected.body.conclusion), /AI result: [^.]*pneumonia/i);
+    assert.doesNotMatch(
+      String(corrected.body.conclusion),
+      /AI result: .*AI result:/,
+      "the AI's statement once",
+    );
+    const amended = await fhir(
+      "clinician",
+      "POST",
+      reviewUrl,
+      verdict("not-confirmed", "Discussed with radiology: no consolidation"),
+      { "if-match": 'W/"3"' },
+    );
+    assert.equal(amended.body.status, "amended", "the same verdict with another note amends it");
+    assert.deepEqual((amended.body.conclusionCode as { coding: unknown[] }[])[0]?.coding, [
+      { system: "https://cloister.dev/fhir/CodeSystem/clinician-review", code: "not-confirmed" },
+    ]);
+    // Each change has its Provenance, from the version before it.
+    for (const version of [3, 4]) {
+      const found = await fhir(
+        "clinician",
+        "GET",
+        `/fhir/Provenance?target=DiagnosticReport/${id}/_history/${version}`,
+      );
+      const provenance = (found.body.entry as { resource: Record<string, unknown> }[] | undefined)?.[0]
+        ?.resource;
+      assert.match(JSON.stringify(provenance?.activity), /change of a clinician's review/);
+      assert.match(
+        JSON.stringify(provenance?.entity),
+        new RegExp(`DiagnosticReport/${id}/_history/${version - 1}"`),
+      );
+    }
+    // The backlog counts preliminary reports only.
+    assert.equal((await reportsAwaitingReview()).includes(id), false);
+  });
+
+  it("a clinician withdraws a report entered in error: it and its Observations, in one change with one Provenance", async () => {
+    const requestId = await order(png(3));
+    const report = await reportFor(requestId);
+    const id = String(report.id);
+    const results = (report.result as { reference: string }[]).map((result) => result.reference);
+    assert.ok(results.length > 0);
+    const reviewUrl = `/fhir/DiagnosticReport/${id}/$review`;
+    assert.equal(
+      (await fhir("clinician", "POST", reviewUrl, verdict("entered-in-error"))).status,
+      400,
+      "a withdrawal says why",
+    );
+    const before = await app.countReviewBacklog(["demo"]);
+    const withdrawn = await fhir(
+      "clinician",
+      "POST",
+      reviewUrl,
+      verdict("entered-in-error", "Image belongs to another patient (Sentinelnoteford)"),
+    );
+    assert.equal(withdrawn.status, 200, JSON.stringify(withdrawn.body));
+    assert.equal(withdrawn.body.status, "entered-in-error");
+    assert.match(String(withdrawn.body.conclusion), /entered in error and withdrawn/);
+    for (const reference of results) {
+      const result = await fhir("clinician", "GET", `/fhir/${reference}`);
+      assert.equal(result.body.status, "entered-in-error", `${reference} is withdrawn with its report`);
+      assert.equal((result.body.meta as { versionId: string }).versionId, "2");
+    }
+    const found = await fhir("clinician", "GET", `/fhir/Provenance?target=DiagnosticReport/${id}/_history/2`);
+    const provenance = (found.body.entry as { resource: Record<string, unknown> }[] | undefined)?.[0]
+      ?.resource;
+    assert.match(JSON.stringify(provenance?.activity), /withdrawal of a report entered in error/);
+    for (const reference of results) {
+      assert.match(JSON.stringify(provenance?.target), new RegExp(`${reference}/_history/2`));
+      assert.match(JSON.stringify(provenance?.entity), new RegExp(`${reference}/_history/1`));
+    }
+    assert.equal(
+      (await app.countReviewBacklog(["demo"])).count,
+      before.count - 1,
+      "no longer awaiting review",
+    );
+    // Withdrawn is final: neither reviewed nor withdrawn again.
+    for (const body of [verdict("confirmed", "Looks right"), verdict("entered-in-error", "Again")]) {
+      const again = await fhir("clinician", "POST", reviewUrl, body, { "if-match": 'W/"2"' });
+      assert.equal(again.status, 409);
+      assert.match(JSON.stringify(again.body), /ERR_REPORT_STATE/);
+    }
+    assert.ok(!platformLogs.includes("Sentinelnoteford"), "the note is not logged");
   });
 
   it("ends a bad image in a cancelled report with the reason, never silently", async () => {

@@ -76,6 +76,71 @@ const orderStatus: Readonly<Record<string, string>> = {
   "entered-in-error": "Entered in error",
 };
 
+/** A report withdrawn as entered in error: its result does not apply to this patient, so none is shown. */
+function withdrawn(report: DiagnosticReport): boolean {
+  return report.status === "entered-in-error";
+}
+
+/** How the report's review stands, and (clinicians) the form to record or change it. */
+function ReviewSection(props: {
+  readonly client: PlatformClient;
+  readonly report: DiagnosticReport;
+  readonly canReview: boolean;
+  readonly onReviewed: () => Promise<void>;
+}): React.JSX.Element | null {
+  const [changing, setChanging] = useState(false);
+  const review = reviewOf(props.report);
+  if (review === undefined) {
+    return props.report.status === "preliminary" && props.canReview ? (
+      <ReportReview client={props.client} report={props.report} onReviewed={props.onReviewed} />
+    ) : null;
+  }
+  const when = review.at === undefined ? "" : `, ${new Date(review.at).toLocaleString()}`;
+  const verdict = {
+    confirmed: "Finding confirmed by a clinician",
+    "not-confirmed": "Finding not confirmed by a clinician",
+    "entered-in-error": "Withdrawn by a clinician as entered in error",
+  }[review.outcome];
+  return (
+    <>
+      <p
+        className={review.outcome === "confirmed" ? "reviewed" : "reviewed disagreed"}
+        data-testid="reviewed"
+      >
+        {verdict}
+        {review.changed ? " (review changed)" : ""}
+        {when}.
+      </p>
+      {props.canReview && !withdrawn(props.report) ? (
+        changing ? (
+          <ReportReview
+            client={props.client}
+            report={props.report}
+            changing
+            onReviewed={async () => {
+              setChanging(false);
+              await props.onReviewed();
+            }}
+            onCancel={() => {
+              setChanging(false);
+            }}
+          />
+        ) : (
+          <button
+            type="button"
+            className="secondary"
+            onClick={() => {
+              setChanging(true);
+            }}
+          >
+            Change review
+          </button>
+        )
+      ) : null}
+    </>
+  );
+}
+
 async function loadReport(client: PlatformClient, report: DiagnosticReport): Promise<ReportView> {
   const observations = await Promise.all(
     (report.result ?? []).map(
@@ -400,13 +465,13 @@ export function PatientRecord(props: {
                   {view.report.issued === undefined ? "" : new Date(view.report.issued).toLocaleString()}
                 </span>
               </h3>
-              {view.finding === undefined ? null : (
+              {view.finding === undefined || withdrawn(view.report) ? null : (
                 <p className="finding" data-testid="finding">
                   Finding: <strong>{view.finding}</strong>
                 </p>
               )}
               <p data-testid="conclusion">{view.report.conclusion}</p>
-              {view.probabilities.length === 0 ? null : (
+              {view.probabilities.length === 0 || withdrawn(view.report) ? null : (
                 <dl className="bars">
                   {view.probabilities.map((entry) => (
                     <div key={entry.label} className="bar-row">
@@ -436,23 +501,12 @@ export function PatientRecord(props: {
                 )}
               </p>
               {view.image === undefined ? null : <ReportImage client={client} binary={view.image} />}
-              {(() => {
-                const review = reviewOf(view.report);
-                if (review !== undefined) {
-                  return (
-                    <p
-                      className={review.confirmed ? "reviewed" : "reviewed disagreed"}
-                      data-testid="reviewed"
-                    >
-                      {review.confirmed ? "Finding confirmed" : "Finding not confirmed"} by a clinician
-                      {review.at === undefined ? "" : `, ${new Date(review.at).toLocaleString()}`}.
-                    </p>
-                  );
-                }
-                return view.report.status === "preliminary" && props.canReview ? (
-                  <ReportReview client={client} report={view.report} onReviewed={refresh} />
-                ) : null;
-              })()}
+              <ReviewSection
+                client={client}
+                report={view.report}
+                canReview={props.canReview}
+                onReviewed={refresh}
+              />
             </article>
           ))}
         </section>

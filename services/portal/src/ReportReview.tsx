@@ -1,6 +1,8 @@
 // A clinician's review of an AI report: the AI's result is preliminary (decision support, not a diagnosis)
 // until a clinician who has read the image confirms its finding or records that they do not, and why
-// (`POST /fhir/DiagnosticReport/{id}/$review`). The report then becomes final and says who reviewed it.
+// (`POST /fhir/DiagnosticReport/{id}/$review`). The report then becomes final and says who reviewed it. A
+// review can be changed later, always with a note and from the version on screen (If-Match), and a report about
+// the wrong patient or image is withdrawn (entered in error).
 import { useState } from "react";
 import type { DiagnosticReport } from "./fhir.js";
 import type { PlatformClient } from "./platform-client.js";
@@ -11,26 +13,39 @@ import { useFormAction } from "./use-form-action.js";
 export const reportStatus: Readonly<Record<string, string>> = {
   preliminary: "AI result, awaiting clinician review",
   final: "Reviewed by a clinician",
+  amended: "Reviewed by a clinician, review amended",
+  corrected: "Reviewed by a clinician, review corrected",
+  "entered-in-error": "Withdrawn: entered in error",
   cancelled: "Cancelled",
 };
 
-/** The review as the report records it, once reviewed. */
+type Outcome = "confirmed" | "not-confirmed" | "entered-in-error";
+
+const reviewedStatuses: ReadonlySet<string> = new Set(["final", "amended", "corrected", "entered-in-error"]);
+
+/** The review as the report records it, once reviewed or withdrawn. */
 export function reviewOf(
   report: DiagnosticReport,
-): { confirmed: boolean; at: string | undefined } | undefined {
+): { outcome: Outcome; changed: boolean; at: string | undefined } | undefined {
   const code = report.conclusionCode?.[0]?.coding?.find(
     (coding) => coding.system === "https://cloister.dev/fhir/CodeSystem/clinician-review",
   )?.code;
-  if (report.status !== "final" || code === undefined) {
+  const outcome = outcomes.find(([value]) => value === code)?.[0];
+  if (!reviewedStatuses.has(report.status) || outcome === undefined) {
     return undefined;
   }
-  return { confirmed: code === "confirmed", at: report.meta?.lastUpdated };
+  return {
+    outcome,
+    changed: report.status === "amended" || report.status === "corrected",
+    at: report.meta?.lastUpdated,
+  };
 }
 
-/** The two verdicts, as the operation's `outcome` codes and as the form words them. */
+/** The verdicts, as the operation's `outcome` codes and as the form words them. */
 const outcomes = [
   ["confirmed", "I confirm the AI finding"],
   ["not-confirmed", "I do not confirm the AI finding"],
+  ["entered-in-error", "Wrong patient or wrong image: withdraw this report"],
 ] as const;
 
 export function ReportReview(props: {
@@ -38,31 +53,44 @@ export function ReportReview(props: {
   readonly report: DiagnosticReport;
   /** After the review is stored: read the record again. */
   readonly onReviewed: () => Promise<void>;
+  /** Change a review already recorded: a note is required, and the change is made from this version only. */
+  readonly changing?: boolean;
+  /** Leave without changing anything (only when changing). */
+  readonly onCancel?: () => void;
 }): React.JSX.Element {
-  const [outcome, setOutcome] = useState<"confirmed" | "not-confirmed">();
+  const [outcome, setOutcome] = useState<Outcome>();
   const [note, setNote] = useState("");
   const form = useFormAction();
   const id = props.report.id ?? "";
-  const needsNote = outcome === "not-confirmed" && note.trim() === "";
+  const changing = props.changing === true;
+  const noteRequired = changing || (outcome !== undefined && outcome !== "confirmed");
   const record = form.submitting(async () => {
-    await props.client.json("POST", `/fhir/DiagnosticReport/${encodeURIComponent(id)}/$review`, {
-      resourceType: "Parameters",
-      parameter: [
-        { name: "outcome", valueCode: outcome },
-        ...(note.trim() === "" ? [] : [{ name: "note", valueString: note.trim() }]),
-      ],
-    });
+    await props.client.json(
+      "POST",
+      `/fhir/DiagnosticReport/${encodeURIComponent(id)}/$review`,
+      {
+        resourceType: "Parameters",
+        parameter: [
+          { name: "outcome", valueCode: outcome },
+          ...(note.trim() === "" ? [] : [{ name: "note", valueString: note.trim() }]),
+        ],
+      },
+      // The version on screen: a review someone changed meanwhile is not overwritten unseen.
+      changing ? [["if-match", `W/"${props.report.meta?.versionId ?? ""}"`]] : [],
+    );
     await props.onReviewed();
   });
   return (
     <form
       className="review"
-      aria-label="Clinician review"
+      aria-label={changing ? "Change the review" : "Clinician review"}
       data-testid="review-form"
       onSubmit={(event) => void record(event)}
     >
       <fieldset>
-        <legend>Your review of the image and the AI finding</legend>
+        <legend>
+          {changing ? "Change the review of this result" : "Your review of the image and the AI finding"}
+        </legend>
         {outcomes.map(([value, text]) => (
           <label key={value}>
             <input
@@ -78,7 +106,14 @@ export function ReportReview(props: {
           </label>
         ))}
         <label className="note">
-          Note{outcome === "not-confirmed" ? " (required: what you found instead)" : " (optional)"}
+          Note
+          {noteRequired
+            ? changing
+              ? " (required: why the review changes)"
+              : outcome === "entered-in-error"
+                ? " (required: what is wrong; the clerk orders again with the right image)"
+                : " (required: what you found instead)"
+            : " (optional)"}
           <textarea
             value={note}
             maxLength={2000}
@@ -90,9 +125,17 @@ export function ReportReview(props: {
         </label>
       </fieldset>
       <div className="actions">
-        <button type="submit" disabled={outcome === undefined || needsNote || form.busy}>
-          Record review
+        <button
+          type="submit"
+          disabled={outcome === undefined || (noteRequired && note.trim() === "") || form.busy}
+        >
+          {outcome === "entered-in-error" ? "Withdraw report" : changing ? "Change review" : "Record review"}
         </button>
+        {changing ? (
+          <button type="button" className="secondary" onClick={props.onCancel}>
+            Keep the review as it is
+          </button>
+        ) : null}
       </div>
       <ErrorMessage message={form.error} />
     </form>

@@ -130,14 +130,16 @@ export class PlatformClient {
   }
 
   /**
-   * Sends one request sealed to the platform. `onUploadProgress` reports the sealed body's upload (0…1).
-   * Throws PlatformRequestError for 4xx/5xx answers; a 503 with a short Retry-After is sent once more first.
+   * Sends one request sealed to the platform. `onUploadProgress` reports the sealed body's upload (0…1);
+   * `headers` are added to the inner request (such as If-Match). Throws PlatformRequestError for 4xx/5xx
+   * answers; a 503 with a short Retry-After is sent once more first.
    */
   async request(
     method: "GET" | "POST" | "PUT",
     path: string,
     body?: { bytes: Uint8Array; contentType: string },
     onUploadProgress?: (fraction: number) => void,
+    headers: readonly [string, string][] = [],
   ): Promise<PlatformResponse> {
     if (this.attested.expiresAtMs <= Date.now()) {
       await this.attestAgain(this.attested);
@@ -147,7 +149,7 @@ export class PlatformClient {
     for (;;) {
       const sealedTo = this.attested;
       try {
-        return await this.requestOnce(sealedTo.keyConfig, method, path, body, onUploadProgress);
+        return await this.requestOnce(sealedTo.keyConfig, method, path, body, onUploadProgress, headers);
       } catch (error) {
         // The gateway could not open it, so nothing was done: verify the platform again, then send it once
         // more, sealed to the key its new evidence binds.
@@ -206,12 +208,14 @@ export class PlatformClient {
     keyConfig: KeyConfig,
     method: "GET" | "POST" | "PUT",
     path: string,
-    body?: { bytes: Uint8Array; contentType: string },
-    onUploadProgress?: (fraction: number) => void,
+    body: { bytes: Uint8Array; contentType: string } | undefined,
+    onUploadProgress: ((fraction: number) => void) | undefined,
+    extraHeaders: readonly [string, string][],
   ): Promise<PlatformResponse> {
     const headers: [string, string][] = [
       ["date", new Date().toUTCString()],
       ["accept", "application/fhir+json, application/json"],
+      ...extraHeaders,
     ];
     if (this.accessToken !== undefined) {
       headers.push(["authorization", `Bearer ${this.accessToken}`]);
@@ -247,7 +251,12 @@ export class PlatformClient {
     return response;
   }
 
-  async json(method: "GET" | "POST" | "PUT", path: string, resource?: unknown): Promise<unknown> {
+  async json(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    resource?: unknown,
+    headers: readonly [string, string][] = [],
+  ): Promise<unknown> {
     const response = await this.request(
       method,
       path,
@@ -257,6 +266,8 @@ export class PlatformClient {
             bytes: new TextEncoder().encode(JSON.stringify(resource)),
             contentType: path.startsWith("/fhir") ? "application/fhir+json" : "application/json",
           },
+      undefined,
+      headers,
     );
     return response.json();
   }

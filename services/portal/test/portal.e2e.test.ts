@@ -464,6 +464,44 @@ describe(
       await awaiting.first().waitFor({ state: "detached", timeout: 15_000 });
       assert.deepEqual(await accessibilityProblems(page), [], "reviewed results: WCAG 2.1 AA");
 
+      // On a second look the clinician changes the first review (always with a note), and withdraws the second
+      // report as being about the wrong image: its result is no longer shown.
+      await first.getByRole("button", { name: "Change review" }).click();
+      await first.getByLabel("I do not confirm the AI finding").check();
+      const change = first.getByRole("button", { name: "Change review" });
+      assert.equal(await change.isDisabled(), true, "a changed review says why");
+      await first.getByLabel(/Note \(required: why the review changes/).fill("Compared with the prior film.");
+      await change.click();
+      await first
+        .getByTestId("report-status")
+        .filter({ hasText: "Reviewed by a clinician, review corrected" })
+        .waitFor({ timeout: 15_000 });
+      assert.match(
+        (await first.getByTestId("reviewed").textContent()) ?? "",
+        /^Finding not confirmed by a clinician \(review changed\)/,
+      );
+      await second.getByRole("button", { name: "Change review" }).click();
+      await second.getByLabel(/Wrong patient or wrong image/).check();
+      await second.getByLabel(/Note \(required/).fill("This film is another patient's.");
+      await second.getByRole("button", { name: "Withdraw report" }).click();
+      await second
+        .getByTestId("report-status")
+        .filter({ hasText: "Withdrawn: entered in error" })
+        .waitFor({ timeout: 15_000 });
+      assert.equal(await second.locator("meter").count(), 0, "a withdrawn report shows no result");
+      assert.equal(await second.getByTestId("finding").count(), 0);
+      assert.equal(
+        await second.getByRole("button", { name: "Change review" }).count(),
+        0,
+        "withdrawn is final",
+      );
+      assert.match(
+        (await second.getByTestId("conclusion").textContent()) ?? "",
+        /entered in error and withdrawn/,
+      );
+      await page.screenshot({ path: join(artifacts, "4b-reviews-changed.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(page), [], "changed and withdrawn results: WCAG 2.1 AA");
+
       // Nothing about the patient is kept in the browser.
       const stored = await page.evaluate(() => ({
         local: window.localStorage.length,

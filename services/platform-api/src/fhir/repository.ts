@@ -88,25 +88,27 @@ export class FhirRepository {
   }
 
   /**
-   * Updates a resource from the version the caller read (`ifMatch`) and creates `created` (server-assigned
-   * ids) in one transaction, with the audit event: all of them or none. Answers the updated resource first.
+   * Updates resources from the versions the caller read (`ifMatch`, each checked) and creates `created`
+   * (server-assigned ids) in one transaction, with the audit event: all of them or none. Answers the updated
+   * resources in order, then the created ones.
    */
   async updateTogether(
     tenant: TenantContext,
-    resource: FhirResource,
-    id: string,
-    ifMatch: number,
+    updates: readonly { readonly resource: FhirResource; readonly id: string; readonly ifMatch: number }[],
     created: readonly FhirResource[],
     options: WriteOptions = {},
   ): Promise<FhirResource[]> {
-    checkType(resource.resourceType);
-    checkId(id);
-    const current = await this.store.current(tenant.tenantId, resource.resourceType, id);
-    if ((current?.versionId ?? 0) !== ifMatch) {
-      throw new PlatformError("ERR_PRECONDITION");
+    for (const { resource, id, ifMatch } of updates) {
+      checkType(resource.resourceType);
+      checkId(id);
+      const current = await this.store.current(tenant.tenantId, resource.resourceType, id);
+      if ((current?.versionId ?? 0) !== ifMatch) {
+        throw new PlatformError("ERR_PRECONDITION");
+      }
     }
+    // The store checks each expected version again inside the transaction.
     const writes = [
-      this.versionWrite(tenant, resource, id, ifMatch),
+      ...updates.map(({ resource, id, ifMatch }) => this.versionWrite(tenant, resource, id, ifMatch)),
       ...created.map((extra) => {
         checkType(extra.resourceType);
         return this.versionWrite(tenant, extra, randomUUID(), 0);
