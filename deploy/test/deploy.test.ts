@@ -271,6 +271,36 @@ describe("Helm chart", () => {
     assert.equal(trusted?.value, "10.244.0.0/16,fd00::/8");
   });
 
+  test("workloads are told who the key broker must be, and the broker where it attests", async () => {
+    const envOf = async (values: Record<string, string>, name: string) => {
+      const deployment = (await render(values)).find(
+        (object) => object.kind === "Deployment" && object.metadata.name === `cloister-${name}`,
+      );
+      assert.ok(deployment !== undefined, name);
+      return new Map(
+        (podOf(deployment).containers[0]?.env ?? []).map((variable) => [variable.name, variable.value]),
+      );
+    };
+    const signer = "5a".repeat(32);
+    for (const workload of ["platform-api", "inference-server"]) {
+      const env = await envOf({ "measurements.keyBrokerSigner": signer }, workload);
+      assert.equal(env.get("CLOISTER_KEY_BROKER_SIGNERS"), signer, workload);
+    }
+    const broker = await envOf({}, "key-broker");
+    assert.equal(
+      broker.get("CLOISTER_ATTESTATION_URL"),
+      "https://cloister-attestation-service.cloister.svc:7443",
+    );
+    // Neither a signer nor a measurement: the workloads could not tell the broker from the host.
+    await assert.rejects(
+      render({ "measurements.keyBrokerSigner": "", "measurements.keyBroker": "" }),
+      (error: unknown) => {
+        assert.match(String((error as { stderr?: string }).stderr), /keyBroker/);
+        return true;
+      },
+    );
+  });
+
   test("the attestation service runs replicas that find each other through a headless Service listing unready pods", async () => {
     const objects = await render();
     const deployment = objects.find(
@@ -529,7 +559,7 @@ env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline
 text = env.from_string(open(sys.argv[1]).read()).render(
     gramine=Gramine(), log_level="error", arch_libdir="/lib/x86_64-linux-gnu", node_path="/usr/local/bin/node",
     attestation_url="https://attest.example", attestation_internal_url="https://attestation:7443",
-    key_broker_url="https://key-broker:7444", inference_url="https://inference:7445",
+    key_broker_url="https://key-broker:7444", key_broker_signer="5a" * 32, inference_url="https://inference:7445",
     inference_measurement="ab" * 32, portal_url="https://portal.example", recovery_quorum="2",
     policy_approval_quorum="2")
 print(json.dumps(tomllib.loads(text)))
@@ -573,6 +603,7 @@ print(json.dumps(tomllib.loads(text)))
           "CLOISTER_CA",
           "CLOISTER_ATTESTATION_URL",
           "CLOISTER_INFERENCE_MEASUREMENTS",
+          "CLOISTER_KEY_BROKER_SIGNERS",
           "CLOISTER_POLICY_MODE",
           "CLOISTER_AUTHORITY_CA",
           "CLOISTER_RECOVERY_CUSTODIANS_FILE",
@@ -586,7 +617,13 @@ print(json.dumps(tomllib.loads(text)))
         }
         // Every built file the service runs is under a trusted entry.
         const trusted = manifest.sgx.trusted_files.map((entry) => entry.replace(/^file:/, ""));
+        if (service === "platform-api" || service === "inference-server") {
+          // Whom they take keys from is measured: a host naming its own broker would hand them its keys.
+          assert.equal(manifest.loader.env.CLOISTER_KEY_BROKER_SIGNERS, "5a".repeat(32));
+        }
         if (service === "key-broker") {
+          // It attests at start, so workloads can verify it.
+          assert.equal(manifest.loader.env.CLOISTER_ATTESTATION_URL, "https://attestation:7443");
           // The recovery custodians are measured: a host swapping them would get every key.
           assert.equal(
             manifest.loader.env.CLOISTER_RECOVERY_CUSTODIANS_FILE,

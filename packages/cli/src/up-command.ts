@@ -209,6 +209,8 @@ export async function runUp(
           CLOISTER_KEY_BROKER_PORT: String(ports.keyBroker),
           CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE: data.adminTokenPath,
           CLOISTER_AUTHORITY_CA: data.caCertPath,
+          // The broker attests at start: workloads verify its token before taking any key from it.
+          CLOISTER_ATTESTATION_URL: urls.attestation,
           CLOISTER_RECOVERY_CUSTODIANS_FILE: data.recovery.custodiansPath,
           CLOISTER_RECOVERY_QUORUM: String(data.recovery.quorum),
           CLOISTER_RECOVERY_BACKUP_FILE: data.recovery.backupPath,
@@ -252,7 +254,15 @@ export async function runUp(
       keyOutcomes.push(`redis-credentials ${outcome}`);
     }
 
-    const peers = { CLOISTER_CA: data.caCertPath, CLOISTER_ATTESTATION_URL: urls.attestation };
+    const peers = {
+      CLOISTER_CA: data.caCertPath,
+      CLOISTER_ATTESTATION_URL: urls.attestation,
+      // Who the key broker must be, checked before any key is taken from it.
+      CLOISTER_KEY_BROKER_MEASUREMENTS: measurements["key-broker"],
+      // The local stack runs on the simulation, whose enclaves are debuggable.
+      CLOISTER_PEER_ALLOW_SIMULATION: "true",
+      CLOISTER_PEER_ALLOW_DEBUG: "true",
+    };
     await Promise.all([
       activeSupervisor.start(
         spec(
@@ -280,8 +290,6 @@ export async function runUp(
             CLOISTER_KEY_BROKER_URL: urls.keyBroker,
             CLOISTER_INFERENCE_URL: urls.inference,
             CLOISTER_INFERENCE_MEASUREMENTS: measurements["inference-server"],
-            CLOISTER_PEER_ALLOW_SIMULATION: "true",
-            CLOISTER_PEER_ALLOW_DEBUG: "true",
             CLOISTER_TENANTS: demoTenant.id,
             // The local stack has one tenant, whose admin also operates the platform (cloister keys --system).
             CLOISTER_OPERATOR_TENANT: demoTenant.id,

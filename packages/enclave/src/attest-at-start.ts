@@ -18,6 +18,11 @@ export interface AttestAtStartOptions {
   readonly attestationService: AttestationServiceClient;
   /** Extra runtime data fields, bound into the evidence next to `keys` and `ohttp`. */
   readonly runtime?: Readonly<Record<string, unknown>>;
+  /**
+   * Public keys the workload made for its own use (a key broker's signing key), bound in `keys` after the
+   * release key, so a peer can check that the key it is shown is this TEE's (`verifyPeer`'s `boundKey`).
+   */
+  readonly boundKeys?: readonly JWK[];
   /** The OHTTP gateway key to make: key id (random by default) and HPKE suite. */
   readonly ohttp?: { keyId?: number; suite?: "X25519-SHA256-AES128GCM" | "P384-SHA384-AES256GCM" };
   /**
@@ -140,7 +145,11 @@ export async function attestAtStart(options: AttestAtStartOptions): Promise<Atte
   };
   const bind = (key: OhttpKeyPair): Uint8Array =>
     new TextEncoder().encode(
-      JSON.stringify({ ...options.runtime, keys: [publicJwk], ohttp: base64url(key.keyConfig) }),
+      JSON.stringify({
+        ...options.runtime,
+        keys: [publicJwk, ...(options.boundKeys ?? [])],
+        ohttp: base64url(key.keyConfig),
+      }),
     );
   let ohttp = await generateOhttpKeyPair(options.ohttp ?? {});
   let runtimeData = bind(ohttp);

@@ -9,6 +9,7 @@ export const enclaveErrorCodes = [
   "ERR_UNREACHABLE",
   "ERR_KEY_RELEASE",
   "ERR_KEY_NOT_FOUND",
+  "ERR_KEY_BROKER_IDENTITY",
   "ERR_PEER_TOKEN",
   "ERR_PEER_TEE",
   "ERR_PEER_MEASUREMENT",

@@ -33,7 +33,13 @@ export {
   type DevCertificateAuthority,
   type ServerCertificate,
 } from "./dev-tls.js";
-export { releaseKey, releaseKeyVersion, type KeyBrokerClient, type ReleasedKey } from "./key-release.js";
+export {
+  keyBrokerExpectationsFromEnv,
+  releaseKey,
+  releaseKeyVersion,
+  type KeyBrokerClient,
+  type ReleasedKey,
+} from "./key-release.js";
 export {
   logSharedOhttpKey,
   maxPreviousOhttpKeys,

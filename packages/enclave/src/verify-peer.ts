@@ -24,6 +24,8 @@ export interface PeerExpectations {
   readonly measurements: readonly string[] | "any";
   /** Allowed SGX MRSIGNERs (hex); unchecked when absent. */
   readonly signers?: readonly string[];
+  /** Allowed SGX ISV product ids (`x-ms-sgx-product-id`); unchecked when absent. */
+  readonly productIds?: readonly number[];
   /** Accept debuggable TEEs (default false). */
   readonly allowDebug?: boolean;
   /** Accept tokens for simulated evidence (default false). */
@@ -119,6 +121,12 @@ export async function verifyPeer(token: string, expectations: PeerExpectations):
       !expectations.signers.some((s) => s.toLowerCase() === signer.toLowerCase())
     ) {
       throw new EnclaveError("ERR_PEER_MEASUREMENT", "the peer's signer (MRSIGNER) is not an allowed one");
+    }
+  }
+  if (expectations.productIds !== undefined) {
+    const productId = claims["x-ms-sgx-product-id"];
+    if (typeof productId !== "number" || !expectations.productIds.includes(productId)) {
+      throw new EnclaveError("ERR_PEER_MEASUREMENT", "the peer's product id is not an allowed one");
     }
   }
   const debuggable = claims[debugClaims[attestationType]] !== false;

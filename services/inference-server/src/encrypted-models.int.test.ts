@@ -50,7 +50,7 @@ function viaKeyBroker(key: Uint8Array, measurement: string) {
     return {
       releaseModelKey: async (name: string) =>
         releaseKey(
-          { url: broker.url, ca: context.caPem },
+          broker.client(),
           name,
           context.attestation.token(),
           context.attestation.keys.release.privateKey,

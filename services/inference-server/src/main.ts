@@ -9,6 +9,9 @@
 //   CLOISTER_KEY_BROKER_URL         releases "inference-ohttp", the OHTTP key every replica shares (without it, or
 //                                   without that key, each replica makes its own: run one replica then),
 //                                   and the keys of encrypted models
+//   CLOISTER_KEY_BROKER_SIGNERS, CLOISTER_KEY_BROKER_MEASUREMENTS   who the key broker must be (one is required with
+//                                   CLOISTER_KEY_BROKER_URL): its attestation is verified before any key is taken
+//   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only (the key broker)
 //   CLOISTER_CALLER_MEASUREMENTS    comma-separated allowed caller measurements (hex), or "any" (required)
 //   CLOISTER_CALLER_ALLOW_SIMULATION, CLOISTER_CALLER_ALLOW_DEBUG   "true" for the dev stack only
 //   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 500)
@@ -17,6 +20,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   attestAtStart,
+  keyBrokerExpectationsFromEnv,
   PeerVerifier,
   releaseKey,
   logSharedOhttpKey,
@@ -42,8 +46,24 @@ const entries = scanModelRepository(
   resolve(process.env.CLOISTER_MODEL_REPOSITORY ?? resolve(repositoryRoot, "models/repository")),
 );
 const keyBrokerUrl = process.env.CLOISTER_KEY_BROKER_URL;
+const attestationServiceClient = {
+  url: attestationUrl,
+  ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
+    ? {}
+    : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
+  ...(ca === undefined ? {} : { ca }),
+};
 const broker =
-  keyBrokerUrl === undefined ? undefined : { url: keyBrokerUrl, ...(ca === undefined ? {} : { ca }) };
+  keyBrokerUrl === undefined
+    ? undefined
+    : {
+        url: keyBrokerUrl,
+        ...(ca === undefined ? {} : { ca }),
+        identity: new PeerVerifier({
+          attestationService: attestationServiceClient,
+          expectations: keyBrokerExpectationsFromEnv(process.env),
+        }),
+      };
 // Set inside the attestation callback, read once the logger exists.
 const ohttpKey = { shared: false };
 const attestation = await retryAtStart("the attestation service", () =>
@@ -68,30 +88,19 @@ const attestation = await retryAtStart("the attestation service", () =>
 const models = await Promise.all(
   entries.map((entry) =>
     loadModel(entry, {
-      ...(keyBrokerUrl === undefined
+      ...(broker === undefined
         ? {}
         : {
             releaseModelKey: async (keyName: string) =>
               retryAtStart("the key broker", () =>
-                releaseKey(
-                  { url: keyBrokerUrl, ...(ca === undefined ? {} : { ca }) },
-                  keyName,
-                  attestation.token(),
-                  attestation.keys.release.privateKey,
-                ),
+                releaseKey(broker, keyName, attestation.token(), attestation.keys.release.privateKey),
               ),
           }),
     }),
   ),
 );
 const callers = new PeerVerifier({
-  attestationService: {
-    url: attestationUrl,
-    ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
-      ? {}
-      : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
-    ...(ca === undefined ? {} : { ca }),
-  },
+  attestationService: attestationServiceClient,
   expectations: {
     measurements: callerMeasurements === "any" ? "any" : callerMeasurements.split(",").map((m) => m.trim()),
     allowSimulation: process.env.CLOISTER_CALLER_ALLOW_SIMULATION === "true",

@@ -46,7 +46,7 @@ function viaKeyBroker(withKey: boolean, started?: (broker: TestKeyBroker) => voi
     if (withKey) {
       await broker.createKey("inference-ohttp", inferenceMeasurement);
     }
-    const client = { url: broker.url, ca: context.caPem };
+    const client = broker.client();
     return async (first: { token: string; releasePrivateKey: KeyObject }) =>
       releaseSharedOhttpKey(client, "inference-ohttp", first.token, first.releasePrivateKey);
   };

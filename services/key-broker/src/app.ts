@@ -6,6 +6,9 @@
 //   POST /keys/{name}/release  {target: <attestation token>} → {value: <JWS>} whose payload carries the
 //                              newest version as a JWE to the runtime key bound in the token (x-ms-runtime.keys)
 //   POST /keys/{name}/{version}/release  the same for one version (Azure Key Vault's path shape)
+//   GET  /certs                the JWKS of the key that signs release answers
+//   GET  /attestation          {token}: this broker's attestation token, binding that signing key, so a workload
+//                              verifies the broker itself before trusting any key it hands out
 import { createHash, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
 import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from "fastify";
 import { CompactEncrypt, CompactSign, decodeJwt, exportJWK, importJWK, type JWK } from "jose";
@@ -48,6 +51,34 @@ export interface KeyBrokerConfig {
    * version then need their approvals besides the admin token. Without it the admin token alone suffices.
    */
   readonly approvals?: ApprovalConfig;
+  /**
+   * This broker's attested identity: the key that signs release answers (made in this TEE) and a token that
+   * binds it, served at /attestation. Workloads refuse a broker without one (ERR_KEY_BROKER_IDENTITY), so
+   * only tests of the admin API leave it out.
+   */
+  readonly identity?: BrokerIdentity;
+}
+
+export interface BrokerSigningKey {
+  readonly privateKey: KeyObject;
+  /** ES256 public key with its kid (SHA-256 of the curve point). */
+  readonly publicJwk: JWK;
+}
+
+export interface BrokerIdentity {
+  readonly signing: BrokerSigningKey;
+  /** The current attestation token (kept fresh by attestAtStart), binding `signing.publicJwk`. */
+  readonly token: () => string;
+}
+
+/** A new P-256 key to sign release answers with: made inside the broker's TEE, never stored. */
+export async function createBrokerSigningKey(): Promise<BrokerSigningKey> {
+  const signing = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const publicJwk: JWK = { ...(await exportJWK(signing.publicKey)), alg: "ES256", use: "sig" };
+  publicJwk.kid = createHash("sha256")
+    .update(JSON.stringify([publicJwk.crv, publicJwk.x, publicJwk.y]))
+    .digest("base64url");
+  return { privateKey: signing.privateKey, publicJwk };
 }
 
 /** Version numbers in paths: 1 to 2^31-1, digits only. */
@@ -127,11 +158,8 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
     },
   );
   const authorities = new AuthorityKeySets(config.authorityCa);
-  const signing = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const signingJwk: JWK = { ...(await exportJWK(signing.publicKey)), alg: "ES256", use: "sig" };
-  signingJwk.kid = createHash("sha256")
-    .update(JSON.stringify([signingJwk.crv, signingJwk.x, signingJwk.y]))
-    .digest("base64url");
+  const signing = config.identity?.signing ?? (await createBrokerSigningKey());
+  const signingJwk = signing.publicJwk;
   const adminDigest = createHash("sha256").update(config.adminToken).digest();
 
   const { app, registry } = createServiceApp({
@@ -456,6 +484,12 @@ export async function buildApp(config: KeyBrokerConfig): Promise<FastifyInstance
   app.post("/keys/:name/:version/release", releaseHandler);
 
   app.get("/certs", async () => ({ keys: [signingJwk] }));
+  app.get("/attestation", async () => {
+    if (config.identity === undefined) {
+      throw new BrokerError("ERR_NOT_ATTESTED", "this key broker runs without an attestation token");
+    }
+    return { token: config.identity.token() };
+  });
   app.get("/readyz", async () => ({ status: "ready", keys: store.list().length }));
   return app;
 }

@@ -44,6 +44,10 @@ export const brokerErrors = {
     description: "The broker is overloaded (event-loop delay over its limit); retry after Retry-After.",
   },
   ERR_AUTHORITY_UNREACHABLE: { status: 502, description: "The authority's key set could not be fetched." },
+  ERR_NOT_ATTESTED: {
+    status: 503,
+    description: "This broker has no attestation token (only tests run it so); workloads refuse it.",
+  },
   ERR_INTERNAL: {
     status: 500,
     description: "An unexpected failure; details are in the broker's log, never in the response.",

@@ -4,7 +4,9 @@
 //   CLOISTER_KEY_BROKER_ADMIN_TOKEN_FILE  file holding the admin bearer token (required)
 //   CLOISTER_TEE_PROVIDER         sim (default), gramine (SGX under Gramine) or tsm (TDX / SEV-SNP via configfs-tsm)
 //   CLOISTER_DATA_DIR             holds the simulation platform and keys/ (default .cloister)
-//   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets (the dev CA)
+//   CLOISTER_AUTHORITY_CA         PEM file of the CA to trust for authorities' key sets and the attestation service
+//   CLOISTER_ATTESTATION_URL      the attestation service this broker attests with at start (required): its token
+//                                 binds the key that signs release answers, and workloads verify it (GET /attestation)
 //   CLOISTER_MAX_EVENT_LOOP_DELAY_MS  shed requests (503 ERR_OVERLOADED) when the event loop is this late, ms (default 200)
 //   CLOISTER_RECOVERY_CUSTODIANS_FILE  JWK Set of the recovery custodians' public keys (measured under Gramine)
 //   CLOISTER_RECOVERY_QUORUM       shares needed to restore (default 2)
@@ -15,8 +17,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { serviceTee } from "@cloister/enclave";
-import { buildApp } from "./app.js";
+import { attestAtStart, retryAtStart, serviceTee } from "@cloister/enclave";
+import { buildApp, createBrokerSigningKey } from "./app.js";
 import { approvalConfigFromEnv } from "./approvals.js";
 import { recoveryConfigFromEnv } from "./recovery-routes.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
@@ -32,7 +34,21 @@ const recovery = recoveryConfigFromEnv(
   join(dataDirectory, "key-broker-backup.json"),
 );
 const approvals = approvalConfigFromEnv(process.env, (path) => readFileSync(path, "utf8"));
+// The key that signs release answers is made here, in the TEE, and bound into this broker's evidence.
+const signing = await createBrokerSigningKey();
+const attestation = await retryAtStart("the attestation service", () =>
+  attestAtStart({
+    provider,
+    attestationService: {
+      url: requiredEnv("CLOISTER_ATTESTATION_URL"),
+      ...(authorityCa === undefined ? {} : { ca: readFileSync(authorityCa, "utf8") }),
+    },
+    runtime: { service: "key-broker" },
+    boundKeys: [signing.publicJwk],
+  }),
+);
 const app = await buildApp({
+  identity: { signing, token: attestation.token },
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   provider,
   dataDirectory: join(dataDirectory, "keys"),

@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CompactEncrypt, exportJWK, importJWK, type JWK } from "jose";
 import {
-  attestAtStart,
   EnclaveError,
   parseRecoveryBackup,
   releaseKeyVersion,
@@ -24,11 +23,12 @@ import {
 import { listenOnLoopback } from "@cloister/service-kit";
 import { buildApp as buildAttestationService } from "../../attestation-service/src/app.js";
 import { buildApp, type RecoveryConfig } from "./app.js";
-import { brokerTestBed } from "./test-support.js";
+import { attestBroker, brokerTestBed, startAttestedWorkload, verifiedBrokerClient } from "./test-support.js";
 import { SealedKeyStore } from "./key-store.js";
 import { recoveryConfigFromEnv } from "./recovery-routes.js";
 
-const { scratch, platform, ca, tls, logStream, logged: loggedSoFar } = brokerTestBed("Recovery");
+const bed = brokerTestBed("Recovery");
+const { scratch, platform, ca, tls, logStream, logged: loggedSoFar } = bed;
 const adminToken = "test-admin-token-recovery-0123456789";
 const brokerIdentity = { mrenclave: "b1".repeat(32), mrsigner: "51".repeat(32), productId: 2, svn: 1 };
 const workloadMeasurement = "7a".repeat(32);
@@ -38,26 +38,10 @@ const closers: (() => Promise<unknown>)[] = [];
 let custodians: { publicJwk: JWK; privateJwk: JWK }[] = [];
 
 before(async () => {
-  const { app: service, url } = await listenOnLoopback((issuer) =>
-    buildAttestationService({
-      issuer,
-      provider: simulationProvider(platform, { ...brokerIdentity, mrenclave: "5e".repeat(32), productId: 1 }),
-      policyMode: "dev",
-      simulationPlatform: platform,
-      https: tls,
-    }),
-  );
-  attestationUrl = url;
-  closers.push(() => service.close());
-  workload = await attestAtStart({
-    provider: simulationProvider(platform, {
-      mrenclave: workloadMeasurement,
-      mrsigner: "88".repeat(32),
-      productId: 4,
-      svn: 1,
-    }),
-    attestationService: { url, ca: ca.certificatePem },
-  });
+  const started = await startAttestedWorkload(bed, buildAttestationService, workloadMeasurement);
+  attestationUrl = started.url;
+  workload = started.workload;
+  closers.push(started.close);
   custodians = await Promise.all(
     [
       generateKeyPairSync("rsa", { modulusLength: 2048 }),
@@ -70,7 +54,6 @@ before(async () => {
   );
 });
 after(async () => {
-  workload.stop();
   for (const close of closers.reverse()) {
     await close();
   }
@@ -92,9 +75,14 @@ async function startBroker(
   directory: string,
   recovery?: RecoveryConfig,
 ): Promise<{ url: string; close: () => Promise<unknown> }> {
+  const attested = await attestBroker(provider, { url: attestationUrl, ca: ca.certificatePem });
+  closers.push(async () => {
+    attested.stop();
+  });
   const { app, url } = await listenOnLoopback(async () =>
     buildApp({
       provider,
+      identity: attested.identity,
       dataDirectory: directory,
       adminToken,
       authorityCa: ca.certificatePem,
@@ -118,7 +106,7 @@ const releasePolicy = (): object => ({
 /** What the workload gets from a broker for `name` (one version, or the newest). */
 async function released(url: string, name: string, version?: number): Promise<string> {
   const answer = await releaseKeyVersion(
-    { url, ca: ca.certificatePem },
+    verifiedBrokerClient(url, brokerIdentity.mrenclave, { url: attestationUrl, ca: ca.certificatePem }),
     name,
     workload.token(),
     workload.keys.release.privateKey,

@@ -9,9 +9,11 @@
 //                                   the key broker secret "postgres-credentials"
 //   CLOISTER_ATTESTATION_ISSUER     the attestation service's issuer when it differs from its URL (in-cluster)
 //   CLOISTER_ATTESTATION_URL, CLOISTER_KEY_BROKER_URL   (required)
+//   CLOISTER_KEY_BROKER_SIGNERS, CLOISTER_KEY_BROKER_MEASUREMENTS   who the key broker must be (one is required): its
+//                                   attestation is verified before any key is taken from it
 //   CLOISTER_INFERENCE_URL          the inference server (the workflow is off without it)
 //   CLOISTER_INFERENCE_MEASUREMENTS comma-separated allowed inference-server measurements (hex) (required with it)
-//   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only
+//   CLOISTER_PEER_ALLOW_SIMULATION, CLOISTER_PEER_ALLOW_DEBUG   "true" for the dev stack only (inference, key broker)
 //   CLOISTER_REDIS_URL              Redis for the job queue, the result cache and the sign-in limits, shared by
 //                                   several replicas; its credentials are the key broker secret
 //                                   "redis-credentials" ("password" or "user:password")
@@ -37,6 +39,7 @@ import {
   attestAtStart,
   retryAtStart,
   connectConfidentialService,
+  keyBrokerExpectationsFromEnv,
   PeerVerifier,
   releaseKey,
   releaseKeyVersion,
@@ -77,7 +80,21 @@ const allowSimulation = process.env.CLOISTER_PEER_ALLOW_SIMULATION === "true";
 const allowDebug = process.env.CLOISTER_PEER_ALLOW_DEBUG === "true";
 
 const provider = serviceTee(repositoryRoot, "platform-api", dataDirectory);
-const broker = { url: keyBrokerUrl, ...tls };
+const attestationServiceClient = {
+  url: attestationUrl,
+  ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
+    ? {}
+    : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
+  ...tls,
+};
+const broker = {
+  url: keyBrokerUrl,
+  ...tls,
+  identity: new PeerVerifier({
+    attestationService: attestationServiceClient,
+    expectations: keyBrokerExpectationsFromEnv(process.env),
+  }),
+};
 // Set inside the attestation callback, read once the logger exists.
 const ohttpKey = { shared: false };
 const attestation = await retryAtStart("the attestation service", () =>
@@ -202,13 +219,7 @@ const connectInference = async (): Promise<ConfidentialService> => {
     url: inferenceUrl,
     ...tls,
     verifier: new PeerVerifier({
-      attestationService: {
-        url: attestationUrl,
-        ...(process.env.CLOISTER_ATTESTATION_ISSUER === undefined
-          ? {}
-          : { issuer: process.env.CLOISTER_ATTESTATION_ISSUER }),
-        ...tls,
-      },
+      attestationService: attestationServiceClient,
       expectations: {
         measurements: requiredEnv("CLOISTER_INFERENCE_MEASUREMENTS")
           .split(",")

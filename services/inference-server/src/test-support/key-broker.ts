@@ -1,14 +1,27 @@
-// For tests: a key broker on loopback in this process, trusting the confidential stack's attestation service,
-// whose keys are released to one measurement each.
+// For tests: a key broker on loopback in this process, attested by and trusting the confidential stack's
+// attestation service, whose keys are released to one measurement each.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { buildApp as buildKeyBroker } from "@cloister/key-broker";
-import { simulationProvider } from "@cloister/enclave";
+import { buildApp as buildKeyBroker, createBrokerSigningKey } from "@cloister/key-broker";
+import {
+  attestAtStart,
+  PeerVerifier,
+  simulationProvider,
+  type KeyBrokerClient,
+  type PeerExpectations,
+} from "@cloister/enclave";
 import { listenOnLoopback } from "@cloister/service-kit";
 import type { LoadContext } from "./confidential-stack.js";
 
 export interface TestKeyBroker {
   readonly url: string;
+  /** The broker's simulated measurement. */
+  readonly measurement: string;
+  /**
+   * A workload's client of this broker, verifying its attestation (by default: its measurement, simulated
+   * and debuggable evidence allowed).
+   */
+  readonly client: (expectations?: Partial<Omit<PeerExpectations, "issuer">>) => KeyBrokerClient;
   /** Creates `name` for `measurement`: with `value`, that value; without, 32 bytes the broker generates. */
   readonly createKey: (name: string, measurement: string, value?: Uint8Array) => Promise<void>;
   /** Adds a new generated version of `name`; answers its number. */
@@ -24,14 +37,24 @@ export async function startTestKeyBroker(
   context: Omit<LoadContext, "attestation">,
   directory: string,
 ): Promise<TestKeyBroker> {
+  const measurement = "b0".repeat(32);
+  const provider = simulationProvider(context.platform, {
+    mrenclave: measurement,
+    mrsigner: "51".repeat(32),
+    productId: 2,
+    svn: 1,
+  });
+  const signing = await createBrokerSigningKey();
+  const attestation = await attestAtStart({
+    provider,
+    attestationService: { url: context.attestationUrl, ca: context.caPem },
+    runtime: { service: "key-broker" },
+    boundKeys: [signing.publicJwk],
+  });
   const { app, url } = await listenOnLoopback(async () =>
     buildKeyBroker({
-      provider: simulationProvider(context.platform, {
-        mrenclave: "b0".repeat(32),
-        mrsigner: "51".repeat(32),
-        productId: 2,
-        svn: 1,
-      }),
+      provider,
+      identity: { signing, token: attestation.token },
       dataDirectory: join(directory, `keys-${randomBytes(4).toString("hex")}`),
       adminToken,
       authorityCa: context.caPem,
@@ -40,6 +63,20 @@ export async function startTestKeyBroker(
   );
   return {
     url,
+    measurement,
+    client: (expectations = {}) => ({
+      url,
+      ca: context.caPem,
+      identity: new PeerVerifier({
+        attestationService: { url: context.attestationUrl, ca: context.caPem },
+        expectations: {
+          measurements: [measurement],
+          allowSimulation: true,
+          allowDebug: true,
+          ...expectations,
+        },
+      }),
+    }),
     createKey: async (name, measurement, value) => {
       const created = await app.inject({
         method: "PUT",
@@ -84,6 +121,9 @@ export async function startTestKeyBroker(
         throw new Error(`the key broker did not destroy ${name} version ${version}: ${destroyed.body}`);
       }
     },
-    close: () => app.close(),
+    close: async () => {
+      attestation.stop();
+      await app.close();
+    },
   };
 }
