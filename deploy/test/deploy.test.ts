@@ -107,7 +107,7 @@ type Container = {
   env?: { name: string; value?: string }[];
   resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
   securityContext?: Record<string, unknown>;
-  volumeMounts?: { name: string; mountPath: string }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
   livenessProbe?: unknown;
   readinessProbe?: unknown;
 };
@@ -269,6 +269,46 @@ describe("Helm chart", () => {
       await platformEnv({ "services.platformApi.trustedProxies": "{10.244.0.0/16,fd00::/8}" })
     ).find((variable) => variable.name === "CLOISTER_TRUSTED_PROXIES");
     assert.equal(trusted?.value, "10.244.0.0/16,fd00::/8");
+  });
+
+  test("declared attestation policies: a ConfigMap mounted at /policies, a roll when they change, signed envelopes only", async () => {
+    const envelope =
+      "eyJhbGciOiJFUzI1NiJ9.eyJBdHRlc3RhdGlvblBvbGljeSI6ImRtVnljMmx2YmoweExqQTcifQ.c2lnbmF0dXJl";
+    const find = (objects: K8sObject[], kind: string, name: string) =>
+      objects.find((object) => object.kind === kind && object.metadata.name === name);
+    const none = await render();
+    assert.equal(find(none, "ConfigMap", "cloister-attestation-service-policies"), undefined);
+    const objects = await render({ "services.attestationService.policies.SgxEnclave": envelope });
+    const configMap = find(objects, "ConfigMap", "cloister-attestation-service-policies");
+    assert.deepEqual((configMap as { data?: unknown } | undefined)?.data, { "SgxEnclave.jws": envelope });
+    const deployment = find(objects, "Deployment", "cloister-attestation-service");
+    assert.ok(deployment !== undefined);
+    const [container] = podOf(deployment).containers;
+    assert.ok(container !== undefined);
+    assert.equal(
+      container.env?.find((variable) => variable.name === "CLOISTER_POLICIES_DIR")?.value,
+      "/policies",
+    );
+    assert.ok(
+      container.volumeMounts?.some((mount) => mount.mountPath === "/policies" && mount.readOnly === true),
+    );
+    const annotations = (
+      deployment.spec as { template: { metadata: { annotations?: Record<string, string> } } }
+    ).template.metadata.annotations;
+    assert.match(
+      annotations?.["checksum/policies"] ?? "",
+      /^[0-9a-f]{64}$/,
+      "a changed policy rolls the pods",
+    );
+    for (const [key, value] of [
+      ["services.attestationService.policies.SgxEnclave", "eyJhbGciOiJub25lIn0.eyJ9."],
+      ["services.attestationService.policies.SgxEnclaves", envelope],
+    ] as const) {
+      await assert.rejects(render({ [key]: value }), (error: unknown) => {
+        assert.match(String((error as { stderr?: string }).stderr), /policies/);
+        return true;
+      });
+    }
   });
 
   test("workloads are told who the key broker must be, and the broker where it attests", async () => {
@@ -605,6 +645,7 @@ print(json.dumps(tomllib.loads(text)))
           "CLOISTER_INFERENCE_MEASUREMENTS",
           "CLOISTER_KEY_BROKER_SIGNERS",
           "CLOISTER_POLICY_MODE",
+          "CLOISTER_POLICY_SIGNERS",
           "CLOISTER_AUTHORITY_CA",
           "CLOISTER_RECOVERY_CUSTODIANS_FILE",
           "CLOISTER_RECOVERY_QUORUM",
@@ -617,6 +658,12 @@ print(json.dumps(tomllib.loads(text)))
         }
         // Every built file the service runs is under a trusted entry.
         const trusted = manifest.sgx.trusted_files.map((entry) => entry.replace(/^file:/, ""));
+        if (service === "attestation-service") {
+          // Who may sign policies is measured; the declared policies are mounted by the host, each checked.
+          assert.equal(manifest.loader.env.CLOISTER_POLICY_SIGNERS, "/app/trust/policy-signers.pem");
+          assert.ok(trusted.includes("/app/trust/policy-signers.pem"));
+          assert.deepEqual(manifest.loader.env.CLOISTER_POLICIES_DIR, { passthrough: true });
+        }
         if (service === "platform-api" || service === "inference-server") {
           // Whom they take keys from is measured: a host naming its own broker would hand them its keys.
           assert.equal(manifest.loader.env.CLOISTER_KEY_BROKER_SIGNERS, "5a".repeat(32));

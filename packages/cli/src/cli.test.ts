@@ -1,11 +1,22 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { approverId, checkKeyChangeApprovals, policyDigest, type KeyChange } from "@cloister/enclave";
+import { createSimulationPlatform } from "@cloister/attestation";
+import {
+  approverId,
+  checkKeyChangeApprovals,
+  policyDigest,
+  simulationProvider,
+  type KeyChange,
+} from "@cloister/enclave";
+import { buildApp as buildAttestationService } from "../../../services/attestation-service/src/app.js";
+import { readDeclaredPolicies } from "../../../services/attestation-service/src/policies.js";
+import { createPolicyManager } from "../../../services/attestation-service/src/test-support.js";
 import { runCli, type CliIo } from "./index.js";
 import { longestRestartPauseMs, restartPolicy } from "./up-processes.js";
 
@@ -22,6 +33,17 @@ function run(argv: string[]): { code: number; stdout: string; stderr: string } {
   const code = runCli(argv, io);
   assert.equal(typeof code, "number", "this command runs synchronously");
   return { code: code as number, stdout, stderr };
+}
+
+/** Runs a command that may be asynchronous. */
+async function runAsync(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(argv, {
+    stdout: (text) => (stdout += text),
+    stderr: (text) => (stderr += text),
+  });
+  return { code, stdout, stderr };
 }
 
 const sgxArgs = [
@@ -152,15 +174,6 @@ describe("cloister keys and audit (argument handling; the running stack is teste
 
 test("cloister approvals: an approver's key, and approvals the key broker's check accepts for that change only", async () => {
   const folder = mkdtempSync(join(tmpdir(), "cloister-approvals-"));
-  const runAsync = async (argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli(argv, {
-      stdout: (text) => (stdout += text),
-      stderr: (text) => (stderr += text),
-    });
-    return { code, stdout, stderr };
-  };
   try {
     const keyFile = join(folder, "approver.jwk");
     const made = await runAsync(["approvals", "approver-key", "--out", keyFile]);
@@ -247,4 +260,73 @@ test("cloister up's restart policy: a growing pause while a service keeps dying 
   });
   // Early exits older than a minute no longer count.
   assert.equal(restartPolicy(failures, start + 8000 + 61_000, true).delayMs, 1000);
+});
+
+test("cloister policy sign: an envelope the attestation service takes as a declared policy in production", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "cloister-policy-"));
+  try {
+    const manager = createPolicyManager();
+    const keyFile = join(folder, "signer.pem");
+    writeFileSync(keyFile, manager.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    const policy = `version=1.0; authorizationrules{ [type=="x-ms-sgx-is-debuggable", value==false] => permit(); }; issuancerules{ => issue(type="site", value="st-elsewhere"); };`;
+    const policyFile = join(folder, "sgx.policy");
+    writeFileSync(policyFile, policy);
+    // The folder the service reads (CLOISTER_POLICIES_DIR), one envelope per attestation type.
+    const declared = join(folder, "declared");
+    mkdirSync(declared);
+    const signed = await runAsync([
+      "policy",
+      "sign",
+      "--policy",
+      policyFile,
+      "--key",
+      keyFile,
+      "--out",
+      join(declared, "SgxEnclave.jws"),
+    ]);
+    assert.equal(signed.code, 0, signed.stderr);
+    const platform = createSimulationPlatform();
+    const app = await buildAttestationService({
+      issuer: "https://attestation.test",
+      provider: simulationProvider(platform, {
+        mrenclave: "5e".repeat(32),
+        mrsigner: "51".repeat(32),
+        productId: 1,
+        svn: 1,
+      }),
+      policyMode: "production",
+      policySigners: [manager.certificatePem],
+      declaredPolicies: readDeclaredPolicies(declared),
+    });
+    try {
+      const read = await app.inject({ method: "GET", url: "/policies/SgxEnclave" });
+      const claims = JSON.parse(
+        Buffer.from(read.json<{ token: string }>().token.split(".")[1] ?? "", "base64url").toString(),
+      ) as { "x-ms-policy": string };
+      assert.equal(Buffer.from(claims["x-ms-policy"], "base64url").toString(), policy);
+    } finally {
+      await app.close();
+    }
+
+    // To standard output as well; a policy that does not parse, or a key that cannot sign, is refused here.
+    const printed = await runAsync(["policy", "sign", "--policy", policyFile, "--key", keyFile]);
+    assert.match(printed.stdout, /^eyJ[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    writeFileSync(policyFile, "version=1.0; authorizationrules{ => permit() }");
+    const broken = await runAsync(["policy", "sign", "--policy", policyFile, "--key", keyFile]);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /the policy does not parse/);
+    writeFileSync(policyFile, policy);
+    const edwards = join(folder, "ed25519.pem");
+    writeFileSync(
+      edwards,
+      generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }),
+    );
+    const wrongKey = await runAsync(["policy", "sign", "--policy", policyFile, "--key", edwards]);
+    assert.equal(wrongKey.code, 1);
+    assert.match(wrongKey.stderr, /neither RSA nor EC P-256/);
+    assert.equal((await runAsync(["policy", "sign", "--policy", policyFile])).code, 2, "--key is required");
+    assert.equal((await runAsync(["policy", "seal"])).code, 2);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 });

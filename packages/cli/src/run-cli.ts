@@ -4,6 +4,7 @@ import { ExitCode, type CliIo } from "./cli-io.js";
 import { runKeys } from "./keys-command.js";
 import { runMeasure } from "./measure-command.js";
 import { runModels } from "./models-command.js";
+import { runPolicy } from "./policy-command.js";
 import { runRecovery } from "./recovery-command.js";
 import { runUp } from "./up-command.js";
 import { runVerifyQuote } from "./verify-quote-command.js";
@@ -19,6 +20,7 @@ Commands:
   keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
   recovery        back up the key broker's keys to custodians, and restore them on another node
   approvals       approve a key broker change as one of its policy approvers (the two-person rule)
+  policy sign     sign an attestation policy (MAA envelope) for the attestation service
 
 Run "cloister <command> --help" for a command's options.`;
 
@@ -42,6 +44,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runRecovery(rest, io);
     case "approvals":
       return runApprovals(rest, io);
+    case "policy":
+      return runPolicy(rest, io);
     case undefined:
     case "help":
     case "--help":

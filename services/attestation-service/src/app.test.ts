@@ -16,6 +16,7 @@ import {
 } from "@cloister/attestation";
 import { simulationProvider } from "@cloister/enclave";
 import { buildApp, kidFor, type AttestationServiceConfig } from "./app.js";
+import { readDeclaredPolicies } from "./policies.js";
 import { createPolicyManager } from "./test-support.js";
 
 const vectors = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../shared/attestation-vectors");
@@ -333,6 +334,66 @@ describe("policies", async () => {
     assert.equal(response.statusCode, 400);
     assert.equal(response.json<{ error: { code: string } }>().error.code, "ERR_COLLATERAL_UNAVAILABLE");
     await app.close();
+  });
+
+  test("declared policies (CLOISTER_POLICIES_DIR): checked at start, in force, and changed only there", async () => {
+    const manager = createPolicyManager();
+    const policy = `version=1.0; authorizationrules{ [type=="x-ms-sgx-svn", value>=3] => permit(); }; issuancerules{ => issue(type="declared", value="yes"); };`;
+    const folder = mkdtempSync(join(tmpdir(), "cloister-declared-"));
+    after(() => {
+      rmSync(folder, { recursive: true, force: true });
+    });
+    writeFileSync(join(folder, "SgxEnclave.jws"), `${await manager.signed(policy)}\n`);
+    // A Kubernetes ConfigMap mount's own entries are skipped.
+    writeFileSync(join(folder, "..data"), "");
+    const declaredPolicies = readDeclaredPolicies(folder);
+    assert.deepEqual(Object.keys(declaredPolicies), ["SgxEnclave"]);
+    const production = { policyMode: "production" as const, policySigners: [manager.certificatePem] };
+    const app = await buildApp(config({ ...production, declaredPolicies }));
+    // In force from the start: svn 3 passes although the evidence is debuggable, and the claim is issued.
+    const token = await app.inject({
+      method: "POST",
+      url: "/attest/SgxEnclave",
+      payload: { quote: b64url(workloadQuote) },
+    });
+    assert.equal(token.statusCode, 200, token.body);
+    assert.match(
+      Buffer.from(token.json<{ token: string }>().token.split(".")[1] ?? "", "base64url").toString(),
+      /"declared":"yes"/,
+    );
+    // The API does not change a declared type, even with a validly signed envelope; other types it does.
+    const replaced = await app.inject({
+      method: "PUT",
+      url: "/policies/SgxEnclave",
+      headers: { "content-type": "text/plain" },
+      payload: await manager.signed("version=1.0; authorizationrules{ => permit(); }; issuancerules{};"),
+    });
+    assert.equal(replaced.statusCode, 409);
+    assert.equal(replaced.json<{ error: { code: string } }>().error.code, "ERR_POLICY_DECLARED");
+    const reset = await app.inject({ method: "POST", url: "/policies/SgxEnclave:reset" });
+    assert.equal(reset.json<{ error: { code: string } }>().error.code, "ERR_POLICY_DECLARED");
+    const other = await app.inject({
+      method: "PUT",
+      url: "/policies/TdxVm",
+      headers: { "content-type": "text/plain" },
+      payload: await manager.signed("version=1.0; authorizationrules{ => permit(); }; issuancerules{};"),
+    });
+    assert.equal(other.statusCode, 200, other.body);
+    await app.close();
+
+    // Fail closed at start: an envelope no policy signer signed, or a misspelt type, stops the service.
+    const stranger = createPolicyManager();
+    await assert.rejects(
+      buildApp(config({ ...production, declaredPolicies: { SgxEnclave: await stranger.signed(policy) } })),
+      /declared SgxEnclave policy is refused \(ERR_FORBIDDEN/,
+    );
+    await assert.rejects(
+      buildApp(config({ ...production, declaredPolicies: { SgxEnclave: manager.unsigned(policy) } })),
+      /ERR_FORBIDDEN/,
+      "unsigned only in dev mode",
+    );
+    writeFileSync(join(folder, "SGXEnclave.jws"), await manager.signed(policy));
+    assert.throws(() => readDeclaredPolicies(folder), /SGXEnclave\.jws in the declared policies/);
   });
 
   test("GET, PUT (MAA JWS envelope) and :reset; signed by a configured certificate, unsigned only in dev", async () => {

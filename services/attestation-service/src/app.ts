@@ -44,6 +44,13 @@ export interface AttestationServiceConfig {
   readonly policyMode: PolicyMode;
   /** PEM certificates whose keys may sign policy envelopes. */
   readonly policySigners?: readonly string[];
+  /**
+   * Policies set by configuration (main.ts: CLOISTER_POLICIES_DIR): an MAA policy envelope per attestation
+   * type, applied at start exactly as `PUT /policies/{type}` would (signed by a policy signer outside dev
+   * mode), or the service does not start. Those types are then managed there only: the API refuses to change
+   * them (ERR_POLICY_DECLARED) and replicas do not pass them on, so a restart of every replica keeps them.
+   */
+  readonly declaredPolicies?: Readonly<Partial<Record<AttestationType, string>>>;
   /** Trust this simulation platform's root (the dev stack) besides Intel's. */
   readonly simulationPlatform?: SimulationPlatform;
   /** Folder of collateral bundles (JSON, DESIGN.md §4). */
@@ -102,6 +109,33 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
   const lifetime = config.tokenLifetimeSeconds ?? 3600;
   const issuer = config.issuer.replace(/\/$/, "");
   const policies = new PolicyStore(config.policyMode, config.policySigners ?? []);
+  const declared = new Set<AttestationType>();
+  for (const [type, envelope] of Object.entries(config.declaredPolicies ?? {})) {
+    if (!isAttestationType(type)) {
+      throw new ServiceError(
+        "ERR_NOT_FOUND",
+        `no attestation type ${JSON.stringify(type)} to declare a policy for`,
+      );
+    }
+    try {
+      await policies.set(type, envelope.trim());
+    } catch (error) {
+      throw new Error(
+        `the declared ${type} policy is refused (${error instanceof ServiceError ? `${error.code}: ${error.message}` : "unreadable"})`,
+        { cause: error },
+      );
+    }
+    declared.add(type);
+  }
+  /** Refuses API changes to a type whose policy is declared in configuration. */
+  const mayChangePolicy = (type: AttestationType): void => {
+    if (declared.has(type)) {
+      throw new ServiceError(
+        "ERR_POLICY_DECLARED",
+        `the ${type} policy is set by configuration (CLOISTER_POLICIES_DIR): change it there`,
+      );
+    }
+  };
   const collateral = new CollateralStore({
     ...(config.collateralDirectory === undefined ? {} : { directory: config.collateralDirectory }),
     ...(config.simulationPlatform === undefined ? {} : { simulationPlatform: config.simulationPlatform }),
@@ -227,6 +261,8 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
         verifyPeerSigningKey(jwk, identity, (quote) => verifyIntelEvidence(quote, evidenceContext()), now()),
       policies: {
         versions: () => policyVersions,
+        // A declared policy is this replica's configuration, the same on every replica: never replaced by a peer.
+        manages: (type) => !declared.has(type),
         apply: async (type, version) => {
           if (version.envelope === null) {
             policies.reset(type);
@@ -403,6 +439,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
     if (typeof envelope !== "string") {
       throw new ServiceError("ERR_BAD_REQUEST", "the body must be the policy JWS (or {policy: JWS})");
     }
+    mayChangePolicy(type);
     await policies.set(type, envelope.trim());
     policyVersions.set(type, { envelope: envelope.trim(), setAt: now().getTime() });
     request.log.info({ attestationType: type }, "attestation policy replaced");
@@ -415,6 +452,7 @@ export async function buildApp(config: AttestationServiceConfig): Promise<Fastif
       throw new ServiceError("ERR_NOT_FOUND", "use POST /policies/{attestationType}:reset");
     }
     const type = match[1] as AttestationType;
+    mayChangePolicy(type);
     policies.reset(type);
     policyVersions.set(type, { envelope: null, setAt: now().getTime() });
     request.log.info({ attestationType: type }, "attestation policy reset");

@@ -32,6 +32,11 @@ export const serviceErrors = {
     description: "The policy text does not parse (line and column in the message).",
   },
   ERR_NOT_FOUND: { status: 404, description: "Unknown attestation type or route." },
+  ERR_POLICY_DECLARED: {
+    status: 409,
+    description:
+      "The attestation type's policy is set by configuration (CLOISTER_POLICIES_DIR); change it there, not by the API.",
+  },
   ERR_OVERLOADED: {
     status: 503,
     description: "The service is overloaded (event-loop delay over its limit); retry after Retry-After.",

@@ -9,6 +9,9 @@
 //   CLOISTER_COLLATERAL_DIR      folder of Intel collateral bundles
 //   CLOISTER_PCCS_URL            Intel PCS or PCCS (API v4) base URL for collateral the folder lacks
 //   CLOISTER_POLICY_SIGNERS      file with PEM certificates allowed to sign policies
+//   CLOISTER_POLICIES_DIR        folder of declared policies, <attestation type>.jws each (MAA policy envelopes,
+//                                signed by a policy signer outside dev mode): applied at start, or the service does
+//                                not start; those types then change only there (the API answers ERR_POLICY_DECLARED)
 //   CLOISTER_TOKEN_LIFETIME      seconds, default 3600
 //   CLOISTER_SIGNING_KEY_FILE    the sealed token-signing key (default <data dir>/attestation-signing-key.sealed)
 //   CLOISTER_CORS_ORIGINS        comma-separated browser origins allowed to call it (the portal)
@@ -24,6 +27,7 @@ import { fileURLToPath } from "node:url";
 import { loadSimulationPlatform, pemBlocks, toPem } from "@cloister/attestation";
 import { serviceTee } from "@cloister/enclave";
 import { buildApp } from "./app.js";
+import { readDeclaredPolicies } from "./policies.js";
 import { closeOnSignals, requiredEnv } from "@cloister/service-kit";
 
 const port = Number.parseInt(process.env.CLOISTER_ATTESTATION_PORT ?? "7443", 10);
@@ -34,6 +38,7 @@ const serviceRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
 const provider = serviceTee(serviceRoot, "attestation-service", dataDirectory);
 const signersFile = process.env.CLOISTER_POLICY_SIGNERS;
 const peersName = process.env.CLOISTER_PEERS;
+const policiesDirectory = process.env.CLOISTER_POLICIES_DIR;
 const app = await buildApp({
   maxEventLoopDelayMs: Number(process.env.CLOISTER_MAX_EVENT_LOOP_DELAY_MS ?? 200),
   issuer: process.env.CLOISTER_ATTESTATION_URL ?? `https://127.0.0.1:${port}`,
@@ -45,6 +50,9 @@ const app = await buildApp({
   ...(process.env.CLOISTER_COLLATERAL_DIR === undefined
     ? {}
     : { collateralDirectory: process.env.CLOISTER_COLLATERAL_DIR }),
+  ...(policiesDirectory === undefined || policiesDirectory === ""
+    ? {}
+    : { declaredPolicies: readDeclaredPolicies(policiesDirectory) }),
   ...(signersFile === undefined
     ? {}
     : { policySigners: pemBlocks(readFileSync(signersFile, "utf8")).map((der) => toPem(der)) }),

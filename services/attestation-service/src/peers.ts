@@ -149,6 +149,8 @@ export interface PeerSyncOptions {
   readonly verifyKey: (jwk: JWK) => Promise<void>;
   readonly policies: {
     readonly versions: () => ReadonlyMap<AttestationType, PolicyVersion>;
+    /** Whether peers' versions of this type are taken at all (not for a policy declared in configuration). */
+    readonly manages: (type: AttestationType) => boolean;
     /** Applies a newer version learnt from a peer; throws (a ServiceError) when the store refuses it. */
     readonly apply: (type: AttestationType, version: PolicyVersion) => Promise<void>;
   };
@@ -358,7 +360,8 @@ export class PeerSync {
       if (
         !(attestationTypes as readonly string[]).includes(type) ||
         !(setAt <= now + 60_000) ||
-        (entry.envelope !== null && typeof entry.envelope !== "string")
+        (entry.envelope !== null && typeof entry.envelope !== "string") ||
+        !this.options.policies.manages(type)
       ) {
         continue;
       }

@@ -2,6 +2,8 @@
 // `{AttestationPolicy: base64url(text)}`, signed by a configured policy-management certificate; unsigned
 // (`alg: none`) envelopes only in dev mode.
 import { X509Certificate } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { AttestationError, parsePolicy, type Policy } from "@cloister/attestation";
 import { compactVerify, decodeProtectedHeader, importX509 } from "jose";
 import { ServiceError } from "./errors.js";
@@ -143,4 +145,28 @@ export class PolicyStore {
       "the policy is not signed by a configured policy-management certificate",
     );
   }
+}
+
+/**
+ * The policies declared in a folder (CLOISTER_POLICIES_DIR): one MAA policy envelope per file named
+ * `<attestation type>.jws` (`SgxEnclave.jws`, `TdxVm.jws`, …). Entries starting with "." are skipped (a
+ * Kubernetes ConfigMap mount's `..data`); any other name is refused, so a misspelt type is not silently
+ * ignored. The envelopes are checked when applied (buildApp).
+ */
+export function readDeclaredPolicies(directory: string): Partial<Record<AttestationType, string>> {
+  const declared: Partial<Record<AttestationType, string>> = {};
+  for (const name of readdirSync(directory).sort()) {
+    if (name.startsWith(".")) {
+      continue;
+    }
+    const type = attestationTypes.find((known) => name === `${known}.jws`);
+    if (type === undefined) {
+      throw new ServiceError(
+        "ERR_BAD_REQUEST",
+        `${name} in the declared policies: files are named <${attestationTypes.join("|")}>.jws`,
+      );
+    }
+    declared[type] = readFileSync(join(directory, name), "utf8").trim();
+  }
+  return declared;
 }

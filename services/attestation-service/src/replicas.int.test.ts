@@ -263,3 +263,40 @@ test("a policy set on one replica reaches the others and a replica started later
   assert.notEqual(await policyText(first), strict);
   assert.equal(await policyText(first), await policyText(second));
 });
+
+test("a policy declared in configuration is not replaced by a replica's newer one, and survives every replica's restart", async () => {
+  addresses.length = 0;
+  const manager = createPolicyManager();
+  const production = { policyMode: "production" as const, policySigners: [manager.certificatePem] };
+  const declaredText = `version=1.0; authorizationrules{ [type=="x-ms-sgx-svn", value>=4] => permit(); }; issuancerules{ => issue(type="declared", value="yes"); };`;
+  const declaredPolicies = { SgxEnclave: await manager.signed(declaredText) };
+  const policyText = async (replica: Replica, type: string): Promise<string> => {
+    const token = ((await get(replica, `/policies/${type}`)).body as { token: string }).token;
+    const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+      "x-ms-policy": string;
+    };
+    return Buffer.from(claims["x-ms-policy"], "base64url").toString("utf8");
+  };
+  const declaring = await startReplica({ ...production, declaredPolicies });
+  // A replica without the declaration (a half-finished roll-out) sets a newer policy of that type by the API.
+  const undeclared = await startReplica(production);
+  const newer = `version=1.0; authorizationrules{ => permit(); }; issuancerules{ };`;
+  clock = new Date(clock.getTime() + 1000);
+  const put = await requestJson(
+    "PUT",
+    `${undeclared.url}/policies/SgxEnclave`,
+    await manager.signed(newer),
+    client,
+  );
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  // Types not declared still travel between replicas.
+  const tdx = `version=1.0; authorizationrules{ => permit(); }; issuancerules{ => issue(type="tdx", value="yes"); };`;
+  await requestJson("PUT", `${undeclared.url}/policies/TdxVm`, await manager.signed(tdx), client);
+  await syncAll(declaring, undeclared, declaring);
+  assert.equal(await policyText(declaring, "SgxEnclave"), declaredText, "the declared policy stays");
+  assert.equal(await policyText(declaring, "TdxVm"), tdx, "an undeclared type is learnt");
+  // Every replica restarted: the declared policy is back at once, with nothing to learn from anyone.
+  addresses.length = 0;
+  const restarted = await startReplica({ ...production, declaredPolicies });
+  assert.equal(await policyText(restarted, "SgxEnclave"), declaredText);
+});
