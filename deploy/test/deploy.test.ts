@@ -448,6 +448,8 @@ describe("Helm chart", () => {
       ["services.platformApi.trustedProxies[0]", "ingress.example", /trustedProxies/],
       // Locally redundant storage would lose the backups with the region.
       ["services.keyBroker.backup.skuName", "Standard_LRS", /skuName/],
+      // A second broker replica would not open the first one's sealed store.
+      ["services.keyBroker.replicas", "2", /keyBroker\.replicas/],
     ] as const) {
       await assert.rejects(
         render({ [key]: value }),
