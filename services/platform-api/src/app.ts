@@ -599,28 +599,35 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         match === null
           ? Number((current.meta as { versionId?: string } | undefined)?.versionId ?? "0")
           : Number(match[1]);
-      const results =
+      // A withdrawal takes the report's Observations and its order with it.
+      const related =
         review.outcome === "entered-in-error"
           ? await Promise.all(
-              ((current.result ?? []) as { reference?: string }[]).map(async ({ reference }) => {
-                const [type, resultId] = (reference ?? "").split("/");
-                if (type !== "Observation" || resultId === undefined) {
-                  throw new PlatformError("ERR_INTERNAL", "a report result is not an Observation reference");
+              [
+                ...((current.result ?? []) as { reference?: string }[]),
+                ...((current.basedOn ?? []) as { reference?: string }[]),
+              ].map(async ({ reference }) => {
+                const [type, relatedId] = (reference ?? "").split("/");
+                if ((type !== "Observation" && type !== "ServiceRequest") || relatedId === undefined) {
+                  throw new PlatformError(
+                    "ERR_INTERNAL",
+                    "a report names a result or order it cannot withdraw",
+                  );
                 }
-                return repository.read(tenant, "Observation", resultId);
+                return repository.read(tenant, type, relatedId);
               }),
             )
           : [];
-      const next = reviewReport(current, results, review, principal, new Date());
+      const next = reviewReport(current, related, review, principal, new Date());
       const [updated] = await alongside(tenant, async (auditEvent) =>
         repository.updateTogether(
           tenant,
           [
             { resource: next.report, id, ifMatch: version },
-            ...next.withdrawnResults.map((result) => ({
-              resource: result,
-              id: result.id ?? "",
-              ifMatch: Number((result.meta as { versionId?: string } | undefined)?.versionId ?? "0"),
+            ...next.withdrawnWith.map((resource) => ({
+              resource,
+              id: resource.id ?? "",
+              ifMatch: Number((resource.meta as { versionId?: string } | undefined)?.versionId ?? "0"),
             })),
           ],
           [next.provenance],

@@ -487,7 +487,7 @@ describe("diagnosis workflow", () => {
     assert.equal((await reportsAwaitingReview()).includes(id), false);
   });
 
-  it("a clinician withdraws a report entered in error: it and its Observations, in one change with one Provenance", async () => {
+  it("a clinician withdraws a report entered in error: it, its Observations and its order, in one change with one Provenance", async () => {
     const requestId = await order(png(3));
     const report = await reportFor(requestId);
     const id = String(report.id);
@@ -514,13 +514,20 @@ describe("diagnosis workflow", () => {
       assert.equal(result.body.status, "entered-in-error", `${reference} is withdrawn with its report`);
       assert.equal((result.body.meta as { versionId: string }).versionId, "2");
     }
+    // So is the order, which the clerk sees (clerks do not read results) and places again.
+    const orderRead = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
+    assert.equal(orderRead.body.status, "entered-in-error");
+    const orderVersion = Number((orderRead.body.meta as { versionId: string }).versionId);
     const found = await fhir("clinician", "GET", `/fhir/Provenance?target=DiagnosticReport/${id}/_history/2`);
     const provenance = (found.body.entry as { resource: Record<string, unknown> }[] | undefined)?.[0]
       ?.resource;
     assert.match(JSON.stringify(provenance?.activity), /withdrawal of a report entered in error/);
-    for (const reference of results) {
-      assert.match(JSON.stringify(provenance?.target), new RegExp(`${reference}/_history/2`));
-      assert.match(JSON.stringify(provenance?.entity), new RegExp(`${reference}/_history/1`));
+    for (const [reference, version] of [
+      ...results.map((result) => [result, 2] as const),
+      [`ServiceRequest/${requestId}`, orderVersion] as const,
+    ]) {
+      assert.match(JSON.stringify(provenance?.target), new RegExp(`${reference}/_history/${version}"`));
+      assert.match(JSON.stringify(provenance?.entity), new RegExp(`${reference}/_history/${version - 1}"`));
     }
     assert.equal(
       (await app.countReviewBacklog(["demo"])).count,

@@ -73,7 +73,8 @@ const orderStatus: Readonly<Record<string, string>> = {
   active: "Analysing",
   completed: "Result ready",
   revoked: "Could not be completed",
-  "entered-in-error": "Entered in error",
+  // A clinician withdrew its result (wrong patient or image): the clerk orders again with the right image.
+  "entered-in-error": "Withdrawn: order again",
 };
 
 /** A report withdrawn as entered in error: its result does not apply to this patient, so none is shown. */

@@ -499,6 +499,12 @@ describe(
         (await second.getByTestId("conclusion").textContent()) ?? "",
         /entered in error and withdrawn/,
       );
+      // Its order says so, for the clerk to place it again.
+      await page
+        .getByTestId("orders")
+        .locator('[data-status="entered-in-error"]')
+        .filter({ hasText: "Withdrawn: order again" })
+        .waitFor({ timeout: 15_000 });
       await page.screenshot({ path: join(artifacts, "4b-reviews-changed.png"), fullPage: true });
       assert.deepEqual(await accessibilityProblems(page), [], "changed and withdrawn results: WCAG 2.1 AA");
 

@@ -5,7 +5,8 @@
 // "verify", the clinician as verifier, the reviewed version as its source) is written in the same transaction.
 // A reviewed report can be reviewed again, always with a note: a changed verdict makes it `corrected`, the same
 // verdict with a new note `amended`. A report about the wrong patient or image is withdrawn (`entered-in-error`),
-// with its Observations, so no result of it stands in the record. A cancelled or withdrawn report is final.
+// with its Observations and its order, so no result of it stands in the record and the clerk sees the order
+// must be placed again. A cancelled or withdrawn report is final.
 import { PlatformError } from "../errors.js";
 import type { FhirResource } from "./search-parameters.js";
 
@@ -113,20 +114,21 @@ const verdicts: Readonly<Record<ReviewOutcome, { conclusion: string; text: strin
 export interface ReviewedReport {
   /** The report's next version. */
   readonly report: FhirResource;
-  /** When the report is withdrawn: its Observations' next versions, `entered-in-error` too. */
-  readonly withdrawnResults: readonly FhirResource[];
+  /** When the report is withdrawn: the next versions of its Observations and its order, `entered-in-error`. */
+  readonly withdrawnWith: readonly FhirResource[];
   /** Names the clinician as verifier of the new versions, with the versions before as their sources. */
   readonly provenance: FhirResource;
 }
 
 /**
- * The reviewed report, its withdrawn results and its Provenance. `report` is the current version; `results` are
- * the current versions of its Observations (needed only for a withdrawal). Throws ERR_REPORT_STATE for a report
- * that cannot be reviewed (cancelled, withdrawn) and ERR_BAD_REQUEST for a second review without a note.
+ * The reviewed report, what is withdrawn with it and its Provenance. `report` is the current version;
+ * `related` are the current versions of its Observations and its order (needed only for a withdrawal). Throws
+ * ERR_REPORT_STATE for a report that cannot be reviewed (cancelled, withdrawn) and ERR_BAD_REQUEST for a second
+ * review without a note.
  */
 export function reviewReport(
   report: FhirResource,
-  results: readonly FhirResource[],
+  related: readonly FhirResource[],
   review: ReportReview,
   reviewer: { readonly subject: string },
   now: Date,
@@ -177,13 +179,13 @@ export function reviewReport(
       .join(" "),
     conclusionCode: [{ coding: [{ system: reviewCodeSystem, code: review.outcome }], text: verdict.text }],
   };
-  const withdrawing = withdrawn ? results : [];
+  const withdrawing = withdrawn ? related : [];
   const provenance: FhirResource = {
     resourceType: "Provenance",
     target: [
       { reference: `DiagnosticReport/${id}/_history/${version + 1}` },
-      ...withdrawing.map((result) => ({
-        reference: `Observation/${result.id ?? ""}/_history/${versionOf(result) + 1}`,
+      ...withdrawing.map((resource) => ({
+        reference: `${resource.resourceType}/${resource.id ?? ""}/_history/${versionOf(resource) + 1}`,
       })),
     ],
     recorded: now.toISOString(),
@@ -210,15 +212,15 @@ export function reviewReport(
     ],
     entity: [
       { role: "revision", what: { reference: `DiagnosticReport/${id}/_history/${version}` } },
-      ...withdrawing.map((result) => ({
+      ...withdrawing.map((resource) => ({
         role: "revision",
-        what: { reference: `Observation/${result.id ?? ""}/_history/${versionOf(result)}` },
+        what: { reference: `${resource.resourceType}/${resource.id ?? ""}/_history/${versionOf(resource)}` },
       })),
     ],
   };
   return {
     report: reviewed,
-    withdrawnResults: withdrawing.map((result) => ({ ...result, status: "entered-in-error" })),
+    withdrawnWith: withdrawing.map((resource) => ({ ...resource, status: "entered-in-error" })),
     provenance,
   };
 }
