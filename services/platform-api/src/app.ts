@@ -159,8 +159,8 @@ declare module "fastify" {
      */
     reconcileDiagnosisJobs: (tenantIds: readonly string[]) => Promise<number>;
     /**
-     * Counts the AI results awaiting a clinician's review (preliminary DiagnosticReports, at most 500 per
-     * tenant) and the oldest one's issue time, for the gauges `diagnosis_reports_awaiting_review` and
+     * Counts every AI result awaiting a clinician's review (preliminary DiagnosticReports) and finds the oldest
+     * one's issue time, however many wait, for the gauges `diagnosis_reports_awaiting_review` and
      * `diagnosis_report_oldest_awaiting_review_seconds`. main.ts runs it with the reconciler.
      */
     countReviewBacklog: (
@@ -700,12 +700,12 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   ): Promise<FastifyReply> => {
     const found = await audited(request, "search-type", type, async (setEntities) => {
       const tenant = await tenantOf(request, "read", type);
-      const result = await repository.search(tenant, type, query);
+      const result = await repository.searchWithTotal(tenant, type, query);
       // The query itself may hold PHI (a name, an MRN): record what was returned, never what was asked.
-      setEntities(result.map(reference));
+      setEntities(result.resources.map(reference));
       return { tenant, result };
     });
-    return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found));
+    return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found.resources, found.total));
   };
 
   // FHIR's POST _search (form body) keeps names and MRNs out of URLs, proxies' logs and browser history.
@@ -922,7 +922,12 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     const jobs: DiagnosisJob[] = [];
     for (const tenantId of tenantIds) {
       const active = await withTenantKeys(tenantId, (tenant) =>
-        repository.search(tenant, "ServiceRequest", { status: "active", _count: "500" }),
+        // Oldest first: after an outage with more than a round's worth, the longest waiting go first.
+        repository.search(tenant, "ServiceRequest", {
+          status: "active",
+          _sort: "_lastUpdated",
+          _count: "500",
+        }),
       );
       for (const request of active) {
         if (request.id !== undefined) {
@@ -951,11 +956,17 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     let count = 0;
     let oldestIssuedMs: number | undefined;
     for (const tenantId of tenantIds) {
+      // Every one counted, and the oldest found however many wait (a preliminary report is not updated
+      // until its review, so the least recently updated is the one waiting longest).
       const awaiting = await withTenantKeys(tenantId, (tenant) =>
-        repository.search(tenant, "DiagnosticReport", { status: "preliminary", _count: "500" }),
+        repository.searchWithTotal(tenant, "DiagnosticReport", {
+          status: "preliminary",
+          _sort: "_lastUpdated",
+          _count: "1",
+        }),
       );
-      count += awaiting.length;
-      for (const report of awaiting) {
+      count += awaiting.total;
+      for (const report of awaiting.resources) {
         const issued = typeof report.issued === "string" ? Date.parse(report.issued) : Number.NaN;
         if (Number.isFinite(issued)) {
           oldestIssuedMs = Math.min(oldestIssuedMs ?? issued, issued);
@@ -967,7 +978,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   });
   new Gauge({
     name: "diagnosis_reports_awaiting_review",
-    help: "AI results (preliminary DiagnosticReports) awaiting a clinician's review, over the platform's tenants (counted every reconciler round, at most 500 per tenant)",
+    help: "AI results (preliminary DiagnosticReports) awaiting a clinician's review, over the platform's tenants (counted every reconciler round)",
     registers: [registry],
     collect() {
       this.set(reviewBacklog.count);

@@ -174,6 +174,40 @@ describe("FHIR R4 API", () => {
     assert.equal(outcomeCode(unknown.body), "ERR_BAD_REQUEST");
   });
 
+  it("sorts by last update either way, counts every match in Bundle.total, and answers _summary=count", async () => {
+    for (const mrn of ["MRN-S1", "MRN-S2", "MRN-S3"]) {
+      const created = await fhir("clerkA", "POST", "/fhir/Patient", {
+        resourceType: "Patient",
+        identifier: [{ system: "urn:mrn", value: mrn }],
+        name: [{ family: "Sortington" }],
+      });
+      assert.equal(created.statusCode, 201, created.body);
+    }
+    const page = async (query: string) => {
+      const response = await fhir("clerkA", "GET", `/fhir/Patient?name=sortington&${query}`);
+      assert.equal(response.statusCode, 200, response.body);
+      const bundle = response.json<{
+        total: number;
+        entry?: { resource: { meta: { lastUpdated: string } } }[];
+      }>();
+      return { total: bundle.total, updated: (bundle.entry ?? []).map((e) => e.resource.meta.lastUpdated) };
+    };
+    const newest = await page("");
+    const oldest = await page("_sort=_lastUpdated");
+    assert.deepEqual(oldest.updated, [...oldest.updated].sort(), "oldest first");
+    assert.deepEqual(newest.updated, [...oldest.updated].reverse(), "newest first by default");
+    assert.deepEqual((await page("_sort=-_lastUpdated")).updated, newest.updated);
+    const firstPage = await page("_sort=_lastUpdated&_count=2");
+    assert.deepEqual(firstPage.updated, oldest.updated.slice(0, 2));
+    assert.equal(firstPage.total, 3, "Bundle.total counts every match, not the page");
+    assert.deepEqual(await page("_summary=count"), { total: 3, updated: [] });
+    for (const query of ["_sort=name", "_sort=_lastUpdated,name", "_summary=data"]) {
+      const refused = await fhir("clerkA", "GET", `/fhir/Patient?name=sortington&${query}`);
+      assert.equal(refused.statusCode, 400, query);
+      assert.equal(outcomeCode(refused.body), "ERR_BAD_REQUEST");
+    }
+  });
+
   it("validates resources and says where they are wrong", async () => {
     const invalid = await fhir("clerkA", "POST", "/fhir/Patient", { ...patient, birthDate: "12/04/1990" });
     assert.equal(invalid.statusCode, 400);

@@ -9,7 +9,7 @@ import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 
 const recheckMs = 60_000;
-/** The worklist shows this many; the count says how many there are up to the search's page. */
+/** The worklist shows the oldest this many; its heading counts them all. */
 const shown = 20;
 
 interface Entry {
@@ -30,14 +30,17 @@ export function ReviewWorklist(props: {
 
   const load = useCallback(async (): Promise<void> => {
     try {
-      const awaiting = (
-        await client.search<DiagnosticReport>("DiagnosticReport", { status: "preliminary", _count: "200" })
-      ).sort((a, b) => (a.issued ?? "").localeCompare(b.issued ?? ""));
+      // The platform sorts: the oldest are shown however many wait (a preliminary report is not updated until
+      // its review, so its last update is when the AI result arrived).
+      const page = await client.searchPage("DiagnosticReport", {
+        status: "preliminary",
+        _sort: "_lastUpdated",
+        _count: String(shown),
+      });
+      const awaiting = page.resources as DiagnosticReport[];
       // Each patient is read once per page (every read is audited): the worklist is read again every minute.
       const patients = known.current;
-      const subjects = [
-        ...new Set(awaiting.slice(0, shown).map((report) => report.subject?.reference ?? "")),
-      ];
+      const subjects = [...new Set(awaiting.map((report) => report.subject?.reference ?? ""))];
       await Promise.all(
         subjects
           .filter((reference) => reference.startsWith("Patient/") && !patients.has(reference))
@@ -45,11 +48,9 @@ export function ReviewWorklist(props: {
             patients.set(reference, (await client.json("GET", `/fhir/${reference}`)) as Patient);
           }),
       );
-      setTotal(awaiting.length);
+      setTotal(page.total);
       setEntries(
-        awaiting
-          .slice(0, shown)
-          .map((report) => ({ report, patient: patients.get(report.subject?.reference ?? "") })),
+        awaiting.map((report) => ({ report, patient: patients.get(report.subject?.reference ?? "") })),
       );
       setError(undefined);
     } catch (failure) {
@@ -73,13 +74,14 @@ export function ReviewWorklist(props: {
 
   return (
     <section className="panel" aria-labelledby="worklist-title" data-testid="worklist">
-      <h2 id="worklist-title">
-        Awaiting review{entries === undefined ? "" : ` (${total === 200 ? "200+" : String(total)})`}
-      </h2>
+      <h2 id="worklist-title">Awaiting review{entries === undefined ? "" : ` (${String(total)})`}</h2>
       <ErrorMessage message={error} />
       {entries === undefined ? null : entries.length === 0 ? (
         <p>No AI result is awaiting review.</p>
-      ) : (
+      ) : total > entries.length ? (
+        <p className="muted">The {entries.length} waiting longest:</p>
+      ) : null}
+      {entries === undefined || entries.length === 0 ? null : (
         <ul className="results">
           {entries.map(({ report, patient }) => (
             <li key={report.id}>

@@ -274,12 +274,21 @@ export class PlatformClient {
 
   /** FHIR search by POST (form body): names and MRNs never appear in a URL, even an encrypted one. */
   async search<T = Record<string, unknown>>(type: string, parameters: Record<string, string>): Promise<T[]> {
+    return (await this.searchPage(type, parameters)).resources as T[];
+  }
+
+  /** The same, with the number of all matches (`Bundle.total`), however many the page holds. */
+  async searchPage(
+    type: string,
+    parameters: Record<string, string>,
+  ): Promise<{ resources: unknown[]; total: number }> {
     const response = await this.request("POST", `/fhir/${type}/_search`, {
       bytes: new TextEncoder().encode(new URLSearchParams(parameters).toString()),
       contentType: "application/x-www-form-urlencoded",
     });
-    const bundle = response.json() as { entry?: { resource: T }[] };
-    return (bundle.entry ?? []).map((entry) => entry.resource);
+    const bundle = response.json() as { total?: number; entry?: { resource: unknown }[] };
+    const resources = (bundle.entry ?? []).map((entry) => entry.resource);
+    return { resources, total: bundle.total ?? resources.length };
   }
 }
 

@@ -25,6 +25,12 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
           description:
             "Bearer tokens from POST /auth/login (or the configured OpenID Connect provider); every resource belongs to one tenant.",
         },
+        // For every type: at most 500 per page, by last update either way, or the number of matches only.
+        searchParam: [
+          { name: "_count", type: "number", documentation: "1 to 500 (default 50)" },
+          { name: "_sort", type: "token", documentation: "_lastUpdated or -_lastUpdated (the default)" },
+          { name: "_summary", type: "token", documentation: "count: Bundle.total only" },
+        ],
         resource: Object.entries(searchParameters).map(([type, parameters]) => ({
           type,
           versioning: "versioned",
@@ -49,7 +55,7 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
                     name: "review",
                     definition: "https://cloister.dev/fhir/OperationDefinition/DiagnosticReport-review",
                     documentation:
-                      "Clinicians: Parameters {outcome: confirmed | not-confirmed, note} make a preliminary AI report final.",
+                      "Clinicians: Parameters {outcome: confirmed | not-confirmed | entered-in-error, note} make a preliminary AI report final, change a review (with If-Match, corrected or amended), or withdraw a report with its results and order.",
                   },
                 ],
               }

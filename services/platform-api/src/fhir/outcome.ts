@@ -23,11 +23,12 @@ export function searchBundle(
   baseUrl: string,
   type: string,
   resources: readonly FhirResource[],
+  total: number = resources.length,
 ): FhirResource {
   return {
     resourceType: "Bundle",
     type: "searchset",
-    total: resources.length,
+    total,
     entry: resources.map((resource) => ({
       fullUrl: `${baseUrl}/fhir/${type}/${resource.id ?? ""}`,
       resource,

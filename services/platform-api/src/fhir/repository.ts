@@ -240,13 +240,35 @@ export class FhirRepository {
     type: string,
     query: Readonly<Record<string, string | string[] | undefined>>,
   ): Promise<FhirResource[]> {
+    return (await this.searchWithTotal(tenant, type, query)).resources;
+  }
+
+  /**
+   * A search and the number of all its matches (`Bundle.total`): counted only when the page is full, or for
+   * `_summary=count`, which returns no resources.
+   */
+  async searchWithTotal(
+    tenant: TenantContext,
+    type: string,
+    query: Readonly<Record<string, string | string[] | undefined>>,
+  ): Promise<{ resources: FhirResource[]; total: number }> {
     checkType(type);
-    const { groups, count } = queryGroups(type, query);
+    const { groups, count, order, countOnly } = queryGroups(type, query);
     const tokenGroups = groups.map((group) =>
       // Every generation's token: records indexed before a key rotation match until re-encrypted.
       group.flatMap(({ parameter, value }) => blindIndexes(tenant.keyring, type, parameter, value)),
     );
-    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count);
-    return found.map((version) => this.decode(tenant, version));
+    if (countOnly) {
+      return { resources: [], total: await this.store.count(tenant.tenantId, type, tokenGroups) };
+    }
+    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count, order);
+    const resources = found.map((version) => this.decode(tenant, version));
+    return {
+      resources,
+      total:
+        resources.length < count
+          ? resources.length
+          : await this.store.count(tenant.tenantId, type, tokenGroups),
+    };
   }
 }

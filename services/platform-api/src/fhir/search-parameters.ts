@@ -2,6 +2,7 @@
 // subset). Each resource yields blind-index tokens for its values; each query yields token groups. Matching
 // is exact after normalisation (strings: lowercase, accents removed, one word at a time), because the
 // database only ever sees HMACs of values.
+import type { SearchOrder } from "../storage/record-store.js";
 import { PlatformError } from "../errors.js";
 
 export type SearchValueKind = "token" | "string" | "date" | "reference";
@@ -124,10 +125,16 @@ export function queryGroups(
 ): {
   groups: { parameter: string; value: string }[][];
   count: number;
+  /** `_sort=_lastUpdated` (oldest first) or `-_lastUpdated` (newest first, the default). */
+  order: SearchOrder;
+  /** `_summary=count`: the number of matches only. */
+  countOnly: boolean;
 } {
   const parameters = searchParameters[type] ?? {};
   const groups: { parameter: string; value: string }[][] = [];
   let count = 50;
+  let order: SearchOrder = "newest";
+  let countOnly = false;
   for (const [name, rawValue] of Object.entries(query)) {
     const values = array(rawValue).filter((v): v is string => typeof v === "string");
     if (name === "_count") {
@@ -136,6 +143,22 @@ export function queryGroups(
         throw new PlatformError("ERR_BAD_REQUEST", "_count must be 1 to 500", { expression: "_count" });
       }
       count = parsed;
+      continue;
+    }
+    if (name === "_sort") {
+      if (values.length !== 1 || (values[0] !== "_lastUpdated" && values[0] !== "-_lastUpdated")) {
+        throw new PlatformError("ERR_BAD_REQUEST", "_sort is _lastUpdated or -_lastUpdated", {
+          expression: "_sort",
+        });
+      }
+      order = values[0] === "_lastUpdated" ? "oldest" : "newest";
+      continue;
+    }
+    if (name === "_summary") {
+      if (values.length !== 1 || values[0] !== "count") {
+        throw new PlatformError("ERR_BAD_REQUEST", "_summary is count", { expression: "_summary" });
+      }
+      countOnly = true;
       continue;
     }
     const definition = parameters[name];
@@ -171,5 +194,5 @@ export function queryGroups(
       }
     }
   }
-  return { groups, count };
+  return { groups, count, order, countOnly };
 }

@@ -108,6 +108,20 @@ export interface PostgresStoreOptions {
   readonly maxConnections?: number;
 }
 
+/** One EXISTS per token group (AND), any of its tokens (OR); the tokens are bound parameters. */
+function tokenClauses(
+  tenantId: string,
+  type: string,
+  tokenGroups: readonly (readonly Uint8Array[])[],
+): { clauses: string; values: unknown[] } {
+  const values: unknown[] = [tenantId, type];
+  const clauses = tokenGroups.map((group) => {
+    values.push(group.map((token) => Buffer.from(token)));
+    return `AND EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token = ANY($${values.length}::bytea[]))`;
+  });
+  return { clauses: clauses.join(" "), values };
+}
+
 export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
   const schema = options.schema ?? "public";
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
@@ -228,24 +242,33 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
           [tenantId, type, id],
         )
       ).map(toVersion),
-    search: async (tenantId, type, tokenGroups, limit) => {
+    search: async (tenantId, type, tokenGroups, limit, order = "newest") => {
       if (tokenGroups.some((group) => group.length === 0)) {
         return [];
       }
-      const values: unknown[] = [tenantId, type];
-      const clauses = tokenGroups.map((group) => {
-        values.push(group.map((token) => Buffer.from(token)));
-        return `AND EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token = ANY($${values.length}::bytea[]))`;
-      });
+      const { clauses, values } = tokenClauses(tenantId, type, tokenGroups);
       values.push(limit);
+      const direction = order === "oldest" ? "ASC" : "DESC";
       const rows = await query(
         `SELECT ${versionColumns} FROM resources_current c JOIN resource_versions v ON v.tenant_id = c.tenant_id
          AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
-         WHERE c.tenant_id = $1 AND c.type = $2 AND NOT c.deleted ${clauses.join(" ")}
-         ORDER BY c.last_updated DESC, c.id LIMIT $${values.length}`,
+         WHERE c.tenant_id = $1 AND c.type = $2 AND NOT c.deleted ${clauses}
+         ORDER BY c.last_updated ${direction}, c.id LIMIT $${values.length}`,
         values,
       );
       return rows.map(toVersion);
+    },
+    count: async (tenantId, type, tokenGroups) => {
+      if (tokenGroups.some((group) => group.length === 0)) {
+        return 0;
+      }
+      const { clauses, values } = tokenClauses(tenantId, type, tokenGroups);
+      const [row] = await select<{ matches: string }>(
+        `SELECT count(*) AS matches FROM resources_current c
+         WHERE c.tenant_id = $1 AND c.type = $2 AND NOT c.deleted ${clauses}`,
+        values,
+      );
+      return Number(row?.matches ?? 0);
     },
     staleVersions: async (tenantId, generation, limit) => {
       const rows = await select<VersionRow & { is_current: boolean }>(

@@ -137,6 +137,28 @@ for (const driver of drivers) {
       );
     });
 
+    it("orders search results by last update either way, and counts every match", async () => {
+      const store = await open();
+      const t = blindIndex(keyring, "DiagnosticReport", "status", "preliminary");
+      const at = (id: string, minute: number, versionId = 1, deleted = false): StoredVersion => ({
+        ...sealed("DiagnosticReport", id, versionId, {}, deleted),
+        lastUpdated: new Date(Date.UTC(2026, 10, 29, 0, minute)).toISOString(),
+      });
+      await store.write(tenant, at("late", 30), 0, [t]);
+      await store.write(tenant, at("early", 1), 0, [t]);
+      await store.write(tenant, at("middle", 15), 0, [t]);
+      const ids = async (order?: "newest" | "oldest", limit = 10): Promise<string[]> =>
+        (await store.search(tenant, "DiagnosticReport", [[t]], limit, order)).map((v) => v.id);
+      assert.deepEqual(await ids(), ["late", "middle", "early"], "newest first by default");
+      assert.deepEqual(await ids("oldest"), ["early", "middle", "late"]);
+      assert.deepEqual(await ids("oldest", 1), ["early"], "the oldest, however many match");
+      assert.equal(await store.count(tenant, "DiagnosticReport", [[t]]), 3);
+      assert.equal(await store.count(tenant, "DiagnosticReport", [[]]), 0);
+      assert.equal(await store.count("org-2", "DiagnosticReport", [[t]]), 0);
+      await store.write(tenant, at("middle", 40, 2, true), 1, []);
+      assert.equal(await store.count(tenant, "DiagnosticReport", [[t]]), 2, "deleted ones do not count");
+    });
+
     it("tracks each version's key generation, lists what an older one sealed, and reseals with a compare-and-swap", async () => {
       const store = await open();
       const newer = deriveTenantKeyringGenerations(

@@ -70,6 +70,9 @@ export interface VersionWrite {
   readonly tokens: readonly Uint8Array[];
 }
 
+/** The order of search results, by last update. */
+export type SearchOrder = "newest" | "oldest";
+
 export interface RecordStore {
   readonly dialect: "sqlite" | "postgres";
   /** Applies pending migrations; returns the schema version. */
@@ -100,14 +103,21 @@ export interface RecordStore {
   readonly history: (tenantId: string, type: string, id: string) => Promise<StoredVersion[]>;
   /**
    * Current, not deleted resources of a type that carry, for every group, at least one of its tokens
-   * (AND of ORs), newest first, at most `limit`.
+   * (AND of ORs), newest first (by last update; `order: "oldest"` for oldest first), at most `limit`.
    */
   readonly search: (
     tenantId: string,
     type: string,
     tokenGroups: readonly (readonly Uint8Array[])[],
     limit: number,
+    order?: SearchOrder,
   ) => Promise<StoredVersion[]>;
+  /** How many current, not deleted resources `search` would find with no limit. */
+  readonly count: (
+    tenantId: string,
+    type: string,
+    tokenGroups: readonly (readonly Uint8Array[])[],
+  ) => Promise<number>;
   /**
    * Versions (deletions aside) sealed under a key generation below `generation`, in a stable order, at most
    * `limit`: what re-encryption works through, batch by batch.

@@ -23,6 +23,16 @@ function storageFailure(cause: unknown): PlatformError {
 }
 
 /** Opens (and creates) an SQLite record store at `path` (":memory:" for tests). */
+/** One EXISTS per token group (AND), any of its tokens (OR); tokens are bound parameters, never spliced in. */
+function tokenClauses(tokenGroups: readonly (readonly Uint8Array[])[]): string {
+  return tokenGroups
+    .map(
+      (group) =>
+        `AND EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token IN (${group.map(() => "?").join(", ")}))`,
+    )
+    .join(" ");
+}
+
 export function openSqliteStore(path: string): RecordStore {
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
@@ -188,21 +198,25 @@ export function openSqliteStore(path: string): RecordStore {
     },
     history: async (tenantId, type, id) =>
       (selectHistory.all(tenantId, type, id) as VersionRow[]).map(toVersion),
-    search: async (tenantId, type, tokenGroups, limit) => {
+    search: async (tenantId, type, tokenGroups, limit, order = "newest") => {
       if (tokenGroups.some((group) => group.length === 0)) {
         return [];
       }
-      // One EXISTS per group; tokens are bound parameters, never spliced into the SQL.
-      const clauses = tokenGroups.map(
-        (group) =>
-          `EXISTS (SELECT 1 FROM search_tokens t WHERE t.tenant_id = c.tenant_id AND t.type = c.type AND t.id = c.id AND t.token IN (${group.map(() => "?").join(", ")}))`,
-      );
       const sql = `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body FROM resources_current c
         JOIN resource_versions v ON v.tenant_id = c.tenant_id AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
-        WHERE c.tenant_id = ? AND c.type = ? AND c.deleted = 0 ${clauses.map((clause) => `AND ${clause}`).join(" ")}
-        ORDER BY c.last_updated DESC, c.id LIMIT ?`;
+        WHERE c.tenant_id = ? AND c.type = ? AND c.deleted = 0 ${tokenClauses(tokenGroups)}
+        ORDER BY c.last_updated ${order === "oldest" ? "ASC" : "DESC"}, c.id LIMIT ?`;
       const parameters = [tenantId, type, ...tokenGroups.flat().map((token) => Buffer.from(token)), limit];
       return (db.prepare(sql).all(...parameters) as VersionRow[]).map(toVersion);
+    },
+    count: async (tenantId, type, tokenGroups) => {
+      if (tokenGroups.some((group) => group.length === 0)) {
+        return 0;
+      }
+      const sql = `SELECT count(*) AS matches FROM resources_current c
+        WHERE c.tenant_id = ? AND c.type = ? AND c.deleted = 0 ${tokenClauses(tokenGroups)}`;
+      const parameters = [tenantId, type, ...tokenGroups.flat().map((token) => Buffer.from(token))];
+      return (db.prepare(sql).get(...parameters) as { matches: number }).matches;
     },
     staleVersions: async (tenantId, generation, limit): Promise<StaleVersion[]> =>
       (selectStale.all(tenantId, generation, limit) as (VersionRow & { is_current: number })[]).map(
