@@ -572,7 +572,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   // A clinician's review of an AI report (fhir/report-review.ts): the preliminary report becomes final, with
   // the clinician and their verdict, and a Provenance, in one transaction with the audit event. A reviewed
   // report is reviewed again only from the version the clinician read (If-Match); a withdrawn one takes its
-  // Observations with it.
+  // Observations and its order with it.
   app.post<{ Params: { id: string } }>("/fhir/DiagnosticReport/:id/$review", async (request, reply) => {
     const { id } = request.params;
     const reviewed = await audited(request, "review", "DiagnosticReport", async (setEntities, alongside) => {
