@@ -705,7 +705,11 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       setEntities(result.resources.map(reference));
       return { tenant, result };
     });
-    return fhirJson(reply, 200, searchBundle(config.baseUrl, type, found.resources, found.total));
+    return fhirJson(
+      reply,
+      200,
+      searchBundle(config.baseUrl, type, found.resources, found.total, found.nextCursor),
+    );
   };
 
   // FHIR's POST _search (form body) keeps names and MRNs out of URLs, proxies' logs and browser history.

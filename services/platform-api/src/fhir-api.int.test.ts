@@ -174,7 +174,7 @@ describe("FHIR R4 API", () => {
     assert.equal(outcomeCode(unknown.body), "ERR_BAD_REQUEST");
   });
 
-  it("sorts by last update either way, counts every match in Bundle.total, and answers _summary=count", async () => {
+  it("sorts by last update either way, counts every match in Bundle.total, answers _summary=count, and pages with sealed cursors", async () => {
     for (const mrn of ["MRN-S1", "MRN-S2", "MRN-S3"]) {
       const created = await fhir("clerkA", "POST", "/fhir/Patient", {
         resourceType: "Patient",
@@ -201,6 +201,46 @@ describe("FHIR R4 API", () => {
     assert.deepEqual(firstPage.updated, oldest.updated.slice(0, 2));
     assert.equal(firstPage.total, 3, "Bundle.total counts every match, not the page");
     assert.deepEqual(await page("_summary=count"), { total: 3, updated: [] });
+
+    // Paging: the next page's link carries an opaque cursor, never the search values.
+    const first = (
+      await fhir("clerkA", "GET", "/fhir/Patient?name=sortington&_sort=_lastUpdated&_count=2")
+    ).json<{
+      link?: { relation: string; url: string }[];
+    }>();
+    const next = first.link?.find((link) => link.relation === "next")?.url ?? "";
+    assert.match(next, /^https:\/\/platform\.test\/fhir\/Patient\?_cursor=[\w-]+$/);
+    assert.doesNotMatch(next.toLowerCase(), /sortington/);
+    const nextPath = next.replace("https://platform.test", "");
+    const second = await fhir("clerkA", "GET", nextPath);
+    assert.equal(second.statusCode, 200, second.body);
+    const secondBundle = second.json<{
+      total: number;
+      link?: unknown[];
+      entry: { resource: { meta: { lastUpdated: string } } }[];
+    }>();
+    assert.deepEqual(
+      secondBundle.entry.map((entry) => entry.resource.meta.lastUpdated),
+      oldest.updated.slice(2),
+      "the rest, in the same order",
+    );
+    assert.equal(secondBundle.total, 3);
+    assert.equal(secondBundle.link, undefined, "no page after the last");
+    // A cursor opens only in its tenant, unaltered, for this type, and alone.
+    const cursor = nextPath.split("_cursor=")[1] ?? "";
+    // One character in the middle changed (every bit of it is used, unlike the last one's).
+    const middle = Math.floor(cursor.length / 2);
+    const altered = `${cursor.slice(0, middle)}${cursor[middle] === "A" ? "B" : "A"}${cursor.slice(middle + 1)}`;
+    for (const [who, path] of [
+      ["clerkB", nextPath],
+      ["clerkA", `/fhir/Patient?_cursor=${altered}`],
+      ["clerkA", `/fhir/ServiceRequest?_cursor=${cursor}`],
+      ["clerkA", `${nextPath}&_count=1`],
+    ] as const) {
+      const refused = await fhir(who, "GET", path);
+      assert.equal(refused.statusCode, 400, `${who} ${path}`);
+      assert.equal(outcomeCode(refused.body), "ERR_BAD_REQUEST");
+    }
     for (const query of ["_sort=name", "_sort=_lastUpdated,name", "_summary=data"]) {
       const refused = await fhir("clerkA", "GET", `/fhir/Patient?name=sortington&${query}`);
       assert.equal(refused.statusCode, 400, query);

@@ -2,6 +2,7 @@
 // discovers, creates, reads, updates, searches and reads history over real HTTP.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,15 +24,17 @@ test("fhir-kit-client works against the platform's FHIR API", async () => {
   const password = "correct horse battery staple";
   await accounts.create({ email: "clinician@demo.test", password, tenantId: "demo", role: "clinician" });
   const tenant = deriveTenantKeyring(randomBytes(32), "demo");
+  // The links in Bundles (a search's next page) name the server's own base URL, so it must be the real one.
+  const port = await freePort();
   const app = await buildApp({
-    baseUrl: "http://127.0.0.1",
+    baseUrl: `http://127.0.0.1:${port}`,
     store,
     accounts,
     systemKeyring,
     sessions: await createLocalSessions({ issuer: "http://127.0.0.1" }),
     tenantKeyring: async () => tenant,
   });
-  const url = await app.listen({ port: 0, host: "127.0.0.1" });
+  const url = await app.listen({ port, host: "127.0.0.1" });
   after(async () => {
     await app.close();
     await store.close();
@@ -84,6 +87,32 @@ test("fhir-kit-client works against the platform's FHIR API", async () => {
     found.entry.map((entry) => entry.resource.id),
     [created.id],
   );
+  // Paging: the client follows the Bundle's next link (an opaque cursor) to the last page.
+  for (const mrn of ["p-1", "p-2", "p-3", "p-4"]) {
+    await client.create({
+      resourceType: "Patient",
+      body: {
+        resourceType: "Patient",
+        identifier: [{ system: "urn:mrn", value: mrn }],
+        name: [{ family: "Pager" }],
+      },
+    });
+  }
+  type Page = { total: number; entry?: { resource: { id: string } }[]; link?: { relation: string }[] };
+  let page = (await client.search({
+    resourceType: "Patient",
+    searchParams: { name: "pager", _count: "3" },
+  })) as unknown as Page;
+  assert.equal(page.total, 4);
+  const paged = (page.entry ?? []).map((entry) => entry.resource.id);
+  let pages = 1;
+  while (page.link?.some((link) => link.relation === "next") === true) {
+    page = (await client.nextPage({ bundle: page as never })) as unknown as Page;
+    paged.push(...(page.entry ?? []).map((entry) => entry.resource.id));
+    pages++;
+  }
+  assert.equal(pages, 2);
+  assert.equal(new Set(paged).size, 4, "every match once");
   const history = (await client.resourceHistory({ resourceType: "Patient", id: created.id })) as unknown as {
     total: number;
   };
@@ -103,3 +132,11 @@ test("fhir-kit-client works against the platform's FHIR API", async () => {
     return true;
   });
 });
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -24,11 +24,16 @@ export function searchBundle(
   type: string,
   resources: readonly FhirResource[],
   total: number = resources.length,
+  nextCursor?: string,
 ): FhirResource {
   return {
     resourceType: "Bundle",
     type: "searchset",
     total,
+    // The next page: an opaque cursor, never the search values (they may be a name or an MRN).
+    ...(nextCursor === undefined
+      ? {}
+      : { link: [{ relation: "next", url: `${baseUrl}/fhir/${type}?_cursor=${nextCursor}` }] }),
     entry: resources.map((resource) => ({
       fullUrl: `${baseUrl}/fhir/${type}/${resource.id ?? ""}`,
       resource,

@@ -9,6 +9,16 @@ import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record
 import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
 import { validateFhirResource } from "./validation.js";
 
+/** How long a search's next-page cursor opens. */
+const cursorLifetimeMs = 15 * 60_000;
+/** Paging stops here: deeper than this, narrow the search. */
+const maxSearchOffset = 10_000;
+
+/** What a cursor is sealed to: the tenant and the resource type searched. */
+function cursorAddress(tenant: TenantContext, type: string) {
+  return { tenantId: tenant.tenantId, type: "_search-cursor", id: type, versionId: 0 };
+}
+
 /** FHIR R4 id: 1 to 64 of [A-Za-z0-9-.] (so never a path). */
 export const fhirIdPattern = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -244,16 +254,26 @@ export class FhirRepository {
   }
 
   /**
-   * A search and the number of all its matches (`Bundle.total`): counted only when the page is full, or for
-   * `_summary=count`, which returns no resources.
+   * A search, the number of all its matches (`Bundle.total`: counted only when it is not plain from the page,
+   * or for `_summary=count`, which returns no resources), and when more follow, the `_cursor` of the next page.
+   * A cursor is the query and the next offset sealed with the tenant's key: the search values (names, MRNs)
+   * never appear in the next page's URL, and the cursor opens only in this tenant, for 15 minutes.
    */
   async searchWithTotal(
     tenant: TenantContext,
     type: string,
     query: Readonly<Record<string, string | string[] | undefined>>,
-  ): Promise<{ resources: FhirResource[]; total: number }> {
+  ): Promise<{ resources: FhirResource[]; total: number; nextCursor?: string }> {
     checkType(type);
-    const { groups, count, order, countOnly } = queryGroups(type, query);
+    let effective = query;
+    let offset = 0;
+    if (query._cursor !== undefined) {
+      if (Object.keys(query).some((name) => name !== "_cursor")) {
+        throw new PlatformError("ERR_BAD_REQUEST", "_cursor is sent alone", { expression: "_cursor" });
+      }
+      ({ query: effective, offset } = this.openCursor(tenant, type, query._cursor));
+    }
+    const { groups, count, order, countOnly } = queryGroups(type, effective);
     const tokenGroups = groups.map((group) =>
       // Every generation's token: records indexed before a key rotation match until re-encrypted.
       group.flatMap(({ parameter, value }) => blindIndexes(tenant.keyring, type, parameter, value)),
@@ -261,14 +281,71 @@ export class FhirRepository {
     if (countOnly) {
       return { resources: [], total: await this.store.count(tenant.tenantId, type, tokenGroups) };
     }
-    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count, order);
+    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count, order, offset);
     const resources = found.map((version) => this.decode(tenant, version));
+    const total =
+      offset === 0 && resources.length < count
+        ? resources.length
+        : await this.store.count(tenant.tenantId, type, tokenGroups);
+    const next = offset + count;
     return {
       resources,
-      total:
-        resources.length < count
-          ? resources.length
-          : await this.store.count(tenant.tenantId, type, tokenGroups),
+      total,
+      ...(next < total && next <= maxSearchOffset
+        ? { nextCursor: this.sealCursor(tenant, type, effective, next) }
+        : {}),
     };
+  }
+
+  private sealCursor(
+    tenant: TenantContext,
+    type: string,
+    query: Readonly<Record<string, string | string[] | undefined>>,
+    offset: number,
+  ): string {
+    const cursor = { query, offset, expiresAt: this.now().getTime() + cursorLifetimeMs };
+    return sealRecord(
+      tenant.keyring,
+      cursorAddress(tenant, type),
+      Buffer.from(JSON.stringify(cursor), "utf8"),
+    ).toString("base64url");
+  }
+
+  private openCursor(
+    tenant: TenantContext,
+    type: string,
+    cursor: string | string[],
+  ): { query: Record<string, string | string[]>; offset: number } {
+    const refused = new PlatformError(
+      "ERR_BAD_REQUEST",
+      "the paging cursor is not valid here: expired, altered or made for another search; search again",
+      { expression: "_cursor" },
+    );
+    let opened: { query?: unknown; offset?: unknown; expiresAt?: unknown };
+    try {
+      if (typeof cursor !== "string") {
+        throw refused;
+      }
+      opened = JSON.parse(
+        openRecord(tenant.keyring, cursorAddress(tenant, type), Buffer.from(cursor, "base64url")).toString(
+          "utf8",
+        ),
+      ) as typeof opened;
+    } catch {
+      throw refused;
+    }
+    if (
+      typeof opened.query !== "object" ||
+      opened.query === null ||
+      "_cursor" in opened.query ||
+      typeof opened.offset !== "number" ||
+      !Number.isInteger(opened.offset) ||
+      opened.offset < 1 ||
+      typeof opened.expiresAt !== "number" ||
+      opened.expiresAt < this.now().getTime()
+    ) {
+      throw refused;
+    }
+    return { query: opened.query as Record<string, string | string[]>, offset: opened.offset };
   }
 }

@@ -242,18 +242,18 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
           [tenantId, type, id],
         )
       ).map(toVersion),
-    search: async (tenantId, type, tokenGroups, limit, order = "newest") => {
+    search: async (tenantId, type, tokenGroups, limit, order = "newest", offset = 0) => {
       if (tokenGroups.some((group) => group.length === 0)) {
         return [];
       }
       const { clauses, values } = tokenClauses(tenantId, type, tokenGroups);
-      values.push(limit);
+      values.push(offset, limit);
       const direction = order === "oldest" ? "ASC" : "DESC";
       const rows = await query(
         `SELECT ${versionColumns} FROM resources_current c JOIN resource_versions v ON v.tenant_id = c.tenant_id
          AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
          WHERE c.tenant_id = $1 AND c.type = $2 AND NOT c.deleted ${clauses}
-         ORDER BY c.last_updated ${direction}, c.id LIMIT $${values.length}`,
+         ORDER BY c.last_updated ${direction}, c.id OFFSET $${values.length - 1} LIMIT $${values.length}`,
         values,
       );
       return rows.map(toVersion);

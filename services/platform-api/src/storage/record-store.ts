@@ -103,7 +103,8 @@ export interface RecordStore {
   readonly history: (tenantId: string, type: string, id: string) => Promise<StoredVersion[]>;
   /**
    * Current, not deleted resources of a type that carry, for every group, at least one of its tokens
-   * (AND of ORs), newest first (by last update; `order: "oldest"` for oldest first), at most `limit`.
+   * (AND of ORs), newest first (by last update; `order: "oldest"` for oldest first), at most `limit`, after
+   * skipping `offset` (a next page).
    */
   readonly search: (
     tenantId: string,
@@ -111,6 +112,7 @@ export interface RecordStore {
     tokenGroups: readonly (readonly Uint8Array[])[],
     limit: number,
     order?: SearchOrder,
+    offset?: number,
   ) => Promise<StoredVersion[]>;
   /** How many current, not deleted resources `search` would find with no limit. */
   readonly count: (

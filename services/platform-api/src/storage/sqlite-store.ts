@@ -198,15 +198,21 @@ export function openSqliteStore(path: string): RecordStore {
     },
     history: async (tenantId, type, id) =>
       (selectHistory.all(tenantId, type, id) as VersionRow[]).map(toVersion),
-    search: async (tenantId, type, tokenGroups, limit, order = "newest") => {
+    search: async (tenantId, type, tokenGroups, limit, order = "newest", offset = 0) => {
       if (tokenGroups.some((group) => group.length === 0)) {
         return [];
       }
       const sql = `SELECT v.type, v.id, v.version_id, v.last_updated, v.deleted, v.body FROM resources_current c
         JOIN resource_versions v ON v.tenant_id = c.tenant_id AND v.type = c.type AND v.id = c.id AND v.version_id = c.version_id
         WHERE c.tenant_id = ? AND c.type = ? AND c.deleted = 0 ${tokenClauses(tokenGroups)}
-        ORDER BY c.last_updated ${order === "oldest" ? "ASC" : "DESC"}, c.id LIMIT ?`;
-      const parameters = [tenantId, type, ...tokenGroups.flat().map((token) => Buffer.from(token)), limit];
+        ORDER BY c.last_updated ${order === "oldest" ? "ASC" : "DESC"}, c.id LIMIT ? OFFSET ?`;
+      const parameters = [
+        tenantId,
+        type,
+        ...tokenGroups.flat().map((token) => Buffer.from(token)),
+        limit,
+        offset,
+      ];
       return (db.prepare(sql).all(...parameters) as VersionRow[]).map(toVersion);
     },
     count: async (tenantId, type, tokenGroups) => {
