@@ -793,6 +793,36 @@ describe("monitoring", () => {
     }
   });
 
+  test("an alert fires when no replica of a service is up, for each service deployed", async () => {
+    const downRules = async (values: Record<string, string> = {}) => {
+      const rules = (await render(values)).find((object) => object.kind === "PrometheusRule");
+      const groups = (rules?.spec?.groups ?? []) as {
+        rules: { alert: string; expr: string; labels: Record<string, string> }[];
+      }[];
+      return groups.flatMap((group) => group.rules).filter((rule) => rule.alert === "CloisterServiceDown");
+    };
+    const down = await downRules();
+    assert.deepEqual(down.map((rule) => rule.labels.cloister_service).sort(), [
+      "attestation-service",
+      "inference-server",
+      "key-broker",
+      "platform-api",
+    ]);
+    for (const rule of down) {
+      const service = `cloister-${rule.labels.cloister_service ?? ""}`;
+      assert.equal(
+        rule.expr,
+        `sum(up{namespace="cloister", service="${service}"}) == 0 or absent(up{namespace="cloister", service="${service}"})`,
+      );
+    }
+    const withoutInference = await downRules({ "services.inferenceServer.enabled": "false" });
+    assert.deepEqual(
+      withoutInference.map((rule) => rule.labels.cloister_service).sort(),
+      ["attestation-service", "key-broker", "platform-api"],
+      "no alert for a service not deployed",
+    );
+  });
+
   test("every alert is explained in the runbook, and its link lands on a heading there", async () => {
     const runbook = readFileSync(join(repositoryRoot, "docs/runbook.md"), "utf8");
     const anchors = new Set(
