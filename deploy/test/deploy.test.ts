@@ -793,6 +793,31 @@ describe("monitoring", () => {
     }
   });
 
+  test("the ServiceMonitor scrapes each service once: not the attestation service's peers Service", async () => {
+    const objects = await render();
+    const monitor = objects.find((object) => object.kind === "ServiceMonitor");
+    const selector = monitor?.spec?.selector as {
+      matchLabels: Record<string, string>;
+      matchExpressions?: { key: string; operator: string }[];
+    };
+    const labelsOf = (object: K8sObject) =>
+      (object.metadata as { labels?: Record<string, string> }).labels ?? {};
+    const scraped = objects
+      .filter((object) => object.kind === "Service")
+      .filter((object) => {
+        const labels = labelsOf(object);
+        return (
+          Object.entries(selector.matchLabels).every(([key, value]) => labels[key] === value) &&
+          (selector.matchExpressions ?? []).every(
+            (expression) => expression.operator === "DoesNotExist" && !(expression.key in labels),
+          )
+        );
+      })
+      .map((object) => object.metadata.name);
+    assert.ok(scraped.includes("cloister-attestation-service"));
+    assert.ok(!scraped.includes("cloister-attestation-service-peers"), scraped.join(", "));
+  });
+
   test("an alert fires when no replica of a service is up, for each service deployed", async () => {
     const downRules = async (values: Record<string, string> = {}) => {
       const rules = (await render(values)).find((object) => object.kind === "PrometheusRule");
