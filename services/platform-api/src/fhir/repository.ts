@@ -250,7 +250,7 @@ export class FhirRepository {
     type: string,
     query: Readonly<Record<string, string | string[] | undefined>>,
   ): Promise<FhirResource[]> {
-    return (await this.searchWithTotal(tenant, type, query)).resources;
+    return (await this.page(tenant, type, query)).resources;
   }
 
   /**
@@ -264,6 +264,38 @@ export class FhirRepository {
     type: string,
     query: Readonly<Record<string, string | string[] | undefined>>,
   ): Promise<{ resources: FhirResource[]; total: number; nextCursor?: string }> {
+    const { resources, tokenGroups, count, offset, effective, countOnly } = await this.page(
+      tenant,
+      type,
+      query,
+    );
+    const total =
+      !countOnly && offset === 0 && resources.length < count
+        ? resources.length
+        : await this.store.count(tenant.tenantId, type, tokenGroups);
+    const next = offset + count;
+    return {
+      resources,
+      total,
+      ...(!countOnly && next < total && next <= maxSearchOffset
+        ? { nextCursor: this.sealCursor(tenant, type, effective, next) }
+        : {}),
+    };
+  }
+
+  /** One page of a search (none for `_summary=count`), with what counting it and paging on need. */
+  private async page(
+    tenant: TenantContext,
+    type: string,
+    query: Readonly<Record<string, string | string[] | undefined>>,
+  ): Promise<{
+    resources: FhirResource[];
+    tokenGroups: Buffer[][];
+    count: number;
+    offset: number;
+    effective: Readonly<Record<string, string | string[] | undefined>>;
+    countOnly: boolean;
+  }> {
     checkType(type);
     let effective = query;
     let offset = 0;
@@ -278,22 +310,16 @@ export class FhirRepository {
       // Every generation's token: records indexed before a key rotation match until re-encrypted.
       group.flatMap(({ parameter, value }) => blindIndexes(tenant.keyring, type, parameter, value)),
     );
-    if (countOnly) {
-      return { resources: [], total: await this.store.count(tenant.tenantId, type, tokenGroups) };
-    }
-    const found = await this.store.search(tenant.tenantId, type, tokenGroups, count, order, offset);
-    const resources = found.map((version) => this.decode(tenant, version));
-    const total =
-      offset === 0 && resources.length < count
-        ? resources.length
-        : await this.store.count(tenant.tenantId, type, tokenGroups);
-    const next = offset + count;
+    const found = countOnly
+      ? []
+      : await this.store.search(tenant.tenantId, type, tokenGroups, count, order, offset);
     return {
-      resources,
-      total,
-      ...(next < total && next <= maxSearchOffset
-        ? { nextCursor: this.sealCursor(tenant, type, effective, next) }
-        : {}),
+      resources: found.map((version) => this.decode(tenant, version)),
+      tokenGroups,
+      count,
+      offset,
+      effective,
+      countOnly,
     };
   }
 
