@@ -16,6 +16,7 @@ import { createMemoryResultCache, type ResultCache } from "./workflow/result-cac
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
+import { checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
@@ -535,6 +536,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           return { tenant, result: { status: 200, resource: existing[0] } };
         }
       }
+      if (type === "ServiceRequest") {
+        await checkNewOrder(body, (referenced, id) => repository.exists(tenant, referenced, id));
+      }
       const created = await alongside(tenant, async (auditEvent) =>
         repository.create(tenant, body, { auditEvent }),
       );
@@ -559,12 +563,42 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         throw new PlatformError("ERR_PRECONDITION");
       }
       setEntities([`${type}/${id.slice(0, 64)}`]);
+      if (type === "Binary") {
+        throw new PlatformError("ERR_IMMUTABLE");
+      }
       const body = resourceBody(request, type);
+      let version = match === null ? undefined : Number(match[1]);
+      if (type === "ServiceRequest") {
+        // Checked against the version read, and written from exactly that version: a worker completing the
+        // order meanwhile makes this a conflict, never a cancelled order with a result.
+        const current = await repository.read(tenant, type, id).catch((error: unknown) => {
+          throw error instanceof PlatformError && error.code === "ERR_NOT_FOUND"
+            ? new PlatformError("ERR_NOT_FOUND", "no such order: orders are placed with POST")
+            : error;
+        });
+        const currentVersion = Number((current.meta as { versionId?: string } | undefined)?.versionId);
+        if (version !== undefined && version !== currentVersion) {
+          throw new PlatformError("ERR_PRECONDITION");
+        }
+        checkOrderChange(current, body);
+        version = currentVersion;
+      }
       const result = await alongside(tenant, async (auditEvent) =>
-        repository.update(tenant, body, id, match === null ? undefined : Number(match[1]), { auditEvent }),
+        repository.update(tenant, body, id, version, { auditEvent }),
       );
       return { tenant, result };
     });
+    if (type === "ServiceRequest") {
+      // Pages open on the patient read the order again (ids and status only).
+      const subject = (updated.subject as { reference?: unknown } | undefined)?.reference;
+      events.publish(request.principal?.tenantId ?? "", {
+        type: "ServiceRequest",
+        id,
+        status: String(updated.status),
+        basedOn: `ServiceRequest/${id}`,
+        ...(typeof subject === "string" ? { subject } : {}),
+      });
+    }
     const created = (updated.meta as { versionId?: string } | undefined)?.versionId === "1";
     return fhirJson(versionHeaders(reply, updated), created ? 201 : 200, updated);
   });

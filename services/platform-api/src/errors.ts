@@ -16,6 +16,21 @@ export const platformErrors = {
     issue: "business-rule",
     message: "the report cannot be reviewed: it is cancelled or withdrawn",
   },
+  ERR_ORDER_STATE: {
+    status: 409,
+    issue: "business-rule",
+    message: "the order is completed, cancelled or withdrawn: it can no longer be changed",
+  },
+  ERR_ORDER_CHANGE: {
+    status: 422,
+    issue: "business-rule",
+    message: "staff change an order only by cancelling it (status revoked), with an optional note",
+  },
+  ERR_IMMUTABLE: {
+    status: 405,
+    issue: "not-supported",
+    message: "an image (Binary) is never changed once stored: upload a new one and order again",
+  },
   ERR_PRECONDITION: { status: 412, issue: "conflict", message: "If-Match does not name the current version" },
   ERR_PRECONDITION_REQUIRED: {
     status: 428,

@@ -337,17 +337,40 @@ describe("FHIR R4 API", () => {
     assert.equal(outcomeCode(tooLarge.body), "ERR_PAYLOAD_TOO_LARGE");
   });
 
-  it("makes creates idempotent with If-None-Exist, and refuses path tricks", async () => {
-    const order = {
+  /** A stored PNG image of the tenant of `who`: its Binary id. */
+  async function storedImage(who: string): Promise<string> {
+    const created = await app.inject({
+      method: "POST",
+      url: "/fhir/Binary",
+      headers: { authorization: `Bearer ${tokens[who] ?? ""}`, "content-type": "image/png" },
+      payload: Buffer.concat([
+        Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+        randomBytes(64),
+      ]),
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    return created.json<{ id: string }>().id;
+  }
+
+  /** An active order for the patient and image. */
+  function orderFor(patient: string, binary: string, identifier?: string): Record<string, unknown> {
+    return {
       resourceType: "ServiceRequest",
       status: "active",
       intent: "order",
-      identifier: [{ system: "https://hospital-a.test/orders", value: "ORD-1" }],
-      subject: { reference: `Patient/${patientId}` },
+      ...(identifier === undefined
+        ? {}
+        : { identifier: [{ system: "https://hospital-a.test/orders", value: identifier }] }),
+      subject: { reference: `Patient/${patient}` },
       code: {
         coding: [{ system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" }],
       },
+      supportingInfo: [{ reference: `Binary/${binary}` }],
     };
+  }
+
+  it("makes creates idempotent with If-None-Exist, and refuses path tricks", async () => {
+    const order = orderFor(patientId, await storedImage("clerkA"), "ORD-1");
     const condition = { "if-none-exist": "identifier=https://hospital-a.test/orders|ORD-1" };
     const first = await fhir("clerkA", "POST", "/fhir/ServiceRequest", order, condition);
     const second = await fhir("clerkA", "POST", "/fhir/ServiceRequest", order, condition);
@@ -364,6 +387,157 @@ describe("FHIR R4 API", () => {
     }
     assert.equal((await fhir("clerkA", "GET", "/fhir/Account?email=x")).statusCode, 403);
     assert.equal(outcomeCode((await fhir("admin", "GET", "/fhir/Nonsense/1")).body), "ERR_UNAUTHENTICATED");
+  });
+
+  it("places an order only for a stored patient and image of the tenant, active", async () => {
+    const image = await storedImage("clerkA");
+    const otherTenantsImage = await storedImage("clerkB");
+    const refused = async (order: Record<string, unknown>, expression: string): Promise<void> => {
+      const answer = await fhir("clerkA", "POST", "/fhir/ServiceRequest", order);
+      assert.equal(answer.statusCode, 400, answer.body);
+      assert.equal(outcomeCode(answer.body), "ERR_INVALID_RESOURCE");
+      const outcome = answer.json<{ issue: { expression?: string[] }[] }>();
+      assert.deepEqual(outcome.issue[0]?.expression, [expression]);
+    };
+    await refused({ ...orderFor(patientId, image), status: "completed" }, "ServiceRequest.status");
+    await refused({ ...orderFor(patientId, image), status: "draft" }, "ServiceRequest.status");
+    await refused(orderFor("no-such-patient", image), "ServiceRequest.subject");
+    await refused(
+      { ...orderFor(patientId, image), subject: { reference: `Binary/${image}` } },
+      "ServiceRequest.subject",
+    );
+    await refused(orderFor(patientId, "no-such-image"), "ServiceRequest.supportingInfo");
+    await refused(orderFor(patientId, otherTenantsImage), "ServiceRequest.supportingInfo");
+    await refused({ ...orderFor(patientId, image), supportingInfo: [] }, "ServiceRequest.supportingInfo");
+    const placed = await fhir("clerkA", "POST", "/fhir/ServiceRequest", orderFor(patientId, image));
+    assert.equal(placed.statusCode, 201, placed.body);
+  });
+
+  it("never changes a stored image, and changes an order only to cancel it", async () => {
+    const image = await storedImage("clerkA");
+    const replaced = await app.inject({
+      method: "PUT",
+      url: `/fhir/Binary/${image}`,
+      headers: { authorization: `Bearer ${tokens.clerkA ?? ""}`, "content-type": "image/png" },
+      payload: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]),
+    });
+    assert.equal(replaced.statusCode, 405, replaced.body);
+    assert.equal(outcomeCode(replaced.body), "ERR_IMMUTABLE");
+    const asJson = await fhir("clinicianA", "PUT", `/fhir/Binary/${image}`, {
+      resourceType: "Binary",
+      id: image,
+      contentType: "image/png",
+      data: "AAAA",
+    });
+    assert.equal(outcomeCode(asJson.body), "ERR_IMMUTABLE");
+    const created = await fhir("clerkA", "PUT", "/fhir/Binary/brand-new", {
+      resourceType: "Binary",
+      id: "brand-new",
+      contentType: "image/png",
+      data: "AAAA",
+    });
+    assert.equal(outcomeCode(created.body), "ERR_IMMUTABLE", "no image is stored with PUT either");
+    const stored = await fhir("clerkA", "GET", `/fhir/Binary/${image}`, undefined, {
+      accept: "application/fhir+json",
+    });
+    assert.equal(stored.json<{ meta: { versionId: string } }>().meta.versionId, "1");
+
+    const placed = await fhir("clerkA", "POST", "/fhir/ServiceRequest", orderFor(patientId, image));
+    const order = placed.json<Record<string, unknown> & { id: string }>();
+    const put = (changed: Record<string, unknown>, headers: Record<string, string> = {}) =>
+      fhir("clerkA", "PUT", `/fhir/ServiceRequest/${order.id}`, changed, headers);
+    const otherPatient = await fhir("clerkA", "POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      name: [{ family: "Other" }],
+    });
+    for (const [changed, code] of [
+      [
+        { ...order, subject: { reference: `Patient/${otherPatient.json<{ id: string }>().id}` } },
+        "ERR_ORDER_CHANGE",
+      ],
+      [
+        {
+          ...order,
+          status: "revoked",
+          subject: { reference: `Patient/${otherPatient.json<{ id: string }>().id}` },
+        },
+        "ERR_ORDER_CHANGE",
+      ],
+      [
+        {
+          ...order,
+          status: "revoked",
+          supportingInfo: [{ reference: `Binary/${await storedImage("clerkA")}` }],
+        },
+        "ERR_ORDER_CHANGE",
+      ],
+      [{ ...order, status: "completed" }, "ERR_ORDER_CHANGE"],
+      [{ ...order, status: "entered-in-error" }, "ERR_ORDER_CHANGE"],
+    ] as const) {
+      const answer = await put(changed);
+      assert.equal(answer.statusCode, 422, answer.body);
+      assert.equal(outcomeCode(answer.body), code);
+    }
+    assert.equal(
+      outcomeCode((await put({ ...order, status: "revoked" }, { "if-match": 'W/"9"' })).body),
+      "ERR_PRECONDITION",
+    );
+    const fresh = await fhir("clerkA", "GET", `/fhir/ServiceRequest/${order.id}`);
+    assert.equal(fresh.json<{ status: string; meta: { versionId: string } }>().status, "active");
+    assert.equal(fresh.json<{ meta: { versionId: string } }>().meta.versionId, "1", "refusals write nothing");
+
+    const note = { text: "Wrong image chosen", time: "2026-11-29T10:00:00Z" };
+    const cancelled = await put({ ...order, status: "revoked", note: [note] }, { "if-match": 'W/"1"' });
+    assert.equal(cancelled.statusCode, 200, cancelled.body);
+    assert.equal(cancelled.json<{ status: string }>().status, "revoked");
+    const again = await put({ ...order, status: "revoked", note: [note] });
+    assert.equal(again.statusCode, 409, again.body);
+    assert.equal(outcomeCode(again.body), "ERR_ORDER_STATE");
+
+    // Notes are only added to, and an order exists before it changes.
+    const second = (
+      await fhir("clerkA", "POST", "/fhir/ServiceRequest", { ...orderFor(patientId, image), note: [note] })
+    ).json<Record<string, unknown> & { id: string }>();
+    const dropped = await fhir("clerkA", "PUT", `/fhir/ServiceRequest/${second.id}`, {
+      ...second,
+      status: "revoked",
+      note: [],
+    });
+    assert.equal(outcomeCode(dropped.body), "ERR_ORDER_CHANGE");
+    const unknown = await fhir("clerkA", "PUT", "/fhir/ServiceRequest/not-placed", {
+      ...orderFor(patientId, image),
+      id: "not-placed",
+    });
+    assert.equal(unknown.statusCode, 404, unknown.body);
+    // Another hospital's clerk cannot cancel it.
+    const foreign = await fhir("clerkB", "PUT", `/fhir/ServiceRequest/${second.id}`, {
+      ...second,
+      status: "revoked",
+    });
+    assert.equal(foreign.statusCode, 404, foreign.body);
+  });
+
+  it("says in its CapabilityStatement which types staff create and update", async () => {
+    const statement = (await app.inject({ method: "GET", url: "/fhir/metadata" })).json<{
+      rest: { resource: { type: string; interaction: { code: string }[] }[] }[];
+    }>();
+    const interactions = Object.fromEntries(
+      (statement.rest[0]?.resource ?? []).map((resource) => [
+        resource.type,
+        resource.interaction
+          .map((interaction) => interaction.code)
+          .filter((code) => code === "create" || code === "update"),
+      ]),
+    );
+    assert.deepEqual(interactions, {
+      Patient: ["create", "update"],
+      ServiceRequest: ["create", "update"],
+      Binary: ["create"],
+      DiagnosticReport: [],
+      Observation: [],
+      Provenance: [],
+      AuditEvent: [],
+    });
   });
 
   it("answers /fhir/metadata with a CapabilityStatement", async () => {

@@ -27,7 +27,9 @@ import {
   type RecordStore,
 } from "./app.js";
 import { deriveTenantKeyringGenerations, openRecord } from "./storage/record-crypto.js";
+import { FhirRepository } from "./fhir/repository.js";
 import { pneumoniaOrder } from "./test-support/orders.js";
+import { modelCodeSystem } from "./workflow/diagnosis-worker.js";
 
 const medmnist = new URL("../../../../shared/data/medmnist/pneumoniamnist_trainval.npz", import.meta.url)
   .pathname;
@@ -55,6 +57,17 @@ const capture = (sink: (text: string) => void): Writable =>
     },
   });
 const tokens: Record<string, string> = {};
+/** When set, a worker that has read its order waits here before it asks the inference server. */
+let inferenceGate: { reached: () => void; open: Promise<void> } | undefined;
+
+/** Makes the next worker wait at the gate: `atInference` settles when it is there, `open` lets it go on. */
+function closeInferenceGate(): { atInference: Promise<void>; open: () => void } {
+  let reached: () => void = () => undefined;
+  let open: () => void = () => undefined;
+  const atInference = new Promise<void>((resolve) => (reached = resolve));
+  inferenceGate = { reached, open: new Promise<void>((resolve) => (open = resolve)) };
+  return { atInference, open };
+}
 
 let systemKeyring: ReturnType<typeof deriveTenantKeyring>;
 const cache = createMemoryResultCache();
@@ -77,7 +90,14 @@ async function startPlatform(port = 0): Promise<void> {
     },
     workflow: {
       queue: (queue = createMemoryJobQueue()),
-      inference: async () => stack.client,
+      inference: async () => {
+        const gate = inferenceGate;
+        if (gate !== undefined) {
+          gate.reached();
+          await gate.open;
+        }
+        return stack.client;
+      },
       maxAttempts: 6,
       cache,
     },
@@ -292,8 +312,9 @@ describe("diagnosis workflow", () => {
       "clerks do not read results",
     );
 
-    // The workflow's own writes are audited too, each event stored with its record.
-    const workflowEvents: string[] = [];
+    // The workflow's own writes are audited too: the result and the order's completion were stored in one
+    // transaction with one AuditEvent naming every resource written.
+    const workflowEvents: string[][] = [];
     for (let sequence = 1; ; sequence++) {
       const stored = await store.current("demo", "AuditEvent", `audit-${sequence}`);
       if (stored === undefined) {
@@ -310,16 +331,21 @@ describe("diagnosis workflow", () => {
         entity?: { what: { reference: string } }[];
       };
       if (event.agent[0]?.who.identifier.value === "cloister-workflow") {
-        workflowEvents.push(event.entity?.[0]?.what.reference ?? "");
+        workflowEvents.push((event.entity ?? []).map((entity) => entity.what.reference));
       }
     }
-    for (const written of [
-      `DiagnosticReport/${String(report.id)}`,
-      ...results.map((r) => r.reference),
-      `ServiceRequest/${requestId}`,
-    ]) {
-      assert.ok(workflowEvents.includes(written), `the workflow's write of ${written} has its AuditEvent`);
-    }
+    const provenanceId = (provenance.body.entry as { resource: { id: string } }[])[0]?.resource.id;
+    const written = workflowEvents.filter((entities) => entities.includes(`ServiceRequest/${requestId}`));
+    assert.equal(written.length, 1, "one AuditEvent for the order's outcome");
+    assert.deepEqual(
+      [...(written[0] ?? [])].sort(),
+      [
+        `DiagnosticReport/${String(report.id)}`,
+        ...results.map((r) => r.reference),
+        `Provenance/${provenanceId ?? ""}`,
+        `ServiceRequest/${requestId}`,
+      ].sort(),
+    );
 
     // A second delivery of the same job writes nothing new.
     assert.equal(await app.recoverDiagnosisJobs(["demo"]), 0, "completed requests are not active any more");
@@ -557,6 +583,107 @@ describe("diagnosis workflow", () => {
     });
     assert.equal(review.status, 409);
     assert.match(JSON.stringify(review.body), /a cancelled report has no result to review/);
+  });
+
+  it("an order cancelled while it is analysed gets no result: the outcome is written from the order's version, or not at all", async () => {
+    const { atInference, open } = closeInferenceGate();
+    try {
+      const requestId = await order(png(6));
+      // The worker has read the order (active) and is about to send the image.
+      await atInference;
+      const placed = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
+      const cancelled = await fetch(`${url}/fhir/ServiceRequest/${requestId}`, {
+        method: "PUT",
+        headers: {
+          authorization: `Bearer ${tokens.clerk ?? ""}`,
+          "content-type": "application/fhir+json",
+          "if-match": 'W/"1"',
+        },
+        body: JSON.stringify({ ...placed.body, status: "revoked", note: [{ text: "Wrong image" }] }),
+      });
+      assert.equal(cancelled.status, 200);
+      inferenceGate = undefined;
+      open();
+      const deadline = Date.now() + 20_000;
+      while (!platformLogs.includes("no result written") && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.match(platformLogs, /"outcome":"ORDER_SETTLED"/);
+      const reports = await fhir(
+        "clinician",
+        "GET",
+        `/fhir/DiagnosticReport?based-on=ServiceRequest/${requestId}`,
+      );
+      assert.equal(reports.body.total, 0, "no result for a cancelled order");
+      for (const id of [`obs-${requestId}-0`, `obs-${requestId}-finding`, `prov-${requestId}`]) {
+        const type = id.startsWith("obs") ? "Observation" : "Provenance";
+        assert.equal((await fhir("clinician", "GET", `/fhir/${type}/${id}`)).status, 404, id);
+      }
+      const after = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
+      assert.equal(after.body.status, "revoked");
+      assert.equal((after.body.meta as { versionId: string }).versionId, "2");
+      assert.equal(await app.recoverDiagnosisJobs(["demo"]), 0, "a cancelled order is not queued again");
+    } finally {
+      inferenceGate = undefined;
+      open();
+    }
+  });
+
+  it("finishes a result an earlier workflow version left half-written, as its stored report says", async () => {
+    // Earlier versions wrote Observations, the report and the Provenance one at a time, and a crash could
+    // stop them midway; the order stayed active and its job ran again after the upgrade.
+    const repository = new FhirRepository(store);
+    const tenant = { tenantId: "demo", keyring: platformKeyring };
+    for (const earlier of ["preliminary", "cancelled"] as const) {
+      const { atInference, open } = closeInferenceGate();
+      try {
+        const requestId = await order(png(7));
+        await atInference;
+        const code = { coding: [{ system: modelCodeSystem, code: "chest-xray-pneumonia" }] };
+        await repository.update(
+          tenant,
+          { resourceType: "Observation", id: `obs-${requestId}-0`, status: "preliminary", code },
+          `obs-${requestId}-0`,
+          0,
+        );
+        await repository.update(
+          tenant,
+          {
+            resourceType: "DiagnosticReport",
+            id: `report-${requestId}`,
+            status: earlier,
+            code,
+            basedOn: [{ reference: `ServiceRequest/${requestId}` }],
+            conclusion: "written by an earlier version",
+          },
+          `report-${requestId}`,
+          0,
+        );
+        inferenceGate = undefined;
+        open();
+        const expected = earlier === "preliminary" ? "completed" : "revoked";
+        const deadline = Date.now() + 20_000;
+        let status = "";
+        while (status !== expected && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          status = String((await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`)).body.status);
+        }
+        assert.equal(status, expected, earlier);
+        const report = await fhir("clinician", "GET", `/fhir/DiagnosticReport/report-${requestId}`);
+        assert.equal(report.body.conclusion, "written by an earlier version", "the stored report stays");
+        assert.equal((report.body.meta as { versionId: string }).versionId, "1");
+        const provenance = await fhir("clinician", "GET", `/fhir/Provenance/prov-${requestId}`);
+        const finding = await fhir("clinician", "GET", `/fhir/Observation/obs-${requestId}-finding`);
+        const first = await fhir("clinician", "GET", `/fhir/Observation/obs-${requestId}-0`);
+        assert.equal((first.body.meta as { versionId: string }).versionId, "1");
+        // A stored AI report is completed with what it lacked; a stored failure gets nothing more.
+        assert.equal(provenance.status, earlier === "preliminary" ? 200 : 404);
+        assert.equal(finding.status, earlier === "preliminary" ? 200 : 404);
+      } finally {
+        inferenceGate = undefined;
+        open();
+      }
+    }
   });
 
   it("lets a sentinel patient's name and MRN through the whole workflow without reaching any log, metric, error or URL", async () => {

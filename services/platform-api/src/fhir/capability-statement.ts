@@ -7,6 +7,9 @@ const searchTypes: Record<string, string> = {
   reference: "reference",
 };
 
+/** Types staff create (the others are written by the workflow, the review and the audit trail). */
+const createdTypes: ReadonlySet<string> = new Set(["Patient", "ServiceRequest", "Binary"]);
+
 /** GET /fhir/metadata: what this server does, so any FHIR client can discover it. */
 export function capabilityStatement(baseUrl: string, software: string): Record<string, unknown> {
   return {
@@ -35,14 +38,35 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
           type,
           versioning: "versioned",
           readHistory: true,
-          updateCreate: type !== "AuditEvent",
+          // Reports, Observations and Provenance are written by the workflow and the review only; images are
+          // never changed once stored; orders are changed only to cancel them (order-rules.ts).
+          updateCreate: type === "Patient",
           interaction: [
             { code: "read" },
             { code: "vread" },
             { code: "history-instance" },
             { code: "search-type" },
-            ...(type === "AuditEvent" ? [] : [{ code: "create" }, { code: "update" }]),
+            ...(createdTypes.has(type) ? [{ code: "create" }] : []),
+            ...(type === "Patient" ? [{ code: "update" }] : []),
+            ...(type === "ServiceRequest"
+              ? [
+                  {
+                    code: "update",
+                    documentation:
+                      "Only to cancel an active order: status revoked, notes added; nothing else of it changes.",
+                  },
+                ]
+              : []),
           ],
+          ...(type === "Binary"
+            ? { documentation: "An image is never changed once stored (update answers 405)." }
+            : {}),
+          ...(type === "ServiceRequest"
+            ? {
+                documentation:
+                  "Placed active, for a stored Patient (subject) and image (supportingInfo[0] a Binary).",
+              }
+            : {}),
           searchParam: Object.entries(parameters).map(([name, definition]) => ({
             name,
             type: searchTypes[definition.kind] ?? "string",

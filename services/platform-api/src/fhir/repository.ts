@@ -208,6 +208,14 @@ export class FhirRepository {
     return this.decode(tenant, current);
   }
 
+  /** Whether the tenant holds a current, not deleted resource of this type and id (nothing is opened). */
+  async exists(tenant: TenantContext, type: string, id: string): Promise<boolean> {
+    checkType(type);
+    checkId(id);
+    const current = await this.store.current(tenant.tenantId, type, id);
+    return current !== undefined && !current.deleted;
+  }
+
   async vread(tenant: TenantContext, type: string, id: string, versionId: string): Promise<FhirResource> {
     checkType(type);
     checkId(id);

@@ -1,7 +1,9 @@
 // The diagnosis workflow (DESIGN.md §1 steps 5 to 7): for a ServiceRequest, send its image to the attested
 // inference server through OHTTP and record a DiagnosticReport with its Observations and a Provenance.
-// Every write has an id derived from the ServiceRequest and is create-only, so a job run twice (after a
-// crash, a retry or a duplicate delivery) writes its result exactly once.
+// The result (Observations, report, Provenance, with ids derived from the ServiceRequest) and the order's new
+// status are stored in one transaction, from the order version the job read: a job run twice (after a crash,
+// a retry or a duplicate delivery) writes its result exactly once, and an order cancelled during the analysis
+// gets no result.
 import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
 import { PlatformError } from "../errors.js";
@@ -73,6 +75,14 @@ export function retryDelayMs(attempt: number): number {
   const base = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6));
   return Math.floor(base / 2 + Math.random() * (base / 2));
 }
+
+/** A stored resource's version number (0 for one not stored). */
+function versionOf(resource: FhirResource): number {
+  return Number((resource.meta as { versionId?: string } | undefined)?.versionId ?? 0);
+}
+
+/** What a write answers when the order or a derived id changed since the job read them. */
+const conflictCodes: ReadonlySet<string> = new Set(["ERR_PRECONDITION", "ERR_VERSION_CONFLICT"]);
 
 /** The first element of a FHIR array as an object with unknown fields (or an empty one). */
 function first(value: unknown): Record<string, unknown> {
@@ -154,7 +164,7 @@ export class DiagnosisWorker {
     };
     const refresh = this.options.refreshTenantKeyring;
     try {
-      // Every step is create-only or checked, so running the job again with fresh keys repeats nothing.
+      // The outcome is written once, from the order version read, so running the job again repeats nothing.
       await withKeyringRetry(
         {
           keyring: async () => tenant.keyring,
@@ -188,40 +198,25 @@ export class DiagnosisWorker {
     await this.settle(() => queue.complete(job));
   }
 
-  /** The workflow's own writes, each stored with its AuditEvent in one transaction. */
-  private auditedWrite(
+  /**
+   * The workflow's own writes: an order's outcome, stored with one AuditEvent (naming every resource written)
+   * in one transaction.
+   */
+  private auditedWrite<T>(
     tenant: TenantContext,
-    action: "C" | "U",
-    write: (auditEvent: AuditEventWrite) => Promise<FhirResource>,
-  ): Promise<FhirResource> {
+    write: (auditEvent: AuditEventWrite) => Promise<T>,
+  ): Promise<T> {
     return this.options.audit.recordAlong(
       tenant,
       {
         type: { code: "110110", display: "Patient Record" },
-        subtype: action === "C" ? "create" : "update",
-        action,
+        subtype: "transaction",
+        action: "C",
         outcome: "0",
         agent: { id: "cloister-workflow", role: "workflow" },
       },
       write,
     );
-  }
-
-  /** Writes a resource with a derived id, create-only; returns the stored one either way. */
-  private async createOnce(tenant: TenantContext, resource: FhirResource, id: string): Promise<FhirResource> {
-    try {
-      return await this.auditedWrite(tenant, "C", (auditEvent) =>
-        this.options.repository.update(tenant, { ...resource, id }, id, 0, { auditEvent }),
-      );
-    } catch (error) {
-      if (
-        error instanceof PlatformError &&
-        (error.code === "ERR_PRECONDITION" || error.code === "ERR_VERSION_CONFLICT")
-      ) {
-        return this.options.repository.read(tenant, resource.resourceType, id);
-      }
-      throw error;
-    }
   }
 
   private async modelInfo(
@@ -251,7 +246,8 @@ export class DiagnosisWorker {
     const { repository } = this.options;
     const request = await repository.read(tenant, "ServiceRequest", serviceRequestId);
     const reportId = `report-${serviceRequestId}`;
-    if (request.status === "completed" || request.status === "revoked") {
+    // Completed, cancelled (revoked) or withdrawn (entered-in-error): nothing left to do.
+    if (request.status !== "active") {
       return;
     }
     const model = first((request.code as { coding?: unknown } | undefined)?.coding);
@@ -282,121 +278,118 @@ export class DiagnosisWorker {
     const now = (this.options.now?.() ?? new Date()).toISOString();
     const subject = request.subject as { reference: string };
 
-    const observations: FhirResource[] = [];
-    for (const [index, probability] of probabilities.entries()) {
+    const observations: FhirResource[] = probabilities.map((probability, index) => {
       const label = info.labels[index] ?? `class ${index}`;
-      observations.push(
-        await this.createOnce(
-          tenant,
-          {
-            resourceType: "Observation",
-            status: "preliminary",
-            code: { coding: [{ system: findingCodeSystem, code: label }], text: `AI probability: ${label}` },
-            subject,
-            issued: now,
-            valueQuantity: {
-              value: Number(probability.toFixed(6)),
-              unit: "probability",
-              system: "http://unitsofmeasure.org",
-              code: "1",
-            },
-          },
-          `obs-${serviceRequestId}-${index}`,
-        ),
-      );
-    }
-    observations.push(
-      await this.createOnce(
-        tenant,
-        {
-          resourceType: "Observation",
-          status: "preliminary",
-          code: {
-            coding: [{ system: findingCodeSystem, code: "predicted-finding" }],
-            text: "AI predicted finding",
-          },
-          subject,
-          issued: now,
-          valueCodeableConcept: { coding: [{ system: findingCodeSystem, code: predicted }], text: predicted },
-        },
-        `obs-${serviceRequestId}-finding`,
-      ),
-    );
-    const best = probabilities[result.parameters?.predicted_index ?? 0] ?? 0;
-    const report = await this.createOnce(
-      tenant,
-      {
-        // Preliminary until a clinician reviews it ($review): the AI's finding is decision support only.
-        resourceType: "DiagnosticReport",
+      return {
+        resourceType: "Observation",
+        id: `obs-${serviceRequestId}-${index}`,
         status: "preliminary",
-        code: { coding: [{ system: modelCodeSystem, code: model.code }], text: info.title },
+        code: { coding: [{ system: findingCodeSystem, code: label }], text: `AI probability: ${label}` },
         subject,
-        basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
         issued: now,
-        result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
-        conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.`,
+        valueQuantity: {
+          value: Number(probability.toFixed(6)),
+          unit: "probability",
+          system: "http://unitsofmeasure.org",
+          code: "1",
+        },
+      };
+    });
+    observations.push({
+      resourceType: "Observation",
+      id: `obs-${serviceRequestId}-finding`,
+      status: "preliminary",
+      code: {
+        coding: [{ system: findingCodeSystem, code: "predicted-finding" }],
+        text: "AI predicted finding",
       },
-      reportId,
-    );
+      subject,
+      issued: now,
+      valueCodeableConcept: { coding: [{ system: findingCodeSystem, code: predicted }], text: predicted },
+    });
+    const best = probabilities[result.parameters?.predicted_index ?? 0] ?? 0;
+    const report: FhirResource = {
+      // Preliminary until a clinician reviews it ($review): the AI's finding is decision support only.
+      resourceType: "DiagnosticReport",
+      id: reportId,
+      status: "preliminary",
+      code: { coding: [{ system: modelCodeSystem, code: model.code }], text: info.title },
+      subject,
+      basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
+      issued: now,
+      result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
+      conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.`,
+    };
     const tokenId = identity.tokenId;
-    await this.createOnce(
-      tenant,
-      {
-        resourceType: "Provenance",
-        target: [
-          { reference: `DiagnosticReport/${reportId}` },
-          ...observations.map((o) => ({ reference: `Observation/${o.id ?? ""}` })),
-        ],
-        recorded: now,
-        activity: { text: "confidential AI inference" },
-        agent: [
-          {
-            type: {
-              coding: [
-                {
-                  system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                  code: "performer",
-                },
-              ],
-            },
-            who: {
-              display: `${model.code} v${result.model_version ?? "?"}`,
-              identifier: {
-                system: "https://cloister.dev/model-sha256",
-                value: result.parameters?.model_sha256 ?? "",
+    const provenance: FhirResource = {
+      resourceType: "Provenance",
+      id: `prov-${serviceRequestId}`,
+      target: [
+        { reference: `DiagnosticReport/${reportId}` },
+        ...observations.map((o) => ({ reference: `Observation/${o.id ?? ""}` })),
+      ],
+      recorded: now,
+      activity: { text: "confidential AI inference" },
+      agent: [
+        {
+          type: {
+            coding: [
+              {
+                system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                code: "performer",
               },
+            ],
+          },
+          who: {
+            display: `${model.code} v${result.model_version ?? "?"}`,
+            identifier: {
+              system: "https://cloister.dev/model-sha256",
+              value: result.parameters?.model_sha256 ?? "",
             },
           },
-          {
-            type: {
-              coding: [
-                {
-                  system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                  code: "assembler",
-                },
-              ],
-            },
-            who: {
-              display: `inference server (${identity.attestationType}${identity.simulated ? ", simulated" : ""})`,
-              identifier: { system: "https://cloister.dev/tee-measurement", value: identity.measurement },
-            },
+        },
+        {
+          type: {
+            coding: [
+              {
+                system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                code: "assembler",
+              },
+            ],
           },
-        ],
-        entity: [
-          { role: "source", what: { reference: `Binary/${binaryId}` } },
-          {
-            role: "source",
-            what: { identifier: { system: "https://cloister.dev/attestation-token", value: tokenId } },
+          who: {
+            display: `inference server (${identity.attestationType}${identity.simulated ? ", simulated" : ""})`,
+            identifier: { system: "https://cloister.dev/tee-measurement", value: identity.measurement },
           },
-        ],
-      },
-      `prov-${serviceRequestId}`,
+        },
+      ],
+      entity: [
+        // The image exactly as analysed: Binary resources are never changed (PUT is refused), and the
+        // version pins it all the same.
+        { role: "source", what: { reference: `Binary/${binaryId}/_history/${versionOf(binary)}` } },
+        {
+          role: "source",
+          what: { identifier: { system: "https://cloister.dev/attestation-token", value: tokenId } },
+        },
+      ],
+    };
+    const stored = await this.settleOrder(
+      tenant,
+      request,
+      [...observations, report, provenance],
+      "completed",
     );
-    await this.complete(tenant, request, "completed");
+    if (stored === undefined) {
+      this.options.log?.(
+        { job: serviceRequestId, outcome: "ORDER_SETTLED" },
+        "the order was cancelled or settled during the analysis: no result written",
+      );
+      return;
+    }
     this.options.events.publish(tenant.tenantId, {
       type: "DiagnosticReport",
-      id: report.id ?? reportId,
-      status: "preliminary",
+      id: reportId,
+      status: String(stored.status),
       basedOn: `ServiceRequest/${serviceRequestId}`,
       ...subjectOf(request),
     });
@@ -461,69 +454,132 @@ export class DiagnosisWorker {
     return outcome;
   }
 
-  private async complete(
+  /**
+   * Stores an order's outcome in one transaction with one AuditEvent: the resources it produced (ids derived
+   * from the order, create-only) and the order's new status, from the order version the job read. Answers
+   * the report stored for the order, or undefined when the order is no longer active (a clerk cancelled it,
+   * another worker settled it): then nothing is written.
+   */
+  private async settleOrder(
     tenant: TenantContext,
     request: FhirResource,
+    produced: readonly FhirResource[],
     status: "completed" | "revoked",
-  ): Promise<void> {
-    const version = Number((request.meta as { versionId?: string } | undefined)?.versionId ?? 0);
-    try {
-      await this.auditedWrite(tenant, "U", (auditEvent) =>
-        this.options.repository.update(tenant, { ...request, status }, request.id ?? "", version, {
-          auditEvent,
-        }),
-      );
-    } catch (error) {
-      // Someone else completed it meanwhile: the report is written once either way.
-      if (!(error instanceof PlatformError && error.code === "ERR_PRECONDITION")) {
-        throw error;
+  ): Promise<FhirResource | undefined> {
+    const { repository } = this.options;
+    const orderId = request.id ?? "";
+    const reportId = `report-${orderId}`;
+    let order = request;
+    let toCreate = produced;
+    let outcome = status;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (order.status !== "active") {
+        return undefined;
+      }
+      try {
+        const written = await this.auditedWrite(tenant, (auditEvent) =>
+          repository.updateTogether(
+            tenant,
+            [
+              { resource: { ...order, status: outcome }, id: orderId, ifMatch: versionOf(order) },
+              ...toCreate.map((resource) => ({ resource, id: resource.id ?? "", ifMatch: 0 })),
+            ],
+            [],
+            { auditEvent },
+          ),
+        );
+        return (
+          written.find((resource) => resource.resourceType === "DiagnosticReport") ??
+          (await repository.read(tenant, "DiagnosticReport", reportId))
+        );
+      } catch (error) {
+        if (!(error instanceof PlatformError && conflictCodes.has(error.code))) {
+          throw error;
+        }
+      }
+      // The order changed, or a result is stored already. An earlier version of the workflow wrote results
+      // one resource at a time, so a crash could leave part of one: the stored report then decides.
+      order = await repository.read(tenant, "ServiceRequest", orderId);
+      const report = await this.storedOrUndefined(tenant, "DiagnosticReport", reportId);
+      if (report !== undefined) {
+        outcome = report.status === "cancelled" ? "revoked" : "completed";
+        toCreate = outcome === "completed" ? await this.notStored(tenant, produced) : [];
       }
     }
+    // Still conflicting: a transient state; the job runs again later.
+    throw new PlatformError("ERR_VERSION_CONFLICT");
+  }
+
+  private async storedOrUndefined(
+    tenant: TenantContext,
+    type: string,
+    id: string,
+  ): Promise<FhirResource | undefined> {
+    try {
+      return await this.options.repository.read(tenant, type, id);
+    } catch (error) {
+      if (error instanceof PlatformError && error.code === "ERR_NOT_FOUND") {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  private async notStored(
+    tenant: TenantContext,
+    resources: readonly FhirResource[],
+  ): Promise<FhirResource[]> {
+    const missing: FhirResource[] = [];
+    for (const resource of resources) {
+      if ((await this.storedOrUndefined(tenant, resource.resourceType, resource.id ?? "")) === undefined) {
+        missing.push(resource);
+      }
+    }
+    return missing;
   }
 
   private async recordFailure(tenant: TenantContext, serviceRequestId: string, code: string): Promise<void> {
     const { repository } = this.options;
     const request = await repository.read(tenant, "ServiceRequest", serviceRequestId);
     const reportId = `report-${serviceRequestId}`;
-    const report = await this.createOnce(
-      tenant,
-      {
-        resourceType: "DiagnosticReport",
-        status: "cancelled",
-        contained: [
-          {
-            resourceType: "OperationOutcome",
-            id: "reason",
-            issue: [
-              {
-                severity: "error",
-                code: "processing",
-                details: { coding: [{ system: "https://cloister.dev/fhir/CodeSystem/error", code }] },
-              },
-            ],
-          },
-        ],
-        extension: [
-          {
-            url: "https://cloister.dev/fhir/StructureDefinition/failure-reason",
-            valueReference: { reference: "#reason" },
-          },
-        ],
-        code: request.code ?? { text: "AI analysis" },
-        ...(request.subject === undefined ? {} : { subject: request.subject }),
-        basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
-        issued: (this.options.now?.() ?? new Date()).toISOString(),
-        conclusion: `The AI analysis could not be completed (${code}). No result was produced; order it again or read the image without it.`,
-      },
-      reportId,
-    );
-    // If an earlier attempt already wrote the AI's report, the order is complete, not revoked.
-    const finished = report.status !== "cancelled";
-    await this.complete(tenant, request, finished ? "completed" : "revoked");
+    const cancelled: FhirResource = {
+      resourceType: "DiagnosticReport",
+      id: reportId,
+      status: "cancelled",
+      contained: [
+        {
+          resourceType: "OperationOutcome",
+          id: "reason",
+          issue: [
+            {
+              severity: "error",
+              code: "processing",
+              details: { coding: [{ system: "https://cloister.dev/fhir/CodeSystem/error", code }] },
+            },
+          ],
+        },
+      ],
+      extension: [
+        {
+          url: "https://cloister.dev/fhir/StructureDefinition/failure-reason",
+          valueReference: { reference: "#reason" },
+        },
+      ],
+      code: request.code ?? { text: "AI analysis" },
+      ...(request.subject === undefined ? {} : { subject: request.subject }),
+      basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
+      issued: (this.options.now?.() ?? new Date()).toISOString(),
+      conclusion: `The AI analysis could not be completed (${code}). No result was produced; order it again or read the image without it.`,
+    };
+    // If an earlier attempt already wrote the AI's report, the order is completed with it instead.
+    const report = await this.settleOrder(tenant, request, [cancelled], "revoked");
+    if (report === undefined) {
+      return;
+    }
     this.options.events.publish(tenant.tenantId, {
       type: "DiagnosticReport",
       id: report.id ?? reportId,
-      status: finished ? String(report.status) : "cancelled",
+      status: String(report.status),
       basedOn: `ServiceRequest/${serviceRequestId}`,
       ...subjectOf(request),
     });

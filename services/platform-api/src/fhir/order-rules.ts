@@ -1,0 +1,86 @@
+// The rules that keep orders and their images as the diagnosis workflow and the reviewing clinician rely on
+// them:
+// - An image (Binary) is stored once and never changed, so the image a clinician opens beside a result is the
+//   one the model read.
+// - An order (ServiceRequest) is placed active, for a patient and an image of the same hospital, so the
+//   workflow never analyses an image for nobody or for a patient the clerk cannot see.
+// - Afterwards staff change an order one way only: an active order is cancelled (`revoked`), with an
+//   optional note added. Its patient, image and model never change. Completion, failure and withdrawal are
+//   written by the workflow and the clinician's review, never by a PUT.
+import { isDeepStrictEqual } from "node:util";
+import { PlatformError } from "../errors.js";
+import type { FhirResource } from "./search-parameters.js";
+
+const idPattern = "[A-Za-z0-9\\-.]{1,64}";
+
+/** The id in a `<type>/<id>` reference, or undefined when the reference is not one. */
+function referencedId(reference: unknown, type: string): string | undefined {
+  const value = (reference as { reference?: unknown } | undefined)?.reference;
+  return typeof value === "string" ? new RegExp(`^${type}/(${idPattern})$`).exec(value)?.[1] : undefined;
+}
+
+/**
+ * A new order: active, its subject a stored Patient and its first supportingInfo a stored Binary of the same
+ * tenant (`exists` looks within the caller's tenant).
+ */
+export async function checkNewOrder(
+  order: FhirResource,
+  exists: (type: string, id: string) => Promise<boolean>,
+): Promise<void> {
+  if (order.status !== "active") {
+    throw new PlatformError("ERR_INVALID_RESOURCE", "an order is placed with status active", {
+      expression: "ServiceRequest.status",
+    });
+  }
+  const patientId = referencedId(order.subject, "Patient");
+  if (patientId === undefined || !(await exists("Patient", patientId))) {
+    throw new PlatformError("ERR_INVALID_RESOURCE", "the order's subject is not a stored Patient", {
+      expression: "ServiceRequest.subject",
+    });
+  }
+  const supportingInfo = Array.isArray(order.supportingInfo) ? (order.supportingInfo as unknown[]) : [];
+  const binaryId = referencedId(supportingInfo[0], "Binary");
+  if (binaryId === undefined || !(await exists("Binary", binaryId))) {
+    throw new PlatformError(
+      "ERR_INVALID_RESOURCE",
+      "the order's first supportingInfo is not a stored image (Binary)",
+      { expression: "ServiceRequest.supportingInfo" },
+    );
+  }
+}
+
+/** Everything of an order that staff may not change: all but its status, notes and bookkeeping. */
+function fixedPart(order: FhirResource): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(order).filter(([name]) => !changeable.has(name)));
+}
+
+const changeable: ReadonlySet<string> = new Set(["meta", "text", "id", "status", "note"]);
+
+/**
+ * A change to a stored order by staff (PUT): only an active order, and only to cancel it (`revoked`),
+ * keeping its notes and adding to them if the caller likes.
+ */
+export function checkOrderChange(current: FhirResource, next: FhirResource): void {
+  if (current.status !== "active") {
+    throw new PlatformError("ERR_ORDER_STATE");
+  }
+  if (next.status !== "revoked") {
+    throw new PlatformError("ERR_ORDER_CHANGE", undefined, { expression: "ServiceRequest.status" });
+  }
+  if (!isDeepStrictEqual(fixedPart(current), fixedPart(next))) {
+    throw new PlatformError(
+      "ERR_ORDER_CHANGE",
+      "an order's patient, image, model and other details never change: cancel it and place a new one",
+    );
+  }
+  const notes = Array.isArray(current.note) ? (current.note as unknown[]) : [];
+  const nextNotes = Array.isArray(next.note) ? (next.note as unknown[]) : [];
+  if (
+    nextNotes.length < notes.length ||
+    !notes.every((note, index) => isDeepStrictEqual(note, nextNotes[index]))
+  ) {
+    throw new PlatformError("ERR_ORDER_CHANGE", "an order's notes are only added to", {
+      expression: "ServiceRequest.note",
+    });
+  }
+}
