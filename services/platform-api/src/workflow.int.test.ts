@@ -576,6 +576,14 @@ describe("diagnosis workflow", () => {
     assert.match(JSON.stringify(report.contained), /ERR_IMAGE_DECODE/);
     const request = await fhir("clerk", "GET", `/fhir/ServiceRequest/${requestId}`);
     assert.equal(request.body.status, "revoked");
+    // The clerk, who does not read reports, reads why on the order.
+    assert.deepEqual(
+      (request.body.note as { authorString?: string; text?: string }[]).map((note) => [
+        note.authorString,
+        /\(ERR_IMAGE_DECODE\)/.test(note.text ?? ""),
+      ]),
+      [["Cloister AI workflow", true]],
+    );
     // There is no result to review.
     const review = await fhir("clinician", "POST", `/fhir/DiagnosticReport/${String(report.id)}/$review`, {
       resourceType: "Parameters",

@@ -1,4 +1,5 @@
-// One patient: upload an image, order an AI analysis, follow it live, and (clinicians) read the results.
+// One patient: upload an image, order an AI analysis, follow it live (or cancel it), and (clinicians) read the
+// results.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
@@ -13,6 +14,7 @@ import {
 import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { OrderItem } from "./OrderItem.js";
 import { ReportImage } from "./ReportImage.js";
 import { ReportReview, reportStatus, reviewOf } from "./ReportReview.js";
 
@@ -68,14 +70,6 @@ function orderStatuses(orders: readonly ServiceRequest[]): string {
     .sort()
     .join(",");
 }
-
-const orderStatus: Readonly<Record<string, string>> = {
-  active: "Analysing",
-  completed: "Result ready",
-  revoked: "Could not be completed",
-  // A clinician withdrew its result (wrong patient or image): the clerk orders again with the right image.
-  "entered-in-error": "Withdrawn: order again",
-};
 
 /** A report withdrawn as entered in error: its result does not apply to this patient, so none is shown. */
 function withdrawn(report: DiagnosticReport): boolean {
@@ -195,6 +189,8 @@ export function PatientRecord(props: {
   const { client, patient } = props;
   const subject = `Patient/${patient.id ?? ""}`;
   const [file, setFile] = useState<{ file: File; bytes: Uint8Array; type: string; preview: string }>();
+  // A new file input after each order: the browser's input would otherwise still name the file just sent.
+  const [fileInput, setFileInput] = useState(0);
   const [fileError, setFileError] = useState<string>();
   const [model, setModel] = useState("");
   const [progress, setProgress] = useState<number>();
@@ -349,6 +345,7 @@ export function PatientRecord(props: {
         authoredOn: new Date().toISOString(),
       } satisfies ServiceRequest);
       setFile(undefined);
+      setFileInput((count) => count + 1);
       await refresh();
     } catch (failure) {
       setOrderError((failure as Error).message);
@@ -375,6 +372,7 @@ export function PatientRecord(props: {
           <label>
             Image (PNG, JPEG or DICOM, at most 20 MB)
             <input
+              key={fileInput}
               type="file"
               accept="image/png,image/jpeg,application/dicom,.dcm"
               onChange={(event) => void choose(event)}
@@ -432,15 +430,7 @@ export function PatientRecord(props: {
         ) : (
           <ul className="orders" aria-live="polite" data-testid="orders">
             {orders.map((entry) => (
-              <li key={entry.id} data-status={entry.status}>
-                <span className={`status status-${entry.status}`}>
-                  {orderStatus[entry.status] ?? entry.status}
-                </span>{" "}
-                {entry.code?.text ?? entry.code?.coding?.[0]?.code ?? "AI analysis"}{" "}
-                <span className="muted">
-                  {entry.authoredOn === undefined ? "" : new Date(entry.authoredOn).toLocaleString()}
-                </span>
-              </li>
+              <OrderItem key={entry.id} client={client} order={entry} onChanged={refresh} />
             ))}
           </ul>
         )}

@@ -28,6 +28,12 @@ export interface ServiceRequest {
   readonly supportingInfo?: readonly Reference[];
   readonly identifier?: readonly { readonly system?: string; readonly value?: string }[];
   readonly authoredOn?: string;
+  readonly note?: readonly {
+    readonly text?: string;
+    readonly time?: string;
+    readonly authorString?: string;
+  }[];
+  readonly meta?: { readonly versionId?: string; readonly lastUpdated?: string };
 }
 
 export interface DiagnosticReport {

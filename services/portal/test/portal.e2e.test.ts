@@ -561,6 +561,60 @@ describe(
       await clerk.context().close();
     });
 
+    test("the clerk cancels an order while it is analysed: it gets no result, and the reason stays with it", async () => {
+      const inferencePid = stack.stack().pids["inference-server"];
+      assert.ok(inferencePid !== undefined, "stack.json names the inference server's process");
+      // A clinician has the patient open, live: a result written for the cancelled order would reach it.
+      const clinician = await newPage(observed);
+      await openSentinelPatient(clinician, "clinician@demo.hospital");
+      await clinician.getByTestId("report").first().waitFor({ timeout: 30_000 });
+      await clinician.getByTestId("live-status").filter({ hasText: "● live" }).waitFor();
+      const reportsBefore = await clinician.getByTestId("report").count();
+
+      const clerk = await newPage(observed);
+      await openSentinelPatient(clerk, "clerk@demo.hospital");
+      // The inference server stops answering, so the order stays in analysis while the clerk cancels it: the
+      // worker has read the order and waits for the answer.
+      process.kill(inferencePid, "SIGSTOP");
+      try {
+        const image = join(scratch, "wrong-image.png");
+        writeFileSync(image, pngOf(30));
+        await clerk.getByTestId("model-select").selectOption("chest-xray-pneumonia");
+        await clerk.getByTestId("image-input").setInputFiles(image);
+        await clerk.getByTestId("image-preview").waitFor();
+        await clerk.getByRole("button", { name: "Upload and order analysis" }).click();
+        await clerk.getByTestId("image-preview").waitFor({ state: "detached" });
+        const analysing = clerk.locator('[data-testid="order"][data-status="active"]');
+        await analysing.getByRole("button", { name: "Cancel order" }).click();
+        await analysing.getByLabel(/Reason/).fill(`Wrong image: ${sentinel.given}'s other study`);
+        assert.deepEqual(await accessibilityProblems(clerk), [], "cancelling an order: WCAG 2.1 AA");
+        await analysing.getByRole("button", { name: "Cancel this order" }).click();
+      } finally {
+        process.kill(inferencePid, "SIGCONT");
+      }
+      const cancelled = clerk.locator('[data-testid="order"][data-status="revoked"]');
+      await cancelled.waitFor();
+      assert.match((await cancelled.textContent()) ?? "", /^Cancelled/);
+      assert.match(
+        (await cancelled.getByTestId("order-note").textContent()) ?? "",
+        /^Cancelled: Wrong image: /,
+      );
+      assert.equal(await cancelled.getByRole("button", { name: "Cancel order" }).count(), 0);
+      await clerk.screenshot({ path: join(artifacts, "4-order-cancelled.png"), fullPage: true });
+
+      // The worker gets the inference answer once the server runs again, and writes nothing: the order
+      // changed since it read it.
+      const deadline = Date.now() + 30_000;
+      while (!serviceLogs().includes('"outcome":"ORDER_SETTLED"') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.match(serviceLogs(), /"outcome":"ORDER_SETTLED"/);
+      await clinician.getByTestId("live-status").filter({ hasText: "● live" }).waitFor();
+      assert.equal(await clinician.getByTestId("report").count(), reportsBefore, "no result for it");
+      await clinician.context().close();
+      await clerk.context().close();
+    });
+
     test("refuses to send anything when the platform's measurement is not the expected one", async () => {
       const refusedUrls: string[] = [];
       const page = await newPage({ urls: refusedUrls, console: observed.console });

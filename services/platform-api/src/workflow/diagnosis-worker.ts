@@ -16,6 +16,8 @@ import { withKeyringRetry } from "../storage/tenant-keyrings.js";
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
+/** The author of the notes the workflow adds to an order it could not complete. */
+export const workflowAuthor = "Cloister AI workflow";
 
 /** The order's patient reference for a report event, when it has one. */
 function subjectOf(request: FhirResource): { subject?: string } {
@@ -465,6 +467,8 @@ export class DiagnosisWorker {
     request: FhirResource,
     produced: readonly FhirResource[],
     status: "completed" | "revoked",
+    /** Added to the order's notes when it is revoked: why, for the clerk, who does not read reports. */
+    failureNote?: Record<string, unknown>,
   ): Promise<FhirResource | undefined> {
     const { repository } = this.options;
     const orderId = request.id ?? "";
@@ -472,6 +476,12 @@ export class DiagnosisWorker {
     let order = request;
     let toCreate = produced;
     let outcome = status;
+    const settled = (current: FhirResource, to: "completed" | "revoked"): FhirResource => {
+      const notes = Array.isArray(current.note) ? (current.note as unknown[]) : [];
+      return to === "revoked" && failureNote !== undefined
+        ? { ...current, status: to, note: [...notes, failureNote] }
+        : { ...current, status: to };
+    };
     for (let attempt = 0; attempt < 3; attempt++) {
       if (order.status !== "active") {
         return undefined;
@@ -481,7 +491,7 @@ export class DiagnosisWorker {
           repository.updateTogether(
             tenant,
             [
-              { resource: { ...order, status: outcome }, id: orderId, ifMatch: versionOf(order) },
+              { resource: settled(order, outcome), id: orderId, ifMatch: versionOf(order) },
               ...toCreate.map((resource) => ({ resource, id: resource.id ?? "", ifMatch: 0 })),
             ],
             [],
@@ -572,7 +582,11 @@ export class DiagnosisWorker {
       conclusion: `The AI analysis could not be completed (${code}). No result was produced; order it again or read the image without it.`,
     };
     // If an earlier attempt already wrote the AI's report, the order is completed with it instead.
-    const report = await this.settleOrder(tenant, request, [cancelled], "revoked");
+    const report = await this.settleOrder(tenant, request, [cancelled], "revoked", {
+      authorString: workflowAuthor,
+      time: cancelled.issued,
+      text: `The AI analysis could not be completed (${code}). Order it again with another image, or read the image without it.`,
+    });
     if (report === undefined) {
       return;
     }
