@@ -17,12 +17,13 @@ import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
 import { checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
+import { checkPatientIdentifiers, SerialisedWrites } from "./fhir/patient-rules.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
 import { FhirRepository, type AuditEventWrite, type TenantContext } from "./fhir/repository.js";
-import { loadFhirDefinitions } from "./fhir/validation.js";
+import { loadFhirDefinitions, validateFhirResource } from "./fhir/validation.js";
 import type { FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
 import {
@@ -515,6 +516,13 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   const reference = (resource: FhirResource): string => `${resource.resourceType}/${resource.id ?? ""}`;
 
+  // A patient's identifiers name one person (fhir/patient-rules.ts).
+  const patientWrites = new SerialisedWrites();
+  const patientsWith =
+    (tenant: TenantContext) =>
+    (identifier: string): Promise<readonly FhirResource[]> =>
+      repository.search(tenant, "Patient", { identifier });
+
   app.post<{ Params: { type: string } }>("/fhir/:type", async (request, reply) => {
     const { type } = request.params;
     const { status, resource } = await audited(request, "create", type, async (setEntities, alongside) => {
@@ -536,12 +544,22 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           return { tenant, result: { status: 200, resource: existing[0] } };
         }
       }
+      if (type === "ServiceRequest" || type === "Patient") {
+        // An invalid resource is said to be invalid before any rule about its content is checked.
+        validateFhirResource(body);
+      }
       if (type === "ServiceRequest") {
         await checkNewOrder(body, (referenced, id) => repository.exists(tenant, referenced, id));
       }
-      const created = await alongside(tenant, async (auditEvent) =>
-        repository.create(tenant, body, { auditEvent }),
-      );
+      const create = () =>
+        alongside(tenant, async (auditEvent) => repository.create(tenant, body, { auditEvent }));
+      const created =
+        type === "Patient"
+          ? await patientWrites.run(tenant.tenantId, async () => {
+              await checkPatientIdentifiers(body, undefined, patientsWith(tenant));
+              return create();
+            })
+          : await create();
       setEntities([reference(created)]);
       if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
         await queueOrder({ tenantId: tenant.tenantId, serviceRequestId: created.id, attempt: 0 });
@@ -580,12 +598,20 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         if (version !== undefined && version !== currentVersion) {
           throw new PlatformError("ERR_PRECONDITION");
         }
+        validateFhirResource(body);
         checkOrderChange(current, body);
         version = currentVersion;
       }
-      const result = await alongside(tenant, async (auditEvent) =>
-        repository.update(tenant, body, id, version, { auditEvent }),
-      );
+      const update = () =>
+        alongside(tenant, async (auditEvent) => repository.update(tenant, body, id, version, { auditEvent }));
+      const result =
+        type === "Patient"
+          ? await patientWrites.run(tenant.tenantId, async () => {
+              validateFhirResource(body);
+              await checkPatientIdentifiers(body, id, patientsWith(tenant));
+              return update();
+            })
+          : await update();
       return { tenant, result };
     });
     if (type === "ServiceRequest") {

@@ -517,6 +517,52 @@ describe("FHIR R4 API", () => {
     assert.equal(foreign.statusCode, 404, foreign.body);
   });
 
+  it("keeps a patient's MRN to one patient of the hospital, when registering and when correcting", async () => {
+    const mrn = (value: string) => [{ system: "urn:oid:1.2.36.146.595.217.0.1", value }];
+    const again = await fhir("clerkA", "POST", "/fhir/Patient", { ...patient, name: [{ family: "Other" }] });
+    assert.equal(again.statusCode, 409, again.body);
+    assert.equal(outcomeCode(again.body), "ERR_DUPLICATE");
+    assert.deepEqual(again.json<{ issue: { expression?: string[] }[] }>().issue[0]?.expression, [
+      "Patient.identifier",
+    ]);
+    assert.ok(!again.body.includes("MRN-1001"), "the refusal does not echo the MRN");
+
+    const second = await fhir("clerkA", "POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      identifier: mrn("MRN-2002"),
+      name: [{ family: "Second" }],
+    });
+    assert.equal(second.statusCode, 201, second.body);
+    const secondId = second.json<{ id: string }>().id;
+    const taken = await fhir(
+      "clerkA",
+      "PUT",
+      `/fhir/Patient/${secondId}`,
+      { resourceType: "Patient", id: secondId, identifier: mrn("MRN-1001"), name: [{ family: "Second" }] },
+      { "if-match": 'W/"1"' },
+    );
+    assert.equal(outcomeCode(taken.body), "ERR_DUPLICATE");
+    const kept = await fhir("clerkA", "GET", `/fhir/Patient/${secondId}`);
+    assert.equal(kept.json<{ meta: { versionId: string } }>().meta.versionId, "1", "nothing written");
+    // A patient keeps its own MRN through a correction of its name.
+    const corrected = await fhir(
+      "clerkA",
+      "PUT",
+      `/fhir/Patient/${secondId}`,
+      { resourceType: "Patient", id: secondId, identifier: mrn("MRN-2002"), name: [{ family: "Secund" }] },
+      { "if-match": 'W/"1"' },
+    );
+    assert.equal(corrected.statusCode, 200, corrected.body);
+    // Identifiers without a system name no namespace, and are not checked.
+    for (let i = 0; i < 2; i++) {
+      const loose = await fhir("clerkA", "POST", "/fhir/Patient", {
+        resourceType: "Patient",
+        identifier: [{ value: "LOOSE-1" }],
+      });
+      assert.equal(loose.statusCode, 201, loose.body);
+    }
+  });
+
   it("says in its CapabilityStatement which types staff create and update", async () => {
     const statement = (await app.inject({ method: "GET", url: "/fhir/metadata" })).json<{
       rest: { resource: { type: string; interaction: { code: string }[] }[] }[];

@@ -292,6 +292,7 @@ export function App(): React.JSX.Element {
                   client={client}
                   patient={patient}
                   mrnSystem={defaultMrnSystem}
+                  onPatientChanged={setPatient}
                   canReadResults={session.role !== "clerk"}
                   canReview={session.role === "clinician"}
                   models={models}

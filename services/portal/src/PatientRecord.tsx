@@ -3,7 +3,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
-  formatName,
   modelCodeSystem,
   type DiagnosticReport,
   type Observation,
@@ -15,6 +14,7 @@ import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 import { OrderItem } from "./OrderItem.js";
+import { PatientDetails } from "./PatientDetails.js";
 import { ReportImage } from "./ReportImage.js";
 import { ReportReview, reportStatus, reviewOf } from "./ReportReview.js";
 
@@ -175,6 +175,8 @@ export function PatientRecord(props: {
   readonly client: PlatformClient;
   readonly patient: Patient;
   readonly mrnSystem: string;
+  /** The patient's details were corrected (or read again): the patient as now stored. */
+  readonly onPatientChanged: (patient: Patient) => void;
   readonly canReadResults: boolean;
   /** Clinicians review the AI's preliminary results. */
   readonly canReview: boolean;
@@ -356,15 +358,12 @@ export function PatientRecord(props: {
 
   return (
     <div className="record">
-      <section className="panel" aria-labelledby="patient-title">
-        <h2 id="patient-title" data-testid="patient-name">
-          {formatName(patient)}
-        </h2>
-        <p className="muted">
-          MRN {patient.identifier?.find((entry) => entry.system === props.mrnSystem)?.value ?? "—"} · born{" "}
-          {patient.birthDate ?? "—"} · {patient.gender ?? "unknown"}
-        </p>
-      </section>
+      <PatientDetails
+        client={client}
+        patient={patient}
+        mrnSystem={props.mrnSystem}
+        onChanged={props.onPatientChanged}
+      />
 
       <section className="panel" aria-labelledby="order-title">
         <h2 id="order-title">Order an AI analysis</h2>

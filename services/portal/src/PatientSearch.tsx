@@ -4,6 +4,7 @@ import type { PlatformClient } from "./platform-client.js";
 import { useFormAction } from "./use-form-action.js";
 import { formatName, type Patient } from "./fhir.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { emptyPatientForm, PatientFields, withDetails, type PatientForm } from "./PatientDetails.js";
 
 export function PatientSearch(props: {
   readonly client: PlatformClient;
@@ -79,15 +80,9 @@ export function PatientIntake(props: {
   readonly onCreated: (patient: Patient) => void;
 }): React.JSX.Element {
   const { client, mrnSystem } = props;
-  const [form, setForm] = useState({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
+  const [form, setForm] = useState<PatientForm>(emptyPatientForm);
   const [duplicate, setDuplicate] = useState<Patient>();
   const { busy, error, submitting } = useFormAction();
-  const field =
-    (name: keyof typeof form) =>
-    (event: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>): void => {
-      setForm({ ...form, [name]: event.target.value });
-      setDuplicate(undefined);
-    };
 
   const submit = submitting(async () => {
     const identifier = `${mrnSystem}|${form.mrn.trim()}`;
@@ -96,15 +91,9 @@ export function PatientIntake(props: {
       setDuplicate(existing);
       return;
     }
-    const patient: Patient = {
-      resourceType: "Patient",
-      identifier: [{ system: mrnSystem, value: form.mrn.trim() }],
-      name: [{ family: form.family.trim(), given: form.given.trim() === "" ? [] : [form.given.trim()] }],
-      gender: form.gender as NonNullable<Patient["gender"]>,
-      ...(form.birthDate === "" ? {} : { birthDate: form.birthDate }),
-    };
+    const patient = withDetails({ resourceType: "Patient" }, form, mrnSystem);
     const created = (await client.json("POST", "/fhir/Patient", patient)) as Patient;
-    setForm({ mrn: "", family: "", given: "", birthDate: "", gender: "unknown" });
+    setForm(emptyPatientForm);
     props.onCreated(created);
   });
 
@@ -112,31 +101,13 @@ export function PatientIntake(props: {
     <section className="panel" aria-labelledby="intake-title">
       <h2 id="intake-title">New patient</h2>
       <form onSubmit={(event) => void submit(event)} className="grid">
-        <label>
-          Medical record number
-          <input value={form.mrn} onChange={field("mrn")} required autoComplete="off" spellCheck={false} />
-        </label>
-        <label>
-          Family name
-          <input value={form.family} onChange={field("family")} required autoComplete="off" />
-        </label>
-        <label>
-          Given name
-          <input value={form.given} onChange={field("given")} autoComplete="off" />
-        </label>
-        <label>
-          Date of birth
-          <input type="date" value={form.birthDate} onChange={field("birthDate")} />
-        </label>
-        <label>
-          Administrative gender
-          <select value={form.gender} onChange={field("gender")}>
-            <option value="female">Female</option>
-            <option value="male">Male</option>
-            <option value="other">Other</option>
-            <option value="unknown">Unknown</option>
-          </select>
-        </label>
+        <PatientFields
+          form={form}
+          onChange={(changed) => {
+            setForm(changed);
+            setDuplicate(undefined);
+          }}
+        />
         <div className="actions">
           <button type="submit" disabled={busy}>
             Register patient

@@ -16,6 +16,7 @@ export interface Patient {
   readonly name?: readonly { readonly family?: string; readonly given?: readonly string[] }[];
   readonly birthDate?: string;
   readonly gender?: "male" | "female" | "other" | "unknown";
+  readonly meta?: { readonly versionId?: string; readonly lastUpdated?: string };
 }
 
 export interface ServiceRequest {

@@ -188,6 +188,11 @@ async function signInPortal(page: Page, email: string): Promise<void> {
 /** Signs in and opens the sentinel patient, found by name. */
 async function openSentinelPatient(page: Page, email: string): Promise<void> {
   await signInPortal(page, email);
+  await findSentinelPatient(page);
+}
+
+/** On a signed-in page: finds the sentinel patient by name and opens the record. */
+async function findSentinelPatient(page: Page): Promise<void> {
   const search = page.getByRole("region", { name: "Find a patient" });
   await search.getByLabel("Search by").selectOption("name");
   await search.getByLabel("Family or given name").fill(sentinel.family);
@@ -612,6 +617,53 @@ describe(
       await clinician.getByTestId("live-status").filter({ hasText: "● live" }).waitFor();
       assert.equal(await clinician.getByTestId("report").count(), reportsBefore, "no result for it");
       await clinician.context().close();
+      await clerk.context().close();
+    });
+
+    test("the clerk corrects a patient's details from the version on screen; an MRN another patient holds is refused", async () => {
+      const clerk = await newPage(observed);
+      await openSentinelPatient(clerk, "clerk@demo.hospital");
+      const header = clerk.getByRole("region", { name: /QZXVBENCHMARKFAM/ });
+      // Another patient, registered at the same desk.
+      const intake = clerk.getByRole("region", { name: "New patient" });
+      const otherMrn = `${sentinel.mrn}-2`;
+      await intake.getByLabel("Medical record number").fill(otherMrn);
+      await intake.getByLabel("Family name").fill("Otherperson");
+      await intake.getByRole("button", { name: "Register patient" }).click();
+      await clerk.getByTestId("patient-name").filter({ hasText: "OTHERPERSON" }).waitFor();
+      await findSentinelPatient(clerk);
+      await header.waitFor();
+
+      // The MRN of the other patient: refused, nothing changed.
+      await header.getByRole("button", { name: "Correct details" }).click();
+      const form = header.getByRole("form", { name: "Correct the patient's details" });
+      assert.equal(await form.getByLabel("Date of birth").inputValue(), "1961-04-12");
+      await form.getByLabel("Medical record number").fill(otherMrn);
+      await form.getByRole("button", { name: "Save details" }).click();
+      await header.getByText("Another patient is registered with this MRN").waitFor();
+      assert.deepEqual(await accessibilityProblems(clerk), [], "correcting a patient: WCAG 2.1 AA");
+
+      // Meanwhile a colleague corrects the gender at another workstation.
+      const colleague = await newPage(observed);
+      await openSentinelPatient(colleague, "clerk@demo.hospital");
+      const colleagues = colleague.getByRole("region", { name: /QZXVBENCHMARKFAM/ });
+      await colleagues.getByRole("button", { name: "Correct details" }).click();
+      await colleagues.getByLabel("Administrative gender").selectOption("other");
+      await colleagues.getByRole("button", { name: "Save details" }).click();
+      await colleagues.getByText(/· other$/).waitFor();
+      await colleague.context().close();
+
+      // This clerk's correction was made on the version before it: refused, and the current details shown.
+      await form.getByLabel("Medical record number").fill(sentinel.mrn);
+      await form.getByLabel("Date of birth").fill("1961-04-21");
+      await form.getByRole("button", { name: "Save details" }).click();
+      await header.getByText("Someone changed this patient's details meanwhile").waitFor();
+      assert.equal(await form.getByLabel("Administrative gender").inputValue(), "other");
+      assert.equal(await form.getByLabel("Date of birth").inputValue(), "1961-04-12");
+      await form.getByLabel("Date of birth").fill("1961-04-21");
+      await form.getByRole("button", { name: "Save details" }).click();
+      await header.getByText(`MRN ${sentinel.mrn} · born 1961-04-21 · other`).waitFor();
+      assert.equal(await form.count(), 0, "the form closes once saved");
       await clerk.context().close();
     });
 
