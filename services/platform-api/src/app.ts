@@ -16,7 +16,8 @@ import { createMemoryResultCache, type ResultCache } from "./workflow/result-cac
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
-import { checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
+import { checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
+import { auditEntities } from "./audit/audit-entities.js";
 import { checkPatientIdentifiers, SerialisedWrites } from "./fhir/patient-rules.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
@@ -499,7 +500,14 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   const resourceBody = (request: FastifyRequest, type: string): FhirResource => {
     const contentType = (request.headers["content-type"] ?? "").split(";")[0]?.trim() ?? "";
     if (type === "Binary" && imageTypes.includes(contentType) && Buffer.isBuffer(request.body)) {
-      return { resourceType: "Binary", contentType, data: request.body.toString("base64") };
+      // FHIR's X-Security-Context names the patient the image belongs to (checked at create).
+      const context = request.headers["x-security-context"];
+      return {
+        resourceType: "Binary",
+        contentType,
+        ...(typeof context === "string" ? { securityContext: { reference: context } } : {}),
+        data: request.body.toString("base64"),
+      };
     }
     const body = request.body as FhirResource | undefined;
     if (typeof body !== "object" || Array.isArray(body)) {
@@ -549,7 +557,16 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         validateFhirResource(body);
       }
       if (type === "ServiceRequest") {
-        await checkNewOrder(body, (referenced, id) => repository.exists(tenant, referenced, id));
+        await checkNewOrder(body, {
+          patientExists: (id) => repository.exists(tenant, "Patient", id),
+          image: async (id) =>
+            (await repository.exists(tenant, "Binary", id))
+              ? repository.read(tenant, "Binary", id)
+              : undefined,
+        });
+      }
+      if (type === "Binary" && body.securityContext !== undefined) {
+        await checkImageOwner(body, (id) => repository.exists(tenant, "Patient", id));
       }
       const create = () =>
         alongside(tenant, async (auditEvent) => repository.create(tenant, body, { auditEvent }));
@@ -713,7 +730,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     const resource = await audited(request, "read", type, async (setEntities) => {
       const tenant = await tenantOf(request, "read", type);
       setEntities([`${type}/${id.slice(0, 64)}`]);
-      return { tenant, result: await repository.read(tenant, type, id) };
+      const resource = await repository.read(tenant, type, id);
+      setEntities(auditEntities([resource]));
+      return { tenant, result: resource };
     });
     const accept = request.headers.accept ?? "";
     if (type === "Binary" && !accept.includes("fhir+json") && typeof resource.data === "string") {
@@ -734,7 +753,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     const versions = await audited(request, "history-instance", type, async (setEntities) => {
       const tenant = await tenantOf(request, "read", type);
       setEntities([`${type}/${id.slice(0, 64)}`]);
-      return { tenant, result: await repository.history(tenant, type, id) };
+      const versions = await repository.history(tenant, type, id);
+      setEntities(auditEntities(versions));
+      return { tenant, result: versions };
     });
     return fhirJson(reply, 200, historyBundle(config.baseUrl, type, versions));
   });
@@ -746,7 +767,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       const resource = await audited(request, "vread", type, async (setEntities) => {
         const tenant = await tenantOf(request, "read", type);
         setEntities([`${type}/${id.slice(0, 64)}`]);
-        return { tenant, result: await repository.vread(tenant, type, id, version) };
+        const resource = await repository.vread(tenant, type, id, version);
+        setEntities(auditEntities([resource]));
+        return { tenant, result: resource };
       });
       return fhirJson(versionHeaders(reply, resource), 200, resource);
     },
@@ -762,7 +785,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       const tenant = await tenantOf(request, "read", type);
       const result = await repository.searchWithTotal(tenant, type, query);
       // The query itself may hold PHI (a name, an MRN): record what was returned, never what was asked.
-      setEntities(result.resources.map(reference));
+      setEntities(auditEntities(result.resources));
       return { tenant, result };
     });
     return fhirJson(
@@ -846,6 +869,19 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   // The audit chain's check, run inside the TEE (only it holds the tenant's keys), for the tenant's admins:
   // `cloister audit verify` calls it with the head it recorded last time and records the new one.
+  // Admins: a staff account of their tenant by id (an AuditEvent's agent), for access reports: email and role.
+  app.get<{ Params: { id: string } }>("/admin/accounts/:id", async (request) => {
+    const principal = await principalOf(request);
+    if (principal.role !== "admin") {
+      throw new PlatformError("ERR_FORBIDDEN");
+    }
+    const account = await config.accounts.describe(principal.tenantId, request.params.id);
+    if (account === undefined) {
+      throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
+    }
+    return account;
+  });
+
   app.post<{ Body: { checkpoint?: { sequence?: unknown; hash?: unknown } } | undefined }>(
     "/audit/verify",
     async (request) => {

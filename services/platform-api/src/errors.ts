@@ -26,6 +26,11 @@ export const platformErrors = {
     issue: "business-rule",
     message: "staff change an order only by cancelling it (status revoked), with an optional note",
   },
+  ERR_IMAGE_PATIENT: {
+    status: 422,
+    issue: "business-rule",
+    message: "the image was uploaded for another patient: it is not ordered for this one",
+  },
   ERR_IMMUTABLE: {
     status: 405,
     issue: "not-supported",

@@ -43,6 +43,7 @@ before(async () => {
   await accounts.create({ email: "clinician@a.test", password, tenantId: "hospital-a", role: "clinician" });
   await accounts.create({ email: "clerk@b.test", password, tenantId: "hospital-b", role: "clerk" });
   await accounts.create({ email: "locked@a.test", password, tenantId: "hospital-a", role: "clerk" });
+  await accounts.create({ email: "admin@a.test", password, tenantId: "hospital-a", role: "admin" });
   app = await buildApp({
     baseUrl: "https://platform.test",
     store,
@@ -60,6 +61,7 @@ before(async () => {
     ["clerkA", "clerk@a.test"],
     ["clinicianA", "clinician@a.test"],
     ["clerkB", "clerk@b.test"],
+    ["adminA", "admin@a.test"],
   ] as const) {
     const response = await app.inject({ method: "POST", url: "/auth/login", payload: { email, password } });
     assert.equal(response.statusCode, 200, response.body);
@@ -561,6 +563,181 @@ describe("FHIR R4 API", () => {
       });
       assert.equal(loose.statusCode, 201, loose.body);
     }
+  });
+
+  it("keeps an image to the patient it was uploaded for (X-Security-Context)", async () => {
+    const upload = (context?: string) =>
+      app.inject({
+        method: "POST",
+        url: "/fhir/Binary",
+        headers: {
+          authorization: `Bearer ${tokens.clerkA ?? ""}`,
+          "content-type": "image/png",
+          ...(context === undefined ? {} : { "x-security-context": context }),
+        },
+        payload: Buffer.concat([
+          Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+          randomBytes(32),
+        ]),
+      });
+    for (const context of ["Patient/not-stored", "Observation/x", "nonsense"]) {
+      const refused = await upload(context);
+      assert.equal(refused.statusCode, 400, refused.body);
+      assert.deepEqual(refused.json<{ issue: { expression?: string[] }[] }>().issue[0]?.expression, [
+        "Binary.securityContext",
+      ]);
+    }
+    const someoneElse = await fhir("clerkA", "POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      name: [{ family: "Someoneelse" }],
+    });
+    const othersImage = await upload(`Patient/${someoneElse.json<{ id: string }>().id}`);
+    assert.equal(othersImage.statusCode, 201, othersImage.body);
+    const stored = othersImage.json<{ id: string; securityContext: { reference: string } }>();
+    assert.equal(stored.securityContext.reference, `Patient/${someoneElse.json<{ id: string }>().id}`);
+    const wrong = await fhir("clerkA", "POST", "/fhir/ServiceRequest", orderFor(patientId, stored.id));
+    assert.equal(wrong.statusCode, 422, wrong.body);
+    assert.equal(outcomeCode(wrong.body), "ERR_IMAGE_PATIENT");
+    const own = await upload(`Patient/${patientId}`);
+    const right = await fhir(
+      "clerkA",
+      "POST",
+      "/fhir/ServiceRequest",
+      orderFor(patientId, own.json<{ id: string }>().id),
+    );
+    assert.equal(right.statusCode, 201, right.body);
+    // Another hospital's patient is not a context here.
+    const fromB = await app.inject({
+      method: "POST",
+      url: "/fhir/Binary",
+      headers: {
+        authorization: `Bearer ${tokens.clerkB ?? ""}`,
+        "content-type": "image/png",
+        "x-security-context": `Patient/${someoneElse.json<{ id: string }>().id}`,
+      },
+      payload: Buffer.from([0x89, 0x50, 0x4e, 0x47]),
+    });
+    assert.equal(fromB.statusCode, 400, fromB.body);
+  });
+
+  it("answers an access report per patient: who read, found or changed their record, and when (admins only)", async () => {
+    // A patient of their own, so the report holds only what this test did.
+    const created = await fhir("clerkA", "POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      identifier: [{ system: "urn:oid:1.2.36.146.595.217.0.1", value: "MRN-AUDITED" }],
+      name: [{ family: "Audited" }],
+    });
+    const audited = created.json<{ id: string }>().id;
+    const image = await app.inject({
+      method: "POST",
+      url: "/fhir/Binary",
+      headers: {
+        authorization: `Bearer ${tokens.clerkA ?? ""}`,
+        "content-type": "image/png",
+        "x-security-context": `Patient/${audited}`,
+      },
+      payload: Buffer.concat([
+        Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+        randomBytes(32),
+      ]),
+    });
+    const imageId = image.json<{ id: string }>().id;
+    const order = await fhir("clerkA", "POST", "/fhir/ServiceRequest", orderFor(audited, imageId));
+    const orderId = order.json<{ id: string }>().id;
+    await fhir("clinicianA", "GET", `/fhir/Patient/${audited}`);
+    await fhir("clinicianA", "GET", `/fhir/Binary/${imageId}`);
+    await fhir("clinicianA", "GET", `/fhir/ServiceRequest?subject=Patient/${audited}`);
+    await fhir("clinicianA", "GET", `/fhir/Patient?identifier=urn:oid:1.2.36.146.595.217.0.1|MRN-AUDITED`);
+    // Someone else's record read meanwhile: not in this patient's report.
+    await fhir("clinicianA", "GET", `/fhir/Patient/${patientId}`);
+
+    const report = async (query: string) => {
+      const answer = await fhir("adminA", "GET", `/fhir/AuditEvent?${query}`);
+      assert.equal(answer.statusCode, 200, answer.body);
+      return (answer.json<{ entry?: { resource: Record<string, unknown> }[] }>().entry ?? []).map(
+        ({ resource }) => ({
+          subtype: (resource.subtype as { code: string }[] | undefined)?.[0]?.code,
+          agent: (resource.agent as { who: { identifier: { value: string } } }[])[0]?.who.identifier.value,
+          entities: (resource.entity as { what: { reference: string }; role?: { code: string } }[]).map(
+            (entity) => `${entity.what.reference}${entity.role?.code === "1" ? " (patient)" : ""}`,
+          ),
+        }),
+      );
+    };
+    const principals = Object.fromEntries(
+      await Promise.all(
+        (["clerkA", "clinicianA"] as const).map(async (who) => {
+          const payload = JSON.parse(
+            Buffer.from((tokens[who] ?? "").split(".")[1] ?? "", "base64url").toString(),
+          ) as {
+            sub: string;
+          };
+          return [who, payload.sub] as const;
+        }),
+      ),
+    );
+    const patientRef = `Patient/${audited} (patient)`;
+    assert.deepEqual(await report(`patient=Patient/${audited}&_sort=_lastUpdated`), [
+      { subtype: "create", agent: principals.clerkA, entities: [patientRef] },
+      { subtype: "create", agent: principals.clerkA, entities: [`Binary/${imageId}`, patientRef] },
+      { subtype: "create", agent: principals.clerkA, entities: [`ServiceRequest/${orderId}`, patientRef] },
+      { subtype: "read", agent: principals.clinicianA, entities: [patientRef] },
+      { subtype: "read", agent: principals.clinicianA, entities: [`Binary/${imageId}`, patientRef] },
+      {
+        subtype: "search-type",
+        agent: principals.clinicianA,
+        entities: [`ServiceRequest/${orderId}`, patientRef],
+      },
+      { subtype: "search-type", agent: principals.clinicianA, entities: [patientRef] },
+    ]);
+    // By resource, by who and by day (or month, or year) too, and combined.
+    assert.equal((await report(`entity=Binary/${imageId}`)).length, 2);
+    // The day the events were recorded (not "now": the test may run across midnight).
+    const recorded = await fhir("adminA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}&_count=1`);
+    const today = String(
+      recorded.json<{ entry: { resource: { recorded: string } }[] }>().entry[0]?.resource.recorded,
+    ).slice(0, 10);
+    assert.equal(
+      (await report(`patient=Patient/${audited}&agent=${principals.clinicianA ?? ""}&date=${today}`)).length,
+      4,
+    );
+    assert.equal((await report(`patient=Patient/${audited}&date=${today.slice(0, 7)}`)).length, 7);
+    assert.equal((await report(`patient=Patient/${audited}&date=1999`)).length, 0);
+    const count = await fhir("adminA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}&_summary=count`);
+    assert.equal(count.json<{ total: number }>().total, 7);
+    // The admin turns the agents' ids into staff emails, in their own tenant only.
+    const described = await app.inject({
+      method: "GET",
+      url: `/admin/accounts/${principals.clinicianA ?? ""}`,
+      headers: { authorization: `Bearer ${tokens.adminA ?? ""}` },
+    });
+    assert.deepEqual(described.json(), {
+      id: principals.clinicianA,
+      email: "clinician@a.test",
+      role: "clinician",
+    });
+    const clerkB = JSON.parse(
+      Buffer.from((tokens.clerkB ?? "").split(".")[1] ?? "", "base64url").toString(),
+    ) as {
+      sub: string;
+    };
+    for (const [who, id, status] of [
+      ["adminA", clerkB.sub, 404],
+      ["adminA", "not-an-id", 404],
+      ["clinicianA", principals.clinicianA ?? "", 403],
+    ] as const) {
+      const answer = await app.inject({
+        method: "GET",
+        url: `/admin/accounts/${id}`,
+        headers: { authorization: `Bearer ${tokens[who] ?? ""}` },
+      });
+      assert.equal(answer.statusCode, status, `${who} ${id}`);
+    }
+    // Staff who are not admins do not read the trail, by search either.
+    assert.equal(
+      (await fhir("clinicianA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}`)).statusCode,
+      403,
+    );
   });
 
   it("says in its CapabilityStatement which types staff create and update", async () => {

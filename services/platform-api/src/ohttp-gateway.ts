@@ -33,7 +33,15 @@ export interface PlatformGatewayOptions {
 }
 
 /** Inner header fields passed to the route; everything else (cookies, forwarding) is dropped. */
-const forwardedFields = new Set(["authorization", "content-type", "accept", "if-none-exist", "if-match"]);
+const forwardedFields = new Set([
+  "authorization",
+  "content-type",
+  "accept",
+  "if-none-exist",
+  "if-match",
+  // FHIR's header naming the patient an uploaded image (Binary) belongs to.
+  "x-security-context",
+]);
 
 function problem(
   status: number,

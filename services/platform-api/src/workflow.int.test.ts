@@ -344,6 +344,8 @@ describe("diagnosis workflow", () => {
         ...results.map((r) => r.reference),
         `Provenance/${provenanceId ?? ""}`,
         `ServiceRequest/${requestId}`,
+        // The patient whose record it is, for access reports.
+        (report.subject as { reference: string }).reference,
       ].sort(),
     );
 
@@ -591,6 +593,41 @@ describe("diagnosis workflow", () => {
     });
     assert.equal(review.status, 409);
     assert.match(JSON.stringify(review.body), /a cancelled report has no result to review/);
+  });
+
+  it("never analyses an image uploaded for another patient, even for an order placed before that was checked", async () => {
+    const patient = async (family: string) =>
+      String(
+        (await fhir("clerk", "POST", "/fhir/Patient", { resourceType: "Patient", name: [{ family }] })).body
+          .id,
+      );
+    const owner = await patient("Imageowner");
+    const other = await patient("Otherpatient");
+    const image = await fhir("clerk", "POST", "/fhir/Binary", png(8), {
+      "content-type": "image/png",
+      "x-security-context": `Patient/${owner}`,
+    });
+    assert.equal(image.status, 201);
+    // The API refuses such an order; one stored before it did is caught by the worker.
+    const refused = await fhir(
+      "clerk",
+      "POST",
+      "/fhir/ServiceRequest",
+      pneumoniaOrder(other, String(image.body.id)),
+    );
+    assert.equal(refused.status, 422);
+    const orderId = "placed-before-the-check";
+    await new FhirRepository(store).update(
+      { tenantId: "demo", keyring: platformKeyring },
+      { ...pneumoniaOrder(other, String(image.body.id)), resourceType: "ServiceRequest", id: orderId },
+      orderId,
+      0,
+    );
+    assert.equal(await app.recoverDiagnosisJobs(["demo"]), 1);
+    const report = await reportFor(orderId);
+    assert.equal(report.status, "cancelled");
+    assert.match(JSON.stringify(report.contained), /ERR_IMAGE_PATIENT/);
+    assert.equal((await fhir("clerk", "GET", `/fhir/ServiceRequest/${orderId}`)).body.status, "revoked");
   });
 
   it("an order cancelled while it is analysed gets no result: the outcome is written from the order's version, or not at all", async () => {

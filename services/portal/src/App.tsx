@@ -295,6 +295,7 @@ export function App(): React.JSX.Element {
                   onPatientChanged={setPatient}
                   canReadResults={session.role !== "clerk"}
                   canReview={session.role === "clinician"}
+                  canAudit={session.role === "admin"}
                   models={models}
                   modelsError={modelsError}
                   lastEvent={lastEvent}

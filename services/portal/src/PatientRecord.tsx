@@ -12,6 +12,7 @@ import {
 } from "./fhir.js";
 import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
+import { AccessLog } from "./AccessLog.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 import { OrderItem } from "./OrderItem.js";
 import { PatientDetails } from "./PatientDetails.js";
@@ -180,6 +181,8 @@ export function PatientRecord(props: {
   readonly canReadResults: boolean;
   /** Clinicians review the AI's preliminary results. */
   readonly canReview: boolean;
+  /** Admins read who accessed the record. */
+  readonly canAudit: boolean;
   readonly models: readonly ModelInfo[] | undefined;
   readonly modelsError: string | undefined;
   readonly lastEvent: ReportEvent | undefined;
@@ -330,6 +333,8 @@ export function PatientRecord(props: {
         (fraction) => {
           setProgress(fraction);
         },
+        // The patient the image is for: the platform never orders it for another one, and audits it to them.
+        [["x-security-context", subject]],
       );
       const binaryId = (binary.json() as { id: string }).id;
       const chosen = props.models?.find((entry) => entry.name === model);
@@ -501,6 +506,8 @@ export function PatientRecord(props: {
           ))}
         </section>
       ) : null}
+
+      {props.canAudit ? <AccessLog client={client} subject={subject} /> : null}
     </div>
   );
 }

@@ -277,19 +277,47 @@ export class PlatformClient {
     return (await this.searchPage(type, parameters)).resources as T[];
   }
 
-  /** The same, with the number of all matches (`Bundle.total`), however many the page holds. */
-  async searchPage(
-    type: string,
-    parameters: Record<string, string>,
-  ): Promise<{ resources: unknown[]; total: number }> {
+  /**
+   * The same, with the number of all matches (`Bundle.total`), however many the page holds, and the next
+   * page's path when more follow (its `_cursor` is sealed by the platform: no search value is in it).
+   */
+  async searchPage(type: string, parameters: Record<string, string>): Promise<SearchPage> {
     const response = await this.request("POST", `/fhir/${type}/_search`, {
       bytes: new TextEncoder().encode(new URLSearchParams(parameters).toString()),
       contentType: "application/x-www-form-urlencoded",
     });
-    const bundle = response.json() as { total?: number; entry?: { resource: unknown }[] };
-    const resources = (bundle.entry ?? []).map((entry) => entry.resource);
-    return { resources, total: bundle.total ?? resources.length };
+    return searchPageOf(response);
   }
+
+  /** The page after one `searchPage` (or `nextPage`) answered. */
+  async nextPage(next: string): Promise<SearchPage> {
+    return searchPageOf(await this.request("GET", next));
+  }
+}
+
+/** A page of search results. */
+export interface SearchPage {
+  readonly resources: unknown[];
+  /** Every match, not only this page's. */
+  readonly total: number;
+  /** The next page's path and query, when more follow. */
+  readonly next: string | undefined;
+}
+
+function searchPageOf(response: PlatformResponse): SearchPage {
+  const bundle = response.json() as {
+    total?: number;
+    entry?: { resource: unknown }[];
+    link?: { relation?: string; url?: string }[];
+  };
+  const resources = (bundle.entry ?? []).map((entry) => entry.resource);
+  const link = bundle.link?.find((entry) => entry.relation === "next")?.url;
+  const next = link === undefined ? undefined : new URL(link);
+  return {
+    resources,
+    total: bundle.total ?? resources.length,
+    next: next === undefined ? undefined : `${next.pathname}${next.search}`,
+  };
 }
 
 /** XMLHttpRequest, not fetch: only it reports upload progress. */

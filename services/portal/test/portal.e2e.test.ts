@@ -667,6 +667,40 @@ describe(
       await clerk.context().close();
     });
 
+    test("an admin reads who accessed the patient's record: staff by email, what they did, newest first", async () => {
+      const admin = await newPage(observed);
+      await openSentinelPatient(admin, "admin@demo.hospital");
+      const access = admin.getByRole("region", { name: "Access to this record" });
+      await access.getByRole("button", { name: "Show who accessed this record" }).click();
+      await access.getByTestId("access-log").waitFor();
+      // The newest 100 first, then older ones on request, until the clerk's registration.
+      while ((await access.getByRole("button", { name: "Show older accesses" }).count()) > 0) {
+        const before = await access.getByTestId("access-row").count();
+        await access.getByRole("button", { name: "Show older accesses" }).click();
+        await access.getByTestId("access-row").nth(before).waitFor();
+      }
+      const rows = (await access.getByTestId("access-row").allTextContents()).join("\n");
+      for (const expected of [
+        /clerk@demo\.hospital \(clerk\)Created patient details/,
+        /clerk@demo\.hospital \(clerk\)Created image/,
+        /clerk@demo\.hospital \(clerk\)Changed order/,
+        /clerk@demo\.hospital \(clerk\)Changed patient details/,
+        /clinician@demo\.hospital \(clinician\)Opened image/,
+        /clinician@demo\.hospital \(clinician\)Reviewed report/,
+        /the platform's AI workflow \(workflow\)Recorded a result: order, result, report, provenance/,
+        /the attested inference server \(inference-server\)Sent for AI analysis: order, image/,
+      ]) {
+        assert.match(rows, expected);
+      }
+      assert.doesNotMatch(rows, /account [0-9a-f-]{36}/, "every staff member is named");
+      assert.match((await access.locator("caption").textContent()) ?? "", /^All \d+ accesses, newest first$/);
+      // A page reading a report's results at once is one row.
+      assert.match(rows, /Opened result \(\d+ times\)/);
+      await admin.screenshot({ path: join(artifacts, "5-access-report.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(admin), [], "access report: WCAG 2.1 AA");
+      await admin.context().close();
+    });
+
     test("refuses to send anything when the platform's measurement is not the expected one", async () => {
       const refusedUrls: string[] = [];
       const page = await newPage({ urls: refusedUrls, console: observed.console });

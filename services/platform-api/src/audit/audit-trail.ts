@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { RecordStore, VersionWrite } from "../storage/record-store.js";
-import type { AuditEventWrite, TenantContext } from "../fhir/repository.js";
+import { searchTokens, type AuditEventWrite, type TenantContext } from "../fhir/repository.js";
 
 export const auditChainExtension = "https://cloister.dev/fhir/StructureDefinition/audit-chain";
 
@@ -51,6 +51,12 @@ export function auditEventHash(event: Record<string, unknown>): string {
 }
 
 const genesis = "0".repeat(64);
+
+const patientRole = {
+  system: "http://terminology.hl7.org/CodeSystem/object-role",
+  code: "1",
+  display: "Patient",
+};
 
 function chainOf(event: Record<string, unknown>): { sequence: number; previousHash: string } | undefined {
   const extensions = Array.isArray(event.extension) ? (event.extension as Record<string, unknown>[]) : [];
@@ -317,7 +323,13 @@ export class AuditTrail {
       source: { observer: { display: "cloister-platform-api" } },
       ...(input.entities === undefined || input.entities.length === 0
         ? {}
-        : { entity: input.entities.map((reference) => ({ what: { reference } })) }),
+        : {
+            entity: input.entities.map((reference) => ({
+              what: { reference },
+              // The patient whose record was touched (a resource's subject, or the Patient itself).
+              ...(reference.startsWith("Patient/") ? { role: patientRole } : {}),
+            })),
+          }),
     };
   }
 
@@ -336,7 +348,8 @@ export class AuditTrail {
         ),
       },
       expectedVersionId: 0,
-      tokens: [],
+      // Searchable by entity, patient, agent and date, for access reports (search-parameters.ts).
+      tokens: searchTokens(tenant.keyring, event),
     };
   }
 

@@ -196,6 +196,32 @@ export class AccountService {
     return account.id;
   }
 
+  /**
+   * An account of `tenantId` by id (an AuditEvent's agent), for an admin's access report: its email and role,
+   * nothing else. Another tenant's account, or none, is undefined.
+   */
+  async describe(
+    tenantId: string,
+    id: string,
+  ): Promise<{ id: string; email: string; role: Role } | undefined> {
+    if (!/^[0-9a-f-]{36}$/.test(id)) {
+      return undefined;
+    }
+    const stored = await this.store.current(systemTenant, accountType, id);
+    if (stored === undefined || stored.deleted) {
+      return undefined;
+    }
+    const account = await withKeyringRetry(this.keyrings, async (keyring) => {
+      const body = openRecord(
+        keyring,
+        { tenantId: systemTenant, type: accountType, id, versionId: stored.versionId },
+        stored.body,
+      );
+      return JSON.parse(body.toString("utf8")) as AccountRecord;
+    });
+    return account.tenantId === tenantId ? { id, email: account.email, role: account.role } : undefined;
+  }
+
   /** Checks a password; the caller turns the principal into a session. */
   async login(email: string, password: string, client: string): Promise<Principal> {
     const now = this.now();

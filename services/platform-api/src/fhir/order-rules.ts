@@ -3,7 +3,8 @@
 // - An image (Binary) is stored once and never changed, so the image a clinician opens beside a result is the
 //   one the model read.
 // - An order (ServiceRequest) is placed active, for a patient and an image of the same hospital, so the
-//   workflow never analyses an image for nobody or for a patient the clerk cannot see.
+//   workflow never analyses an image for nobody or for a patient the clerk cannot see; an image uploaded for
+//   one patient (X-Security-Context) is never ordered for another.
 // - Afterwards staff change an order one way only: an active order is cancelled (`revoked`), with an
 //   optional note added. Its patient, image and model never change. Completion, failure and withdrawal are
 //   written by the workflow and the clinician's review, never by a PUT.
@@ -20,12 +21,16 @@ function referencedId(reference: unknown, type: string): string | undefined {
 }
 
 /**
- * A new order: active, its subject a stored Patient and its first supportingInfo a stored Binary of the same
- * tenant (`exists` looks within the caller's tenant).
+ * A new order: active, its subject a stored Patient and its first supportingInfo a stored image (Binary) of the
+ * same tenant (the lookups look within the caller's tenant), uploaded for that patient when its upload named one
+ * (X-Security-Context).
  */
 export async function checkNewOrder(
   order: FhirResource,
-  exists: (type: string, id: string) => Promise<boolean>,
+  lookups: {
+    readonly patientExists: (id: string) => Promise<boolean>;
+    readonly image: (id: string) => Promise<FhirResource | undefined>;
+  },
 ): Promise<void> {
   if (order.status !== "active") {
     throw new PlatformError("ERR_INVALID_RESOURCE", "an order is placed with status active", {
@@ -33,19 +38,24 @@ export async function checkNewOrder(
     });
   }
   const patientId = referencedId(order.subject, "Patient");
-  if (patientId === undefined || !(await exists("Patient", patientId))) {
+  if (patientId === undefined || !(await lookups.patientExists(patientId))) {
     throw new PlatformError("ERR_INVALID_RESOURCE", "the order's subject is not a stored Patient", {
       expression: "ServiceRequest.subject",
     });
   }
   const supportingInfo = Array.isArray(order.supportingInfo) ? (order.supportingInfo as unknown[]) : [];
   const binaryId = referencedId(supportingInfo[0], "Binary");
-  if (binaryId === undefined || !(await exists("Binary", binaryId))) {
+  const image = binaryId === undefined ? undefined : await lookups.image(binaryId);
+  if (image === undefined) {
     throw new PlatformError(
       "ERR_INVALID_RESOURCE",
       "the order's first supportingInfo is not a stored image (Binary)",
       { expression: "ServiceRequest.supportingInfo" },
     );
+  }
+  const owner = referencedId(image.securityContext, "Patient");
+  if (owner !== undefined && owner !== patientId) {
+    throw new PlatformError("ERR_IMAGE_PATIENT", undefined, { expression: "ServiceRequest.supportingInfo" });
   }
 }
 
@@ -81,6 +91,19 @@ export function checkOrderChange(current: FhirResource, next: FhirResource): voi
   ) {
     throw new PlatformError("ERR_ORDER_CHANGE", "an order's notes are only added to", {
       expression: "ServiceRequest.note",
+    });
+  }
+}
+
+/** An image's security context (FHIR's X-Security-Context on upload): a stored Patient of the tenant. */
+export async function checkImageOwner(
+  image: FhirResource,
+  patientExists: (id: string) => Promise<boolean>,
+): Promise<void> {
+  const patientId = referencedId(image.securityContext, "Patient");
+  if (patientId === undefined || !(await patientExists(patientId))) {
+    throw new PlatformError("ERR_INVALID_RESOURCE", "the image's security context is not a stored Patient", {
+      expression: "Binary.securityContext",
     });
   }
 }

@@ -8,6 +8,7 @@ import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record-store.js";
 import { indexEntries, queryGroups, supportedTypes, type FhirResource } from "./search-parameters.js";
 import { validateFhirResource } from "./validation.js";
+import { auditEntities } from "../audit/audit-entities.js";
 
 /** How long a search's next-page cursor opens. */
 const cursorLifetimeMs = 15 * 60_000;
@@ -53,6 +54,13 @@ export interface TenantContext {
   readonly keyring: TenantKeyring;
 }
 
+/** A resource's blind-index search tokens, under every key generation held (see `blindIndexes`). */
+export function searchTokens(keyring: TenantKeyring, resource: FhirResource): Buffer[] {
+  return indexEntries(resource).flatMap(({ parameter, value }) =>
+    blindIndexes(keyring, resource.resourceType, parameter, value),
+  );
+}
+
 export class FhirRepository {
   private readonly store: RecordStore;
   private readonly now: () => Date;
@@ -68,9 +76,7 @@ export class FhirRepository {
    * what a replica that has seen it wrote or re-encrypted. Tokens of a destroyed generation match nothing.
    */
   private tokens(tenant: TenantContext, resource: FhirResource): Buffer[] {
-    return indexEntries(resource).flatMap(({ parameter, value }) =>
-      blindIndexes(tenant.keyring, resource.resourceType, parameter, value),
-    );
+    return searchTokens(tenant.keyring, resource);
   }
 
   private decode(tenant: TenantContext, version: StoredVersion): FhirResource {
@@ -92,7 +98,7 @@ export class FhirRepository {
     const { stored, write } = this.versionWrite(tenant, resource, id, previous);
     await this.store.writeAll(tenant.tenantId, [
       write,
-      ...(options.auditEvent === undefined ? [] : [options.auditEvent([`${resource.resourceType}/${id}`])]),
+      ...(options.auditEvent === undefined ? [] : [options.auditEvent(auditEntities([stored]))]),
     ]);
     return stored;
   }
@@ -124,7 +130,7 @@ export class FhirRepository {
         return this.versionWrite(tenant, extra, randomUUID(), 0);
       }),
     ];
-    const entities = writes.map(({ stored }) => `${stored.resourceType}/${stored.id ?? ""}`);
+    const entities = auditEntities(writes.map(({ stored }) => stored));
     await this.store.writeAll(tenant.tenantId, [
       ...writes.map(({ write }) => write),
       ...(options.auditEvent === undefined ? [] : [options.auditEvent(entities)]),

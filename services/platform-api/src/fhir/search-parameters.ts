@@ -46,6 +46,10 @@ function codeTokens(value: unknown): string[] {
 
 const status = (resource: FhirResource): string[] => codeTokens(resource.status);
 
+/** An AuditEvent's entity.what references. */
+const entityTargets = (event: FhirResource): unknown[] =>
+  array(event.entity).map((entity) => record(entity).what);
+
 export const searchParameters: Readonly<Record<string, Readonly<Record<string, ParameterDefinition>>>> = {
   Patient: {
     identifier: { kind: "token", extract: identifierTokens },
@@ -77,7 +81,27 @@ export const searchParameters: Readonly<Record<string, Readonly<Record<string, P
   Provenance: {
     target: { kind: "reference", extract: (provenance) => referenceTokens(provenance.target) },
   },
-  AuditEvent: {},
+  // For access reports: who touched what, whose record, and when (the day, month or year recorded).
+  AuditEvent: {
+    entity: { kind: "reference", extract: (event) => referenceTokens(entityTargets(event)) },
+    patient: {
+      kind: "reference",
+      extract: (event) =>
+        referenceTokens(entityTargets(event)).filter((reference) => reference.startsWith("Patient/")),
+    },
+    agent: {
+      kind: "token",
+      extract: (event) =>
+        array(event.agent).flatMap((agent) => codeTokens(record(record(record(agent).who).identifier).value)),
+    },
+    date: {
+      kind: "date",
+      extract: (event) =>
+        typeof event.recorded === "string"
+          ? [event.recorded.slice(0, 10), event.recorded.slice(0, 7), event.recorded.slice(0, 4)]
+          : [],
+    },
+  },
   Binary: {},
 };
 

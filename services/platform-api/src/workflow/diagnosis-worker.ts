@@ -13,6 +13,7 @@ import type { FhirResource } from "../fhir/search-parameters.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 import type { ResultCache } from "./result-cache.js";
 import { withKeyringRetry } from "../storage/tenant-keyrings.js";
+import { patientOf } from "../audit/audit-entities.js";
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
@@ -268,12 +269,20 @@ export class DiagnosisWorker {
     } catch {
       throw new PermanentFailure("ERR_NO_IMAGE");
     }
+    // An image uploaded for another patient is never analysed for this one (checked when the order was placed
+    // too; orders placed before that check are caught here).
+    const owner = patientOf(binary);
+    const subjectReference = (request.subject as { reference?: unknown } | undefined)?.reference;
+    if (binary.securityContext !== undefined && owner !== subjectReference) {
+      throw new PermanentFailure("ERR_IMAGE_PATIENT");
+    }
     const { result, info, identity } = await this.infer(
       tenant,
       serviceRequestId,
       model.code,
       binaryId,
       binary,
+      typeof subjectReference === "string" ? subjectReference : undefined,
     );
     const probabilities = result.outputs?.[0]?.data ?? [];
     const predicted = result.parameters?.predicted_label ?? "";
@@ -407,6 +416,7 @@ export class DiagnosisWorker {
     model: string,
     binaryId: string,
     binary: FhirResource,
+    patient: string | undefined,
   ): Promise<InferenceOutcome> {
     const cacheKey = `inference:${serviceRequestId}`;
     const cached = await this.options.cache?.get(tenant, cacheKey);
@@ -449,7 +459,12 @@ export class DiagnosisWorker {
       action: "E",
       outcome: "0",
       agent: { id: `tee:${identity.measurement}`, role: "inference-server" },
-      entities: [`ServiceRequest/${serviceRequestId}`, `Binary/${binaryId}`],
+      // The patient too, so the access report of their record lists the analysis of their image.
+      entities: [
+        `ServiceRequest/${serviceRequestId}`,
+        `Binary/${binaryId}`,
+        ...(patient === undefined ? [] : [patient]),
+      ],
     });
     const outcome: InferenceOutcome = { result, info, identity };
     await this.options.cache?.set(tenant, cacheKey, Buffer.from(JSON.stringify(outcome)), 24 * 3600_000);
