@@ -18,12 +18,17 @@ import { LoginRateLimited } from "./auth/accounts.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
 import { checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
 import { auditEntities } from "./audit/audit-entities.js";
-import { checkPatientIdentifiers, SerialisedWrites } from "./fhir/patient-rules.js";
+import { SerialisedWrites, writePatientChecked } from "./fhir/patient-rules.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
-import { FhirRepository, type AuditEventWrite, type TenantContext } from "./fhir/repository.js";
+import {
+  FhirRepository,
+  type AuditEventWrite,
+  type TenantContext,
+  type WriteOptions,
+} from "./fhir/repository.js";
 import { loadFhirDefinitions, validateFhirResource } from "./fhir/validation.js";
 import type { FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
@@ -526,10 +531,6 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
 
   // A patient's identifiers name one person (fhir/patient-rules.ts).
   const patientWrites = new SerialisedWrites();
-  const patientsWith =
-    (tenant: TenantContext) =>
-    (identifier: string): Promise<readonly FhirResource[]> =>
-      repository.search(tenant, "Patient", { identifier });
 
   app.post<{ Params: { type: string } }>("/fhir/:type", async (request, reply) => {
     const { type } = request.params;
@@ -568,14 +569,13 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       if (type === "Binary" && body.securityContext !== undefined) {
         await checkImageOwner(body, (id) => repository.exists(tenant, "Patient", id));
       }
-      const create = () =>
-        alongside(tenant, async (auditEvent) => repository.create(tenant, body, { auditEvent }));
+      const create = (options: Omit<WriteOptions, "auditEvent"> = {}) =>
+        alongside(tenant, async (auditEvent) => repository.create(tenant, body, { ...options, auditEvent }));
       const created =
         type === "Patient"
-          ? await patientWrites.run(tenant.tenantId, async () => {
-              await checkPatientIdentifiers(body, undefined, patientsWith(tenant));
-              return create();
-            })
+          ? await patientWrites.run(tenant.tenantId, async () =>
+              writePatientChecked(repository, tenant, body, undefined, (guard) => create({ guard })),
+            )
           : await create();
       setEntities([reference(created)]);
       if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
@@ -619,14 +619,15 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         checkOrderChange(current, body);
         version = currentVersion;
       }
-      const update = () =>
-        alongside(tenant, async (auditEvent) => repository.update(tenant, body, id, version, { auditEvent }));
+      const update = (options: Omit<WriteOptions, "auditEvent"> = {}) =>
+        alongside(tenant, async (auditEvent) =>
+          repository.update(tenant, body, id, version, { ...options, auditEvent }),
+        );
       const result =
         type === "Patient"
           ? await patientWrites.run(tenant.tenantId, async () => {
               validateFhirResource(body);
-              await checkPatientIdentifiers(body, id, patientsWith(tenant));
-              return update();
+              return writePatientChecked(repository, tenant, body, id, (guard) => update({ guard }));
             })
           : await update();
       return { tenant, result };

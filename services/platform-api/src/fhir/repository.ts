@@ -47,7 +47,15 @@ export type AuditEventWrite = (entities: readonly string[]) => VersionWrite;
 export interface WriteOptions {
   /** Stored in the same transaction as the resource: both or neither. */
   readonly auditEvent?: AuditEventWrite;
+  /**
+   * A guard record moved on in the same transaction, from the version the caller read before checking a rule
+   * that spans resources (an MRN names one patient): two writers that checked the same state conflict on it,
+   * on any replica, and the later one checks again (`guardVersion`).
+   */
+  readonly guard?: { readonly id: string; readonly versionId: number };
 }
+
+const guardType = "Guard";
 
 export interface TenantContext {
   readonly tenantId: string;
@@ -98,9 +106,39 @@ export class FhirRepository {
     const { stored, write } = this.versionWrite(tenant, resource, id, previous);
     await this.store.writeAll(tenant.tenantId, [
       write,
+      ...(options.guard === undefined ? [] : [this.guardWrite(tenant, options.guard)]),
       ...(options.auditEvent === undefined ? [] : [options.auditEvent(auditEntities([stored]))]),
     ]);
     return stored;
+  }
+
+  /** The version of a guard record now (0 before its first write): read before the check it guards. */
+  async guardVersion(tenant: TenantContext, id: string): Promise<number> {
+    return (await this.store.current(tenant.tenantId, guardType, id))?.versionId ?? 0;
+  }
+
+  /** The guard's next version: sealed and empty, it carries nothing but its version. */
+  private guardWrite(
+    tenant: TenantContext,
+    guard: { readonly id: string; readonly versionId: number },
+  ): VersionWrite {
+    const versionId = guard.versionId + 1;
+    return {
+      version: {
+        type: guardType,
+        id: guard.id,
+        versionId,
+        lastUpdated: this.now().toISOString(),
+        deleted: false,
+        body: sealRecord(
+          tenant.keyring,
+          { tenantId: tenant.tenantId, type: guardType, id: guard.id, versionId },
+          Buffer.from("{}"),
+        ),
+      },
+      expectedVersionId: guard.versionId,
+      tokens: [],
+    };
   }
 
   /**
