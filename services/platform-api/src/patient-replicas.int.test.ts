@@ -78,16 +78,15 @@ async function twoReplicas(openStore: () => RecordStore) {
 }
 
 /** Each answer's status, with the OperationOutcome's code for a refusal; sorted. */
-function outcomes(answers: readonly { statusCode: number; json: <T>() => T }[]): string[] {
+function outcomes(answers: readonly { statusCode: number; json: () => unknown }[]): string[] {
   return answers
-    .map((answer) =>
-      answer.statusCode < 400
-        ? String(answer.statusCode)
-        : `${answer.statusCode} ${
-            answer.json<{ issue: { details: { coding: { code: string }[] } }[] }>().issue[0]?.details
-              .coding[0]?.code ?? ""
-          }`,
-    )
+    .map((answer) => {
+      if (answer.statusCode < 400) {
+        return String(answer.statusCode);
+      }
+      const outcome = answer.json() as { issue: { details: { coding: { code: string }[] } }[] };
+      return `${answer.statusCode} ${outcome.issue[0]?.details.coding[0]?.code ?? ""}`;
+    })
     .sort();
 }
 
