@@ -19,6 +19,7 @@ import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.
 import { checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
 import { auditEntities } from "./audit/audit-entities.js";
 import { SerialisedWrites, writePatientChecked } from "./fhir/patient-rules.js";
+import { everythingParameters, everythingTypesOf, patientEverything } from "./fhir/patient-everything.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
@@ -86,6 +87,8 @@ export interface PlatformConfig {
   readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest Binary (default 20 MB). */
   readonly maxBinaryBytes?: number;
+  /** Largest sum of images in one Patient/$everything (default 100 MB): above it, leave Binary out with _type. */
+  readonly maxEverythingImageBytes?: number;
   /**
    * Requests handled at once (health, metrics and event streams aside) before the platform sheds load with
    * 503 and Retry-After instead of slowing every request down or running out of memory (default 256).
@@ -234,6 +237,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     "history-instance": "R",
     "search-type": "E",
     review: "U",
+    everything: "E",
   };
 
   /**
@@ -358,7 +362,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   for (const type of ["application/fhir+json", "application/json+fhir"]) {
     app.addContentTypeParser(type, { parseAs: "string" }, (_request, body, done) => {
       try {
-        done(null, JSON.parse(body as string));
+        // No body at all (an operation invoked without parameters) is no resource, not bad JSON.
+        done(null, body === "" ? undefined : JSON.parse(body as string));
       } catch {
         done(new PlatformError("ERR_BAD_REQUEST", "the body is not JSON"), undefined);
       }
@@ -725,6 +730,46 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     });
     return fhirJson(versionHeaders(reply, reviewed), 200, reviewed);
   });
+
+  // A patient's whole record (fhir/patient-everything.ts): clinicians and admins, who read results. GET with
+  // `_type` in the query, or POST with FHIR Parameters (as FHIR clients invoke operations by default).
+  const everything = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    id: string,
+    query: Readonly<Record<string, unknown>>,
+  ): Promise<FastifyReply> => {
+    const resources = await audited(request, "everything", "Patient", async (setEntities) => {
+      const tenant = await tenantOf(request, "read", "DiagnosticReport");
+      setEntities([`Patient/${id.slice(0, 64)}`]);
+      const found = await patientEverything(
+        repository,
+        tenant,
+        id,
+        everythingTypesOf(query),
+        config.maxEverythingImageBytes ?? 100 * 1024 * 1024,
+      );
+      setEntities([...new Set([...auditEntities(found), `Patient/${id}`])]);
+      return { tenant, result: found };
+    });
+    return fhirJson(reply, 200, {
+      resourceType: "Bundle",
+      type: "searchset",
+      total: resources.length,
+      entry: resources.map((resource) => ({
+        fullUrl: `${config.baseUrl}/fhir/${resource.resourceType}/${resource.id ?? ""}`,
+        resource,
+        search: { mode: resource.resourceType === "Patient" ? "match" : "include" },
+      })),
+    });
+  };
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>(
+    "/fhir/Patient/:id/$everything",
+    async (request, reply) => everything(request, reply, request.params.id, request.query),
+  );
+  app.post<{ Params: { id: string } }>("/fhir/Patient/:id/$everything", async (request, reply) =>
+    everything(request, reply, request.params.id, everythingParameters(request.body)),
+  );
 
   app.get<{ Params: { type: string; id: string } }>("/fhir/:type/:id", async (request, reply) => {
     const { type, id } = request.params;

@@ -56,6 +56,7 @@ before(async () => {
       return keyring;
     },
     maxBinaryBytes: 64 * 1024,
+    maxEverythingImageBytes: 100,
   });
   for (const [name, email] of [
     ["clerkA", "clerk@a.test"],
@@ -728,6 +729,31 @@ describe("FHIR R4 API", () => {
     assert.equal(
       (await fhir("clinicianA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}`)).statusCode,
       403,
+    );
+  });
+
+  it("refuses a Patient/$everything whose images exceed the limit, naming the way round", async () => {
+    // This patient's orders name several images of 72 bytes; the limit here is 100 bytes.
+    const everything = await fhir("clinicianA", "GET", `/fhir/Patient/${patientId}/$everything`);
+    assert.equal(everything.statusCode, 413, everything.body);
+    assert.equal(outcomeCode(everything.body), "ERR_PAYLOAD_TOO_LARGE");
+    assert.match(everything.body, /_type leaving Binary out/);
+    const withoutImages = await fhir(
+      "clinicianA",
+      "GET",
+      `/fhir/Patient/${patientId}/$everything?_type=Patient,ServiceRequest`,
+    );
+    assert.equal(withoutImages.statusCode, 200, withoutImages.body);
+    const types = withoutImages
+      .json<{ entry: { resource: { resourceType: string } }[] }>()
+      .entry.map((entry) => entry.resource.resourceType);
+    assert.equal(types[0], "Patient");
+    assert.ok(types.length > 2 && types.slice(1).every((type) => type === "ServiceRequest"));
+    // Clerks do not read results, so not the whole record either; an admin may ask.
+    assert.equal((await fhir("clerkB", "GET", `/fhir/Patient/${patientId}/$everything`)).statusCode, 403);
+    assert.equal(
+      (await fhir("adminA", "GET", `/fhir/Patient/${patientId}/$everything?_type=Patient`)).statusCode,
+      200,
     );
   });
 

@@ -125,6 +125,33 @@ test("fhir-kit-client works against the platform's FHIR API", async () => {
     gender?: string;
   };
   assert.equal(version.gender, undefined);
+  // $everything, as FHIR clients invoke an operation: POST by default (Parameters), or GET.
+  type Everything = { type: string; entry: { resource: { resourceType: string } }[] };
+  const everything = (await client.operation({
+    name: "everything",
+    resourceType: "Patient",
+    id: created.id,
+  })) as unknown as Everything;
+  assert.equal(everything.type, "searchset");
+  assert.deepEqual(
+    everything.entry.map((entry) => entry.resource.resourceType),
+    ["Patient"],
+  );
+  const narrowed = (await client.operation({
+    name: "everything",
+    resourceType: "Patient",
+    id: created.id,
+    method: "GET",
+    input: { _type: "ServiceRequest" },
+  })) as unknown as Everything;
+  assert.deepEqual(narrowed.entry, []);
+  const posted = (await client.operation({
+    name: "everything",
+    resourceType: "Patient",
+    id: created.id,
+    input: { resourceType: "Parameters", parameter: [{ name: "_type", valueString: "Patient" }] },
+  })) as unknown as Everything;
+  assert.equal(posted.entry.length, 1);
   await assert.rejects(client.read({ resourceType: "Patient", id: "does-not-exist" }), (error: unknown) => {
     const response = (error as { response?: { status?: number; data?: { resourceType?: string } } }).response;
     assert.equal(response?.status, 404);

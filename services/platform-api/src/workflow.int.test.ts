@@ -355,6 +355,67 @@ describe("diagnosis workflow", () => {
     assert.equal((again.meta as { versionId: string }).versionId, "1");
   });
 
+  it("answers Patient/$everything: the patient's whole record, images included, narrowed by _type", async () => {
+    const requestId = await order(png(9));
+    const report = await reportFor(requestId);
+    const patient = (report.subject as { reference: string }).reference;
+    const everything = await fhir("clinician", "GET", `/fhir/${patient}/$everything`);
+    assert.equal(everything.status, 200);
+    assert.equal(everything.body.type, "searchset");
+    const entries = everything.body.entry as {
+      fullUrl: string;
+      resource: Record<string, unknown>;
+      search: { mode: string };
+    }[];
+    const types = entries.map((entry) => String(entry.resource.resourceType));
+    assert.deepEqual(types, [
+      "Patient",
+      "ServiceRequest",
+      "Binary",
+      "DiagnosticReport",
+      "Observation",
+      "Observation",
+      "Observation",
+      "Provenance",
+    ]);
+    assert.equal(everything.body.total, entries.length);
+    assert.deepEqual(
+      entries.map((entry) => entry.search.mode),
+      ["match", ...Array<string>(entries.length - 1).fill("include")],
+    );
+    const image = entries.find((entry) => entry.resource.resourceType === "Binary")?.resource;
+    assert.deepEqual(Buffer.from(String(image?.data), "base64"), png(9), "the image analysed, as uploaded");
+    assert.ok(entries.every((entry) => entry.fullUrl.endsWith(`/${String(entry.resource.id)}`)));
+
+    const narrowed = await fhir(
+      "clinician",
+      "GET",
+      `/fhir/${patient}/$everything?_type=DiagnosticReport,Provenance`,
+    );
+    assert.deepEqual(
+      (narrowed.body.entry as { resource: { resourceType: string } }[]).map(
+        (entry) => entry.resource.resourceType,
+      ),
+      ["DiagnosticReport", "Provenance"],
+    );
+    for (const [query, status] of [
+      ["_type=Nonsense", 400],
+      ["start=2020-01-01", 400],
+    ] as const) {
+      assert.equal(
+        (await fhir("clinician", "GET", `/fhir/${patient}/$everything?${query}`)).status,
+        status,
+        query,
+      );
+    }
+    assert.equal(
+      (await fhir("clerk", "GET", `/fhir/${patient}/$everything`)).status,
+      403,
+      "clerks do not read results",
+    );
+    assert.equal((await fhir("clinician", "GET", "/fhir/Patient/nobody/$everything")).status, 404);
+  });
+
   it("a clinician reviews the AI's preliminary report: final, with the clinician, the verdict and a Provenance", async () => {
     const requestId = await order(png(1));
     const report = await reportFor(requestId);

@@ -71,6 +71,18 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
             name,
             type: searchTypes[definition.kind] ?? "string",
           })),
+          ...(type === "Patient"
+            ? {
+                operation: [
+                  {
+                    name: "everything",
+                    definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    documentation:
+                      "Clinicians and admins: the patient, orders, images, reports, results and Provenance; _type narrows it.",
+                  },
+                ],
+              }
+            : {}),
           // A clinician's review of an AI report (report-review.ts).
           ...(type === "DiagnosticReport"
             ? {
