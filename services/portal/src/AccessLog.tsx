@@ -31,6 +31,7 @@ const interactions: Readonly<Record<string, string>> = {
   review: "Reviewed",
   transaction: "Recorded a result:",
   inference: "Sent for AI analysis:",
+  everything: "Downloaded the whole record:",
 };
 
 const resourceNames: Readonly<Record<string, string>> = {

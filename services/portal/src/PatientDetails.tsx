@@ -6,6 +6,7 @@ import { useState } from "react";
 import { formatName, type Patient } from "./fhir.js";
 import { PlatformRequestError, type PlatformClient } from "./platform-client.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { RecordDownload } from "./RecordDownload.js";
 import { useFormAction } from "./use-form-action.js";
 
 export interface PatientForm {
@@ -131,6 +132,8 @@ export function PatientDetails(props: {
   readonly mrnSystem: string;
   /** The patient as now stored (after a correction, or read again after a conflict). */
   readonly onChanged: (patient: Patient) => void;
+  /** Clinicians and admins save the whole record (`Patient/$everything`). */
+  readonly canDownload: boolean;
 }): React.JSX.Element {
   const { client, patient, mrnSystem } = props;
   const [editing, setEditing] = useState<PatientForm>();
@@ -203,6 +206,9 @@ export function PatientDetails(props: {
         </form>
       )}
       <ErrorMessage message={form.error} />
+      {props.canDownload && editing === undefined ? (
+        <RecordDownload client={client} patientId={patient.id ?? ""} />
+      ) : null}
     </section>
   );
 }

@@ -368,6 +368,7 @@ export function PatientRecord(props: {
         patient={patient}
         mrnSystem={props.mrnSystem}
         onChanged={props.onPatientChanged}
+        canDownload={props.canReadResults}
       />
 
       <section className="panel" aria-labelledby="order-title">

@@ -670,6 +670,23 @@ describe(
     test("an admin reads who accessed the patient's record: staff by email, what they did, newest first", async () => {
       const admin = await newPage(observed);
       await openSentinelPatient(admin, "admin@demo.hospital");
+      // A records request: the whole record as one FHIR Bundle, saved as a file named by the record's id only.
+      const saving = admin.waitForEvent("download");
+      await admin.getByRole("button", { name: "Download the whole record (FHIR)" }).click();
+      const download = await saving;
+      assert.match(download.suggestedFilename(), /^patient-[0-9a-f-]{36}\.fhir\.json$/);
+      const bundle = JSON.parse(readFileSync((await download.path()) ?? "", "utf8")) as {
+        resourceType: string;
+        type: string;
+        entry: { resource: { resourceType: string; name?: { family?: string }[] } }[];
+      };
+      assert.equal(bundle.resourceType, "Bundle");
+      assert.equal(bundle.type, "searchset");
+      assert.equal(bundle.entry[0]?.resource.name?.[0]?.family, sentinel.family);
+      const kinds = new Set(bundle.entry.map((entry) => entry.resource.resourceType));
+      for (const kind of ["ServiceRequest", "Binary", "DiagnosticReport", "Observation", "Provenance"]) {
+        assert.ok(kinds.has(kind), `the record holds ${kind}`);
+      }
       const access = admin.getByRole("region", { name: "Access to this record" });
       await access.getByRole("button", { name: "Show who accessed this record" }).click();
       await access.getByTestId("access-log").waitFor();
@@ -689,6 +706,7 @@ describe(
         /clinician@demo\.hospital \(clinician\)Reviewed report/,
         /the platform's AI workflow \(workflow\)Recorded a result: order, result, report, provenance/,
         /the attested inference server \(inference-server\)Sent for AI analysis: order, image/,
+        /admin@demo\.hospital \(admin\)Downloaded the whole record: order, image, report, result, provenance/,
       ]) {
         assert.match(rows, expected);
       }
