@@ -675,7 +675,7 @@ describe(
       await admin.getByRole("button", { name: "Download the whole record (FHIR)" }).click();
       const download = await saving;
       assert.match(download.suggestedFilename(), /^patient-[0-9a-f-]{36}\.fhir\.json$/);
-      const bundle = JSON.parse(readFileSync((await download.path()) ?? "", "utf8")) as {
+      const bundle = JSON.parse(readFileSync(await download.path(), "utf8")) as {
         resourceType: string;
         type: string;
         entry: { resource: { resourceType: string; name?: { family?: string }[] } }[];
