@@ -913,8 +913,6 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     }
   });
 
-  // The audit chain's check, run inside the TEE (only it holds the tenant's keys), for the tenant's admins:
-  // `cloister audit verify` calls it with the head it recorded last time and records the new one.
   // Admins: a staff account of their tenant by id (an AuditEvent's agent), for access reports: email and role.
   app.get<{ Params: { id: string } }>("/admin/accounts/:id", async (request) => {
     const principal = await principalOf(request);
@@ -928,6 +926,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     return account;
   });
 
+  // The audit chain's check, run inside the TEE (only it holds the tenant's keys), for the tenant's admins:
+  // `cloister audit verify` calls it with the head it recorded last time and records the new one.
   app.post<{ Body: { checkpoint?: { sequence?: unknown; hash?: unknown } } | undefined }>(
     "/audit/verify",
     async (request) => {
