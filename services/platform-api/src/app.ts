@@ -920,6 +920,19 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       throw new PlatformError("ERR_FORBIDDEN");
     }
     const account = await config.accounts.describe(principal.tenantId, request.params.id);
+    // Looking staff up is audited too (found by agent, not in any patient's report).
+    await audit.record(
+      { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) },
+      {
+        type: { code: "110112", display: "Query" },
+        subtype: "account-read",
+        action: "R",
+        outcome: account === undefined ? "4" : "0",
+        ...(account === undefined ? { outcomeCode: "ERR_NOT_FOUND" } : {}),
+        agent: { id: principal.subject, role: principal.role },
+        entities: [`Account/${request.params.id.slice(0, 64)}`],
+      },
+    );
     if (account === undefined) {
       throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
     }

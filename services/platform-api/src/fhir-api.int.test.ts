@@ -659,9 +659,9 @@ describe("FHIR R4 API", () => {
         ({ resource }) => ({
           subtype: (resource.subtype as { code: string }[] | undefined)?.[0]?.code,
           agent: (resource.agent as { who: { identifier: { value: string } } }[])[0]?.who.identifier.value,
-          entities: (resource.entity as { what: { reference: string }; role?: { code: string } }[]).map(
-            (entity) => `${entity.what.reference}${entity.role?.code === "1" ? " (patient)" : ""}`,
-          ),
+          entities: (
+            (resource.entity ?? []) as { what: { reference: string }; role?: { code: string } }[]
+          ).map((entity) => `${entity.what.reference}${entity.role?.code === "1" ? " (patient)" : ""}`),
         }),
       );
     };
@@ -725,6 +725,17 @@ describe("FHIR R4 API", () => {
       });
       assert.equal(answer.statusCode, status, `${who} ${id}`);
     }
+    // The lookups are audited too: found by the admin's id, in no patient's report.
+    const admin = JSON.parse(
+      Buffer.from((tokens.adminA ?? "").split(".")[1] ?? "", "base64url").toString(),
+    ) as {
+      sub: string;
+    };
+    const lookups = (await report(`agent=${admin.sub}`)).filter((event) => event.subtype === "account-read");
+    assert.deepEqual(
+      lookups.map((event) => event.entities),
+      [[`Account/not-an-id`], [`Account/${clerkB.sub}`], [`Account/${principals.clinicianA ?? ""}`]],
+    );
     // Staff who are not admins do not read the trail, by search either.
     assert.equal(
       (await fhir("clinicianA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}`)).statusCode,
