@@ -348,7 +348,7 @@ export class AuditTrail {
         ),
       },
       expectedVersionId: 0,
-      // Searchable by entity, patient, agent and date, for access reports (search-parameters.ts).
+      // Searchable by patient and agent, for access reports (search-parameters.ts).
       tokens: searchTokens(tenant.keyring, event),
     };
   }
