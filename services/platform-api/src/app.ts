@@ -565,10 +565,16 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       if (type === "ServiceRequest") {
         await checkNewOrder(body, {
           patientExists: (id) => repository.exists(tenant, "Patient", id),
-          image: async (id) =>
-            (await repository.exists(tenant, "Binary", id))
-              ? repository.read(tenant, "Binary", id)
-              : undefined,
+          image: (id) =>
+            repository.read(tenant, "Binary", id).catch((error: unknown) => {
+              if (
+                error instanceof PlatformError &&
+                (error.code === "ERR_NOT_FOUND" || error.code === "ERR_GONE")
+              ) {
+                return undefined;
+              }
+              throw error;
+            }),
         });
       }
       if (type === "Binary" && body.securityContext !== undefined) {

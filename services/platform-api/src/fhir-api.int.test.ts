@@ -96,6 +96,16 @@ function fhir(
   });
 }
 
+/** The account id a session token names (its `sub`), as the audit trail records the agent. */
+function accountIdOf(who: string): string {
+  const payload = JSON.parse(
+    Buffer.from((tokens[who] ?? "").split(".")[1] ?? "", "base64url").toString(),
+  ) as {
+    sub: string;
+  };
+  return payload.sub;
+}
+
 function outcomeCode(body: string): string | undefined {
   const outcome = JSON.parse(body) as {
     resourceType: string;
@@ -665,18 +675,7 @@ describe("FHIR R4 API", () => {
         }),
       );
     };
-    const principals = Object.fromEntries(
-      await Promise.all(
-        (["clerkA", "clinicianA"] as const).map(async (who) => {
-          const payload = JSON.parse(
-            Buffer.from((tokens[who] ?? "").split(".")[1] ?? "", "base64url").toString(),
-          ) as {
-            sub: string;
-          };
-          return [who, payload.sub] as const;
-        }),
-      ),
-    );
+    const principals = { clerkA: accountIdOf("clerkA"), clinicianA: accountIdOf("clinicianA") };
     const patientRef = `Patient/${audited} (patient)`;
     assert.deepEqual(await report(`patient=Patient/${audited}&_sort=_lastUpdated`), [
       { subtype: "create", agent: principals.clerkA, entities: [patientRef] },
@@ -692,15 +691,15 @@ describe("FHIR R4 API", () => {
       { subtype: "search-type", agent: principals.clinicianA, entities: [patientRef] },
     ]);
     // By who too, combined with the patient; other search parameters are refused, not ignored.
-    assert.equal((await report(`patient=Patient/${audited}&agent=${principals.clinicianA ?? ""}`)).length, 4);
-    assert.equal((await report(`agent=${principals.clerkA ?? ""}&patient=Patient/${audited}`)).length, 3);
+    assert.equal((await report(`patient=Patient/${audited}&agent=${principals.clinicianA}`)).length, 4);
+    assert.equal((await report(`agent=${principals.clerkA}&patient=Patient/${audited}`)).length, 3);
     assert.equal((await fhir("adminA", "GET", `/fhir/AuditEvent?entity=Binary/${imageId}`)).statusCode, 400);
     const count = await fhir("adminA", "GET", `/fhir/AuditEvent?patient=Patient/${audited}&_summary=count`);
     assert.equal(count.json<{ total: number }>().total, 7);
     // The admin turns the agents' ids into staff emails, in their own tenant only.
     const described = await app.inject({
       method: "GET",
-      url: `/admin/accounts/${principals.clinicianA ?? ""}`,
+      url: `/admin/accounts/${principals.clinicianA}`,
       headers: { authorization: `Bearer ${tokens.adminA ?? ""}` },
     });
     assert.deepEqual(described.json(), {
@@ -708,15 +707,11 @@ describe("FHIR R4 API", () => {
       email: "clinician@a.test",
       role: "clinician",
     });
-    const clerkB = JSON.parse(
-      Buffer.from((tokens.clerkB ?? "").split(".")[1] ?? "", "base64url").toString(),
-    ) as {
-      sub: string;
-    };
+    const clerkB = { sub: accountIdOf("clerkB") };
     for (const [who, id, status] of [
       ["adminA", clerkB.sub, 404],
       ["adminA", "not-an-id", 404],
-      ["clinicianA", principals.clinicianA ?? "", 403],
+      ["clinicianA", principals.clinicianA, 403],
     ] as const) {
       const answer = await app.inject({
         method: "GET",
@@ -726,15 +721,11 @@ describe("FHIR R4 API", () => {
       assert.equal(answer.statusCode, status, `${who} ${id}`);
     }
     // The lookups are audited too: found by the admin's id, in no patient's report.
-    const admin = JSON.parse(
-      Buffer.from((tokens.adminA ?? "").split(".")[1] ?? "", "base64url").toString(),
-    ) as {
-      sub: string;
-    };
+    const admin = { sub: accountIdOf("adminA") };
     const lookups = (await report(`agent=${admin.sub}`)).filter((event) => event.subtype === "account-read");
     assert.deepEqual(
       lookups.map((event) => event.entities),
-      [[`Account/not-an-id`], [`Account/${clerkB.sub}`], [`Account/${principals.clinicianA ?? ""}`]],
+      [[`Account/not-an-id`], [`Account/${clerkB.sub}`], [`Account/${principals.clinicianA}`]],
     );
     // Staff who are not admins do not read the trail, by search either.
     assert.equal(

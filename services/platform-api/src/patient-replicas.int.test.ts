@@ -74,7 +74,7 @@ async function twoReplicas(openStore: () => RecordStore) {
       headers: { authorization: `Bearer ${token}`, "content-type": "application/fhir+json" },
       payload: JSON.stringify(payload),
     });
-  return { first, second, send };
+  return { first, second, send, token };
 }
 
 /** Each answer's status, with the OperationOutcome's code for a refusal; sorted. */
@@ -100,7 +100,7 @@ for (const driver of ["sqlite", "postgres"] as const) {
     async () => {
       const path = join(scratch, `records-${randomBytes(4).toString("hex")}.db`);
       const schema = `patients_${randomBytes(6).toString("hex")}`;
-      const { first, second, send } = await twoReplicas(() =>
+      const { first, second, send, token } = await twoReplicas(() =>
         driver === "sqlite"
           ? openSqliteStore(path)
           : openPostgresStore({ connectionString: postgresTestUrl, schema }),
@@ -140,7 +140,7 @@ for (const driver of ["sqlite", "postgres"] as const) {
         method: "POST",
         url: "/fhir/Patient/_search",
         headers: {
-          authorization: `Bearer ${(await login(first)) ?? ""}`,
+          authorization: `Bearer ${token}`,
           "content-type": "application/x-www-form-urlencoded",
         },
         payload: "identifier=https://hospital-a.test/mrn|MRN-2",
@@ -148,13 +148,4 @@ for (const driver of ["sqlite", "postgres"] as const) {
       assert.equal(holders.json<{ total: number }>().total, 1);
     },
   );
-}
-
-async function login(replica: TestPlatform): Promise<string | undefined> {
-  const answer = await replica.app.inject({
-    method: "POST",
-    url: "/auth/login",
-    payload: { email: "clerk@a.test", password },
-  });
-  return answer.json<{ accessToken?: string }>().accessToken;
 }

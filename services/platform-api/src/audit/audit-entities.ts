@@ -1,18 +1,18 @@
 // What an audited interaction touched: each resource, and the patient whose record it belongs to, so that an
 // access report for one patient (`AuditEvent?patient=Patient/<id>`) finds every read, search hit and write of
 // their record (their orders, images, results), not only of the Patient resource itself.
-import type { FhirResource } from "../fhir/search-parameters.js";
-
-const patientReference = /^Patient\/[A-Za-z0-9\-.]{1,64}$/;
+import { referencedId, type FhirResource } from "../fhir/search-parameters.js";
 
 /** The patient a resource belongs to: itself, its subject, or (an image) its security context. */
 export function patientOf(resource: FhirResource): string | undefined {
   if (resource.resourceType === "Patient") {
     return resource.id === undefined ? undefined : `Patient/${resource.id}`;
   }
-  const owner = resource.resourceType === "Binary" ? resource.securityContext : resource.subject;
-  const reference = (owner as { reference?: unknown } | undefined)?.reference;
-  return typeof reference === "string" && patientReference.test(reference) ? reference : undefined;
+  const patientId = referencedId(
+    resource.resourceType === "Binary" ? resource.securityContext : resource.subject,
+    "Patient",
+  );
+  return patientId === undefined ? undefined : `Patient/${patientId}`;
 }
 
 /** The resources' references, then the patients they belong to (each once). */

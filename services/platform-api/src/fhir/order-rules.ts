@@ -10,15 +10,7 @@
 //   written by the workflow and the clinician's review, never by a PUT.
 import { isDeepStrictEqual } from "node:util";
 import { PlatformError } from "../errors.js";
-import type { FhirResource } from "./search-parameters.js";
-
-const idPattern = "[A-Za-z0-9\\-.]{1,64}";
-
-/** The id in a `<type>/<id>` reference, or undefined when the reference is not one. */
-function referencedId(reference: unknown, type: string): string | undefined {
-  const value = (reference as { reference?: unknown } | undefined)?.reference;
-  return typeof value === "string" ? new RegExp(`^${type}/(${idPattern})$`).exec(value)?.[1] : undefined;
-}
+import { referencedId, type FhirResource } from "./search-parameters.js";
 
 /**
  * A new order: active, its subject a stored Patient and its first supportingInfo a stored image (Binary) of the

@@ -5,7 +5,7 @@
 // (leave Binary out, read each image) instead of building a response the enclave's memory cannot hold.
 import { PlatformError } from "../errors.js";
 import type { FhirRepository, TenantContext } from "./repository.js";
-import type { FhirResource } from "./search-parameters.js";
+import { referencedId, type FhirResource } from "./search-parameters.js";
 
 export const everythingTypes = [
   "Patient",
@@ -92,7 +92,11 @@ export async function patientEverything(
 ): Promise<FhirResource[]> {
   const patient = await repository.read(tenant, "Patient", patientId);
   const subject = { subject: `Patient/${patientId}` };
-  const orders = await searchAll(repository, tenant, "ServiceRequest", subject);
+  // The orders name the images, so they are read for either.
+  const orders =
+    types.has("ServiceRequest") || types.has("Binary")
+      ? await searchAll(repository, tenant, "ServiceRequest", subject)
+      : [];
   const reports =
     types.has("DiagnosticReport") || types.has("Provenance")
       ? await searchAll(repository, tenant, "DiagnosticReport", subject)
@@ -115,8 +119,8 @@ export async function patientEverything(
   if (types.has("Binary")) {
     const named = new Set(
       orders.flatMap((order) =>
-        (Array.isArray(order.supportingInfo) ? (order.supportingInfo as { reference?: unknown }[]) : [])
-          .map((info) => /^Binary\/([A-Za-z0-9\-.]{1,64})$/.exec(String(info.reference))?.[1])
+        (Array.isArray(order.supportingInfo) ? (order.supportingInfo as unknown[]) : [])
+          .map((info) => referencedId(info, "Binary"))
           .filter((id): id is string => id !== undefined),
       ),
     );

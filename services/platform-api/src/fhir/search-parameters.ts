@@ -46,6 +46,14 @@ function codeTokens(value: unknown): string[] {
 
 const status = (resource: FhirResource): string[] => codeTokens(resource.status);
 
+/** The id in a Reference `{reference: "<type>/<id>"}`, or undefined when it is not one. */
+export function referencedId(reference: unknown, type: string): string | undefined {
+  const value = (reference as { reference?: unknown } | undefined)?.reference;
+  return typeof value === "string"
+    ? new RegExp(`^${type}/([A-Za-z0-9\\-.]{1,64})$`).exec(value)?.[1]
+    : undefined;
+}
+
 /** An AuditEvent's entity.what references. */
 const entityTargets = (event: FhirResource): unknown[] =>
   array(event.entity).map((entity) => record(entity).what);
