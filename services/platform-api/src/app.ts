@@ -15,6 +15,7 @@ import { Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
+import { registerAccountRoutes } from "./auth/account-routes.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
 import { checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
 import { auditEntities } from "./audit/audit-entities.js";
@@ -101,6 +102,11 @@ export interface PlatformConfig {
    */
   readonly maxEventLoopDelayMs?: number;
   readonly now?: () => Date;
+  /**
+   * How often an event stream gets a heartbeat, and its session is checked again (default 15 s): the stream
+   * of a session that ended (the account disabled or changed) ends at the next one.
+   */
+  readonly eventHeartbeatMs?: number;
   /** This platform's own attestation (evidence and token), served at GET /attestation for the portal. */
   readonly attestation?: {
     readonly token: () => string;
@@ -419,45 +425,61 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     throw new PlatformError("ERR_NOT_FOUND", "no such route");
   });
 
-  app.post<{ Body: { email?: unknown; password?: unknown } }>("/auth/login", async (request) => {
-    const { email, password } = request.body;
-    if (
-      typeof email !== "string" ||
-      typeof password !== "string" ||
-      email.length > 320 ||
-      password.length > 1024
-    ) {
-      throw new PlatformError("ERR_BAD_REQUEST", "send {email, password}");
-    }
-    try {
-      const principal = await config.accounts.login(email, password, request.ip);
-      request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
-      const signedIn: AuditInput = {
-        type: { code: "110114", display: "User Authentication" },
-        subtype: "login",
-        action: "E",
-        outcome: "0",
-        agent: { id: principal.subject, role: principal.role },
-      };
-      // This request has no principal yet for the error handler to refresh the tenant's keys by.
-      await withTenantKeys(principal.tenantId, (tenant) => audit.record(tenant, signedIn));
-      const session = await config.sessions.issue(principal);
-      return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
-    } catch (error) {
-      const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
-      request.log.info({ audit: "login", outcome: code }, "sign-in refused");
-      // The email is not recorded: it may be a mistyped password or someone else's address.
-      await audit.record(await systemTenant(), {
-        type: { code: "110114", display: "User Authentication" },
-        subtype: "login",
-        action: "E",
-        outcome: "4",
-        outcomeCode: code,
-        agent: { id: "anonymous" },
-      });
-      throw error;
-    }
-  });
+  app.post<{ Body: { email?: unknown; password?: unknown; newPassword?: unknown } }>(
+    "/auth/login",
+    async (request) => {
+      const { email, password, newPassword } = request.body;
+      if (
+        typeof email !== "string" ||
+        typeof password !== "string" ||
+        email.length > 320 ||
+        password.length > 1024 ||
+        (newPassword !== undefined && typeof newPassword !== "string")
+      ) {
+        throw new PlatformError("ERR_BAD_REQUEST", "send {email, password} (and newPassword to change it)");
+      }
+      try {
+        const principal = await config.accounts.login(email, password, request.ip, newPassword);
+        request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
+        const agent = { id: principal.subject, role: principal.role };
+        // This request has no principal yet for the error handler to refresh the tenant's keys by.
+        await withTenantKeys(principal.tenantId, async (tenant) => {
+          if (newPassword !== undefined) {
+            await audit.record(tenant, {
+              type: { code: "110137", display: "User Security Attributes Changed" },
+              subtype: "password-change",
+              action: "U",
+              outcome: "0",
+              agent,
+              entities: [`Account/${principal.subject}`],
+            });
+          }
+          await audit.record(tenant, {
+            type: { code: "110114", display: "User Authentication" },
+            subtype: "login",
+            action: "E",
+            outcome: "0",
+            agent,
+          });
+        });
+        const session = await config.sessions.issue(principal);
+        return { accessToken: session.accessToken, tokenType: "Bearer", expiresIn: session.expiresIn };
+      } catch (error) {
+        const code = error instanceof PlatformError ? error.code : "ERR_INTERNAL";
+        request.log.info({ audit: "login", outcome: code }, "sign-in refused");
+        // The email is not recorded: it may be a mistyped password or someone else's address.
+        await audit.record(await systemTenant(), {
+          type: { code: "110114", display: "User Authentication" },
+          subtype: "login",
+          action: "E",
+          outcome: "4",
+          outcomeCode: code,
+          agent: { id: "anonymous" },
+        });
+        throw error;
+      }
+    },
+  );
   app.get("/auth/jwks", async () => config.sessions.jwks());
   // Ready: the platform listens only after it attested, got its keys and migrated its store.
   app.get("/readyz", async () => ({ status: "ready", workflow: config.workflow !== undefined }));
@@ -491,6 +513,10 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       throw new PlatformError("ERR_UNAUTHENTICATED");
     }
     const principal = await verifier.verify(header.slice(7));
+    if (config.sessionVerifier === undefined) {
+      // A local session ends when its account is disabled or changed, not only when its token expires.
+      await config.accounts.checkSession(principal);
+    }
     request.principal = principal;
     return principal;
   };
@@ -885,6 +911,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   });
   const events: WorkflowEvents = { publish: reportEvents.publish };
   const openStreams = new Set<ServerResponse>();
+  const heartbeatMs = config.eventHeartbeatMs ?? 15_000;
   app.get("/events", async (request, reply) => {
     const principal = await principalOf(request);
     reply.hijack();
@@ -903,7 +930,13 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     const set = listeners.get(principal.tenantId) ?? new Set();
     set.add(send);
     listeners.set(principal.tenantId, set);
-    const heartbeat = setInterval(() => reply.raw.write(": heartbeat\n\n"), 15_000);
+    const heartbeat = setInterval(() => {
+      reply.raw.write(": heartbeat\n\n");
+      // A stream of a session that has ended since (the account disabled or changed) ends too.
+      if (config.sessionVerifier === undefined) {
+        config.accounts.checkSession(principal).catch(() => reply.raw.end());
+      }
+    }, heartbeatMs);
     heartbeat.unref();
     openStreams.add(reply.raw);
     request.raw.on("close", () => {
@@ -943,6 +976,15 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
     }
     return account;
+  });
+
+  registerAccountRoutes(app, {
+    accounts: config.accounts,
+    principalOf,
+    record: async (tenantId, event) => {
+      await audit.record({ tenantId, keyring: await config.tenantKeyring(tenantId) }, event);
+    },
+    external: config.sessionVerifier !== undefined,
   });
 
   // The audit chain's check, run inside the TEE (only it holds the tenant's keys), for the tenant's admins:

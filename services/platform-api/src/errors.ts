@@ -6,11 +6,42 @@ export const platformErrors = {
   ERR_INVALID_RESOURCE: { status: 400, issue: "invalid", message: "the resource does not validate" },
   ERR_UNAUTHENTICATED: { status: 401, issue: "login", message: "sign in first" },
   ERR_LOGIN_FAILED: { status: 401, issue: "security", message: "the email or password is wrong" },
+  ERR_SESSION_ENDED: {
+    status: 401,
+    issue: "login",
+    message:
+      "the session was ended (the account was disabled or changed, or its password changed): sign in again",
+  },
+  ERR_ACCOUNT_DISABLED: {
+    status: 403,
+    issue: "security",
+    message: "the account is disabled: ask your administrator",
+  },
+  ERR_PASSWORD_CHANGE_REQUIRED: {
+    status: 403,
+    issue: "security",
+    message: "an administrator set this password: sign in with a new one (newPassword)",
+  },
+  ERR_PASSWORD_POLICY: {
+    status: 400,
+    issue: "invalid",
+    message: "a password has 12 to 1024 characters and is neither the email nor the current password",
+  },
   ERR_FORBIDDEN: { status: 403, issue: "forbidden", message: "your role may not do this" },
   ERR_NOT_FOUND: { status: 404, issue: "not-found", message: "no such resource" },
   ERR_GONE: { status: 410, issue: "deleted", message: "the resource was deleted" },
   ERR_VERSION_CONFLICT: { status: 409, issue: "conflict", message: "the resource changed since you read it" },
   ERR_DUPLICATE: { status: 409, issue: "duplicate", message: "a resource with this identifier exists" },
+  ERR_LAST_ADMIN: {
+    status: 409,
+    issue: "business-rule",
+    message: "the tenant's last active admin keeps that role and stays active",
+  },
+  ERR_ACCOUNTS_EXTERNAL: {
+    status: 409,
+    issue: "not-supported",
+    message: "staff accounts are managed by the identity provider (OpenID Connect), not here",
+  },
   ERR_REPORT_STATE: {
     status: 409,
     issue: "business-rule",

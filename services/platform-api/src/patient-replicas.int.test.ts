@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { openPostgresStore } from "./storage/postgres-store.js";
 import { deriveTenantKeyring } from "./storage/record-crypto.js";
 import type { RecordStore } from "./storage/record-store.js";
 import { openSqliteStore } from "./storage/sqlite-store.js";
 import { postgresSkipReason, postgresTestUrl } from "./test-support/postgres.js";
+import { slowSearches } from "./test-support/slow-store.js";
 import { startTestPlatform, type TestPlatform } from "./test-support/test-platform.js";
 
 const password = "correct horse battery staple";
@@ -25,26 +25,6 @@ after(async () => {
   }
   rmSync(scratch, { recursive: true, force: true });
 });
-
-/** The store with every search's answer 50 ms late: both replicas' checks run before either one writes. */
-function slowSearches(store: RecordStore): RecordStore {
-  return new Proxy(store, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (property === "search" && typeof value === "function") {
-        // The answer is read first and handed back late, so neither replica has written when both have read.
-        return async (...args: unknown[]) => {
-          const answer: unknown = await (value as (...parameters: unknown[]) => unknown).apply(target, args);
-          await sleep(50);
-          return answer;
-        };
-      }
-      return typeof value === "function"
-        ? (value as (...parameters: unknown[]) => unknown).bind(target)
-        : value;
-    },
-  });
-}
 
 async function twoReplicas(openStore: () => RecordStore) {
   const shared = {

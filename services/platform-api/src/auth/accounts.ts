@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { PlatformError } from "../errors.js";
 import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
-import type { RecordStore } from "../storage/record-store.js";
+import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record-store.js";
 import { reencryptBatch, type ReencryptProgress } from "../storage/reencrypt.js";
 import {
   keyringSource,
@@ -38,7 +38,62 @@ interface AccountRecord {
   readonly passwordHash: string;
   readonly failedAttempts: number;
   readonly lockedUntil: string | null;
+  /** Set by an admin when the staff member leaves (absent in accounts stored before: active). */
+  readonly disabled?: boolean;
+  /** The password was set by an admin: the next sign-in must choose a new one. */
+  readonly mustChangePassword?: boolean;
+  /**
+   * Sessions carry this number. Disabling the account, changing its role or its password raises it, which ends
+   * every session issued before (absent: 0).
+   */
+  readonly sessionGeneration?: number;
 }
+
+/** What an admin sees of a staff account of their tenant: never its password hash. */
+export interface AccountSummary {
+  readonly id: string;
+  readonly email: string;
+  readonly role: Role;
+  readonly active: boolean;
+  /** Locked for a while after failed sign-ins. */
+  readonly locked: boolean;
+  /** The password was set by an admin and has not been changed by its owner yet. */
+  readonly passwordChangeRequired: boolean;
+}
+
+/** An admin's change to a staff account; at least one field. */
+export interface AccountChange {
+  readonly role?: Role;
+  readonly active?: boolean;
+  /** Ends a lockout after failed sign-ins. */
+  readonly unlock?: true;
+  /** A temporary password, to be changed at the next sign-in (a forgotten password). */
+  readonly temporaryPassword?: string;
+}
+
+/** Passwords: 12 to 1024 characters (NIST SP 800-63B: length, not composition rules). */
+export function checkPasswordPolicy(password: string, email: string): void {
+  if (password.length < 12 || password.length > 1024) {
+    throw new PlatformError("ERR_PASSWORD_POLICY", "a password has 12 to 1024 characters");
+  }
+  if (normalisedEmail(password) === normalisedEmail(email)) {
+    throw new PlatformError("ERR_PASSWORD_POLICY", "a password is not the account's email");
+  }
+}
+
+const summaryOf = (account: AccountRecord, now: number): AccountSummary => ({
+  id: account.id,
+  email: account.email,
+  role: account.role,
+  active: account.disabled !== true,
+  locked: account.lockedUntil !== null && Date.parse(account.lockedUntil) > now,
+  passwordChangeRequired: account.mustChangePassword === true,
+});
+
+/** Account management writes move this record on in the same transaction (rules such as the last admin). */
+const accountsGuard = { type: "Guard", id: "accounts" };
+/** Written once the accounts carry their tenant's index (accounts stored before it are indexed first). */
+const tenantIndexMarker = { type: "Migration", id: "account-tenant-index" };
 
 export interface LoginPolicy {
   readonly maxFailures: number;
@@ -69,7 +124,26 @@ export class LoginRateLimited extends PlatformError {
   }
 }
 
+export interface AccountServiceOptions {
+  /**
+   * How long a replica trusts what it last read of an account when it checks a session (default 5 s): a
+   * disabled account's sessions end on every replica within this time.
+   */
+  readonly sessionCheckMs?: number;
+}
+
+interface SessionState {
+  readonly tenantId: string;
+  readonly role: Role;
+  readonly active: boolean;
+  readonly generation: number;
+  readonly readAt: number;
+}
+
 export class AccountService {
+  private readonly sessionCheckMs: number;
+  private readonly sessionStates = new Map<string, SessionState>();
+  private tenantIndexed: Promise<void> | undefined;
   private readonly perEmail: AttemptCounter;
   private readonly failuresPerClient: AttemptCounter;
 
@@ -88,7 +162,9 @@ export class AccountService {
     policy: LoginPolicy = defaultLoginPolicy,
     now: () => number = Date.now,
     counters: AttemptCounterFactory = memoryAttemptCounters,
+    options: AccountServiceOptions = {},
   ) {
+    this.sessionCheckMs = options.sessionCheckMs ?? 5000;
     this.store = store;
     this.keyrings = keyringSource(keyring);
     this.policy = policy;
@@ -138,12 +214,10 @@ export class AccountService {
     return { account: JSON.parse(body.toString("utf8")) as AccountRecord, versionId: found.versionId };
   }
 
-  private async save(account: AccountRecord, previous: number): Promise<void> {
-    const keyring = await this.keyrings.keyring();
+  private sealedVersion(keyring: TenantKeyring, account: AccountRecord, previous: number): VersionWrite {
     const versionId = previous + 1;
-    await this.store.write(
-      systemTenant,
-      {
+    return {
+      version: {
         type: accountType,
         id: account.id,
         versionId,
@@ -155,9 +229,65 @@ export class AccountService {
           Buffer.from(JSON.stringify(account)),
         ),
       },
-      previous,
-      accountSearchTokens(keyring, account),
-    );
+      expectedVersionId: previous,
+      tokens: accountSearchTokens(keyring, account),
+    };
+  }
+
+  private async save(account: AccountRecord, previous: number): Promise<void> {
+    const keyring = await this.keyrings.keyring();
+    const { version, expectedVersionId, tokens } = this.sealedVersion(keyring, account, previous);
+    await this.store.write(systemTenant, version, expectedVersionId, tokens);
+    this.sessionStates.delete(account.id);
+  }
+
+  /**
+   * Saves an account together with the next version of the accounts guard, read (`guardVersion`) before the
+   * rules were checked: of two management writes checked at once, on any replica, the later one conflicts.
+   */
+  private async saveGuarded(account: AccountRecord, previous: number, guardVersion: number): Promise<void> {
+    const keyring = await this.keyrings.keyring();
+    const guardVersionId = guardVersion + 1;
+    await this.store.writeAll(systemTenant, [
+      this.sealedVersion(keyring, account, previous),
+      {
+        version: {
+          type: accountsGuard.type,
+          id: accountsGuard.id,
+          versionId: guardVersionId,
+          lastUpdated: new Date(this.now()).toISOString(),
+          deleted: false,
+          body: sealRecord(
+            keyring,
+            { tenantId: systemTenant, ...accountsGuard, versionId: guardVersionId },
+            Buffer.from("{}"),
+          ),
+        },
+        expectedVersionId: guardVersion,
+        tokens: [],
+      },
+    ]);
+    this.sessionStates.delete(account.id);
+  }
+
+  private async guardVersion(): Promise<number> {
+    return (await this.store.current(systemTenant, accountsGuard.type, accountsGuard.id))?.versionId ?? 0;
+  }
+
+  /**
+   * Runs a management write from fresh reads: when it conflicts with another write (another admin, a
+   * replica, a sign-in counting a failure), everything is read and checked again, a few times at most.
+   */
+  private async retryOnConflict<T>(write: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (error) {
+        if (!(error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT") || attempt >= 4) {
+          throw error;
+        }
+      }
+    }
   }
 
   /**
@@ -173,16 +303,21 @@ export class AccountService {
     );
   }
 
-  async create(input: { email: string; password: string; tenantId: string; role: Role }): Promise<string> {
-    if (!/^[^@\s]+@[^@\s]+$/.test(input.email) || input.password.length < 12) {
-      throw new PlatformError(
-        "ERR_BAD_REQUEST",
-        "an account needs an email and a password of at least 12 characters",
-      );
+  /**
+   * Creates a staff account. With `mustChangePassword` (an admin chose the password), its owner chooses a new
+   * one at the first sign-in.
+   */
+  async create(input: {
+    email: string;
+    password: string;
+    tenantId: string;
+    role: Role;
+    mustChangePassword?: boolean;
+  }): Promise<string> {
+    if (!/^[^@\s]+@[^@\s]+$/.test(input.email) || input.email.length > 320) {
+      throw new PlatformError("ERR_BAD_REQUEST", "an account needs an email address");
     }
-    if ((await this.find(input.email)) !== undefined) {
-      throw new PlatformError("ERR_DUPLICATE", "an account with this email exists");
-    }
+    checkPasswordPolicy(input.password, input.email);
     const account: AccountRecord = {
       id: randomUUID(),
       email: normalisedEmail(input.email),
@@ -191,9 +326,215 @@ export class AccountService {
       passwordHash: await hashPassword(input.password),
       failedAttempts: 0,
       lockedUntil: null,
+      ...(input.mustChangePassword === true ? { mustChangePassword: true } : {}),
     };
-    await this.save(account, 0);
+    await this.retryOnConflict(async () => {
+      const guard = await this.guardVersion();
+      if ((await this.find(input.email)) !== undefined) {
+        throw new PlatformError("ERR_DUPLICATE", "an account with this email exists");
+      }
+      await this.saveGuarded(account, 0, guard);
+    });
     return account.id;
+  }
+
+  /** Every staff account of a tenant, by email. */
+  async list(tenantId: string): Promise<AccountSummary[]> {
+    await this.indexTenants();
+    const now = this.now();
+    const accounts = await withKeyringRetry(this.keyrings, (keyring) => this.accountsOf(keyring, tenantId));
+    return accounts
+      .map(({ account }) => summaryOf(account, now))
+      .sort((a, b) => a.email.localeCompare(b.email));
+  }
+
+  private async accountsOf(
+    keyring: TenantKeyring,
+    tenantId: string,
+  ): Promise<{ account: AccountRecord; versionId: number }[]> {
+    const tokens = blindIndexes(keyring, accountType, "tenant", tenantId);
+    const found: { account: AccountRecord; versionId: number }[] = [];
+    for (const version of await this.accountVersions([tokens])) {
+      const account = this.opened(keyring, version.id, version.versionId, version.body);
+      // The index is a filter, never trusted alone: the sealed record names its tenant.
+      if (account.tenantId === tenantId) {
+        found.push({ account, versionId: version.versionId });
+      }
+    }
+    return found;
+  }
+
+  /** The current versions of the accounts carrying these tokens (every account: none), page by page. */
+  private async accountVersions(tokenGroups: readonly (readonly Uint8Array[])[]): Promise<StoredVersion[]> {
+    const versions: StoredVersion[] = [];
+    for (let offset = 0; ; offset += 500) {
+      const page = await this.store.search(systemTenant, accountType, tokenGroups, 500, "oldest", offset);
+      versions.push(...page);
+      if (page.length < 500) {
+        return versions;
+      }
+    }
+  }
+
+  private opened(keyring: TenantKeyring, id: string, versionId: number, body: Uint8Array): AccountRecord {
+    const plaintext = openRecord(keyring, { tenantId: systemTenant, type: accountType, id, versionId }, body);
+    return JSON.parse(plaintext.toString("utf8")) as AccountRecord;
+  }
+
+  /**
+   * Accounts stored before accounts were listed by tenant get their tenant's index once (any replica may do
+   * it; doing it twice is harmless), then a marker says it is done.
+   */
+  private async indexTenants(): Promise<void> {
+    this.tenantIndexed ??= (async () => {
+      if (
+        (await this.store.current(systemTenant, tenantIndexMarker.type, tenantIndexMarker.id)) !== undefined
+      ) {
+        return;
+      }
+      await withKeyringRetry(this.keyrings, async (keyring) => {
+        for (const version of await this.accountVersions([])) {
+          const account = this.opened(keyring, version.id, version.versionId, version.body);
+          await this.store.reseal(systemTenant, version, version.body, accountSearchTokens(keyring, account));
+        }
+        try {
+          await this.store.write(
+            systemTenant,
+            {
+              ...tenantIndexMarker,
+              versionId: 1,
+              lastUpdated: new Date(this.now()).toISOString(),
+              deleted: false,
+              body: sealRecord(
+                keyring,
+                { tenantId: systemTenant, ...tenantIndexMarker, versionId: 1 },
+                Buffer.from("{}"),
+              ),
+            },
+            0,
+            [],
+          );
+        } catch (error) {
+          // Another replica wrote it first.
+          if (!(error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT")) {
+            throw error;
+          }
+        }
+      });
+    })().catch((error: unknown) => {
+      this.tenantIndexed = undefined;
+      throw error;
+    });
+    return this.tenantIndexed;
+  }
+
+  /**
+   * An admin's change to a staff account of their own tenant (`actor` is the admin's account id). Disabling,
+   * a new role and a temporary password end the account's sessions. The tenant always keeps an active admin,
+   * and an admin changes other accounts, not their own role or status.
+   */
+  async update(tenantId: string, id: string, change: AccountChange, actor: string): Promise<AccountSummary> {
+    if (
+      change.role === undefined &&
+      change.active === undefined &&
+      change.unlock === undefined &&
+      change.temporaryPassword === undefined
+    ) {
+      throw new PlatformError("ERR_BAD_REQUEST", "change role, active, unlock or temporaryPassword");
+    }
+    if (change.temporaryPassword !== undefined) {
+      checkPasswordPolicy(change.temporaryPassword, "");
+    }
+    const temporaryHash =
+      change.temporaryPassword === undefined ? undefined : await hashPassword(change.temporaryPassword);
+    return this.retryOnConflict(async () => {
+      const guard = await this.guardVersion();
+      const keyring = await this.keyrings.keyring();
+      const accounts = await this.accountsOf(keyring, tenantId);
+      const found = accounts.find(({ account }) => account.id === id);
+      if (found === undefined) {
+        throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
+      }
+      const { account, versionId } = found;
+      if (change.temporaryPassword !== undefined) {
+        checkPasswordPolicy(change.temporaryPassword, account.email);
+      }
+      const role = change.role ?? account.role;
+      const active = change.active ?? account.disabled !== true;
+      if (id === actor && (role !== account.role || !active)) {
+        throw new PlatformError(
+          "ERR_LAST_ADMIN",
+          "an admin does not disable their own account or change its role: another admin does",
+        );
+      }
+      const otherActiveAdmins = accounts.filter(
+        (other) =>
+          other.account.id !== id && other.account.role === "admin" && other.account.disabled !== true,
+      ).length;
+      if (
+        account.role === "admin" &&
+        account.disabled !== true &&
+        (role !== "admin" || !active) &&
+        otherActiveAdmins === 0
+      ) {
+        throw new PlatformError("ERR_LAST_ADMIN");
+      }
+      const endsSessions =
+        role !== account.role || (!active && account.disabled !== true) || temporaryHash !== undefined;
+      const next: AccountRecord = {
+        ...account,
+        role,
+        disabled: !active,
+        ...(change.unlock === true || temporaryHash !== undefined
+          ? { failedAttempts: 0, lockedUntil: null }
+          : {}),
+        ...(temporaryHash === undefined ? {} : { passwordHash: temporaryHash, mustChangePassword: true }),
+        sessionGeneration: (account.sessionGeneration ?? 0) + (endsSessions ? 1 : 0),
+      };
+      await this.saveGuarded(next, versionId, guard);
+      return summaryOf(next, this.now());
+    });
+  }
+
+  /**
+   * Refuses a local session whose account was disabled, changed role or tenant, or changed its password (or
+   * had it reset) after the session began. What it reads of an account is trusted for `sessionCheckMs`.
+   */
+  async checkSession(principal: Principal): Promise<void> {
+    const now = this.now();
+    let state = this.sessionStates.get(principal.subject);
+    if (state === undefined || now - state.readAt >= this.sessionCheckMs) {
+      state = await this.readSessionState(principal.subject, now);
+      if (this.sessionStates.size > 10_000) {
+        this.sessionStates.clear();
+      }
+      this.sessionStates.set(principal.subject, state);
+    }
+    if (
+      !state.active ||
+      state.tenantId !== principal.tenantId ||
+      state.role !== principal.role ||
+      state.generation !== (principal.sessionGeneration ?? 0)
+    ) {
+      throw new PlatformError(
+        "ERR_SESSION_ENDED",
+        "the session was ended: the account was disabled or changed, or its password changed",
+      );
+    }
+  }
+
+  private async readSessionState(id: string, now: number): Promise<SessionState> {
+    const account = await this.accountById(id);
+    if (account === undefined) {
+      return { tenantId: "", role: "clerk", active: false, generation: -1, readAt: now };
+    }
+    return {
+      tenantId: account.tenantId,
+      role: account.role,
+      active: account.disabled !== true,
+      generation: account.sessionGeneration ?? 0,
+      readAt: now,
+    };
   }
 
   /**
@@ -204,6 +545,12 @@ export class AccountService {
     tenantId: string,
     id: string,
   ): Promise<{ id: string; email: string; role: Role } | undefined> {
+    const account = await this.accountById(id);
+    return account?.tenantId === tenantId ? { id, email: account.email, role: account.role } : undefined;
+  }
+
+  /** An account by id (an account id, not an email), or undefined. */
+  private async accountById(id: string): Promise<AccountRecord | undefined> {
     if (!/^[0-9a-f-]{36}$/.test(id)) {
       return undefined;
     }
@@ -211,19 +558,16 @@ export class AccountService {
     if (stored === undefined || stored.deleted) {
       return undefined;
     }
-    const account = await withKeyringRetry(this.keyrings, async (keyring) => {
-      const body = openRecord(
-        keyring,
-        { tenantId: systemTenant, type: accountType, id, versionId: stored.versionId },
-        stored.body,
-      );
-      return JSON.parse(body.toString("utf8")) as AccountRecord;
-    });
-    return account.tenantId === tenantId ? { id, email: account.email, role: account.role } : undefined;
+    return withKeyringRetry(this.keyrings, async (keyring) =>
+      this.opened(keyring, id, stored.versionId, stored.body),
+    );
   }
 
-  /** Checks a password; the caller turns the principal into a session. */
-  async login(email: string, password: string, client: string): Promise<Principal> {
+  /**
+   * Checks a password; the caller turns the principal into a session. With `newPassword`, the password is
+   * changed as the owner signs in (required after an admin set it), and the account's other sessions end.
+   */
+  async login(email: string, password: string, client: string, newPassword?: string): Promise<Principal> {
     const now = this.now();
     // Every attempt takes a failure slot of its address and of its email before the password is checked,
     // so attempts sent at once cannot all pass while earlier ones are still being checked; the slots are
@@ -241,10 +585,11 @@ export class AccountService {
       await Promise.all([clientSlot.release(), emailSlot.release()]);
     };
     try {
-      const principal = await this.verify(email, password, now);
+      const principal = await this.verify(email, password, now, newPassword);
       await release();
       return principal;
     } catch (error) {
+      // Only a wrong password (or a locked account's attempt) counts as a failure.
       if (!(error instanceof PlatformError && ["ERR_LOGIN_FAILED", "ERR_LOCKED"].includes(error.code))) {
         await release();
       }
@@ -252,7 +597,12 @@ export class AccountService {
     }
   }
 
-  private async verify(email: string, password: string, now: number): Promise<Principal> {
+  private async verify(
+    email: string,
+    password: string,
+    now: number,
+    newPassword: string | undefined,
+  ): Promise<Principal> {
     const found = await this.find(email);
     if (found === undefined) {
       await verifyPassword(password, decoyHash);
@@ -275,16 +625,57 @@ export class AccountService {
       );
       throw new PlatformError(locked ? "ERR_LOCKED" : "ERR_LOGIN_FAILED");
     }
+    // Past the password check: the owner may learn the account's state.
+    if (account.disabled === true) {
+      throw new PlatformError("ERR_ACCOUNT_DISABLED");
+    }
+    if (newPassword !== undefined) {
+      checkPasswordPolicy(newPassword, account.email);
+      if (newPassword === password) {
+        throw new PlatformError("ERR_PASSWORD_POLICY", "the new password is not the current one");
+      }
+      const generation = (account.sessionGeneration ?? 0) + 1;
+      await this.save(
+        {
+          ...account,
+          mustChangePassword: false,
+          passwordHash: await hashPassword(newPassword),
+          failedAttempts: 0,
+          lockedUntil: null,
+          sessionGeneration: generation,
+        },
+        versionId,
+      );
+      return { ...principalOf(account), sessionGeneration: generation };
+    }
+    if (account.mustChangePassword === true) {
+      throw new PlatformError("ERR_PASSWORD_CHANGE_REQUIRED");
+    }
     if (account.failedAttempts !== 0 || account.lockedUntil !== null) {
       await this.save({ ...account, failedAttempts: 0, lockedUntil: null }, versionId);
     }
-    return { subject: account.id, tenantId: account.tenantId, role: account.role };
+    return principalOf(account);
   }
 }
 
-/** An account's email index under every system key generation held (see FhirRepository's tokens). */
+function principalOf(account: AccountRecord): Principal {
+  return {
+    subject: account.id,
+    tenantId: account.tenantId,
+    role: account.role,
+    sessionGeneration: account.sessionGeneration ?? 0,
+  };
+}
+
+/**
+ * An account's email and tenant indexes under every system key generation held (see FhirRepository's
+ * tokens).
+ */
 function accountSearchTokens(keyring: TenantKeyring, account: AccountRecord): Buffer[] {
-  return blindIndexes(keyring, accountType, "email", account.email);
+  return [
+    ...blindIndexes(keyring, accountType, "email", account.email),
+    ...blindIndexes(keyring, accountType, "tenant", account.tenantId),
+  ];
 }
 
 /**

@@ -9,20 +9,30 @@ import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT } from "jose"
 import { PlatformError } from "../errors.js";
 import { createLocalSessions, createOidcSessions, oidcOptionsFromEnvironment } from "./sessions.js";
 
-test("local sessions carry subject, tenant and role, and refuse tampering", async () => {
+test("local sessions carry subject, tenant, role and generation, and refuse tampering", async () => {
   const sessions = await createLocalSessions({ issuer: "https://platform.test", lifetimeSeconds: 60 });
   const { accessToken, expiresIn } = await sessions.issue({
     subject: "acct-1",
     tenantId: "t1",
     role: "clerk",
+    sessionGeneration: 3,
   });
   assert.equal(expiresIn, 60);
-  assert.deepEqual(await sessions.verify(accessToken), { subject: "acct-1", tenantId: "t1", role: "clerk" });
+  assert.deepEqual(await sessions.verify(accessToken), {
+    subject: "acct-1",
+    tenantId: "t1",
+    role: "clerk",
+    sessionGeneration: 3,
+  });
   const [header = "", payload = "", signature = ""] = accessToken.split(".");
   const elevated = Buffer.from(
     JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), role: "admin" }),
   ).toString("base64url");
   await assert.rejects(sessions.verify(`${header}.${elevated}.${signature}`), PlatformError);
+  const renewed = Buffer.from(
+    JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), gen: 4 }),
+  ).toString("base64url");
+  await assert.rejects(sessions.verify(`${header}.${renewed}.${signature}`), PlatformError);
   const other = await createLocalSessions({ issuer: "https://platform.test" });
   await assert.rejects(other.verify(accessToken), PlatformError, "another process's key does not verify");
 });
@@ -38,6 +48,7 @@ test("local sessions signed under a shared secret verify at every replica, and u
     subject: "acct-2",
     tenantId: "t1",
     role: "clinician",
+    sessionGeneration: 0,
   });
   assert.deepEqual(first.jwks(), second.jwks(), "the same key, under the same kid");
   // Any JOSE library verifies it against the published key set.

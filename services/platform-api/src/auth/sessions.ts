@@ -22,6 +22,11 @@ export interface Principal {
   readonly subject: string;
   readonly tenantId: string;
   readonly role: Role;
+  /**
+   * A local account's session generation when the session began (the `gen` claim): a session of an older
+   * generation has ended (AccountService.checkSession). Absent for OpenID Connect identities.
+   */
+  readonly sessionGeneration?: number;
 }
 
 export interface SessionVerifier {
@@ -85,7 +90,11 @@ export async function createLocalSessions(options: {
   const audience = "cloister-platform";
   return {
     issue: async (principal) => ({
-      accessToken: await new SignJWT({ tid: principal.tenantId, role: principal.role })
+      accessToken: await new SignJWT({
+        tid: principal.tenantId,
+        role: principal.role,
+        gen: principal.sessionGeneration ?? 0,
+      })
         .setProtectedHeader({ alg: "ES256", kid, typ: "JWT" })
         .setSubject(principal.subject)
         .setIssuer(options.issuer)
@@ -109,7 +118,17 @@ export async function createLocalSessions(options: {
       if (typeof payload.sub !== "string" || typeof payload.tid !== "string" || !isRole(payload.role)) {
         throw new PlatformError("ERR_UNAUTHENTICATED", "the session token lacks its claims");
       }
-      return { subject: payload.sub, tenantId: payload.tid, role: payload.role };
+      // Sessions issued before generations were counted carry none: generation 0.
+      const generation = payload.gen ?? 0;
+      if (typeof generation !== "number" || !Number.isInteger(generation) || generation < 0) {
+        throw new PlatformError("ERR_UNAUTHENTICATED", "the session token's generation is not valid");
+      }
+      return {
+        subject: payload.sub,
+        tenantId: payload.tid,
+        role: payload.role,
+        sessionGeneration: generation,
+      };
     },
     jwks: () => ({ keys: [publicJwk] }),
   };

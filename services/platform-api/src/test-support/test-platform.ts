@@ -33,6 +33,8 @@ export async function startTestPlatform(
       | "reportEvents"
       | "replayGuard"
       | "operatorTenant"
+      | "eventHeartbeatMs"
+      | "sessionVerifier"
     >
   > & {
     readonly loginPolicy?: LoginPolicy;
@@ -40,6 +42,8 @@ export async function startTestPlatform(
     readonly systemKeyring?: TenantKeyring | KeyringSource;
     /** Shared by replicas so each verifies the others' sessions (default: a key of this platform's own). */
     readonly sessionSecret?: Uint8Array;
+    /** How long each replica trusts what it read of an account when checking sessions (default 5 s). */
+    readonly sessionCheckMs?: number;
   } = {},
 ): Promise<TestPlatform> {
   const scratch = mkdtempSync(join(tmpdir(), "cloister-platform-test-"));
@@ -50,9 +54,17 @@ export async function startTestPlatform(
     loginPolicy,
     systemKeyring = deriveTenantKeyring(randomBytes(32), "_system"),
     sessionSecret,
+    sessionCheckMs,
     ...config
   } = options;
-  const accounts = new AccountService(store, systemKeyring, loginPolicy);
+  const accounts = new AccountService(
+    store,
+    systemKeyring,
+    loginPolicy,
+    undefined,
+    undefined,
+    sessionCheckMs === undefined ? {} : { sessionCheckMs },
+  );
   const app = await buildApp({
     baseUrl: "https://platform.test",
     store,
