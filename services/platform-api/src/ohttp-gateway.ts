@@ -97,11 +97,11 @@ export function registerOhttpGateway(app: FastifyInstance, options: PlatformGate
       }
     }
     const method = inner.method.toUpperCase();
-    if (!["GET", "POST", "PUT"].includes(method)) {
-      return problem(405, "ERR_BAD_REQUEST", "the gateway serves GET, POST and PUT");
+    if (!["GET", "POST", "PUT", "PATCH"].includes(method)) {
+      return problem(405, "ERR_BAD_REQUEST", "the gateway serves GET, POST, PUT and PATCH");
     }
     const response = await app.inject({
-      method: method as "GET" | "POST" | "PUT",
+      method: method as "GET" | "POST" | "PUT" | "PATCH",
       url: inner.path,
       headers,
       remoteAddress,

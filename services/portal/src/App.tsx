@@ -13,6 +13,14 @@ import { followReportEvents, type ReportEvent } from "./report-events.js";
 import { sessionFromToken, useIdleSignOut, type Session } from "./session.js";
 import { useFormAction } from "./use-form-action.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import {
+  ChangePassword,
+  CurrentPasswordField,
+  describeSignInFailure,
+  EmailField,
+  NewPasswordFields,
+} from "./AccountForms.js";
+import { StaffAccounts } from "./StaffAccounts.js";
 
 const defaultMrnSystem = "https://demo.hospital/fhir/mrn";
 
@@ -22,55 +30,52 @@ function SignIn(props: {
 }): React.JSX.Element {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const { busy, error, submitting } = useFormAction((failure) => {
-    const status = (failure as { status?: number }).status;
-    return status === 401
-      ? "The email or password is not right."
-      : status === 429
-        ? "Too many attempts. Wait a few minutes, then try again."
-        : status === 423
-          ? "This account is locked for a while after too many failed attempts."
-          : (failure as Error).message;
-  });
+  /** An admin set this password: the person chooses their own as they sign in. */
+  const [changing, setChanging] = useState(false);
+  const [chosen, setChosen] = useState<string>();
+  const { busy, error, submitting } = useFormAction(describeSignInFailure);
   const submit = submitting(async () => {
-    const { accessToken } = (await props.client.json("POST", "/auth/login", {
-      email,
-      password,
-    })) as { accessToken: string };
+    if (changing && chosen === undefined) {
+      throw new Error("Type the same new password twice.");
+    }
+    let answer: { accessToken: string };
+    try {
+      answer = (await props.client.json("POST", "/auth/login", {
+        email,
+        password,
+        ...(changing ? { newPassword: chosen } : {}),
+      })) as { accessToken: string };
+    } catch (failure) {
+      if ((failure as { code?: string }).code === "ERR_PASSWORD_CHANGE_REQUIRED") {
+        setChanging(true);
+        return;
+      }
+      throw failure;
+    }
     setPassword("");
-    props.onSignedIn(sessionFromToken(accessToken, email));
+    props.onSignedIn(sessionFromToken(answer.accessToken, email));
   });
   return (
     <section className="panel signin" aria-labelledby="signin-title">
       <h2 id="signin-title">Sign in</h2>
       <form onSubmit={(event) => void submit(event)} className="grid">
-        <label>
-          Email
-          <input
-            type="email"
-            value={email}
-            onChange={(event) => {
-              setEmail(event.target.value);
-            }}
-            required
-            autoComplete="username"
-          />
-        </label>
-        <label>
-          Password
-          <input
-            type="password"
-            value={password}
-            onChange={(event) => {
-              setPassword(event.target.value);
-            }}
-            required
-            autoComplete="current-password"
-          />
-        </label>
+        <EmailField value={email} onChange={setEmail} autoComplete="username" />
+        <CurrentPasswordField
+          label={changing ? "Temporary password" : "Password"}
+          value={password}
+          onChange={setPassword}
+        />
+        {changing ? (
+          <>
+            <p role="status" className="notice" data-testid="choose-password">
+              Your administrator set this password. Choose your own to sign in.
+            </p>
+            <NewPasswordFields onChange={setChosen} />
+          </>
+        ) : null}
         <div className="actions">
           <button type="submit" disabled={busy}>
-            Sign in
+            {changing ? "Set password and sign in" : "Sign in"}
           </button>
         </div>
         <ErrorMessage message={error} />
@@ -86,6 +91,7 @@ export function App(): React.JSX.Element {
   const [refused, setRefused] = useState<AttestationRefused>();
   const [session, setSession] = useState<Session>();
   const [notice, setNotice] = useState<string>();
+  const [changingPassword, setChangingPassword] = useState(false);
   const [patient, setPatient] = useState<Patient>();
   const [models, setModels] = useState<ModelInfo[]>();
   const [modelsError, setModelsError] = useState<string>();
@@ -153,10 +159,20 @@ export function App(): React.JSX.Element {
       setSession(undefined);
       setPatient(undefined);
       setModels(undefined);
+      setChangingPassword(false);
       setNotice(reason);
     },
     [client],
   );
+  // The platform refused the session: an admin disabled or changed the account, or its password changed.
+  useEffect(() => {
+    client?.setSessionEndedHandler(() => {
+      signOut(
+        "Your session has ended: your account was changed or disabled by an administrator, or its password was changed. Sign in again.",
+      );
+    });
+    return () => client?.setSessionEndedHandler(undefined);
+  }, [client, signOut]);
   const onIdle = useCallback(() => {
     signOut("You were signed out after a period without activity.");
   }, [signOut]);
@@ -245,6 +261,15 @@ export function App(): React.JSX.Element {
             </span>
             <button
               type="button"
+              className="secondary"
+              onClick={() => {
+                setChangingPassword(true);
+              }}
+            >
+              Change password
+            </button>
+            <button
+              type="button"
               onClick={() => {
                 signOut();
               }}
@@ -273,38 +298,57 @@ export function App(): React.JSX.Element {
             }}
           />
         ) : (
-          <div className="workspace">
-            <div className="column">
-              {session.role === "clinician" ? (
-                <ReviewWorklist client={client} lastEvent={lastEvent} onOpen={setPatient} />
-              ) : null}
-              <PatientSearch client={client} mrnSystem={defaultMrnSystem} onOpen={setPatient} />
-              <PatientIntake client={client} mrnSystem={defaultMrnSystem} onCreated={setPatient} />
+          <>
+            {changingPassword ? (
+              <ChangePassword
+                client={client}
+                session={session}
+                onChanged={(changed) => {
+                  setChangingPassword(false);
+                  setSession(changed);
+                  setNotice("Your password is changed. Your other sessions have ended.");
+                }}
+                onClose={() => {
+                  setChangingPassword(false);
+                }}
+              />
+            ) : null}
+            <div className="workspace">
+              <div className="column">
+                {session.role === "clinician" ? (
+                  <ReviewWorklist client={client} lastEvent={lastEvent} onOpen={setPatient} />
+                ) : null}
+                <PatientSearch client={client} mrnSystem={defaultMrnSystem} onOpen={setPatient} />
+                <PatientIntake client={client} mrnSystem={defaultMrnSystem} onCreated={setPatient} />
+              </div>
+              <div className="column wide">
+                {patient === undefined ? (
+                  <section className="panel">
+                    <p>Find or register a patient to upload an image and order an analysis.</p>
+                  </section>
+                ) : (
+                  <PatientRecord
+                    key={patient.id}
+                    client={client}
+                    patient={patient}
+                    mrnSystem={defaultMrnSystem}
+                    onPatientChanged={setPatient}
+                    canReadResults={session.role !== "clerk"}
+                    canReview={session.role === "clinician"}
+                    canAudit={session.role === "admin"}
+                    models={models}
+                    modelsError={modelsError}
+                    lastEvent={lastEvent}
+                    live={live}
+                    connections={connections}
+                  />
+                )}
+                {session.role === "admin" ? (
+                  <StaffAccounts client={client} selfEmail={session.email} />
+                ) : null}
+              </div>
             </div>
-            <div className="column wide">
-              {patient === undefined ? (
-                <section className="panel">
-                  <p>Find or register a patient to upload an image and order an analysis.</p>
-                </section>
-              ) : (
-                <PatientRecord
-                  key={patient.id}
-                  client={client}
-                  patient={patient}
-                  mrnSystem={defaultMrnSystem}
-                  onPatientChanged={setPatient}
-                  canReadResults={session.role !== "clerk"}
-                  canReview={session.role === "clinician"}
-                  canAudit={session.role === "admin"}
-                  models={models}
-                  modelsError={modelsError}
-                  lastEvent={lastEvent}
-                  live={live}
-                  connections={connections}
-                />
-              )}
-            </div>
-          </div>
+          </>
         )}
       </main>
     </>

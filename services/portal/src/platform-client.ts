@@ -102,12 +102,16 @@ function isKeyChange(error: unknown): boolean {
   );
 }
 
+/** The methods the portal sends (inside the encapsulation). */
+export type PlatformMethod = "GET" | "POST" | "PUT" | "PATCH";
+
 export class PlatformClient {
   private attested: { readonly keyConfig: KeyConfig; readonly expiresAtMs: number };
   private readonly platformUrl: string;
   private readonly reattest: (() => Promise<AttestedKey>) | undefined;
   private attesting: Promise<void> | undefined;
   private accessToken: string | undefined;
+  private onSessionEnded: ((failure: PlatformRequestError) => void) | undefined;
 
   /**
    * @param reattest Verifies the platform's attestation again, exactly as the first time (measurement, TEE,
@@ -130,12 +134,20 @@ export class PlatformClient {
   }
 
   /**
+   * Called when the platform refuses the session the client holds (401: an admin disabled or changed the
+   * account, its password changed, or the token expired), so the portal signs out and says why.
+   */
+  setSessionEndedHandler(handler: ((failure: PlatformRequestError) => void) | undefined): void {
+    this.onSessionEnded = handler;
+  }
+
+  /**
    * Sends one request sealed to the platform. `onUploadProgress` reports the sealed body's upload (0…1);
    * `headers` are added to the inner request (such as If-Match). Throws PlatformRequestError for 4xx/5xx
    * answers; a 503 with a short Retry-After is sent once more first.
    */
   async request(
-    method: "GET" | "POST" | "PUT",
+    method: PlatformMethod,
     path: string,
     body?: { bytes: Uint8Array; contentType: string },
     onUploadProgress?: (fraction: number) => void,
@@ -206,7 +218,7 @@ export class PlatformClient {
 
   private async requestOnce(
     keyConfig: KeyConfig,
-    method: "GET" | "POST" | "PUT",
+    method: PlatformMethod,
     path: string,
     body: { bytes: Uint8Array; contentType: string } | undefined,
     onUploadProgress: ((fraction: number) => void) | undefined,
@@ -246,13 +258,18 @@ export class PlatformClient {
       json: (): unknown => JSON.parse(decoder.decode(opened.body)),
     };
     if (response.status >= 400) {
-      throw failureOf(response);
+      const failure = failureOf(response);
+      // Sent with a session that the platform no longer accepts.
+      if (failure.status === 401 && this.accessToken !== undefined && path !== "/auth/login") {
+        this.onSessionEnded?.(failure);
+      }
+      throw failure;
     }
     return response;
   }
 
   async json(
-    method: "GET" | "POST" | "PUT",
+    method: PlatformMethod,
     path: string,
     resource?: unknown,
     headers: readonly [string, string][] = [],

@@ -324,3 +324,32 @@ test("a replica rolled out after a rotation still opens the previous key: a page
   assert.equal(sent.get(rolled.app), 1, "opened at once");
   assert.equal(attestations, 0);
 });
+
+test("a session the platform ends (the account disabled by an admin, PATCH through the gateway) calls the handler once; a wrong password at sign-in does not", async () => {
+  const platform = await startReplica({ keyring: async () => tenantBoth });
+  await platform.accounts.create({ email: "admin@ended.test", password, tenantId, role: "admin" });
+  await platform.accounts.create({ email: "clerk@ended.test", password, tenantId, role: "clerk" });
+  const clerk = await portalClient(platform, { email: "clerk@ended.test" });
+  const ended: string[] = [];
+  clerk.setSessionEndedHandler((failure) => ended.push(failure.code));
+  await assert.rejects(
+    clerk.json("POST", "/auth/login", { email: "clerk@ended.test", password: "not the password" }),
+    (error: unknown) => error instanceof PlatformRequestError && error.status === 401,
+  );
+  assert.deepEqual(ended, [], "a refused sign-in is not an ended session");
+
+  const admin = await portalClient(platform, { email: "admin@ended.test" });
+  const listed = (await admin.json("GET", "/admin/accounts")) as {
+    accounts: { id: string; email: string }[];
+  };
+  const id = listed.accounts.find((account) => account.email === "clerk@ended.test")?.id ?? "";
+  const disabled = (await admin.json("PATCH", `/admin/accounts/${id}`, { active: false })) as {
+    active: boolean;
+  };
+  assert.equal(disabled.active, false);
+  await assert.rejects(
+    clerk.search("Patient", { name: "anyone" }),
+    (error: unknown) => error instanceof PlatformRequestError && error.code === "ERR_SESSION_ENDED",
+  );
+  assert.deepEqual(ended, ["ERR_SESSION_ENDED"]);
+});

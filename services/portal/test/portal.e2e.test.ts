@@ -69,6 +69,8 @@ const sentinel = {
   mrn: `MRN-SENT-${randomBytes(4).toString("hex").toUpperCase()}`,
 };
 
+/** Passwords of staff accounts made during the run: like the demo password, never in a log or URL. */
+const staffPasswords: string[] = [];
 let stack: RunningStack;
 let portBase: number;
 let browser: Browser | undefined;
@@ -719,6 +721,78 @@ describe(
       await admin.context().close();
     });
 
+    test("an admin adds a member of staff, who chooses their own password; disabling the account ends their session at once", async () => {
+      const admin = await newPage(observed);
+      await signInPortal(admin, "admin@demo.hospital");
+      const staff = admin.getByRole("region", { name: "Staff accounts" });
+      await staff.getByTestId("staff-row").first().waitFor();
+      const nurse = `nurse-${randomBytes(3).toString("hex")}@demo.hospital`;
+      await staff.getByLabel("Email").fill(nurse);
+      // The add form comes after the table, whose rows have a role of their own each.
+      await staff.getByLabel("Role").last().selectOption("clerk");
+      await staff.getByRole("button", { name: "Add staff member" }).click();
+      const handOver = staff.getByTestId("temporary-password");
+      await handOver.waitFor();
+      const temporary = (await handOver.locator("code").textContent()) ?? "";
+      assert.match(temporary, /^[a-z2-9]{4}(-[a-z2-9]{4}){3}$/);
+      staffPasswords.push(temporary);
+      const row = staff.getByTestId("staff-row").filter({ hasText: nurse });
+      await row.getByText("Active (temporary password)").waitFor();
+      assert.equal(
+        await staff
+          .getByTestId("staff-row")
+          .filter({ hasText: "admin@demo.hospital" })
+          .getByRole("button")
+          .count(),
+        0,
+        "an admin does not disable or reset their own account here",
+      );
+      await admin.screenshot({ path: join(artifacts, "6-staff-accounts.png"), fullPage: true });
+      assert.deepEqual(await accessibilityProblems(admin), [], "staff accounts: WCAG 2.1 AA");
+
+      // The new member of staff signs in with it, and chooses their own password on the way.
+      const page = await newPage(observed);
+      await page.goto(stack.stack().portal);
+      await page.getByTestId("attestation-verified").waitFor({ timeout: 20_000 });
+      await page.getByLabel("Email").fill(nurse);
+      await page.getByLabel("Password", { exact: true }).fill(temporary);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByTestId("choose-password").waitFor();
+      assert.deepEqual(await accessibilityProblems(page), [], "choosing a password: WCAG 2.1 AA");
+      const own = `the nurse's own ${randomBytes(4).toString("hex")}`;
+      staffPasswords.push(own);
+      await page.getByLabel("New password", { exact: true }).fill(own);
+      await page.getByLabel("Repeat the new password").fill(own);
+      await page.getByRole("button", { name: "Set password and sign in" }).click();
+      await page.getByTestId("signed-in").waitFor();
+      // Later they change it themselves.
+      const changed = `${own} changed`;
+      staffPasswords.push(changed);
+      await page.getByRole("button", { name: "Change password" }).click();
+      const form = page.getByRole("region", { name: "Change your password" });
+      await form.getByLabel("Current password").fill(own);
+      await form.getByLabel("New password", { exact: true }).fill(changed);
+      await form.getByLabel("Repeat the new password").fill(changed);
+      await form.getByRole("button", { name: "Change password" }).click();
+      await page.getByText("Your password is changed.").waitFor();
+      assert.equal(await form.count(), 0, "the form closes");
+
+      // The nurse leaves: the admin disables the account, and the nurse's next request ends the session.
+      await staff.getByRole("button", { name: `Disable ${nurse}` }).click();
+      await row.getByText("Disabled").waitFor();
+      const search = page.getByRole("region", { name: "Find a patient" });
+      await search.getByLabel("Medical record number").fill("ANY-MRN-1");
+      await search.getByRole("button", { name: "Search" }).click();
+      await page.getByText("Your session has ended").waitFor();
+      assert.equal(await page.getByTestId("signed-in").count(), 0, "signed out");
+      await page.getByLabel("Email").fill(nurse);
+      await page.getByLabel("Password", { exact: true }).fill(changed);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByText("This account is disabled. Ask your administrator.").waitFor();
+      await page.context().close();
+      await admin.context().close();
+    });
+
     test("refuses to send anything when the platform's measurement is not the expected one", async () => {
       const refusedUrls: string[] = [];
       const page = await newPage({ urls: refusedUrls, console: observed.console });
@@ -823,7 +897,7 @@ describe(
         logs: serviceLogs(),
       };
       for (const [where, text] of Object.entries(haystacks)) {
-        for (const secret of [sentinel.family, sentinel.given, sentinel.mrn, password]) {
+        for (const secret of [sentinel.family, sentinel.given, sentinel.mrn, password, ...staffPasswords]) {
           assert.ok(!text.includes(secret), `${where} contains a sentinel`);
         }
       }
