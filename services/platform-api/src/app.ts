@@ -11,7 +11,7 @@ import type { ReplayGuard } from "./replay-guard.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.js";
 import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
-import { Gauge } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
@@ -22,6 +22,7 @@ import { auditEntities } from "./audit/audit-entities.js";
 import { SerialisedWrites, writePatientChecked } from "./fhir/patient-rules.js";
 import { everythingParameters, everythingTypesOf, patientEverything } from "./fhir/patient-everything.js";
 import { parseReview, reviewedStatuses, reviewReport } from "./fhir/report-review.js";
+import { aiPerformance, resultFacts } from "./fhir/ai-performance.js";
 import { PlatformError, type PlatformErrorCode } from "./errors.js";
 import { capabilityStatement } from "./fhir/capability-statement.js";
 import { historyBundle, operationOutcome, searchBundle } from "./fhir/outcome.js";
@@ -688,8 +689,17 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
   // the clinician and their verdict, and a Provenance, in one transaction with the audit event. A reviewed
   // report is reviewed again only from the version the clinician read (If-Match); a withdrawn one takes its
   // Observations and its order with it.
+  // Clinicians' first reviews of AI results, by model, AI finding and verdict: how often clinicians agree
+  // (CloisterAIAgreementLow). No id or patient label; a changed review is not counted again.
+  const firstReviews = new Counter({
+    name: "diagnosis_reviews_total",
+    help: "Clinicians' first reviews of AI results, by model, the AI's finding and the verdict",
+    labelNames: ["model", "finding", "verdict"],
+    registers: [registry],
+  });
   app.post<{ Params: { id: string } }>("/fhir/DiagnosticReport/:id/$review", async (request, reply) => {
     const { id } = request.params;
+    let firstReview: { tenant: TenantContext; report: FhirResource; verdict: string } | undefined;
     const reviewed = await audited(request, "review", "DiagnosticReport", async (setEntities, alongside) => {
       const tenant = await tenantOf(request, "read", "DiagnosticReport");
       const principal = request.principal;
@@ -749,8 +759,19 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           { auditEvent },
         ),
       );
+      if (current.status === "preliminary") {
+        firstReview = { tenant, report: current, verdict: review.outcome };
+      }
       return { tenant, result: updated ?? next.report };
     });
+    if (firstReview !== undefined) {
+      const { tenant, report, verdict } = firstReview;
+      const facts = await resultFacts(repository, tenant, report).catch(() => ({ finding: "?" }));
+      const model = (
+        (report.code as { coding?: { code?: string }[] } | undefined)?.coding?.[0]?.code ?? "?"
+      ).slice(0, 64);
+      firstReviews.inc({ model, finding: facts.finding.slice(0, 64), verdict });
+    }
     const basedOn = (reviewed.basedOn as { reference?: string }[] | undefined)?.[0]?.reference;
     const subject = (reviewed.subject as { reference?: string } | undefined)?.reference;
     events.publish(request.principal?.tenantId ?? "", {
@@ -976,6 +997,35 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
     }
     return account;
+  });
+
+  // How each AI model does in this hospital, from its clinicians' reviews (fhir/ai-performance.ts): counts only.
+  app.get<{ Querystring: { days?: string } }>("/admin/ai-performance", async (request) => {
+    const principal = await principalOf(request);
+    if (principal.role !== "admin" && principal.role !== "clinician") {
+      throw new PlatformError("ERR_FORBIDDEN");
+    }
+    const days = Number(request.query.days ?? "90");
+    if (!Number.isInteger(days) || days < 1 || days > 730) {
+      throw new PlatformError("ERR_BAD_REQUEST", "days is an integer from 1 to 730");
+    }
+    const tenant = { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) };
+    const until = config.now?.() ?? new Date();
+    const performance = await aiPerformance(
+      repository,
+      tenant,
+      new Date(until.getTime() - days * 86_400_000),
+      until,
+    );
+    await audit.record(tenant, {
+      type: { code: "110112", display: "Query" },
+      subtype: "ai-performance",
+      action: "E",
+      outcome: "0",
+      agent: { id: principal.subject, role: principal.role },
+      entities: ["DiagnosticReport"],
+    });
+    return performance;
   });
 
   registerAccountRoutes(app, {

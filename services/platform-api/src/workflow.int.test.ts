@@ -27,6 +27,7 @@ import {
   type RecordStore,
 } from "./app.js";
 import { deriveTenantKeyringGenerations, openRecord } from "./storage/record-crypto.js";
+import type { AiPerformance, ModelPerformance } from "./fhir/ai-performance.js";
 import { FhirRepository } from "./fhir/repository.js";
 import { pneumoniaOrder } from "./test-support/orders.js";
 import { modelCodeSystem } from "./workflow/diagnosis-worker.js";
@@ -654,6 +655,84 @@ describe("diagnosis workflow", () => {
     });
     assert.equal(review.status, 409);
     assert.match(JSON.stringify(review.body), /a cancelled report has no result to review/);
+  });
+
+  it("reports how each AI model does in this hospital from its clinicians' reviews: counts only, and a metric per first review", async () => {
+    const performance = async (): Promise<AiPerformance> => {
+      const answer = await fhir("clinician", "GET", "/admin/ai-performance?days=30");
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      return answer.body as unknown as AiPerformance;
+    };
+    const before = await performance();
+    const pneumonia = before.models.find((model) => model.model === "chest-xray-pneumonia");
+    assert.ok(pneumonia, "the model of this file's orders is listed");
+    assert.equal(pneumonia.version, "1");
+    assert.match(pneumonia.sha256, /^[0-9a-f]{64}$/);
+    // This file's earlier tests: a result not confirmed, a review changed, a report withdrawn, a bad image.
+    assert.ok(
+      pneumonia.notConfirmed >= 1 && pneumonia.withdrawn >= 1 && before.failed >= 1,
+      JSON.stringify(before),
+    );
+    assert.equal(
+      pneumonia.results,
+      pneumonia.awaitingReview + pneumonia.confirmed + pneumonia.notConfirmed + pneumonia.withdrawn,
+      "every result is awaiting review, reviewed or withdrawn",
+    );
+    assert.equal(
+      pneumonia.findings.reduce((sum, finding) => sum + finding.results, 0),
+      pneumonia.results,
+      "every result has its finding",
+    );
+    assert.equal(before.truncated, false);
+
+    // One more result, confirmed by a clinician: exactly its model's and its finding's counts move.
+    const report = await reportFor(await order(png(9)));
+    const findingReference = (report.result as { reference: string }[])
+      .map((result) => result.reference)
+      .find((reference) => reference.endsWith("-finding"));
+    const findingObservation = await fhir("clinician", "GET", `/fhir/${findingReference ?? ""}`);
+    const label =
+      (findingObservation.body.valueCodeableConcept as { coding: { code: string }[] } | undefined)?.coding[0]
+        ?.code ?? "";
+    assert.ok(["normal", "pneumonia"].includes(label), label);
+    const reviewed = await fhir(
+      "clinician",
+      "POST",
+      `/fhir/DiagnosticReport/${String(report.id)}/$review`,
+      verdict("confirmed"),
+    );
+    assert.equal(reviewed.status, 200, JSON.stringify(reviewed.body));
+    const after = await performance();
+    const now = after.models.find((model) => model.model === "chest-xray-pneumonia");
+    assert.ok(now);
+    assert.equal(now.results, pneumonia.results + 1);
+    assert.equal(now.confirmed, pneumonia.confirmed + 1);
+    assert.equal(now.awaitingReview, pneumonia.awaitingReview);
+    const countsOf = (model: ModelPerformance) =>
+      model.findings.find((entry) => entry.finding === label) ?? { results: 0, confirmed: 0 };
+    assert.equal(countsOf(now).results, countsOf(pneumonia).results + 1);
+    assert.equal(countsOf(now).confirmed, countsOf(pneumonia).confirmed + 1);
+    assert.equal(now.agreement, now.confirmed / (now.confirmed + now.notConfirmed));
+    // Counts only: no patient, report, order or account is named.
+    assert.doesNotMatch(
+      JSON.stringify(after),
+      /Patient|DiagnosticReport\/|ServiceRequest|Testperson|[0-9a-f]{8}-[0-9a-f]{4}-/,
+    );
+
+    const metrics = (await app.inject({ method: "GET", url: "/metrics" })).body;
+    assert.match(
+      metrics,
+      new RegExp(
+        `^diagnosis_reviews_total\\{model="chest-xray-pneumonia",finding="${label}",verdict="confirmed"\\} [1-9]`,
+        "m",
+      ),
+    );
+    assert.match(metrics, /^diagnosis_reviews_total\{[^}]*verdict="not-confirmed"\} [1-9]/m);
+    // Clerks do not read results, nor these counts; the period is bounded.
+    assert.equal((await fhir("clerk", "GET", "/admin/ai-performance")).status, 403);
+    for (const days of ["0", "731", "1.5", "x"]) {
+      assert.equal((await fhir("clinician", "GET", `/admin/ai-performance?days=${days}`)).status, 400, days);
+    }
   });
 
   it("never analyses an image uploaded for another patient, even for an order placed before that was checked", async () => {

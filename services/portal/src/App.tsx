@@ -20,6 +20,7 @@ import {
   EmailField,
   NewPasswordFields,
 } from "./AccountForms.js";
+import { AiPerformance } from "./AiPerformance.js";
 import { StaffAccounts } from "./StaffAccounts.js";
 
 const defaultMrnSystem = "https://demo.hospital/fhir/mrn";
@@ -343,6 +344,7 @@ export function App(): React.JSX.Element {
                     connections={connections}
                   />
                 )}
+                {session.role === "clerk" ? null : <AiPerformance client={client} />}
                 {session.role === "admin" ? (
                   <StaffAccounts client={client} selfEmail={session.email} />
                 ) : null}

@@ -718,6 +718,20 @@ describe(
       assert.match(rows, /Opened result \(\d+ times\)/);
       await admin.screenshot({ path: join(artifacts, "5-access-report.png"), fullPage: true });
       assert.deepEqual(await accessibilityProblems(admin), [], "access report: WCAG 2.1 AA");
+      // The model's record in this hospital: the clinician confirmed one finding and not another, then changed
+      // the first review and withdrew the second report.
+      const performance = admin.getByRole("region", { name: "AI model performance" });
+      await performance.getByRole("button", { name: "Show AI model performance" }).click();
+      const table = performance.getByTestId("ai-performance");
+      await table.waitFor();
+      assert.match(
+        (await table.locator("caption").textContent()) ?? "",
+        /^chest-xray-pneumonia v1: (clinicians confirmed \d+% of the findings they reviewed \(\d+ of [1-9]\d*\)|no finding reviewed yet)$/,
+      );
+      assert.match((await performance.textContent()) ?? "", /[1-9]\d* withdrawn as entered in error/);
+      assert.doesNotMatch((await performance.textContent()) ?? "", new RegExp(sentinel.family, "i"));
+      await performance.screenshot({ path: join(artifacts, "5-ai-performance.png") });
+      assert.deepEqual(await accessibilityProblems(admin), [], "AI model performance: WCAG 2.1 AA");
       await admin.context().close();
     });
 
