@@ -14,6 +14,7 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { passwordProblem } from "@cloister/platform-api/password-policy";
 import {
   createSimulationPlatform,
   loadSimulationPlatform,
@@ -90,8 +91,10 @@ function loadOrCreateCa(tls: string): DevCertificateAuthority {
 function demoPassword(): { password: string; created: boolean } {
   const given = process.env.CLOISTER_DEMO_PASSWORD;
   if (given !== undefined && given.length > 0) {
-    if (given.length < 12) {
-      throw new Error("CLOISTER_DEMO_PASSWORD must have at least 12 characters");
+    // The platform's own password policy: a weak one would be refused when it creates the demo accounts.
+    const problem = passwordProblem(given);
+    if (problem !== undefined) {
+      throw new Error(`CLOISTER_DEMO_PASSWORD: ${problem}`);
     }
     return { password: given, created: false };
   }

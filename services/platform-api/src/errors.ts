@@ -25,7 +25,8 @@ export const platformErrors = {
   ERR_PASSWORD_POLICY: {
     status: 400,
     issue: "invalid",
-    message: "a password has 12 to 1024 characters and is neither the email nor the current password",
+    message:
+      "a password has 12 to 1024 characters, is neither the email nor the current password, and is not easy to guess",
   },
   ERR_FORBIDDEN: { status: 403, issue: "forbidden", message: "your role may not do this" },
   ERR_NOT_FOUND: { status: 404, issue: "not-found", message: "no such resource" },

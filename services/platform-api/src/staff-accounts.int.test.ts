@@ -189,6 +189,14 @@ describe("staff accounts", () => {
       temporaryPassword: "too short",
     });
     assert.equal(short.body.code, "ERR_PASSWORD_POLICY");
+    const common = await call(admin, "POST", "/admin/accounts", {
+      email: "common@a.test",
+      role: "clerk",
+      temporaryPassword: "password1234",
+    });
+    assert.equal(common.body.code, "ERR_PASSWORD_POLICY");
+    assert.match(String(common.body.title), /too easy to guess/);
+    assert.doesNotMatch(JSON.stringify(common.body), /password1234/);
 
     assert.deepEqual(await signIn("new.nurse@a.test", temporary), {
       status: 403,
@@ -199,6 +207,7 @@ describe("staff accounts", () => {
       (await signIn("new.nurse@a.test", temporary, "new.nurse@a.test")).code,
       "ERR_PASSWORD_POLICY",
     );
+    assert.equal((await signIn("new.nurse@a.test", temporary, "qwertyuiop12")).code, "ERR_PASSWORD_POLICY");
     assert.equal((await signIn("new.nurse@a.test", "wrong password!!", "my own long secret")).status, 401);
     const chosen = await signIn("new.nurse@a.test", temporary, "my own long secret");
     assert.equal(chosen.status, 200);

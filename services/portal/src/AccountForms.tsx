@@ -17,7 +17,9 @@ export function describeSignInFailure(failure: unknown): string {
     return "This account is disabled. Ask your administrator.";
   }
   if (code === "ERR_PASSWORD_POLICY") {
-    return `Choose a password of at least ${minimumPasswordLength} characters that is not your email or your current password.`;
+    // The platform says which rule: its length, the email, the current one, or too easy to guess (and why).
+    const reason = (failure as Error).message;
+    return `Choose another password: ${reason.charAt(0).toLowerCase()}${reason.slice(1)}.`;
   }
   return status === 401
     ? "The email or password is not right."
@@ -117,7 +119,8 @@ export function NewPasswordFields(props: {
         />
       </label>
       <p id="new-password-hint" className="muted">
-        At least {minimumPasswordLength} characters; a few words you will remember are a good password.
+        At least {minimumPasswordLength} characters, not a common password or a pattern: a few unrelated words
+        you will remember make a good one.
         {mismatch ? " The two do not match yet." : ""}
       </p>
     </>

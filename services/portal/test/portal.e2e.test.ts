@@ -296,6 +296,27 @@ describe("cloister up (npm start)", () => {
     assert.match(second.stderr, /--port-base/);
   });
 
+  test("a weak CLOISTER_DEMO_PASSWORD is refused before anything starts, saying why but not repeating it", async () => {
+    const refused = await execFileAsync(
+      process.execPath,
+      [
+        join(repositoryRoot, "packages/cli/dist/bin.js"),
+        "up",
+        "--data-dir",
+        join(scratch, "weak-password"),
+        "--port-base",
+        String(await freePortBase()),
+      ],
+      { env: { ...process.env, CLOISTER_DEMO_PASSWORD: "password1234" } },
+    ).then(
+      () => assert.fail("a stack with a common demo password started"),
+      (error: unknown) => error as { code: number; stderr: string },
+    );
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /CLOISTER_DEMO_PASSWORD: the password is too easy to guess/);
+    assert.doesNotMatch(refused.stderr, /password1234/);
+  });
+
   test("a second stack on the same data directory is refused, naming the running one", async () => {
     const otherPorts = await freePortBase();
     const second = await run(process.execPath, [

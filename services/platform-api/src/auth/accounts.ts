@@ -20,6 +20,7 @@ import {
   type AttemptCounter,
   type AttemptCounterFactory,
 } from "./attempt-counters.js";
+import { passwordProblem } from "./password-policy.js";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
 import type { Principal, Role } from "./sessions.js";
 
@@ -71,13 +72,11 @@ export interface AccountChange {
   readonly temporaryPassword?: string;
 }
 
-/** Passwords: 12 to 1024 characters (NIST SP 800-63B: length, not composition rules). */
-export function checkPasswordPolicy(password: string, email: string): void {
-  if (password.length < 12 || password.length > 1024) {
-    throw new PlatformError("ERR_PASSWORD_POLICY", "a password has 12 to 1024 characters");
-  }
-  if (normalisedEmail(password) === normalisedEmail(email)) {
-    throw new PlatformError("ERR_PASSWORD_POLICY", "a password is not the account's email");
+/** Refuses a password the policy does not allow (auth/password-policy.ts) with ERR_PASSWORD_POLICY. */
+export function checkPasswordPolicy(password: string, email: string, current?: string): void {
+  const problem = passwordProblem(password, { email, ...(current === undefined ? {} : { current }) });
+  if (problem !== undefined) {
+    throw new PlatformError("ERR_PASSWORD_POLICY", problem);
   }
 }
 
@@ -630,10 +629,7 @@ export class AccountService {
       throw new PlatformError("ERR_ACCOUNT_DISABLED");
     }
     if (newPassword !== undefined) {
-      checkPasswordPolicy(newPassword, account.email);
-      if (newPassword === password) {
-        throw new PlatformError("ERR_PASSWORD_POLICY", "the new password is not the current one");
-      }
+      checkPasswordPolicy(newPassword, account.email, password);
       const generation = (account.sessionGeneration ?? 0) + 1;
       await this.save(
         {
