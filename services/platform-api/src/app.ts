@@ -685,10 +685,6 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     return fhirJson(versionHeaders(reply, updated), created ? 201 : 200, updated);
   });
 
-  // A clinician's review of an AI report (fhir/report-review.ts): the preliminary report becomes final, with
-  // the clinician and their verdict, and a Provenance, in one transaction with the audit event. A reviewed
-  // report is reviewed again only from the version the clinician read (If-Match); a withdrawn one takes its
-  // Observations and its order with it.
   // Clinicians' first reviews of AI results, by model, AI finding and verdict: how often clinicians agree
   // (CloisterAIAgreementLow). No id or patient label; a changed review is not counted again.
   const firstReviews = new Counter({
@@ -697,6 +693,11 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     labelNames: ["model", "finding", "verdict"],
     registers: [registry],
   });
+
+  // A clinician's review of an AI report (fhir/report-review.ts): the preliminary report becomes final, with
+  // the clinician and their verdict, and a Provenance, in one transaction with the audit event. A reviewed
+  // report is reviewed again only from the version the clinician read (If-Match); a withdrawn one takes its
+  // Observations and its order with it.
   app.post<{ Params: { id: string } }>("/fhir/DiagnosticReport/:id/$review", async (request, reply) => {
     const { id } = request.params;
     let firstReview: { tenant: TenantContext; report: FhirResource; verdict: string } | undefined;
@@ -1005,8 +1006,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     if (principal.role !== "admin" && principal.role !== "clinician") {
       throw new PlatformError("ERR_FORBIDDEN");
     }
-    const days = Number(request.query.days ?? "90");
-    if (!Number.isInteger(days) || days < 1 || days > 730) {
+    const given = request.query.days ?? "90";
+    const days = /^[1-9][0-9]{0,2}$/.test(given) ? Number(given) : 0;
+    if (days < 1 || days > 730) {
       throw new PlatformError("ERR_BAD_REQUEST", "days is an integer from 1 to 730");
     }
     const tenant = { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) };

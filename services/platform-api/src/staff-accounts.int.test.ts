@@ -125,7 +125,13 @@ describe("staff accounts", () => {
       ),
       true,
     );
+    // A restarted replica changes it before anyone listed the accounts, then lists them.
     const restarted = new AccountService(replicaA.store, systemKeyring);
+    const adminId = (await replicaA.store.search("_system", "Account", [], 10, "oldest"))[0]?.id ?? "";
+    assert.equal(
+      (await restarted.update("hospital-a", id, { unlock: true }, adminId)).email,
+      "veteran@a.test",
+    );
     assert.deepEqual(
       (await restarted.list("hospital-a")).map((account) => account.email),
       ["admin@a.test", "clerk@a.test", "veteran@a.test"],

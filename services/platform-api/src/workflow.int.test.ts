@@ -730,7 +730,7 @@ describe("diagnosis workflow", () => {
     assert.match(metrics, /^diagnosis_reviews_total\{[^}]*verdict="not-confirmed"\} [1-9]/m);
     // Clerks do not read results, nor these counts; the period is bounded.
     assert.equal((await fhir("clerk", "GET", "/admin/ai-performance")).status, 403);
-    for (const days of ["0", "731", "1.5", "x"]) {
+    for (const days of ["0", "731", "1.5", "x", "1e1", ""]) {
       assert.equal((await fhir("clinician", "GET", `/admin/ai-performance?days=${days}`)).status, 400, days);
     }
   });

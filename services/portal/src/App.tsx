@@ -167,9 +167,11 @@ export function App(): React.JSX.Element {
   );
   // The platform refused the session: an admin disabled or changed the account, or its password changed.
   useEffect(() => {
-    client?.setSessionEndedHandler(() => {
+    client?.setSessionEndedHandler((failure) => {
       signOut(
-        "Your session has ended: your account was changed or disabled by an administrator, or its password was changed. Sign in again.",
+        failure.code === "ERR_SESSION_ENDED"
+          ? "Your session has ended: your account was changed or disabled by an administrator, or its password was changed. Sign in again."
+          : "Your session has expired. Sign in again.",
       );
     });
     return () => client?.setSessionEndedHandler(undefined);

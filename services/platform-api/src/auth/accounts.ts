@@ -444,6 +444,8 @@ export class AccountService {
     if (change.temporaryPassword !== undefined) {
       checkPasswordPolicy(change.temporaryPassword, "");
     }
+    // Accounts stored before the tenant index are found (and counted as admins) only once indexed.
+    await this.indexTenants();
     const temporaryHash =
       change.temporaryPassword === undefined ? undefined : await hashPassword(change.temporaryPassword);
     return this.retryOnConflict(async () => {
