@@ -160,6 +160,15 @@ describe("staff accounts", () => {
         },
       ],
     );
+    // When each last signed in (to the hour), for reviews of accounts no one uses: the admin just did.
+    const signIns = new Map(
+      (await accountsSeenBy(admin)).map((account) => [account.email, account.lastSignInAt]),
+    );
+    assert.ok(
+      Date.now() - Date.parse(String(signIns.get("admin@a.test"))) < 60_000,
+      String(signIns.get("admin@a.test")),
+    );
+    assert.equal(signIns.get("veteran@a.test"), null, "never signed in");
     const listed = JSON.stringify(await accountsSeenBy(admin));
     assert.doesNotMatch(listed, /scrypt|passwordHash|hospital-b/);
     const clerk = await tokenOf("clerk@a.test");

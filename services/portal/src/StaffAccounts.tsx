@@ -17,6 +17,19 @@ interface StaffAccount {
   readonly active: boolean;
   readonly locked: boolean;
   readonly passwordChangeRequired: boolean;
+  readonly lastSignInAt: string | null;
+}
+
+/** An account no one has signed in to for this long is worth a look (someone left, or never started). */
+const inactiveDays = 90;
+
+function lastSignInOf(account: StaffAccount): string {
+  if (account.lastSignInAt === null) {
+    return "Never";
+  }
+  const at = new Date(account.lastSignInAt);
+  const days = Math.floor((Date.now() - at.getTime()) / 86_400_000);
+  return `${at.toLocaleDateString()}${days >= inactiveDays ? ` (not used for ${days} days)` : ""}`;
 }
 
 const roleNames: Readonly<Record<Role, string>> = {
@@ -119,6 +132,7 @@ export function StaffAccounts(props: {
               <th scope="col">Email</th>
               <th scope="col">Role</th>
               <th scope="col">Status</th>
+              <th scope="col">Last sign-in</th>
               <th scope="col">Actions</th>
             </tr>
           </thead>
@@ -159,6 +173,7 @@ export function StaffAccounts(props: {
                     )}
                   </td>
                   <td>{statusOf(account)}</td>
+                  <td>{lastSignInOf(account)}</td>
                   <td>
                     <div className="row-actions">
                       {self ? (

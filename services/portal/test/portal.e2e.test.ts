@@ -773,6 +773,7 @@ describe(
       staffPasswords.push(temporary);
       const row = staff.getByTestId("staff-row").filter({ hasText: nurse });
       await row.getByText("Active (temporary password)").waitFor();
+      assert.match((await row.textContent()) ?? "", /Never/, "no sign-in yet");
       assert.equal(
         await staff
           .getByTestId("staff-row")

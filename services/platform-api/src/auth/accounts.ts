@@ -48,7 +48,12 @@ interface AccountRecord {
    * every session issued before (absent: 0).
    */
   readonly sessionGeneration?: number;
+  /** The last successful sign-in, to the hour (absent: none since this was recorded). */
+  readonly lastSignInAt?: string;
 }
+
+/** A successful sign-in is written to its account at most this often (the list shows it to the hour). */
+const signInRecordMs = 60 * 60_000;
 
 /** What an admin sees of a staff account of their tenant: never its password hash. */
 export interface AccountSummary {
@@ -60,6 +65,8 @@ export interface AccountSummary {
   readonly locked: boolean;
   /** The password was set by an admin and has not been changed by its owner yet. */
   readonly passwordChangeRequired: boolean;
+  /** The last successful sign-in, to the hour, or null: for reviews of accounts no one uses. */
+  readonly lastSignInAt: string | null;
 }
 
 /** An admin's change to a staff account; at least one field. */
@@ -87,6 +94,7 @@ const summaryOf = (account: AccountRecord, now: number): AccountSummary => ({
   active: account.disabled !== true,
   locked: account.lockedUntil !== null && Date.parse(account.lockedUntil) > now,
   passwordChangeRequired: account.mustChangePassword === true,
+  lastSignInAt: account.lastSignInAt ?? null,
 });
 
 /** Account management writes move this record on in the same transaction (rules such as the last admin). */
@@ -641,6 +649,7 @@ export class AccountService {
           failedAttempts: 0,
           lockedUntil: null,
           sessionGeneration: generation,
+          lastSignInAt: new Date(now).toISOString(),
         },
         versionId,
       );
@@ -649,8 +658,19 @@ export class AccountService {
     if (account.mustChangePassword === true) {
       throw new PlatformError("ERR_PASSWORD_CHANGE_REQUIRED");
     }
+    const signedIn = { ...account, lastSignInAt: new Date(now).toISOString() };
     if (account.failedAttempts !== 0 || account.lockedUntil !== null) {
-      await this.save({ ...account, failedAttempts: 0, lockedUntil: null }, versionId);
+      await this.save({ ...signedIn, failedAttempts: 0, lockedUntil: null }, versionId);
+    } else if (!(now - Date.parse(account.lastSignInAt ?? "") < signInRecordMs)) {
+      // Not recorded within the hour yet.
+      try {
+        await this.save(signedIn, versionId);
+      } catch (error) {
+        // Another sign-in or an admin's change wrote the account meanwhile: the sign-in stands, unrecorded.
+        if (!(error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT")) {
+          throw error;
+        }
+      }
     }
     return principalOf(account);
   }
