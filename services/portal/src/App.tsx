@@ -60,7 +60,15 @@ function SignIn(props: {
     <section className="panel signin" aria-labelledby="signin-title">
       <h2 id="signin-title">Sign in</h2>
       <form onSubmit={(event) => void submit(event)} className="grid">
-        <EmailField value={email} onChange={setEmail} autoComplete="username" />
+        <EmailField
+          value={email}
+          onChange={(typed) => {
+            setEmail(typed);
+            // Another account: its password is not known to be a temporary one.
+            setChanging(false);
+          }}
+          autoComplete="username"
+        />
         <CurrentPasswordField
           label={changing ? "Temporary password" : "Password"}
           value={password}
