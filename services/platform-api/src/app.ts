@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOption
 import { attestRequestBody, type ConfidentialService, type Evidence } from "@cloister/enclave";
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { OhttpKeyPair } from "@cloister/ohttp";
-import { AuditTrail, type AuditAction, type AuditInput } from "./audit/audit-trail.js";
+import { AuditTrail, staffQueryEvent, type AuditAction, type AuditInput } from "./audit/audit-trail.js";
 import { registerOhttpGateway } from "./ohttp-gateway.js";
 import type { ReplayGuard } from "./replay-guard.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
@@ -984,15 +984,10 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     // Looking staff up is audited too (found by agent, not in any patient's report).
     await audit.record(
       { tenantId: principal.tenantId, keyring: await config.tenantKeyring(principal.tenantId) },
-      {
-        type: { code: "110112", display: "Query" },
-        subtype: "account-read",
+      staffQueryEvent(principal, "account-read", [`Account/${request.params.id.slice(0, 64)}`], {
         action: "R",
-        outcome: account === undefined ? "4" : "0",
         ...(account === undefined ? { outcomeCode: "ERR_NOT_FOUND" } : {}),
-        agent: { id: principal.subject, role: principal.role },
-        entities: [`Account/${request.params.id.slice(0, 64)}`],
-      },
+      }),
     );
     if (account === undefined) {
       throw new PlatformError("ERR_NOT_FOUND", "no such account in your tenant");
@@ -1019,14 +1014,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       new Date(until.getTime() - days * 86_400_000),
       until,
     );
-    await audit.record(tenant, {
-      type: { code: "110112", display: "Query" },
-      subtype: "ai-performance",
-      action: "E",
-      outcome: "0",
-      agent: { id: principal.subject, role: principal.role },
-      entities: ["DiagnosticReport"],
-    });
+    await audit.record(tenant, staffQueryEvent(principal, "ai-performance", ["DiagnosticReport"]));
     return performance;
   });
 

@@ -30,6 +30,27 @@ export interface AuditInput {
   readonly entities?: readonly string[];
 }
 
+/**
+ * A staff member's query (DICOM 110112): reading the trail, staff accounts or counts, not a patient's record.
+ * `outcomeCode` makes it a refused one (outcome 4).
+ */
+export function staffQueryEvent(
+  staff: { readonly subject: string; readonly role: string },
+  subtype: string,
+  entities: readonly string[],
+  options: { readonly action?: AuditAction; readonly outcomeCode?: string } = {},
+): AuditInput {
+  return {
+    type: { code: "110112", display: "Query" },
+    subtype,
+    action: options.action ?? "E",
+    outcome: options.outcomeCode === undefined ? "0" : "4",
+    ...(options.outcomeCode === undefined ? {} : { outcomeCode: options.outcomeCode }),
+    agent: { id: staff.subject, role: staff.role },
+    entities,
+  };
+}
+
 type AuditEvent = Record<string, unknown> & { resourceType: "AuditEvent"; id: string };
 
 function canonical(value: unknown): string {

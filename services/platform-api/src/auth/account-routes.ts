@@ -3,7 +3,7 @@
 // every replica within seconds), unlock it, or set a temporary password when one is forgotten. Every change
 // is recorded in the tenant's audit trail. With an OpenID Connect provider, its directory manages staff.
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { AuditInput } from "../audit/audit-trail.js";
+import { staffQueryEvent, type AuditInput } from "../audit/audit-trail.js";
 import { PlatformError } from "../errors.js";
 import type { AccountChange, AccountService } from "./accounts.js";
 import { roles, type Principal, type Role } from "./sessions.js";
@@ -98,14 +98,7 @@ export function registerAccountRoutes(app: FastifyInstance, options: AccountRout
   app.get("/admin/accounts", async (request) => {
     const principal = await adminOf(request);
     const list = await accounts.list(principal.tenantId);
-    await record(principal.tenantId, {
-      type: { code: "110112", display: "Query" },
-      subtype: "account-search",
-      action: "E",
-      outcome: "0",
-      agent: { id: principal.subject, role: principal.role },
-      entities: ["Account"],
-    });
+    await record(principal.tenantId, staffQueryEvent(principal, "account-search", ["Account"]));
     return { accounts: list };
   });
 
@@ -133,8 +126,7 @@ export function registerAccountRoutes(app: FastifyInstance, options: AccountRout
     }
     await record(principal.tenantId, event(principal, "account-create", "C", `Account/${id}`));
     request.log.info({ audit: "account.created", account: id }, "staff account created");
-    const created = (await accounts.list(principal.tenantId)).find((account) => account.id === id);
-    return reply.status(201).send(created);
+    return reply.status(201).send(await accounts.summary(principal.tenantId, id));
   });
 
   app.patch<{ Params: { id: string }; Body: unknown }>("/admin/accounts/:id", async (request) => {

@@ -449,13 +449,10 @@ export class AccountService {
     ) {
       throw new PlatformError("ERR_BAD_REQUEST", "change role, active, unlock or temporaryPassword");
     }
-    if (change.temporaryPassword !== undefined) {
-      checkPasswordPolicy(change.temporaryPassword, "");
-    }
     // Accounts stored before the tenant index are found (and counted as admins) only once indexed.
     await this.indexTenants();
-    const temporaryHash =
-      change.temporaryPassword === undefined ? undefined : await hashPassword(change.temporaryPassword);
+    // Hashed once, whatever retries follow.
+    let temporaryHash: string | undefined;
     return this.retryOnConflict(async () => {
       const guard = await this.guardVersion();
       const keyring = await this.keyrings.keyring();
@@ -467,6 +464,7 @@ export class AccountService {
       const { account, versionId } = found;
       if (change.temporaryPassword !== undefined) {
         checkPasswordPolicy(change.temporaryPassword, account.email);
+        temporaryHash ??= await hashPassword(change.temporaryPassword);
       }
       const role = change.role ?? account.role;
       const active = change.active ?? account.disabled !== true;
@@ -556,6 +554,12 @@ export class AccountService {
   ): Promise<{ id: string; email: string; role: Role } | undefined> {
     const account = await this.accountById(id);
     return account?.tenantId === tenantId ? { id, email: account.email, role: account.role } : undefined;
+  }
+
+  /** What an admin sees of one account of `tenantId`, or undefined. */
+  async summary(tenantId: string, id: string): Promise<AccountSummary | undefined> {
+    const account = await this.accountById(id);
+    return account?.tenantId === tenantId ? summaryOf(account, this.now()) : undefined;
   }
 
   /** An account by id (an account id, not an email), or undefined. */
