@@ -139,11 +139,12 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
       path: string,
       body: string | Uint8Array<ArrayBuffer>,
       contentType = "application/fhir+json",
+      extraHeaders: Record<string, string> = {},
     ) =>
       (await (
         await fetch(`${url}${path}`, {
           method: "POST",
-          headers: { ...headers, "content-type": contentType },
+          headers: { ...headers, "content-type": contentType, ...extraHeaders },
           body,
         })
       ).json()) as {
@@ -174,7 +175,9 @@ export async function runWorkflowLatencyBenchmark(orders: number) {
     })();
     const latencies: number[] = [];
     for (let i = 0; i < orders; i++) {
-      const binary = await post("/fhir/Binary", png, "image/png");
+      const binary = await post("/fhir/Binary", png, "image/png", {
+        "x-security-context": `Patient/${patient.id}`,
+      });
       const started = performance.now();
       const order = await post("/fhir/ServiceRequest", diagnosisOrder(patient.id, binary.id));
       while (!announced.has(order.id)) {

@@ -13,12 +13,17 @@ const { app, signIn } = await startWorkflowPlatform({
 });
 const clerk = await signIn("clerk");
 const clinician = await signIn("clinician");
-const create = async (url: string, payload: Uint8Array | string, contentType: string): Promise<string> =>
+const create = async (
+  url: string,
+  payload: Uint8Array | string,
+  contentType: string,
+  headers: Record<string, string> = {},
+): Promise<string> =>
   (
     await app.inject({
       method: "POST",
       url,
-      headers: { authorization: `Bearer ${clerk}`, "content-type": contentType },
+      headers: { authorization: `Bearer ${clerk}`, "content-type": contentType, ...headers },
       payload: typeof payload === "string" ? payload : Buffer.from(payload),
     })
   ).json<{ id: string }>().id;
@@ -27,7 +32,9 @@ const patientId = await create(
   JSON.stringify({ resourceType: "Patient", name: [{ family: "Loadtest" }] }),
   "application/fhir+json",
 );
-const binaryId = await create("/fhir/Binary", chestXrayPng(), "image/png");
+const binaryId = await create("/fhir/Binary", chestXrayPng(), "image/png", {
+  "x-security-context": `Patient/${patientId}`,
+});
 const url = await app.listen({ port: 0, host: "127.0.0.1" });
 process.stdout.write(
   `${JSON.stringify({ url, ca: authority.certificatePem, clerk, clinician, order: diagnosisOrder(patientId, binaryId) })}\n`,

@@ -604,7 +604,9 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
             }),
         });
       }
-      if (type === "Binary" && body.securityContext !== undefined) {
+      if (type === "Binary") {
+        // Every image names its patient, so it is never ordered for another one and its reads are audited
+        // to them.
         await checkImageOwner(body, (id) => repository.exists(tenant, "Patient", id));
       }
       const create = (options: Omit<WriteOptions, "auditEvent"> = {}) =>

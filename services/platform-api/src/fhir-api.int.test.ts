@@ -332,7 +332,11 @@ describe("FHIR R4 API", () => {
     const created = await app.inject({
       method: "POST",
       url: "/fhir/Binary",
-      headers: { authorization: `Bearer ${tokens.clerkA ?? ""}`, "content-type": "image/png" },
+      headers: {
+        authorization: `Bearer ${tokens.clerkA ?? ""}`,
+        "content-type": "image/png",
+        "x-security-context": `Patient/${patientId}`,
+      },
       payload: png,
     });
     assert.equal(created.statusCode, 201, created.body);
@@ -350,12 +354,21 @@ describe("FHIR R4 API", () => {
     assert.equal(outcomeCode(tooLarge.body), "ERR_PAYLOAD_TOO_LARGE");
   });
 
-  /** A stored PNG image of the tenant of `who`: its Binary id. */
-  async function storedImage(who: string): Promise<string> {
+  /** A stored PNG image of the tenant of `who`, uploaded for its patient (tenant a's by default): its Binary id. */
+  async function storedImage(who: string, patient?: string): Promise<string> {
+    const owner =
+      patient ??
+      (who.endsWith("A")
+        ? patientId
+        : (await fhir(who, "POST", "/fhir/Patient", { resourceType: "Patient" })).json<{ id: string }>().id);
     const created = await app.inject({
       method: "POST",
       url: "/fhir/Binary",
-      headers: { authorization: `Bearer ${tokens[who] ?? ""}`, "content-type": "image/png" },
+      headers: {
+        authorization: `Bearer ${tokens[who] ?? ""}`,
+        "content-type": "image/png",
+        "x-security-context": `Patient/${owner}`,
+      },
       payload: Buffer.concat([
         Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
         randomBytes(64),
@@ -591,6 +604,23 @@ describe("FHIR R4 API", () => {
           randomBytes(32),
         ]),
       });
+    const unnamed = await upload();
+    assert.equal(unnamed.statusCode, 400, unnamed.body);
+    assert.equal(outcomeCode(unnamed.body), "ERR_INVALID_RESOURCE");
+    assert.match(unnamed.body, /X-Security-Context: Patient\/<id>/);
+    const unnamedJson = await fhir("clerkA", "POST", "/fhir/Binary", {
+      resourceType: "Binary",
+      contentType: "image/png",
+      data: "iVBORw0KGgo=",
+    });
+    assert.equal(outcomeCode(unnamedJson.body), "ERR_INVALID_RESOURCE");
+    const namedJson = await fhir("clerkA", "POST", "/fhir/Binary", {
+      resourceType: "Binary",
+      contentType: "image/png",
+      securityContext: { reference: `Patient/${patientId}` },
+      data: "iVBORw0KGgo=",
+    });
+    assert.equal(namedJson.statusCode, 201, namedJson.body);
     for (const context of ["Patient/not-stored", "Observation/x", "nonsense"]) {
       const refused = await upload(context);
       assert.equal(refused.statusCode, 400, refused.body);

@@ -86,6 +86,7 @@ const inject = async (
   url: string,
   payload?: unknown,
   contentType = "application/fhir+json",
+  headers: Record<string, string> = {},
 ) =>
   app.inject({
     method,
@@ -93,6 +94,7 @@ const inject = async (
     headers: {
       authorization: `Bearer ${token}`,
       ...(payload === undefined ? {} : { "content-type": contentType }),
+      ...headers,
     },
     ...(payload === undefined
       ? {}
@@ -103,11 +105,13 @@ const inject = async (
 async function placeOrder(): Promise<Awaited<ReturnType<typeof inject>>> {
   const image = new PNG({ width: 28, height: 28 });
   image.data.fill(128);
-  const binary = (await inject("POST", "/fhir/Binary", PNG.sync.write(image), "image/png")).json<{
-    id: string;
-  }>();
   const patient = (
     await inject("POST", "/fhir/Patient", { resourceType: "Patient", name: [{ family: "Redis" }] })
+  ).json<{ id: string }>();
+  const binary = (
+    await inject("POST", "/fhir/Binary", PNG.sync.write(image), "image/png", {
+      "x-security-context": `Patient/${patient.id}`,
+    })
   ).json<{ id: string }>();
   return inject("POST", "/fhir/ServiceRequest", {
     resourceType: "ServiceRequest",

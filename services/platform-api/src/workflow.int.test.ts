@@ -174,7 +174,10 @@ async function order(
     identifier: [{ system: "urn:mrn", value: person.mrn }],
     name: [{ family: person.family }],
   });
-  const binary = await fhir("clerk", "POST", "/fhir/Binary", image, { "content-type": "image/png" });
+  const binary = await fhir("clerk", "POST", "/fhir/Binary", image, {
+    "content-type": "image/png",
+    "x-security-context": `Patient/${String(patient.body.id)}`,
+  });
   assert.equal(binary.status, 201);
   const request = await fhir(
     "clerk",
@@ -1007,11 +1010,16 @@ describe("diagnosis workflow", () => {
       tenantKeyring: async () => keyringAtBroker,
     });
     try {
-      const onOther = async (path: string, payload: unknown, contentType = "application/fhir+json") => {
+      const onOther = async (
+        path: string,
+        payload: unknown,
+        contentType = "application/fhir+json",
+        headers: Record<string, string> = {},
+      ) => {
         const answer = await otherReplica.inject({
           method: "POST",
           url: path,
-          headers: { authorization: `Bearer ${tokens.clerk ?? ""}`, "content-type": contentType },
+          headers: { authorization: `Bearer ${tokens.clerk ?? ""}`, "content-type": contentType, ...headers },
           payload: payload instanceof Uint8Array ? Buffer.from(payload) : JSON.stringify(payload),
         });
         assert.equal(answer.statusCode, 201, answer.body);
@@ -1022,7 +1030,9 @@ describe("diagnosis workflow", () => {
           resourceType: "Patient",
           identifier: [{ system: "urn:mrn", value: `MRN-${randomBytes(4).toString("hex")}` }],
         });
-        const binaryId = await onOther("/fhir/Binary", png(1), "image/png");
+        const binaryId = await onOther("/fhir/Binary", png(1), "image/png", {
+          "x-security-context": `Patient/${patientId}`,
+        });
         return onOther("/fhir/ServiceRequest", pneumoniaOrder(patientId, binaryId));
       };
       const behind = (): void => {

@@ -192,6 +192,7 @@ test(
         const binary = await asClerk("POST", "/fhir/Binary", {
           resourceType: "Binary",
           contentType: "image/png",
+          securityContext: { reference: `Patient/${patientId}` },
           data: pngOf((run * ordersPerRun + i) % 500),
         });
         const order = await asClerk("POST", "/fhir/ServiceRequest", {

@@ -967,6 +967,7 @@ describe("the stack over time", () => {
       {
         resourceType: "Binary",
         contentType: "image/png",
+        securityContext: { reference: `Patient/${(patient.body as { id: string }).id}` },
         data: pngOf(11).toString("base64"),
       },
       clerk,

@@ -87,11 +87,21 @@ export function checkOrderChange(current: FhirResource, next: FhirResource): voi
   }
 }
 
-/** An image's security context (FHIR's X-Security-Context on upload): a stored Patient of the tenant. */
+/**
+ * An image's security context (FHIR's X-Security-Context on upload, or `Binary.securityContext`): required,
+ * and a stored Patient of the tenant.
+ */
 export async function checkImageOwner(
   image: FhirResource,
   patientExists: (id: string) => Promise<boolean>,
 ): Promise<void> {
+  if (image.securityContext === undefined) {
+    throw new PlatformError(
+      "ERR_INVALID_RESOURCE",
+      "an image names the patient it belongs to: send X-Security-Context: Patient/<id> with it",
+      { expression: "Binary.securityContext" },
+    );
+  }
   const patientId = referencedId(image.securityContext, "Patient");
   if (patientId === undefined || !(await patientExists(patientId))) {
     throw new PlatformError("ERR_INVALID_RESOURCE", "the image's security context is not a stored Patient", {
