@@ -64,6 +64,30 @@ function imageType(file: File, bytes: Uint8Array): string | undefined {
 const checkWhileLiveMs = 30_000;
 const checkWhileOfflineMs = 5_000;
 
+// A record shows its most recently updated orders and reports (the platform's order), a page at a time, and
+// says how many there are in all when it does not show them all: nothing of the record is left out unsaid.
+const ordersPerPage = 20;
+const reportsPerPage = 10;
+
+/** "Show 10 older reports": at most a page, at most what is left. */
+function olderLabel(shown: number, total: number, perPage: number, noun: string): string {
+  const more = Math.min(perPage, total - shown);
+  return `Show ${String(more)} older ${more === 1 ? noun : `${noun}s`}`;
+}
+
+/** "The 20 most recently updated of 37 orders" above a list that does not hold them all. */
+function ShownOf(props: {
+  readonly shown: number;
+  readonly total: number;
+  readonly noun: string;
+}): React.JSX.Element | null {
+  return props.shown >= props.total ? null : (
+    <p className="muted" data-testid={`${props.noun}s-shown`}>
+      The {props.shown} most recently updated of {props.total} {props.noun}s.
+    </p>
+  );
+}
+
 /** The orders' ids and statuses, to see whether anything changed since the last reading. */
 function orderStatuses(orders: readonly ServiceRequest[]): string {
   return orders
@@ -201,8 +225,15 @@ export function PatientRecord(props: {
   const [progress, setProgress] = useState<number>();
   const [orderError, setOrderError] = useState<string>();
   const [orders, setOrders] = useState<ServiceRequest[]>([]);
+  const [ordersTotal, setOrdersTotal] = useState(0);
+  const [orderLimit, setOrderLimit] = useState(ordersPerPage);
   const [reports, setReports] = useState<ReportView[]>([]);
+  const [reportsTotal, setReportsTotal] = useState(0);
+  const [reportLimit, setReportLimit] = useState(reportsPerPage);
   const [loadError, setLoadError] = useState<string>();
+  // Each report version's results, provenance and model, read once: a changed report (a review, a
+  // withdrawal) is a new version, so what is kept is never stale.
+  const reportViews = useRef(new Map<string, ReportView>());
 
   useEffect(() => {
     const first = props.models?.[0];
@@ -213,18 +244,32 @@ export function PatientRecord(props: {
 
   const refresh = useCallback(async (): Promise<void> => {
     try {
-      const found = await client.search<ServiceRequest>("ServiceRequest", { subject, _count: "50" });
-      setOrders(found.sort((a, b) => (b.authoredOn ?? "").localeCompare(a.authoredOn ?? "")));
+      const found = await client.searchFirst("ServiceRequest", { subject }, orderLimit);
+      setOrders(
+        (found.resources as ServiceRequest[]).sort((a, b) =>
+          (b.authoredOn ?? "").localeCompare(a.authoredOn ?? ""),
+        ),
+      );
+      setOrdersTotal(found.total);
       if (props.canReadResults) {
-        const found = await client.search<DiagnosticReport>("DiagnosticReport", { subject, _count: "50" });
-        const views = await Promise.all(found.map((report) => loadReport(client, report)));
+        const found = await client.searchFirst("DiagnosticReport", { subject }, reportLimit);
+        const known = reportViews.current;
+        const views = await Promise.all(
+          (found.resources as DiagnosticReport[]).map(async (report) => {
+            const key = `${report.id ?? ""}/${report.meta?.versionId ?? ""}`;
+            const view = known.get(key) ?? (await loadReport(client, report));
+            known.set(key, view);
+            return view;
+          }),
+        );
         setReports(views.sort((a, b) => (b.report.issued ?? "").localeCompare(a.report.issued ?? "")));
+        setReportsTotal(found.total);
       }
       setLoadError(undefined);
     } catch (failure) {
       setLoadError((failure as Error).message);
     }
-  }, [client, subject, props.canReadResults]);
+  }, [client, subject, props.canReadResults, orderLimit, reportLimit]);
 
   useEffect(() => {
     void refresh();
@@ -263,8 +308,8 @@ export function PatientRecord(props: {
     let cancelled = false;
     const check = async (): Promise<void> => {
       try {
-        const found = await client.search<ServiceRequest>("ServiceRequest", { subject, _count: "50" });
-        if (!cancelled && orderStatuses(found) !== known) {
+        const found = await client.searchFirst("ServiceRequest", { subject }, orderLimit);
+        if (!cancelled && orderStatuses(found.resources as ServiceRequest[]) !== known) {
           await refresh();
         }
       } catch {
@@ -288,7 +333,7 @@ export function PatientRecord(props: {
       clearTimeout(timer);
       document.removeEventListener("visibilitychange", onVisible);
     };
-  }, [pending, orders, props.live, checks, client, subject, refresh]);
+  }, [pending, orders, props.live, checks, client, subject, refresh, orderLimit]);
 
   const choose = async (event: React.ChangeEvent<HTMLInputElement>): Promise<void> => {
     setFileError(undefined);
@@ -433,12 +478,28 @@ export function PatientRecord(props: {
         {orders.length === 0 ? (
           <p>No orders yet.</p>
         ) : (
-          <ul className="orders" aria-live="polite" data-testid="orders">
-            {orders.map((entry) => (
-              <OrderItem key={entry.id} client={client} order={entry} onChanged={refresh} />
-            ))}
-          </ul>
+          <>
+            <ShownOf shown={orders.length} total={ordersTotal} noun="order" />
+            <ul className="orders" aria-live="polite" data-testid="orders">
+              {orders.map((entry) => (
+                <OrderItem key={entry.id} client={client} order={entry} onChanged={refresh} />
+              ))}
+            </ul>
+          </>
         )}
+        {orders.length < ordersTotal ? (
+          <div className="actions">
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => {
+                setOrderLimit(orders.length + ordersPerPage);
+              }}
+            >
+              {olderLabel(orders.length, ordersTotal, ordersPerPage, "order")}
+            </button>
+          </div>
+        ) : null}
         {props.canReadResults ? null : <p className="muted">Results are shown to clinicians.</p>}
       </section>
 
@@ -446,6 +507,7 @@ export function PatientRecord(props: {
         <section className="panel" aria-labelledby="reports-title">
           <h2 id="reports-title">Reports</h2>
           {reports.length === 0 ? <p>No reports yet.</p> : null}
+          <ShownOf shown={reports.length} total={reportsTotal} noun="report" />
           {reports.map((view) => (
             <article
               key={view.report.id}
@@ -505,6 +567,19 @@ export function PatientRecord(props: {
               />
             </article>
           ))}
+          {reports.length < reportsTotal ? (
+            <div className="actions">
+              <button
+                type="button"
+                className="secondary"
+                onClick={() => {
+                  setReportLimit(reports.length + reportsPerPage);
+                }}
+              >
+                {olderLabel(reports.length, reportsTotal, reportsPerPage, "report")}
+              </button>
+            </div>
+          ) : null}
         </section>
       ) : null}
 

@@ -310,6 +310,29 @@ export class PlatformClient {
   async nextPage(next: string): Promise<SearchPage> {
     return searchPageOf(await this.request("GET", next));
   }
+
+  /**
+   * The first `limit` matches of a search in the platform's order (newest first unless `_sort` says
+   * otherwise), following its pages, with the number of all matches: a list shows what it holds and says
+   * how many more there are, never leaving any out unsaid.
+   */
+  async searchFirst(
+    type: string,
+    parameters: Record<string, string>,
+    limit: number,
+    /** How many a page asks for: at most the platform's limit, 500. */
+    pageSize = 500,
+  ): Promise<{ resources: unknown[]; total: number }> {
+    const first = await this.searchPage(type, { ...parameters, _count: String(Math.min(limit, pageSize)) });
+    const resources = [...first.resources];
+    let next = first.next;
+    while (resources.length < limit && next !== undefined) {
+      const page = await this.nextPage(next);
+      resources.push(...page.resources);
+      next = page.next;
+    }
+    return { resources: resources.slice(0, limit), total: first.total };
+  }
 }
 
 /** A page of search results. */

@@ -353,3 +353,35 @@ test("a session the platform ends (the account disabled by an admin, PATCH throu
   );
   assert.deepEqual(ended, ["ERR_SESSION_ENDED"]);
 });
+
+test("searchFirst: the first matches of a search, following its sealed next links through the gateway, with the number of all", async () => {
+  const platform = await startReplica({ keyring: async () => tenantBoth });
+  await platform.accounts.create({ email: "clerk@pages.test", password, tenantId, role: "clerk" });
+  const clerk = await portalClient(platform, { email: "clerk@pages.test" });
+  const family = `Pageable${randomBytes(3).toString("hex")}`;
+  for (let i = 0; i < 7; i++) {
+    await clerk.json("POST", "/fhir/Patient", {
+      resourceType: "Patient",
+      name: [{ family, given: [`G${i}`] }],
+    });
+  }
+  const ids = (resources: readonly unknown[]): string[] =>
+    resources.map((patient) => (patient as { id?: string }).id ?? "");
+  const all = await clerk.searchPage("Patient", { name: family, _count: "7" });
+  assert.equal(all.total, 7);
+  assert.equal(all.next, undefined);
+  const everyId = ids(all.resources);
+
+  // Pages of two: three pages for the first five, in the platform's order.
+  const firstFive = await clerk.searchFirst("Patient", { name: family }, 5, 2);
+  assert.deepEqual(ids(firstFive.resources), everyId.slice(0, 5));
+  assert.equal(firstFive.total, 7);
+  // Asking for more than there are: every page is read, and it stops at the last.
+  const beyond = await clerk.searchFirst("Patient", { name: family }, 20, 3);
+  assert.deepEqual(ids(beyond.resources), everyId);
+  assert.equal(beyond.total, 7);
+  // One page when it holds them.
+  const two = await clerk.searchFirst("Patient", { name: family }, 2);
+  assert.deepEqual(ids(two.resources), everyId.slice(0, 2));
+  assert.equal(two.total, 7);
+});

@@ -193,13 +193,13 @@ async function openSentinelPatient(page: Page, email: string): Promise<void> {
   await findSentinelPatient(page);
 }
 
-/** On a signed-in page: finds the sentinel patient by name and opens the record. */
-async function findSentinelPatient(page: Page): Promise<void> {
+/** On a signed-in page: finds the sentinel patient (or another, by family name) and opens the record. */
+async function findSentinelPatient(page: Page, family = sentinel.family): Promise<void> {
   const search = page.getByRole("region", { name: "Find a patient" });
   await search.getByLabel("Search by").selectOption("name");
-  await search.getByLabel("Family or given name").fill(sentinel.family);
+  await search.getByLabel("Family or given name").fill(family);
   await search.getByRole("button", { name: "Search" }).click();
-  await search.getByRole("button", { name: new RegExp(sentinel.family, "i") }).click();
+  await search.getByRole("button", { name: new RegExp(family, "i") }).click();
   await page.getByTestId("patient-name").waitFor();
 }
 
@@ -587,6 +587,104 @@ describe(
       );
       await live.context().close();
       await clerk.context().close();
+    });
+
+    test("a long record shows its most recent orders and reports, says how many there are in all, and shows older ones on request", async () => {
+      // 21 orders analysed for one patient (placed through the API, as another workstation would).
+      const description = stack.stack();
+      const clerk = await signIn(description, "clerk@demo.hospital", password);
+      const family = `Longrecord${randomBytes(3).toString("hex")}`;
+      const patient = await stackRequest(
+        description,
+        "POST",
+        `${description.platform}/fhir/Patient`,
+        { resourceType: "Patient", name: [{ family }] },
+        clerk,
+      );
+      const subject = `Patient/${(patient.body as { id: string }).id}`;
+      for (let i = 0; i < 21; i++) {
+        const binary = await stackRequest(
+          description,
+          "POST",
+          `${description.platform}/fhir/Binary`,
+          {
+            resourceType: "Binary",
+            contentType: "image/png",
+            securityContext: { reference: subject },
+            data: pngOf(100 + i).toString("base64"),
+          },
+          clerk,
+        );
+        const order = await stackRequest(
+          description,
+          "POST",
+          `${description.platform}/fhir/ServiceRequest`,
+          {
+            resourceType: "ServiceRequest",
+            status: "active",
+            intent: "order",
+            subject: { reference: subject },
+            code: {
+              coding: [
+                { system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" },
+              ],
+            },
+            supportingInfo: [{ reference: `Binary/${(binary.body as { id: string }).id}` }],
+          },
+          clerk,
+        );
+        assert.equal(order.status, 201);
+      }
+      const clinicianToken = await signIn(description, "clinician@demo.hospital", password);
+      const deadline = Date.now() + 60_000;
+      let analysed = 0;
+      while (analysed < 21 && Date.now() < deadline) {
+        await new Promise((wake) => setTimeout(wake, 500));
+        const counted = await stackRequest(
+          description,
+          "GET",
+          `${description.platform}/fhir/DiagnosticReport?subject=${subject}&_summary=count`,
+          undefined,
+          clinicianToken,
+        );
+        analysed = (counted.body as { total?: number }).total ?? 0;
+      }
+      assert.equal(analysed, 21, "every order was analysed");
+
+      const page = await newPage(observed);
+      await signInPortal(page, "clinician@demo.hospital");
+      await findSentinelPatient(page, family);
+      await page.getByTestId("report").nth(9).waitFor({ timeout: 20_000 });
+      const orders = page.getByTestId("order");
+      assert.equal(await orders.count(), 20);
+      assert.equal(
+        await page.getByTestId("orders-shown").textContent(),
+        "The 20 most recently updated of 21 orders.",
+      );
+      assert.equal(await page.getByTestId("report").count(), 10);
+      assert.equal(
+        await page.getByTestId("reports-shown").textContent(),
+        "The 10 most recently updated of 21 reports.",
+      );
+      assert.deepEqual(await accessibilityProblems(page), []);
+
+      await page.getByRole("button", { name: "Show 1 older order" }).click();
+      await orders.nth(20).waitFor();
+      assert.equal(await page.getByTestId("orders-shown").count(), 0, "all 21 are shown: nothing to say");
+      assert.equal(await page.getByRole("button", { name: /older order/ }).count(), 0);
+
+      await page.getByRole("button", { name: "Show 10 older reports" }).click();
+      await page.getByTestId("report").nth(19).waitFor();
+      assert.equal(
+        await page.getByTestId("reports-shown").textContent(),
+        "The 20 most recently updated of 21 reports.",
+      );
+      await page.getByRole("button", { name: "Show 1 older report" }).click();
+      await page.getByTestId("report").nth(20).waitFor();
+      assert.equal(await page.getByTestId("reports-shown").count(), 0);
+      // Each report shows its result.
+      assert.equal(await page.getByTestId("finding").count(), 21);
+      await page.context().close();
     });
 
     test("the clerk cancels an order while it is analysed: it gets no result, and the reason stays with it", async () => {
