@@ -69,10 +69,28 @@ const checkWhileOfflineMs = 5_000;
 const ordersPerPage = 20;
 const reportsPerPage = 10;
 
-/** "Show 10 older reports": at most a page, at most what is left. */
-function olderLabel(shown: number, total: number, perPage: number, noun: string): string {
-  const more = Math.min(perPage, total - shown);
-  return `Show ${String(more)} older ${more === 1 ? noun : `${noun}s`}`;
+/** "Show 10 older reports" (at most a page, at most what is left), when not all are shown. */
+function ShowOlder(props: {
+  readonly shown: number;
+  readonly total: number;
+  readonly perPage: number;
+  readonly noun: string;
+  readonly onShow: (limit: number) => void;
+}): React.JSX.Element | null {
+  const more = Math.min(props.perPage, props.total - props.shown);
+  return more <= 0 ? null : (
+    <div className="actions">
+      <button
+        type="button"
+        className="secondary"
+        onClick={() => {
+          props.onShow(props.shown + props.perPage);
+        }}
+      >
+        Show {more} older {more === 1 ? props.noun : `${props.noun}s`}
+      </button>
+    </div>
+  );
 }
 
 /** "The 20 most recently updated of 37 orders" above a list that does not hold them all. */
@@ -487,19 +505,13 @@ export function PatientRecord(props: {
             </ul>
           </>
         )}
-        {orders.length < ordersTotal ? (
-          <div className="actions">
-            <button
-              type="button"
-              className="secondary"
-              onClick={() => {
-                setOrderLimit(orders.length + ordersPerPage);
-              }}
-            >
-              {olderLabel(orders.length, ordersTotal, ordersPerPage, "order")}
-            </button>
-          </div>
-        ) : null}
+        <ShowOlder
+          shown={orders.length}
+          total={ordersTotal}
+          perPage={ordersPerPage}
+          noun="order"
+          onShow={setOrderLimit}
+        />
         {props.canReadResults ? null : <p className="muted">Results are shown to clinicians.</p>}
       </section>
 
@@ -567,19 +579,13 @@ export function PatientRecord(props: {
               />
             </article>
           ))}
-          {reports.length < reportsTotal ? (
-            <div className="actions">
-              <button
-                type="button"
-                className="secondary"
-                onClick={() => {
-                  setReportLimit(reports.length + reportsPerPage);
-                }}
-              >
-                {olderLabel(reports.length, reportsTotal, reportsPerPage, "report")}
-              </button>
-            </div>
-          ) : null}
+          <ShowOlder
+            shown={reports.length}
+            total={reportsTotal}
+            perPage={reportsPerPage}
+            noun="report"
+            onShow={setReportLimit}
+          />
         </section>
       ) : null}
 

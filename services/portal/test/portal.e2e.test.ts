@@ -203,6 +203,45 @@ async function findSentinelPatient(page: Page, family = sentinel.family): Promis
   await page.getByTestId("patient-name").waitFor();
 }
 
+/**
+ * Through the platform's API, as another workstation would: a PNG of validation image `index` uploaded for
+ * `subject` (`Patient/<id>`) and an active pneumonia order for it. The order's id.
+ */
+async function placeOrderThroughApi(clerkToken: string, subject: string, index: number): Promise<string> {
+  const description = stack.stack();
+  const binary = await stackRequest(
+    description,
+    "POST",
+    `${description.platform}/fhir/Binary`,
+    {
+      resourceType: "Binary",
+      contentType: "image/png",
+      securityContext: { reference: subject },
+      data: pngOf(index).toString("base64"),
+    },
+    clerkToken,
+  );
+  assert.equal(binary.status, 201);
+  const order = await stackRequest(
+    description,
+    "POST",
+    `${description.platform}/fhir/ServiceRequest`,
+    {
+      resourceType: "ServiceRequest",
+      status: "active",
+      intent: "order",
+      subject: { reference: subject },
+      code: {
+        coding: [{ system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" }],
+      },
+      supportingInfo: [{ reference: `Binary/${(binary.body as { id: string }).id}` }],
+    },
+    clerkToken,
+  );
+  assert.equal(order.status, 201);
+  return (order.body as { id: string }).id;
+}
+
 function serviceLogs(): string {
   const logs = join(dataDirectory, "logs");
   return readdirSync(logs)
@@ -603,37 +642,7 @@ describe(
       );
       const subject = `Patient/${(patient.body as { id: string }).id}`;
       for (let i = 0; i < 21; i++) {
-        const binary = await stackRequest(
-          description,
-          "POST",
-          `${description.platform}/fhir/Binary`,
-          {
-            resourceType: "Binary",
-            contentType: "image/png",
-            securityContext: { reference: subject },
-            data: pngOf(100 + i).toString("base64"),
-          },
-          clerk,
-        );
-        const order = await stackRequest(
-          description,
-          "POST",
-          `${description.platform}/fhir/ServiceRequest`,
-          {
-            resourceType: "ServiceRequest",
-            status: "active",
-            intent: "order",
-            subject: { reference: subject },
-            code: {
-              coding: [
-                { system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" },
-              ],
-            },
-            supportingInfo: [{ reference: `Binary/${(binary.body as { id: string }).id}` }],
-          },
-          clerk,
-        );
-        assert.equal(order.status, 201);
+        await placeOrderThroughApi(clerk, subject, 100 + i);
       }
       const clinicianToken = await signIn(description, "clinician@demo.hospital", password);
       const deadline = Date.now() + 60_000;
@@ -1058,36 +1067,7 @@ describe("the stack over time", () => {
       clerk,
     );
     assert.equal(patient.status, 201);
-    const binary = await stackRequest(
-      description,
-      "POST",
-      `${description.platform}/fhir/Binary`,
-      {
-        resourceType: "Binary",
-        contentType: "image/png",
-        securityContext: { reference: `Patient/${(patient.body as { id: string }).id}` },
-        data: pngOf(11).toString("base64"),
-      },
-      clerk,
-    );
-    const order = await stackRequest(
-      description,
-      "POST",
-      `${description.platform}/fhir/ServiceRequest`,
-      {
-        resourceType: "ServiceRequest",
-        status: "active",
-        intent: "order",
-        subject: { reference: `Patient/${(patient.body as { id: string }).id}` },
-        code: {
-          coding: [{ system: "https://cloister.dev/fhir/CodeSystem/ai-model", code: "chest-xray-pneumonia" }],
-        },
-        supportingInfo: [{ reference: `Binary/${(binary.body as { id: string }).id}` }],
-      },
-      clerk,
-    );
-    assert.equal(order.status, 201);
-    const orderId = (order.body as { id: string }).id;
+    const orderId = await placeOrderThroughApi(clerk, `Patient/${(patient.body as { id: string }).id}`, 11);
     const killed = description.pids["platform-api"];
     assert.ok(killed !== undefined);
     process.kill(killed, "SIGKILL");
