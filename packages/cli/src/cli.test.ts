@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { describe, test } from "node:test";
@@ -17,6 +17,7 @@ import {
 import { buildApp as buildAttestationService } from "../../../services/attestation-service/src/app.js";
 import { readDeclaredPolicies } from "../../../services/attestation-service/src/policies.js";
 import { createPolicyManager } from "../../../services/attestation-service/src/test-support.js";
+import { openSqliteStore } from "@cloister/platform-api/sqlite-store";
 import { runCli, type CliIo } from "./index.js";
 import { longestRestartPauseMs, restartPolicy } from "./up-processes.js";
 
@@ -328,5 +329,57 @@ test("cloister policy sign: an envelope the attestation service takes as a decla
     assert.equal((await runAsync(["policy", "seal"])).code, 2);
   } finally {
     rmSync(folder, { recursive: true, force: true });
+  }
+});
+
+test("cloister backup: a checked online copy of the embedded record store in a new file, never over an existing one", async () => {
+  const scratch = mkdtempSync(join(tmpdir(), "cloister-backup-cli-"));
+  try {
+    const dataDirectory = join(scratch, "data");
+    mkdirSync(dataDirectory);
+    const missing = await runAsync([
+      "backup",
+      "--data-dir",
+      dataDirectory,
+      "--out",
+      join(scratch, "none.db"),
+    ]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no embedded record store/);
+    assert.equal(existsSync(join(scratch, "none.db")), false);
+    assert.equal((await runAsync(["backup", "--data-dir", dataDirectory])).code, 2, "--out is required");
+
+    // The store stays open (as the running platform holds it) while it is backed up.
+    const store = openSqliteStore(join(dataDirectory, "records.db"));
+    await store.migrate();
+    try {
+      const out = join(scratch, "backup.db");
+      const done = await runAsync(["backup", "--data-dir", dataDirectory, "--out", out, "--json"]);
+      assert.equal(done.code, 0, done.stderr);
+      const answer = JSON.parse(done.stdout) as { backup: string; pages: number; integrity: string };
+      assert.equal(answer.backup, out);
+      assert.equal(answer.integrity, "ok");
+      assert.ok(answer.pages > 0);
+      assert.equal(readFileSync(out).subarray(0, 16).toString("latin1"), "SQLite format 3\0");
+      const copy = openSqliteStore(out);
+      await copy.migrate();
+      await copy.close();
+
+      writeFileSync(join(scratch, "taken.db"), "someone else's file");
+      const refused = await runAsync([
+        "backup",
+        "--data-dir",
+        dataDirectory,
+        "--out",
+        join(scratch, "taken.db"),
+      ]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /exists already/);
+      assert.equal(readFileSync(join(scratch, "taken.db"), "utf8"), "someone else's file");
+    } finally {
+      await store.close();
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
 });

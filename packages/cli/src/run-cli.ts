@@ -1,5 +1,6 @@
 import { runApprovals } from "./approvals-command.js";
 import { runAudit } from "./audit-command.js";
+import { runBackup } from "./backup-command.js";
 import { ExitCode, type CliIo } from "./cli-io.js";
 import { runKeys } from "./keys-command.js";
 import { runMeasure } from "./measure-command.js";
@@ -18,6 +19,7 @@ Commands:
   measure         print each service's measurement (SHA-256 of its built code)
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
   keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
+  backup          back up the embedded record store while the platform runs
   recovery        back up the key broker's keys to custodians, and restore them on another node
   approvals       approve a key broker change as one of its policy approvers (the two-person rule)
   policy sign     sign an attestation policy (MAA envelope) for the attestation service
@@ -40,6 +42,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runAudit(rest, io);
     case "keys":
       return runKeys(rest, io);
+    case "backup":
+      return runBackup(rest, io);
     case "recovery":
       return runRecovery(rest, io);
     case "approvals":

@@ -1322,7 +1322,7 @@ export {
   type Role,
 } from "./auth/sessions.js";
 export { deriveTenantKeyring, type TenantKeyring } from "./storage/record-crypto.js";
-export { openSqliteStore } from "./storage/sqlite-store.js";
+export { openSqliteStore, backupSqliteDatabase } from "./storage/sqlite-store.js";
 export { openPostgresStore } from "./storage/postgres-store.js";
 export type { RecordStore } from "./storage/record-store.js";
 export { AuditTrail, auditEventHash, type AuditInput } from "./audit/audit-trail.js";

@@ -1,4 +1,5 @@
 // The embedded driver: better-sqlite3, write-ahead logging, every write in one transaction.
+import { existsSync, rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import { PlatformError } from "../errors.js";
 import { sealedKeyGeneration } from "./record-crypto.js";
@@ -241,4 +242,46 @@ export function openSqliteStore(path: string): RecordStore {
       db.close();
     },
   };
+}
+
+/**
+ * An online backup of the SQLite record store at `source` into a new file `destination` (SQLite's backup
+ * API), consistent as of one moment, while the platform goes on reading and writing it. The copy is checked
+ * (`PRAGMA integrity_check`) before this returns, and removed when anything failed; an existing `destination`
+ * is never overwritten. The copy holds
+ * only what the store holds: sealed records and blind-index tokens, opened only with the tenants' keys.
+ */
+export async function backupSqliteDatabase(source: string, destination: string): Promise<{ pages: number }> {
+  let db: Database.Database;
+  try {
+    db = new Database(source, { readonly: true, fileMustExist: true });
+  } catch (cause) {
+    throw new PlatformError("ERR_STORAGE", "the record store could not be opened to back it up", { cause });
+  }
+  let created = false;
+  try {
+    if (existsSync(destination)) {
+      throw new PlatformError("ERR_STORAGE", "the backup file exists already: choose a new one");
+    }
+    created = true;
+    const { totalPages } = await db.backup(destination);
+    const copy = new Database(destination, { readonly: true, fileMustExist: true });
+    try {
+      const problems = copy.pragma("integrity_check", { simple: true });
+      if (problems !== "ok") {
+        throw new PlatformError("ERR_STORAGE", "the backup failed its integrity check");
+      }
+    } finally {
+      copy.close();
+    }
+    return { pages: totalPages };
+  } catch (cause) {
+    // A partial or damaged copy is never left to be mistaken for a backup.
+    if (created) {
+      rmSync(destination, { force: true });
+    }
+    throw storageFailure(cause);
+  } finally {
+    db.close();
+  }
 }
