@@ -248,8 +248,8 @@ export function openSqliteStore(path: string): RecordStore {
  * An online backup of the SQLite record store at `source` into a new file `destination` (SQLite's backup
  * API), consistent as of one moment, while the platform goes on reading and writing it. The copy is checked
  * (`PRAGMA integrity_check`) before this returns, and removed when anything failed; an existing `destination`
- * is never overwritten. The copy holds
- * only what the store holds: sealed records and blind-index tokens, opened only with the tenants' keys.
+ * is never overwritten. The copy holds only what the store holds: sealed records and blind-index tokens,
+ * opened only with the tenants' keys.
  */
 export async function backupSqliteDatabase(source: string, destination: string): Promise<{ pages: number }> {
   let db: Database.Database;
