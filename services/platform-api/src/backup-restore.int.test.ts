@@ -142,16 +142,47 @@ async function checkpointOf(platform: TestPlatform): Promise<Checkpoint> {
   return { sequence: verified.length ?? 0, hash: verified.headHash ?? "" };
 }
 
+interface AfterBackup {
+  readonly patient: string;
+  readonly checkpoint: Checkpoint;
+}
+
+/** After the backup: one more patient and the checkpoint then; the platform is then stopped (the loss). */
+async function writeAfterBackupAndStop(platform: TestPlatform): Promise<AfterBackup> {
+  const clerk = requester(platform, await signIn(platform, "clerk@restore.test"));
+  const later = await clerk("POST", "/fhir/Patient", {
+    resourceType: "Patient",
+    name: [{ family: "Later" }],
+  });
+  const afterBackup = { patient: later.json<{ id: string }>().id, checkpoint: await checkpointOf(platform) };
+  await platform.close();
+  return afterBackup;
+}
+
 /**
- * On the restored database: every record of the backup opens as it was and is found again by its MRN, the
+ * A platform started on the restored database: every record of the backup opens as it was and is found again by its MRN, the
  * image's bytes are the same, the chain verifies to the backup's checkpoint, what was written after the
  * backup is gone (and the later checkpoint says so), and the platform goes on writing.
  */
 async function checkRestored(
+  restoredStore: RecordStore,
+  written: Written,
+  atBackup: Checkpoint,
+  afterBackup: AfterBackup,
+): Promise<void> {
+  const platform = await platformOn(restoredStore);
+  try {
+    await checkRestoredOn(platform, written, atBackup, afterBackup);
+  } finally {
+    await platform.close();
+  }
+}
+
+async function checkRestoredOn(
   platform: TestPlatform,
   written: Written,
   atBackup: Checkpoint,
-  afterBackup: { patient: string; checkpoint: Checkpoint },
+  afterBackup: AfterBackup,
 ): Promise<void> {
   const clerk = requester(platform, await signIn(platform, "clerk@restore.test"));
   const patient = await clerk("GET", `/fhir/Patient/${written.patient.id}`);
@@ -216,13 +247,7 @@ test(
       "--compress=0",
       `--file=${dump}`,
     ]);
-    const clerk = requester(first, await signIn(first, "clerk@restore.test"));
-    const later = await clerk("POST", "/fhir/Patient", {
-      resourceType: "Patient",
-      name: [{ family: "Later" }],
-    });
-    const afterBackup = { patient: later.json<{ id: string }>().id, checkpoint: await checkpointOf(first) };
-    await first.close();
+    const afterBackup = await writeAfterBackupAndStop(first);
 
     assertCiphertextOnly(readFileSync(dump));
 
@@ -232,12 +257,7 @@ test(
     try {
       await admin.query(`DROP SCHEMA ${schema} CASCADE`);
       await execFileAsync("pg_restore", [`--dbname=${postgresTestUrl}`, "--exit-on-error", dump]);
-      const restored = await platformOn(open());
-      try {
-        await checkRestored(restored, written, atBackup, afterBackup);
-      } finally {
-        await restored.close();
-      }
+      await checkRestored(open(), written, atBackup, afterBackup);
     } finally {
       await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.end();
@@ -253,13 +273,7 @@ test("SQLite (the embedded store): an online backup taken while the platform run
   const atBackup = await checkpointOf(first);
   // While the platform has the database open (WAL), as `cloister backup` does.
   await backupSqliteDatabase(live, backup);
-  const clerk = requester(first, await signIn(first, "clerk@restore.test"));
-  const later = await clerk("POST", "/fhir/Patient", {
-    resourceType: "Patient",
-    name: [{ family: "Later" }],
-  });
-  const afterBackup = { patient: later.json<{ id: string }>().id, checkpoint: await checkpointOf(first) };
-  await first.close();
+  const afterBackup = await writeAfterBackupAndStop(first);
 
   assertCiphertextOnly(readFileSync(backup));
 
@@ -267,10 +281,5 @@ test("SQLite (the embedded store): an online backup taken while the platform run
   for (const suffix of ["", "-wal", "-shm"]) {
     rmSync(`${live}${suffix}`, { force: true });
   }
-  const restored = await platformOn(openSqliteStore(backup));
-  try {
-    await checkRestored(restored, written, atBackup, afterBackup);
-  } finally {
-    await restored.close();
-  }
+  await checkRestored(openSqliteStore(backup), written, atBackup, afterBackup);
 });
