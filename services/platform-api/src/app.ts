@@ -13,7 +13,7 @@ import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.
 import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
 import { Counter, Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
-import type { AccountService } from "./auth/accounts.js";
+import type { AccountService, AuditedWrite } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import { registerAccountRoutes } from "./auth/account-routes.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
@@ -440,21 +440,34 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         throw new PlatformError("ERR_BAD_REQUEST", "send {email, password} (and newPassword to change it)");
       }
       try {
-        const principal = await config.accounts.login(email, password, request.ip, newPassword);
+        // A new password is stored with the AuditEvent that reports it, in the owner's tenant's trail. This
+        // request has no principal yet for the error handler to refresh the tenant's keys by.
+        const auditPasswordChange =
+          (owner: Principal): AuditedWrite =>
+          async (write) =>
+            withTenantKeys(owner.tenantId, async (tenant) =>
+              audit.recordAlong(
+                tenant,
+                {
+                  type: { code: "110137", display: "User Security Attributes Changed" },
+                  subtype: "password-change",
+                  action: "U",
+                  outcome: "0",
+                  agent: { id: owner.subject, role: owner.role },
+                },
+                write,
+              ),
+            );
+        const principal = await config.accounts.login(
+          email,
+          password,
+          request.ip,
+          newPassword,
+          auditPasswordChange,
+        );
         request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
         const agent = { id: principal.subject, role: principal.role };
-        // This request has no principal yet for the error handler to refresh the tenant's keys by.
         await withTenantKeys(principal.tenantId, async (tenant) => {
-          if (newPassword !== undefined) {
-            await audit.record(tenant, {
-              type: { code: "110137", display: "User Security Attributes Changed" },
-              subtype: "password-change",
-              action: "U",
-              outcome: "0",
-              agent,
-              entities: [`Account/${principal.subject}`],
-            });
-          }
           await audit.record(tenant, {
             type: { code: "110114", display: "User Authentication" },
             subtype: "login",
@@ -1026,6 +1039,8 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     record: async (tenantId, event) => {
       await audit.record({ tenantId, keyring: await config.tenantKeyring(tenantId) }, event);
     },
+    audited: (tenantId, event) => async (write) =>
+      withTenantKeys(tenantId, async (tenant) => audit.recordAlong(tenant, event, write)),
     external: config.sessionVerifier !== undefined,
   });
 

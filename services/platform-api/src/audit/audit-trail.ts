@@ -18,7 +18,8 @@ export type AuditAction = "C" | "R" | "U" | "D" | "E";
 export interface AuditInput {
   /** DICOM audit event type, e.g. 110110 Patient Record, 110114 User Authentication, 110112 Query. */
   readonly type: { code: string; display: string };
-  readonly subtype?: string;
+  /** What was done: one code, or several for one change of several kinds (an account's role and status). */
+  readonly subtype?: string | readonly string[];
   readonly action: AuditAction;
   /** 0 success, 4 minor failure, 8 serious failure, 12 major failure (FHIR AuditEvent.outcome). */
   readonly outcome: "0" | "4" | "8" | "12";
@@ -329,7 +330,12 @@ export class AuditTrail {
       },
       ...(input.subtype === undefined
         ? {}
-        : { subtype: [{ system: "http://hl7.org/fhir/restful-interaction", code: input.subtype }] }),
+        : {
+            subtype: (typeof input.subtype === "string" ? [input.subtype] : input.subtype).map((code) => ({
+              system: "http://hl7.org/fhir/restful-interaction",
+              code,
+            })),
+          }),
       action: input.action,
       recorded,
       outcome: input.outcome,
@@ -371,6 +377,8 @@ export class AuditTrail {
       expectedVersionId: 0,
       // Searchable by patient and agent, for access reports (search-parameters.ts).
       tokens: searchTokens(tenant.keyring, event),
+      // Its own tenant, also when it is stored along with one of the platform's own records.
+      tenantId: tenant.tenantId,
     };
   }
 

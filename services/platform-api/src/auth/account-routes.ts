@@ -1,11 +1,13 @@
 // Staff accounts, for a tenant's admins (HIPAA 164.308(a)(3)(ii)(C) and (a)(5)(ii)(D)): list them, add one
 // with a temporary password, change a role, disable an account when someone leaves (its sessions end on
 // every replica within seconds), unlock it, or set a temporary password when one is forgotten. Every change
-// is recorded in the tenant's audit trail. With an OpenID Connect provider, its directory manages staff.
+// is stored with the AuditEvent that reports it, in one transaction (a change without its event, or an event
+// for a change not made, is never stored), and every refused one is recorded too. With an OpenID Connect
+// provider, its directory manages staff.
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { staffQueryEvent, type AuditInput } from "../audit/audit-trail.js";
 import { PlatformError } from "../errors.js";
-import type { AccountChange, AccountService } from "./accounts.js";
+import type { AccountChange, AccountService, AuditedWrite } from "./accounts.js";
 import { roles, type Principal, type Role } from "./sessions.js";
 
 export interface AccountRoutesOptions {
@@ -14,6 +16,8 @@ export interface AccountRoutesOptions {
   readonly principalOf: (request: FastifyRequest) => Promise<Principal>;
   /** Records an event in a tenant's audit trail. */
   readonly record: (tenantId: string, event: AuditInput) => Promise<void>;
+  /** Stores a change with the event that reports it, in one transaction (AuditTrail.recordAlong). */
+  readonly audited: (tenantId: string, event: AuditInput) => AuditedWrite;
   /** Staff sign in through an OpenID Connect provider: accounts are managed there. */
   readonly external: boolean;
 }
@@ -55,7 +59,7 @@ export function parseAccountChange(body: unknown): AccountChange {
   };
 }
 
-/** What an audit event calls each kind of change (one event per kind, so each can be found). */
+/** What an audit event calls each kind of change (its subtypes: one code per kind, so each can be found). */
 function changeSubtypes(change: AccountChange): string[] {
   return [
     ...(change.role === undefined ? [] : ["account-role"]),
@@ -66,7 +70,7 @@ function changeSubtypes(change: AccountChange): string[] {
 }
 
 export function registerAccountRoutes(app: FastifyInstance, options: AccountRoutesOptions): void {
-  const { accounts, record } = options;
+  const { accounts, record, audited } = options;
   const adminOf = async (request: FastifyRequest): Promise<Principal> => {
     const principal = await options.principalOf(request);
     if (principal.role !== "admin") {
@@ -77,22 +81,22 @@ export function registerAccountRoutes(app: FastifyInstance, options: AccountRout
     }
     return principal;
   };
+  /** One event per change, naming every kind of change it made; a stored change's event names its account. */
   const event = (
     principal: Principal,
-    subtype: string,
+    subtypes: readonly string[],
     action: AuditInput["action"],
-    entity: string,
-    failure?: unknown,
+    failed?: { readonly entity: string; readonly failure: unknown },
   ): AuditInput => ({
     type: { code: "110137", display: "User Security Attributes Changed" },
-    subtype,
+    subtype: subtypes,
     action,
-    outcome: failure === undefined ? "0" : "4",
-    ...(failure === undefined
+    outcome: failed === undefined ? "0" : "4",
+    ...(failed === undefined
       ? {}
-      : { outcomeCode: failure instanceof PlatformError ? failure.code : "ERR_INTERNAL" }),
+      : { outcomeCode: failed.failure instanceof PlatformError ? failed.failure.code : "ERR_INTERNAL" }),
     agent: { id: principal.subject, role: principal.role },
-    entities: [entity],
+    entities: failed === undefined ? [] : [failed.entity],
   });
 
   app.get("/admin/accounts", async (request) => {
@@ -113,18 +117,17 @@ export function registerAccountRoutes(app: FastifyInstance, options: AccountRout
     }
     let id: string;
     try {
-      id = await accounts.create({
-        email,
-        role,
-        password: temporaryPassword,
-        tenantId: principal.tenantId,
-        mustChangePassword: true,
-      });
+      id = await accounts.create(
+        { email, role, password: temporaryPassword, tenantId: principal.tenantId, mustChangePassword: true },
+        audited(principal.tenantId, event(principal, ["account-create"], "C")),
+      );
     } catch (error) {
-      await record(principal.tenantId, event(principal, "account-create", "C", "Account", error));
+      await record(
+        principal.tenantId,
+        event(principal, ["account-create"], "C", { entity: "Account", failure: error }),
+      );
       throw error;
     }
-    await record(principal.tenantId, event(principal, "account-create", "C", `Account/${id}`));
     request.log.info({ audit: "account.created", account: id }, "staff account created");
     return reply.status(201).send(await accounts.summary(principal.tenantId, id));
   });
@@ -135,17 +138,26 @@ export function registerAccountRoutes(app: FastifyInstance, options: AccountRout
     const entity = `Account/${request.params.id.slice(0, 64)}`;
     const subtypes = changeSubtypes(change);
     try {
-      const changed = await accounts.update(principal.tenantId, request.params.id, change, principal.subject);
-      for (const subtype of subtypes) {
-        await record(principal.tenantId, event(principal, subtype, "U", entity));
-      }
+      const changed = await accounts.update(
+        principal.tenantId,
+        request.params.id,
+        change,
+        principal.subject,
+        audited(principal.tenantId, event(principal, subtypes, "U")),
+      );
       request.log.info(
         { audit: "account.changed", account: changed.id, changes: subtypes.join(",") },
         "staff account changed",
       );
       return changed;
     } catch (error) {
-      await record(principal.tenantId, event(principal, subtypes[0] ?? "account-update", "U", entity, error));
+      await record(
+        principal.tenantId,
+        event(principal, subtypes.length > 0 ? subtypes : ["account-update"], "U", {
+          entity,
+          failure: error,
+        }),
+      );
       throw error;
     }
   });

@@ -23,6 +23,7 @@ import {
 import { passwordProblem } from "./password-policy.js";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.js";
 import type { Principal, Role } from "./sessions.js";
+import type { AuditEventWrite } from "../fhir/repository.js";
 
 const systemTenant = systemTenantId;
 const accountType = "Account";
@@ -51,6 +52,13 @@ interface AccountRecord {
   /** The last successful sign-in, to the hour (absent: none since this was recorded). */
   readonly lastSignInAt?: string;
 }
+
+/**
+ * Stores a change of an account together with the AuditEvent that reports it, in the account's tenant's trail
+ * (AuditTrail.recordAlong): `write` passes the event to the store's `writeAll` with the account, so the
+ * change exists if and only if its event does.
+ */
+export type AuditedWrite = <T>(write: (event: AuditEventWrite) => Promise<T>) => Promise<T>;
 
 /** A successful sign-in is written to its account at most this often (the list shows it to the hour). */
 const signInRecordMs = 60 * 60_000;
@@ -241,10 +249,12 @@ export class AccountService {
     };
   }
 
-  private async save(account: AccountRecord, previous: number): Promise<void> {
+  private async save(account: AccountRecord, previous: number, audited?: AuditedWrite): Promise<void> {
     const keyring = await this.keyrings.keyring();
-    const { version, expectedVersionId, tokens } = this.sealedVersion(keyring, account, previous);
-    await this.store.write(systemTenant, version, expectedVersionId, tokens);
+    await this.saveAudited(audited, (events) => [
+      this.sealedVersion(keyring, account, previous),
+      ...events(account.id),
+    ]);
     this.sessionStates.delete(account.id);
   }
 
@@ -252,10 +262,15 @@ export class AccountService {
    * Saves an account together with the next version of the accounts guard, read (`guardVersion`) before the
    * rules were checked: of two management writes checked at once, on any replica, the later one conflicts.
    */
-  private async saveGuarded(account: AccountRecord, previous: number, guardVersion: number): Promise<void> {
+  private async saveGuarded(
+    account: AccountRecord,
+    previous: number,
+    guardVersion: number,
+    audited: AuditedWrite | undefined,
+  ): Promise<void> {
     const keyring = await this.keyrings.keyring();
     const guardVersionId = guardVersion + 1;
-    await this.store.writeAll(systemTenant, [
+    await this.saveAudited(audited, (events) => [
       this.sealedVersion(keyring, account, previous),
       {
         version: {
@@ -273,8 +288,32 @@ export class AccountService {
         expectedVersionId: guardVersion,
         tokens: [],
       },
+      ...events(account.id),
     ]);
     this.sessionStates.delete(account.id);
+  }
+
+  /**
+   * Stores `writes` in one transaction, with the AuditEvent that reports the change when `audited` is given
+   * (a change made through the API; a bootstrap file's accounts and a test's are not).
+   */
+  private async saveAudited(
+    audited: AuditedWrite | undefined,
+    writes: (events: (accountId: string) => VersionWrite[]) => VersionWrite[],
+  ): Promise<void> {
+    if (audited === undefined) {
+      await this.store.writeAll(
+        systemTenant,
+        writes(() => []),
+      );
+      return;
+    }
+    await audited(async (event) => {
+      await this.store.writeAll(
+        systemTenant,
+        writes((accountId) => [event([`Account/${accountId}`])]),
+      );
+    });
   }
 
   private async guardVersion(): Promise<number> {
@@ -312,15 +351,18 @@ export class AccountService {
 
   /**
    * Creates a staff account. With `mustChangePassword` (an admin chose the password), its owner chooses a new
-   * one at the first sign-in.
+   * one at the first sign-in. With `audited`, the account is stored with the AuditEvent that reports it.
    */
-  async create(input: {
-    email: string;
-    password: string;
-    tenantId: string;
-    role: Role;
-    mustChangePassword?: boolean;
-  }): Promise<string> {
+  async create(
+    input: {
+      email: string;
+      password: string;
+      tenantId: string;
+      role: Role;
+      mustChangePassword?: boolean;
+    },
+    audited?: AuditedWrite,
+  ): Promise<string> {
     if (!/^[^@\s]+@[^@\s]+$/.test(input.email) || input.email.length > 320) {
       throw new PlatformError("ERR_BAD_REQUEST", "an account needs an email address");
     }
@@ -340,7 +382,7 @@ export class AccountService {
       if ((await this.find(input.email)) !== undefined) {
         throw new PlatformError("ERR_DUPLICATE", "an account with this email exists");
       }
-      await this.saveGuarded(account, 0, guard);
+      await this.saveGuarded(account, 0, guard, audited);
     });
     return account.id;
   }
@@ -438,9 +480,16 @@ export class AccountService {
   /**
    * An admin's change to a staff account of their own tenant (`actor` is the admin's account id). Disabling,
    * a new role and a temporary password end the account's sessions. The tenant always keeps an active admin,
-   * and an admin changes other accounts, not their own role or status.
+   * and an admin changes other accounts, not their own role or status. With `audited`, the change is stored
+   * with the AuditEvent that reports it.
    */
-  async update(tenantId: string, id: string, change: AccountChange, actor: string): Promise<AccountSummary> {
+  async update(
+    tenantId: string,
+    id: string,
+    change: AccountChange,
+    actor: string,
+    audited?: AuditedWrite,
+  ): Promise<AccountSummary> {
     if (
       change.role === undefined &&
       change.active === undefined &&
@@ -498,7 +547,7 @@ export class AccountService {
         ...(temporaryHash === undefined ? {} : { passwordHash: temporaryHash, mustChangePassword: true }),
         sessionGeneration: (account.sessionGeneration ?? 0) + (endsSessions ? 1 : 0),
       };
-      await this.saveGuarded(next, versionId, guard);
+      await this.saveGuarded(next, versionId, guard, audited);
       return summaryOf(next, this.now());
     });
   }
@@ -578,9 +627,16 @@ export class AccountService {
 
   /**
    * Checks a password; the caller turns the principal into a session. With `newPassword`, the password is
-   * changed as the owner signs in (required after an admin set it), and the account's other sessions end.
+   * changed as the owner signs in (required after an admin set it), and the account's other sessions end;
+   * `auditPasswordChange` then gives what stores the change with its AuditEvent, for the account found.
    */
-  async login(email: string, password: string, client: string, newPassword?: string): Promise<Principal> {
+  async login(
+    email: string,
+    password: string,
+    client: string,
+    newPassword?: string,
+    auditPasswordChange?: (owner: Principal) => AuditedWrite,
+  ): Promise<Principal> {
     const now = this.now();
     // Every attempt takes a failure slot of its address and of its email before the password is checked,
     // so attempts sent at once cannot all pass while earlier ones are still being checked; the slots are
@@ -598,7 +654,7 @@ export class AccountService {
       await Promise.all([clientSlot.release(), emailSlot.release()]);
     };
     try {
-      const principal = await this.verify(email, password, now, newPassword);
+      const principal = await this.verify(email, password, now, newPassword, auditPasswordChange);
       await release();
       return principal;
     } catch (error) {
@@ -615,6 +671,7 @@ export class AccountService {
     password: string,
     now: number,
     newPassword: string | undefined,
+    auditPasswordChange: ((owner: Principal) => AuditedWrite) | undefined,
   ): Promise<Principal> {
     const found = await this.find(email);
     if (found === undefined) {
@@ -656,6 +713,7 @@ export class AccountService {
           lastSignInAt: new Date(now).toISOString(),
         },
         versionId,
+        auditPasswordChange?.(principalOf(account)),
       );
       return { ...principalOf(account), sessionGeneration: generation };
     }

@@ -217,7 +217,7 @@ export function openPostgresStore(options: PostgresStoreOptions): RecordStore {
     writeAll: async (tenantId, writes) =>
       transaction(async (client) => {
         for (const write of writes) {
-          await writeOne(client, tenantId, write);
+          await writeOne(client, write.tenantId ?? tenantId, write);
         }
       }),
     current: async (tenantId, type, id) => {

@@ -265,6 +265,46 @@ for (const driver of drivers) {
       assert.equal((await store.search(tenant, "Patient", [[token]], 10)).length, 1);
     });
 
+    it("writes versions of two tenants in one transaction: a staff account and its tenant's AuditEvent", async () => {
+      const store = await open();
+      const other = "hospital-other";
+      await store.write(other, sealed("AuditEvent", "audit-1", 1, { taken: true }), 0, []);
+      const account = {
+        version: sealed("Account", "staff-1", 1, { role: "clerk" }),
+        expectedVersionId: 0,
+        tokens: [],
+      };
+      await assert.rejects(
+        store.writeAll(tenant, [
+          account,
+          {
+            version: sealed("AuditEvent", "audit-1", 1, { mine: true }),
+            expectedVersionId: 0,
+            tokens: [],
+            tenantId: other,
+          },
+        ]),
+        (error: unknown) => error instanceof PlatformError && error.code === "ERR_VERSION_CONFLICT",
+      );
+      assert.equal(await store.current(tenant, "Account", "staff-1"), undefined, "the account is not kept");
+      await store.writeAll(tenant, [
+        account,
+        {
+          version: sealed("AuditEvent", "audit-2", 1, { mine: true }),
+          expectedVersionId: 0,
+          tokens: [],
+          tenantId: other,
+        },
+      ]);
+      assert.equal((await store.current(tenant, "Account", "staff-1"))?.versionId, 1);
+      assert.equal((await store.current(other, "AuditEvent", "audit-2"))?.versionId, 1, "in its own tenant");
+      assert.equal(
+        await store.current(tenant, "AuditEvent", "audit-2"),
+        undefined,
+        "not in the call's tenant",
+      );
+    });
+
     it("keeps concurrent writers of one resource from both winning", async () => {
       const store = await open();
       await store.write(tenant, sealed("Patient", "race", 1, {}), 0, []);

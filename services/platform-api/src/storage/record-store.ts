@@ -68,6 +68,11 @@ export interface VersionWrite {
   /** The resource's current version (0 to create). */
   readonly expectedVersionId: number;
   readonly tokens: readonly Uint8Array[];
+  /**
+   * The tenant the version belongs to, when not the call's: a staff account (one of the platform's own
+   * records) is stored with the AuditEvent in its tenant's trail that reports the change.
+   */
+  readonly tenantId?: string;
 }
 
 /** The order of search results, by last update. */
@@ -89,7 +94,8 @@ export interface RecordStore {
   ) => Promise<void>;
   /**
    * Several writes in one transaction: all of them, or none (a record and the AuditEvent that reports it).
-   * Any conflict fails the whole with ERR_VERSION_CONFLICT.
+   * Any conflict fails the whole with ERR_VERSION_CONFLICT. Each write belongs to `tenantId` unless it names
+   * its own.
    */
   readonly writeAll: (tenantId: string, writes: readonly VersionWrite[]) => Promise<void>;
   readonly current: (tenantId: string, type: string, id: string) => Promise<StoredVersion | undefined>;

@@ -120,7 +120,7 @@ export function openSqliteStore(path: string): RecordStore {
   };
   const writeMany = db.transaction((tenantId: string, writes: readonly VersionWrite[]) => {
     for (const write of writes) {
-      writeOne(tenantId, write);
+      writeOne(write.tenantId ?? tenantId, write);
     }
   });
   const selectCurrent = db.prepare(
