@@ -33,7 +33,7 @@ import {
   type WriteOptions,
 } from "./fhir/repository.js";
 import { loadFhirDefinitions, validateFhirResource } from "./fhir/validation.js";
-import type { FhirResource } from "./fhir/search-parameters.js";
+import { requestPriorities, type FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
 import {
   keyringSource,
@@ -163,6 +163,25 @@ export interface SystemReencryption {
   readonly remaining: number;
 }
 
+/** AI results awaiting a clinician's review: how many, and when the oldest was issued (undefined: none). */
+export interface WaitingResults {
+  readonly count: number;
+  readonly oldestIssuedMs: number | undefined;
+}
+
+/** Every result awaiting review, and those of urgent orders (stat, asap or urgent) among them. */
+export interface ReviewBacklog extends WaitingResults {
+  readonly urgent: WaitingResults;
+}
+
+/** The request priorities above routine. */
+const urgentPriorities = requestPriorities.filter((priority) => priority !== "routine");
+
+/** Seconds since `issuedMs`, for a gauge (0 when nothing waits). */
+function waitedSeconds(issuedMs: number | undefined): number {
+  return issuedMs === undefined ? 0 : Math.max(0, (Date.now() - issuedMs) / 1000);
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | undefined;
@@ -179,11 +198,11 @@ declare module "fastify" {
     /**
      * Counts every AI result awaiting a clinician's review (preliminary DiagnosticReports) and finds the oldest
      * one's issue time, however many wait, for the gauges `diagnosis_reports_awaiting_review` and
-     * `diagnosis_report_oldest_awaiting_review_seconds`. main.ts runs it with the reconciler.
+     * `diagnosis_report_oldest_awaiting_review_seconds`; and the same of the results of urgent orders (stat,
+     * asap or urgent), for `diagnosis_urgent_reports_awaiting_review` and
+     * `diagnosis_urgent_report_oldest_awaiting_review_seconds`. main.ts runs it with the reconciler.
      */
-    countReviewBacklog: (
-      tenantIds: readonly string[],
-    ) => Promise<{ readonly count: number; readonly oldestIssuedMs: number | undefined }>;
+    countReviewBacklog: (tenantIds: readonly string[]) => Promise<ReviewBacklog>;
     /**
      * Re-encrypts the platform's own records (accounts, the system audit trail) still sealed under an older
      * version of `platform-system` (fetched again first), batch by batch until none is left or another replica
@@ -1212,11 +1231,16 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     return queued;
   });
   // Counts only: no id, tenant or patient in a label.
-  let reviewBacklog: { count: number; oldestIssuedMs: number | undefined } = {
+  let reviewBacklog: ReviewBacklog = {
     count: 0,
     oldestIssuedMs: undefined,
+    urgent: { count: 0, oldestIssuedMs: undefined },
   };
-  app.decorate("countReviewBacklog", async (tenantIds: readonly string[]) => {
+  /** How many of the tenants' results match `query` (preliminary ones), and the oldest one's issue time. */
+  const backlogOf = async (
+    tenantIds: readonly string[],
+    query: Readonly<Record<string, string>>,
+  ): Promise<WaitingResults> => {
     let count = 0;
     let oldestIssuedMs: number | undefined;
     for (const tenantId of tenantIds) {
@@ -1224,6 +1248,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       // until its review, so the least recently updated is the one waiting longest).
       const awaiting = await withTenantKeys(tenantId, (tenant) =>
         repository.searchWithTotal(tenant, "DiagnosticReport", {
+          ...query,
           status: "preliminary",
           _sort: "_lastUpdated",
           _count: "1",
@@ -1237,7 +1262,13 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         }
       }
     }
-    reviewBacklog = { count, oldestIssuedMs };
+    return { count, oldestIssuedMs };
+  };
+  app.decorate("countReviewBacklog", async (tenantIds: readonly string[]) => {
+    reviewBacklog = {
+      ...(await backlogOf(tenantIds, {})),
+      urgent: await backlogOf(tenantIds, { "order-priority": urgentPriorities.join(",") }),
+    };
     return reviewBacklog;
   });
   new Gauge({
@@ -1253,8 +1284,23 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     help: "How long the oldest AI result awaiting a clinician's review has waited (0 when none)",
     registers: [registry],
     collect() {
-      const { oldestIssuedMs } = reviewBacklog;
-      this.set(oldestIssuedMs === undefined ? 0 : Math.max(0, (Date.now() - oldestIssuedMs) / 1000));
+      this.set(waitedSeconds(reviewBacklog.oldestIssuedMs));
+    },
+  });
+  new Gauge({
+    name: "diagnosis_urgent_reports_awaiting_review",
+    help: "AI results of urgent orders (priority stat, asap or urgent) awaiting a clinician's review, over the platform's tenants",
+    registers: [registry],
+    collect() {
+      this.set(reviewBacklog.urgent.count);
+    },
+  });
+  new Gauge({
+    name: "diagnosis_urgent_report_oldest_awaiting_review_seconds",
+    help: "How long the oldest AI result of an urgent order (stat, asap or urgent) awaiting a clinician's review has waited (0 when none)",
+    registers: [registry],
+    collect() {
+      this.set(waitedSeconds(reviewBacklog.urgent.oldestIssuedMs));
     },
   });
   new Gauge({

@@ -168,6 +168,8 @@ async function order(
     family: "Testperson",
     mrn: `MRN-${randomBytes(4).toString("hex")}`,
   },
+  /** More of the ServiceRequest (its priority). */
+  details: Record<string, unknown> = {},
 ): Promise<string> {
   const patient = await fhir("clerk", "POST", "/fhir/Patient", {
     resourceType: "Patient",
@@ -179,13 +181,11 @@ async function order(
     "x-security-context": `Patient/${String(patient.body.id)}`,
   });
   assert.equal(binary.status, 201);
-  const request = await fhir(
-    "clerk",
-    "POST",
-    "/fhir/ServiceRequest",
-    pneumoniaOrder(String(patient.body.id), String(binary.body.id)),
-  );
-  assert.equal(request.status, 201);
+  const request = await fhir("clerk", "POST", "/fhir/ServiceRequest", {
+    ...pneumoniaOrder(String(patient.body.id), String(binary.body.id)),
+    ...details,
+  });
+  assert.equal(request.status, 201, JSON.stringify(request.body));
   return String(request.body.id);
 }
 
@@ -357,6 +357,60 @@ describe("diagnosis workflow", () => {
     assert.equal(await app.recoverDiagnosisJobs(["demo"]), 0, "completed requests are not active any more");
     const again = await reportFor(requestId);
     assert.equal((again.meta as { versionId: string }).versionId, "1");
+  });
+
+  it("carries an order's priority to its result, so urgent results are found, counted and shown first", async () => {
+    const statOrder = await order(png(1), undefined, { priority: "stat" });
+    const routineOrder = await order(png(2));
+    const statReport = await reportFor(statOrder);
+    const routineReport = await reportFor(routineOrder);
+    const priorityOf = (report: Record<string, unknown>) =>
+      (report.extension as { url: string; valueCode?: string }[] | undefined)?.find(
+        (extension) => extension.url === "https://cloister.dev/fhir/StructureDefinition/order-priority",
+      )?.valueCode;
+    assert.equal(priorityOf(statReport), "stat");
+    assert.equal(priorityOf(routineReport), "routine", "an order that names none is routine");
+
+    const ids = (bundle: Record<string, unknown>) =>
+      ((bundle.entry ?? []) as { resource: { id: string } }[]).map((entry) => entry.resource.id);
+    const urgent = await fhir(
+      "clinician",
+      "GET",
+      "/fhir/DiagnosticReport?status=preliminary&order-priority=stat,asap,urgent&_count=500",
+    );
+    assert.ok(ids(urgent.body).includes(String(statReport.id)));
+    assert.ok(!ids(urgent.body).includes(String(routineReport.id)));
+    const orders = await fhir("clerk", "GET", "/fhir/ServiceRequest?priority=stat&_count=500");
+    assert.ok(ids(orders.body).includes(statOrder));
+    assert.ok(!ids(orders.body).includes(routineOrder));
+
+    // Counted apart for their gauge and alert.
+    const waiting = await app.countReviewBacklog(["demo"]);
+    assert.ok(waiting.urgent.count >= 1 && waiting.urgent.count < waiting.count, JSON.stringify(waiting));
+    assert.ok(
+      waiting.urgent.oldestIssuedMs !== undefined &&
+        waiting.urgent.oldestIssuedMs <= Date.parse(String(statReport.issued)),
+    );
+    const gauges = (await app.inject({ method: "GET", url: "/metrics" })).body;
+    assert.match(
+      gauges,
+      new RegExp(`^diagnosis_urgent_reports_awaiting_review ${waiting.urgent.count}$`, "m"),
+    );
+    assert.match(gauges, /^diagnosis_urgent_report_oldest_awaiting_review_seconds \d/m);
+
+    // A priority outside FHIR's request-priority codes is refused, naming the element.
+    const refused = await fhir("clerk", "POST", "/fhir/ServiceRequest", {
+      ...pneumoniaOrder("any", "any"),
+      priority: "whenever",
+    });
+    assert.equal(refused.status, 400);
+    assert.match(JSON.stringify(refused.body), /ServiceRequest\.priority/);
+    // The CapabilityStatement says what the parameter searches.
+    const metadata = JSON.stringify((await fhir("clinician", "GET", "/fhir/metadata")).body);
+    assert.match(
+      metadata,
+      /"name":"order-priority","type":"token","documentation":"The priority of the order/,
+    );
   });
 
   it("answers Patient/$everything: the patient's whole record, images included, narrowed by _type", async () => {

@@ -70,6 +70,7 @@ export function capabilityStatement(baseUrl: string, software: string): Record<s
           searchParam: Object.entries(parameters).map(([name, definition]) => ({
             name,
             type: searchTypes[definition.kind] ?? "string",
+            ...(definition.documentation === undefined ? {} : { documentation: definition.documentation }),
           })),
           ...(type === "Patient"
             ? {

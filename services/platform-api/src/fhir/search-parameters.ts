@@ -11,6 +11,8 @@ interface ParameterDefinition {
   readonly kind: SearchValueKind;
   /** The values a resource carries for this parameter (before normalisation). */
   readonly extract: (resource: FhirResource) => string[];
+  /** For a parameter FHIR does not define: what it searches (the CapabilityStatement says so). */
+  readonly documentation?: string;
 }
 
 export type FhirResource = Record<string, unknown> & { resourceType: string; id?: string };
@@ -46,6 +48,24 @@ function codeTokens(value: unknown): string[] {
 
 const status = (resource: FhirResource): string[] => codeTokens(resource.status);
 
+/**
+ * The clinical priority of the order an AI result answers (FHIR request-priority: routine, urgent, asap,
+ * stat), copied from the order onto its DiagnosticReport, which has no priority element of its own: the
+ * clinicians' worklist shows the most urgent results first.
+ */
+export const orderPriorityExtension = "https://cloister.dev/fhir/StructureDefinition/order-priority";
+
+/** The request-priority codes, most urgent first. */
+export const requestPriorities = ["stat", "asap", "urgent", "routine"] as const;
+
+/** A report's order priority (its extension), as written by the workflow; absent on older reports. */
+export function reportOrderPriority(report: FhirResource): string | undefined {
+  const extension = array(report.extension)
+    .map(record)
+    .find((entry) => entry.url === orderPriorityExtension);
+  return typeof extension?.valueCode === "string" ? extension.valueCode : undefined;
+}
+
 /** The id in a Reference `{reference: "<type>/<id>"}`, or undefined when it is not one. */
 export function referencedId(reference: unknown, type: string): string | undefined {
   const value = (reference as { reference?: unknown } | undefined)?.reference;
@@ -77,11 +97,17 @@ export const searchParameters: Readonly<Record<string, Readonly<Record<string, P
     subject: { kind: "reference", extract: (request) => referenceTokens(request.subject) },
     status: { kind: "token", extract: status },
     identifier: { kind: "token", extract: identifierTokens },
+    priority: { kind: "token", extract: (request) => codeTokens(request.priority) },
   },
   DiagnosticReport: {
     subject: { kind: "reference", extract: (report) => referenceTokens(report.subject) },
     "based-on": { kind: "reference", extract: (report) => referenceTokens(report.basedOn) },
     status: { kind: "token", extract: status },
+    "order-priority": {
+      kind: "token",
+      extract: (report) => codeTokens(reportOrderPriority(report)),
+      documentation: `The priority of the order an AI report answers (routine, urgent, asap or stat; extension ${orderPriorityExtension}). Reports written before it was recorded have none.`,
+    },
   },
   Observation: {
     subject: { kind: "reference", extract: (observation) => referenceTokens(observation.subject) },

@@ -22,6 +22,7 @@ const requiredCodes: Readonly<Record<string, Readonly<Record<string, readonly st
   Patient: { gender: ["male", "female", "other", "unknown"] },
   ServiceRequest: {
     status: ["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"],
+    priority: ["routine", "urgent", "asap", "stat"],
     intent: [
       "proposal",
       "plan",

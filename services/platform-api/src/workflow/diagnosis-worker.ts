@@ -9,7 +9,7 @@ import type { ConfidentialService } from "@cloister/enclave";
 import { PlatformError } from "../errors.js";
 import type { AuditTrail } from "../audit/audit-trail.js";
 import type { AuditEventWrite, FhirRepository, TenantContext } from "../fhir/repository.js";
-import type { FhirResource } from "../fhir/search-parameters.js";
+import { orderPriorityExtension, type FhirResource } from "../fhir/search-parameters.js";
 import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 import type { ResultCache } from "./result-cache.js";
 import { withKeyringRetry } from "../storage/tenant-keyrings.js";
@@ -323,6 +323,13 @@ export class DiagnosisWorker {
       // Preliminary until a clinician reviews it ($review): the AI's finding is decision support only.
       resourceType: "DiagnosticReport",
       id: reportId,
+      // The order's clinical priority (routine when it named none), for the clinicians' worklist.
+      extension: [
+        {
+          url: orderPriorityExtension,
+          valueCode: typeof request.priority === "string" ? request.priority : "routine",
+        },
+      ],
       status: "preliminary",
       code: { coding: [{ system: modelCodeSystem, code: model.code }], text: info.title },
       subject,
