@@ -8,6 +8,7 @@ import type { ServiceRequest } from "./fhir.js";
 import { PlatformRequestError, type PlatformClient } from "./platform-client.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 import { useFormAction } from "./use-form-action.js";
+import { PriorityTag } from "./PriorityTag.js";
 
 /** The author of the notes the platform's workflow adds to an order it could not complete. */
 const workflowAuthor = "Cloister AI workflow";
@@ -75,7 +76,8 @@ export function OrderItem(props: {
   });
   return (
     <li data-status={order.status} data-testid="order">
-      <span className={`status status-${order.status}`}>{orderStatusText(order)}</span> {title}{" "}
+      <span className={`status status-${order.status}`}>{orderStatusText(order)}</span>{" "}
+      <PriorityTag priority={order.priority ?? "routine"} /> {title}{" "}
       <span className="muted">
         {order.authoredOn === undefined ? "" : new Date(order.authoredOn).toLocaleString()}
       </span>

@@ -4,10 +4,13 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
   modelCodeSystem,
+  priorityNames,
+  reportPriority,
   type DiagnosticReport,
   type Observation,
   type Patient,
   type Provenance,
+  type RequestPriority,
   type ServiceRequest,
 } from "./fhir.js";
 import type { PlatformClient } from "./platform-client.js";
@@ -16,6 +19,8 @@ import { AccessLog } from "./AccessLog.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 import { OrderItem } from "./OrderItem.js";
 import { PatientDetails } from "./PatientDetails.js";
+import { PriorityTag } from "./PriorityTag.js";
+import { CodeSelect } from "./CodeSelect.js";
 import { ReportImage } from "./ReportImage.js";
 import { ReportReview, reportStatus, reviewOf } from "./ReportReview.js";
 
@@ -240,6 +245,7 @@ export function PatientRecord(props: {
   const [fileInput, setFileInput] = useState(0);
   const [fileError, setFileError] = useState<string>();
   const [model, setModel] = useState("");
+  const [priority, setPriority] = useState<RequestPriority>("routine");
   const [progress, setProgress] = useState<number>();
   const [orderError, setOrderError] = useState<string>();
   const [orders, setOrders] = useState<ServiceRequest[]>([]);
@@ -413,8 +419,10 @@ export function PatientRecord(props: {
         },
         supportingInfo: [{ reference: `Binary/${binaryId}` }],
         authoredOn: new Date().toISOString(),
+        priority,
       } satisfies ServiceRequest);
       setFile(undefined);
+      setPriority("routine");
       setFileInput((count) => count + 1);
       await refresh();
     } catch (failure) {
@@ -463,6 +471,15 @@ export function PatientRecord(props: {
                 </option>
               ))}
             </select>
+          </label>
+          <label>
+            Priority
+            <CodeSelect
+              names={priorityNames}
+              value={priority}
+              onChange={setPriority}
+              testId="priority-select"
+            />
           </label>
           <ErrorMessage message={props.modelsError} />
           <ErrorMessage message={fileError} />
@@ -528,6 +545,7 @@ export function PatientRecord(props: {
             >
               <h3>
                 {view.report.code?.text ?? "AI analysis"}{" "}
+                <PriorityTag priority={reportPriority(view.report)} />{" "}
                 <span className={`status status-${view.report.status}`} data-testid="report-status">
                   {reportStatus[view.report.status] ?? view.report.status}
                 </span>{" "}

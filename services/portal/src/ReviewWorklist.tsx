@@ -1,15 +1,17 @@
-// A clinician's worklist: the AI results of the tenant still awaiting a clinician's review, oldest first, each
-// opening its patient. Read again when a report changes (a new result, a review made elsewhere) and every
+// A clinician's worklist: the AI results of the tenant still awaiting a clinician's review, those of urgent
+// orders first (STAT, ASAP, urgent), then the rest, each oldest first (worklist.ts), each opening its patient. Read again when a report changes (a new result, a review made elsewhere) and every
 // minute, so a result no one has reviewed is not forgotten.
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { DiagnosticReport, Patient } from "./fhir.js";
+import { reportPriority, type DiagnosticReport, type Patient } from "./fhir.js";
 import { PatientLink } from "./PatientSearch.js";
 import type { PlatformClient } from "./platform-client.js";
 import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { PriorityTag } from "./PriorityTag.js";
+import { awaitingReview } from "./worklist.js";
 
 const recheckMs = 60_000;
-/** The worklist shows the oldest this many; its heading counts them all. */
+/** The worklist shows this many, the most urgent and then the oldest; its heading counts them all. */
 const shown = 20;
 
 interface Entry {
@@ -25,19 +27,16 @@ export function ReviewWorklist(props: {
   const { client } = props;
   const [entries, setEntries] = useState<Entry[]>();
   const [total, setTotal] = useState(0);
+  const [urgentTotal, setUrgentTotal] = useState(0);
   const [error, setError] = useState<string>();
   const known = useRef(new Map<string, Patient>());
 
   const load = useCallback(async (): Promise<void> => {
     try {
-      // The platform sorts: the oldest are shown however many wait (a preliminary report is not updated until
+      // The platform sorts: the oldest are found however many wait (a preliminary report is not updated until
       // its review, so its last update is when the AI result arrived).
-      const page = await client.searchPage("DiagnosticReport", {
-        status: "preliminary",
-        _sort: "_lastUpdated",
-        _count: String(shown),
-      });
-      const awaiting = page.resources as DiagnosticReport[];
+      const page = await awaitingReview(client, shown);
+      const awaiting = page.reports;
       // Each patient is read once per page (every read is audited): the worklist is read again every minute.
       const patients = known.current;
       const subjects = [...new Set(awaiting.map((report) => report.subject?.reference ?? ""))];
@@ -49,6 +48,7 @@ export function ReviewWorklist(props: {
           }),
       );
       setTotal(page.total);
+      setUrgentTotal(page.urgent);
       setEntries(
         awaiting.map((report) => ({ report, patient: patients.get(report.subject?.reference ?? "") })),
       );
@@ -79,7 +79,13 @@ export function ReviewWorklist(props: {
       {entries === undefined ? null : entries.length === 0 ? (
         <p>No AI result is awaiting review.</p>
       ) : total > entries.length ? (
-        <p className="muted">The {entries.length} waiting longest:</p>
+        <p className="muted">
+          {urgentTotal > 0
+            ? `The ${String(entries.length)} most urgent, then waiting longest (${String(urgentTotal)} urgent):`
+            : `The ${String(entries.length)} waiting longest:`}
+        </p>
+      ) : urgentTotal > 0 ? (
+        <p className="muted">Urgent first, then waiting longest:</p>
       ) : null}
       {entries === undefined || entries.length === 0 ? null : (
         <ul className="results">
@@ -90,6 +96,7 @@ export function ReviewWorklist(props: {
               ) : (
                 <PatientLink patient={patient} onOpen={props.onOpen} />
               )}{" "}
+              <PriorityTag priority={reportPriority(report)} />{" "}
               <span className="muted">
                 {report.code?.text ?? "AI analysis"}
                 {report.issued === undefined ? "" : ` · ${new Date(report.issued).toLocaleString()}`}

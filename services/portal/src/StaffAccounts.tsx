@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { EmailField } from "./AccountForms.js";
 import { ErrorMessage } from "./ErrorMessage.js";
+import { CodeSelect } from "./CodeSelect.js";
 import type { PlatformClient } from "./platform-client.js";
 import { useFormAction } from "./use-form-action.js";
 
@@ -151,19 +152,14 @@ export function StaffAccounts(props: {
                         className="inline"
                         onSubmit={(event) => void change(account, { role: chosen })(event)}
                       >
-                        <select
-                          aria-label={`Role of ${account.email}`}
+                        <CodeSelect
+                          names={roleNames}
+                          label={`Role of ${account.email}`}
                           value={chosen}
-                          onChange={(event) => {
-                            setRoleChoices({ ...roleChoices, [account.id]: event.target.value as Role });
+                          onChange={(value) => {
+                            setRoleChoices({ ...roleChoices, [account.id]: value });
                           }}
-                        >
-                          {(Object.keys(roleNames) as Role[]).map((value) => (
-                            <option key={value} value={value}>
-                              {roleNames[value]}
-                            </option>
-                          ))}
-                        </select>
+                        />
                         {chosen === account.role ? null : (
                           <button type="submit" disabled={rowAction.busy}>
                             Change role
@@ -228,18 +224,7 @@ export function StaffAccounts(props: {
         <EmailField value={email} onChange={setEmail} autoComplete="off" />
         <label>
           Role
-          <select
-            value={role}
-            onChange={(event) => {
-              setRole(event.target.value as Role);
-            }}
-          >
-            {(Object.keys(roleNames) as Role[]).map((value) => (
-              <option key={value} value={value}>
-                {roleNames[value]}
-              </option>
-            ))}
-          </select>
+          <CodeSelect names={roleNames} value={role} onChange={setRole} />
         </label>
         <div className="actions">
           <button type="submit" disabled={busy}>

@@ -19,11 +19,15 @@ export interface Patient {
   readonly meta?: { readonly versionId?: string; readonly lastUpdated?: string };
 }
 
+/** FHIR's request-priority codes. */
+export type RequestPriority = "routine" | "urgent" | "asap" | "stat";
+
 export interface ServiceRequest {
   readonly resourceType: "ServiceRequest";
   readonly id?: string;
   readonly status: string;
   readonly intent: string;
+  readonly priority?: RequestPriority;
   readonly subject: Reference;
   readonly code?: { readonly coding?: readonly Coding[]; readonly text?: string };
   readonly supportingInfo?: readonly Reference[];
@@ -40,6 +44,8 @@ export interface ServiceRequest {
 export interface DiagnosticReport {
   readonly resourceType: "DiagnosticReport";
   readonly id?: string;
+  /** The platform's extensions: the priority of the order it answers (orderPriorityExtension). */
+  readonly extension?: readonly { readonly url?: string; readonly valueCode?: string }[];
   readonly status: string;
   readonly code?: { readonly coding?: readonly Coding[]; readonly text?: string };
   readonly subject?: Reference;
@@ -70,6 +76,30 @@ export interface Provenance {
 }
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
+
+/** The priority of the order an AI report answers, copied onto the report by the platform's workflow. */
+export const orderPriorityExtension = "https://cloister.dev/fhir/StructureDefinition/order-priority";
+
+/** The priorities as staff call them (HL7's displays), least urgent first as HL7 lists them. */
+export const priorityNames: Readonly<Record<RequestPriority, string>> = {
+  routine: "Routine",
+  urgent: "Urgent",
+  asap: "ASAP",
+  stat: "STAT",
+};
+
+/** The priorities above routine, most urgent first. */
+export const urgentPriorities = ["stat", "asap", "urgent"] as const;
+
+function isRequestPriority(value: unknown): value is RequestPriority {
+  return typeof value === "string" && Object.hasOwn(priorityNames, value);
+}
+
+/** A report's order priority; routine when it carries none (written before priorities were recorded). */
+export function reportPriority(report: DiagnosticReport): RequestPriority {
+  const code = report.extension?.find((extension) => extension.url === orderPriorityExtension)?.valueCode;
+  return isRequestPriority(code) ? code : "routine";
+}
 
 export function formatName(patient: Patient): string {
   const name = patient.name?.[0];

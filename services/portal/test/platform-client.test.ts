@@ -16,8 +16,11 @@ import {
   type TenantKeyring,
 } from "../../platform-api/src/storage/record-crypto.js";
 import { openSqliteStore } from "../../platform-api/src/storage/sqlite-store.js";
+import { FhirRepository } from "../../platform-api/src/fhir/repository.js";
 import { startTestPlatform, type TestPlatform } from "../../platform-api/src/test-support/test-platform.js";
 import { PlatformClient, PlatformRequestError, type AttestedKey } from "../src/platform-client.js";
+import { orderPriorityExtension } from "../src/fhir.js";
+import { awaitingReview } from "../src/worklist.js";
 
 const password = "correct horse battery staple";
 const tenantId = "hospital-a";
@@ -384,4 +387,70 @@ test("searchFirst: the first matches of a search, following its sealed next link
   const two = await clerk.searchFirst("Patient", { name: family }, 2);
   assert.deepEqual(ids(two.resources), everyId.slice(0, 2));
   assert.equal(two.total, 7);
+});
+
+test("the worklist through the gateway: results of urgent orders first (STAT, ASAP, urgent), then the oldest routine ones; each priority read alone when more urgent ones wait than are shown", async () => {
+  const platform = await startReplica({ keyring: async () => tenantBoth });
+  await platform.accounts.create({ email: "clinician@worklist.test", password, tenantId, role: "clinician" });
+  const clinician = await portalClient(platform, { email: "clinician@worklist.test" });
+  // AI reports as the workflow writes them, one second apart (the worklist sorts by last update).
+  let clock = Date.parse("2026-11-30T08:00:00Z");
+  const repository = new FhirRepository(platform.store, () => new Date((clock += 1000)));
+  const tenant = { tenantId, keyring: tenantBoth };
+  const write = async (name: string, priority?: string): Promise<string> =>
+    (
+      await repository.create(tenant, {
+        resourceType: "DiagnosticReport",
+        ...(priority === undefined
+          ? {}
+          : { extension: [{ url: orderPriorityExtension, valueCode: priority }] }),
+        status: "preliminary",
+        code: { text: name },
+      })
+    ).id ?? "";
+  const names = async (shown: number) =>
+    (await awaitingReview(clinician, shown)).reports.map((report) => report.code?.text);
+
+  // Oldest first: a report from before priorities were recorded, routine ones, then urgent ones.
+  await write("legacy");
+  await write("routine 1", "routine");
+  await write("urgent 1", "urgent");
+  await write("routine 2", "routine");
+  await write("stat 1", "stat");
+  await write("asap 1", "asap");
+  await write("urgent 2", "urgent");
+  await write("stat 2", "stat");
+  assert.deepEqual(await names(20), [
+    "stat 1",
+    "stat 2",
+    "asap 1",
+    "urgent 1",
+    "urgent 2",
+    "legacy",
+    "routine 1",
+    "routine 2",
+  ]);
+  const six = await awaitingReview(clinician, 6);
+  assert.deepEqual(
+    six.reports.map((report) => report.code?.text),
+    ["stat 1", "stat 2", "asap 1", "urgent 1", "urgent 2", "legacy"],
+  );
+  assert.equal(six.total, 8);
+  assert.equal(six.urgent, 5);
+  // More urgent results than shown: the newest STAT one still comes before older urgent ones.
+  const three = await awaitingReview(clinician, 3);
+  assert.deepEqual(
+    three.reports.map((report) => report.code?.text),
+    ["stat 1", "stat 2", "asap 1"],
+  );
+  assert.equal(three.total, 8);
+  assert.equal(three.urgent, 5);
+  // A reviewed report (final) is not waiting any more.
+  const reviewed = await write("reviewed", "stat");
+  await repository.update(
+    tenant,
+    { ...(await repository.read(tenant, "DiagnosticReport", reviewed)), status: "final" },
+    reviewed,
+  );
+  assert.deepEqual(await names(2), ["stat 1", "stat 2"]);
 });

@@ -431,10 +431,18 @@ describe(
       await intake.getByRole("button", { name: "Register patient" }).click();
       await intake.getByText("A patient with this MRN is already registered").waitFor();
 
-      // Upload a PNG and a DICOM and order an analysis for each.
+      // Upload a PNG and a DICOM and order an analysis for each: the PNG routine, the DICOM STAT.
       await page.getByTestId("model-select").locator("option").first().waitFor({ state: "attached" });
       await page.getByTestId("model-select").selectOption("chest-xray-pneumonia");
       for (const image of [images.png, images.dicom]) {
+        assert.equal(
+          await page.getByTestId("priority-select").inputValue(),
+          "routine",
+          "routine unless chosen",
+        );
+        if (image === images.dicom) {
+          await page.getByTestId("priority-select").selectOption("stat");
+        }
         await page.getByTestId("image-input").setInputFiles(image);
         await page.getByTestId("image-preview").waitFor();
         if (image === images.dicom) {
@@ -453,6 +461,8 @@ describe(
         .locator('[data-testid="orders"] li[data-status="completed"]')
         .nth(1)
         .waitFor({ timeout: 60_000 });
+      // The STAT order is marked; the routine one is not.
+      assert.deepEqual(await page.getByTestId("orders").getByTestId("priority").allTextContents(), ["STAT"]);
       await page.screenshot({ path: join(artifacts, "3-clerk-orders.png"), fullPage: true });
       assert.deepEqual(await accessibilityProblems(page), [], "clerk's orders: WCAG 2.1 AA");
       assert.equal(await page.getByTestId("report").count(), 0, "clerks do not see results");
@@ -484,6 +494,12 @@ describe(
       const awaiting = worklist.getByRole("button", { name: new RegExp(sentinel.family, "i") });
       await awaiting.nth(1).waitFor({ timeout: 15_000 });
       assert.equal(await awaiting.count(), 2);
+      // The STAT order's result comes first, marked, though it arrived after the routine one; its report too.
+      const entries = worklist.getByRole("listitem");
+      assert.equal(await entries.nth(0).getByTestId("priority").textContent(), "STAT");
+      assert.equal(await entries.nth(1).getByTestId("priority").count(), 0);
+      await worklist.getByText("Urgent first, then waiting longest:").waitFor();
+      assert.deepEqual(await page.getByTestId("report").getByTestId("priority").allTextContents(), ["STAT"]);
 
       // The clinician reviews both AI results, reading each image first: confirms one; does not confirm the
       // other, and must say why.
