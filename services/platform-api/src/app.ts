@@ -10,7 +10,7 @@ import { registerOhttpGateway } from "./ohttp-gateway.js";
 import type { ReplayGuard } from "./replay-guard.js";
 import { DiagnosisWorker, type WorkflowEvents } from "./workflow/diagnosis-worker.js";
 import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.js";
-import type { DiagnosisJob, JobQueue, QueueStats } from "./workflow/job-queue.js";
+import { isUrgentOrder, type DiagnosisJob, type JobQueue, type QueueStats } from "./workflow/job-queue.js";
 import { Counter, Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
 import type { AccountService, AuditedWrite } from "./auth/accounts.js";
@@ -651,7 +651,12 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
           : await create();
       setEntities([reference(created)]);
       if (type === "ServiceRequest" && created.status === "active" && created.id !== undefined) {
-        await queueOrder({ tenantId: tenant.tenantId, serviceRequestId: created.id, attempt: 0 });
+        await queueOrder({
+          tenantId: tenant.tenantId,
+          serviceRequestId: created.id,
+          attempt: 0,
+          ...(isUrgentOrder(created) ? { urgent: true } : {}),
+        });
       }
       return { tenant, result: { status: 201, resource: created } };
     });
@@ -1214,7 +1219,12 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
       );
       for (const request of active) {
         if (request.id !== undefined) {
-          jobs.push({ tenantId, serviceRequestId: request.id, attempt: 0 });
+          jobs.push({
+            tenantId,
+            serviceRequestId: request.id,
+            attempt: 0,
+            ...(isUrgentOrder(request) ? { urgent: true } : {}),
+          });
         }
       }
     }

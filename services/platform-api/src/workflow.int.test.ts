@@ -24,6 +24,7 @@ import {
   createMemoryResultCache,
   deriveTenantKeyring,
   openSqliteStore,
+  type DiagnosisJob,
   type RecordStore,
 } from "./app.js";
 import { deriveTenantKeyringGenerations, openRecord } from "./storage/record-crypto.js";
@@ -359,9 +360,26 @@ describe("diagnosis workflow", () => {
     assert.equal((again.meta as { versionId: string }).versionId, "1");
   });
 
-  it("carries an order's priority to its result, so urgent results are found, counted and shown first", async () => {
+  it("carries an order's priority to its job and its result, so urgent ones are analysed, found, counted and shown first", async () => {
+    // The jobs the platform queues (the queue itself takes urgent ones first: redis-job-queue.int.test.ts).
+    const queued: DiagnosisJob[] = [];
+    const enqueue = queue.enqueue;
+    Object.assign(queue, {
+      enqueue: async (job: DiagnosisJob, delayMs?: number) => {
+        queued.push(job);
+        await enqueue(job, delayMs);
+      },
+    });
     const statOrder = await order(png(1), undefined, { priority: "stat" });
     const routineOrder = await order(png(2));
+    Object.assign(queue, { enqueue });
+    assert.deepEqual(
+      queued.map((job) => [job.serviceRequestId, job.urgent]),
+      [
+        [statOrder, true],
+        [routineOrder, undefined],
+      ],
+    );
     const statReport = await reportFor(statOrder);
     const routineReport = await reportFor(routineOrder);
     const priorityOf = (report: Record<string, unknown>) =>

@@ -1,11 +1,19 @@
 // Diagnosis jobs: at-least-once delivery with leases; the worker makes the effects idempotent, so each
 // ServiceRequest gets exactly one result. An in-memory queue is the embedded default; a Redis one (for
-// several replicas) implements the same interface.
+// several replicas) implements the same interface. Of the jobs due, those of urgent orders (priority stat,
+// asap or urgent) are taken first, so a STAT order is not analysed after a backlog of routine ones.
 
 export interface DiagnosisJob {
   readonly tenantId: string;
   readonly serviceRequestId: string;
   readonly attempt: number;
+  /** The order's priority is stat, asap or urgent (absent: routine, as are jobs queued before priorities). */
+  readonly urgent?: boolean;
+}
+
+/** Whether an order (a ServiceRequest) is urgent for the queue: its priority is stat, asap or urgent. */
+export function isUrgentOrder(order: Readonly<Record<string, unknown>>): boolean {
+  return order.priority === "stat" || order.priority === "asap" || order.priority === "urgent";
 }
 
 export interface JobQueue {
@@ -49,9 +57,12 @@ export function createMemoryJobQueue(now: () => number = Date.now): JobQueue {
       timer = undefined;
     }
     while (waiters.length > 0) {
+      // Urgent ones first, then the longest due.
       const due = [...pending.values()]
         .filter((entry) => entry.dueAt <= now())
-        .sort((a, b) => a.dueAt - b.dueAt)[0];
+        .sort(
+          (a, b) => Number(b.job.urgent === true) - Number(a.job.urgent === true) || a.dueAt - b.dueAt,
+        )[0];
       if (due === undefined) {
         break;
       }

@@ -82,6 +82,48 @@ describe("Redis job queue", { skip }, () => {
     }
   });
 
+  it("takes urgent orders' jobs first of those due, in both queues; a delay still holds, and an expired lease stays urgent", async () => {
+    const redisJobs = queue({ prefix: "t6", leaseMs: 200 });
+    const otherWorker = queue({ prefix: "t6", leaseMs: 200 });
+    after(async () => {
+      await redisJobs.close();
+      await otherWorker.close();
+    });
+    for (const [jobs, other] of [
+      [redisJobs, otherWorker],
+      [createMemoryJobQueue(), undefined],
+    ] as const) {
+      const routine = (id: string) => ({ tenantId: "a", serviceRequestId: id, attempt: 0 });
+      const urgent = (id: string) => ({ ...routine(id), urgent: true });
+      await jobs.enqueue(routine("routine-1"));
+      await jobs.enqueue(routine("routine-2"));
+      await jobs.enqueue(urgent("urgent-later"), 400);
+      await jobs.enqueue(urgent("urgent-1"));
+      assert.equal((await jobs.stats()).waiting, 4);
+      assert.deepEqual(await jobs.take(), urgent("urgent-1"), "an urgent job before older routine ones");
+      await jobs.complete(urgent("urgent-1"));
+      // The delayed urgent job is not due yet: the routine ones come in their order.
+      assert.deepEqual(await jobs.take(), routine("routine-1"));
+      await jobs.complete(routine("routine-1"));
+      const stats = await jobs.stats();
+      assert.equal(stats.waiting, 2);
+      assert.ok(stats.oldestDueAt !== undefined, "routine-2 is due");
+      await new Promise((resolve) => setTimeout(resolve, 450));
+      assert.deepEqual(await jobs.take(), urgent("urgent-later"), "once due, before routine-2");
+      if (other !== undefined) {
+        // Its worker dies: after the lease, another worker takes it again before routine-2.
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        assert.deepEqual(await other.take(), urgent("urgent-later"));
+        await other.complete(urgent("urgent-later"));
+      } else {
+        await jobs.complete(urgent("urgent-later"));
+      }
+      assert.deepEqual(await jobs.take(), routine("routine-2"));
+      await jobs.complete(routine("routine-2"));
+      assert.deepEqual(await jobs.stats(), { waiting: 0, running: 0, oldestDueAt: undefined });
+    }
+  });
+
   it("gives a dead worker's job to another worker when its lease expires", async () => {
     const first = queue({ prefix: "t2", leaseMs: 200 });
     const second = queue({ prefix: "t2", leaseMs: 200 });

@@ -2,8 +2,10 @@
 // member name is an HMAC of its ServiceRequest, its payload is sealed with AES-256-GCM. A taken job is
 // leased; if its worker dies, the lease expires and another worker takes it again (at least once; the
 // worker's writes are idempotent). Layout:
-//   <prefix>:ready    sorted set, member → due time (ms)
-//   <prefix>:running  sorted set, member → lease expiry (ms)
+//   <prefix>:ready         sorted set, member → due time (ms): routine orders' jobs
+//   <prefix>:ready:urgent  sorted set, the same for urgent orders' jobs (priority stat, asap or urgent), whose
+//                          members start with "u."; a take looks here first
+//   <prefix>:running       sorted set, member → lease expiry (ms)
 //   <prefix>:job:<member>  g<generation>.<sealed payload, base64>
 //   <prefix>:later:<member>  when a replica first met that payload under a key version it does not hold
 // The keys come from the platform's system data key, every version held. Across a rotation of that key,
@@ -12,6 +14,9 @@
 // and a replica that meets a payload sealed under a version newer than it holds leaves it to another. If no
 // replica has opened it within `newerVersionGraceMs` (the rotation was rolled back, and that version is held
 // nowhere), it is dropped like an unreadable one, and the reconciler queues the order again under a key held.
+// Redis learns which jobs are urgent (not whose, nor what for). A job an earlier version queued for an urgent
+// order is named as routine, so the start's recovery may queue it a second time under its urgent name: the
+// second run finds the order settled (the worker's writes are idempotent).
 import { createHmac, hkdfSync } from "node:crypto";
 import type { Redis } from "ioredis";
 import { connectRedis } from "../redis-connection.js";
@@ -41,21 +46,31 @@ export interface RedisJobQueueOptions {
   readonly now?: () => number;
 }
 
-// Atomically: return expired leases to ready, then move the first due job to running.
+// Atomically: return expired leases to their ready set, then move the first due job to running, an urgent
+// one if any is due. KEYS: ready, running, ready:urgent. ARGV: now, lease expiry.
 const takeScript = `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, member in ipairs(expired) do
   redis.call('ZREM', KEYS[2], member)
-  redis.call('ZADD', KEYS[1], ARGV[1], member)
+  if string.sub(member, 1, 2) == 'u.' then
+    redis.call('ZADD', KEYS[3], ARGV[1], member)
+  else
+    redis.call('ZADD', KEYS[1], ARGV[1], member)
+  end
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+local from = KEYS[3]
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then
+  from = KEYS[1]
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+end
 if #due == 0 then return false end
-redis.call('ZREM', KEYS[1], due[1])
+redis.call('ZREM', from, due[1])
 redis.call('ZADD', KEYS[2], ARGV[2], due[1])
 return due[1]
 `;
 
-// Atomically: add the job only if it is neither waiting nor running.
+// Atomically: add the job only if it is neither waiting nor running. KEYS: its ready set, running, job, later.
 const ensureScript = `
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[3], ARGV[2])
@@ -66,7 +81,7 @@ return 1
 
 // Atomically, for a taken job sealed under a key version this replica does not hold: note when that was
 // first seen, then drop the job if that is at least the grace ago (returns 0), or put it back (returns 1).
-// KEYS: running, ready, job, later. ARGV: member, now, due, grace, expiry of the note.
+// KEYS: running, its ready set, job, later. ARGV: member, now, due, grace, expiry of the note.
 const laterScript = `
 redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5], 'NX')
 local since = tonumber(redis.call('GET', KEYS[4])) or tonumber(ARGV[2])
@@ -101,8 +116,13 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
   const redis = connectRedis({ ...options, maxRetriesPerRequest: 3 });
   let closed = false;
 
-  const member = (job: { tenantId: string; serviceRequestId: string }): string =>
+  const member = (job: DiagnosisJob): string =>
+    (job.urgent === true ? "u." : "") +
     createHmac("sha256", namingKey).update(`${job.tenantId}/${job.serviceRequestId}`).digest("hex");
+  const ready = `${prefix}:ready`;
+  const readyUrgent = `${prefix}:ready:urgent`;
+  /** The ready set a member waits in. */
+  const readyOf = (name: string): string => (name.startsWith("u.") ? readyUrgent : ready);
 
   // The version is part of the associated data, so a payload cannot be relabelled.
   const associated = (name: string, generation: number): Buffer => Buffer.from(`${name}/g${generation}`);
@@ -149,12 +169,22 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
       : new PlatformError("ERR_STORAGE", "the job queue is unavailable", { cause });
 
   const stats = async (): Promise<QueueStats> => {
-    const [waiting, running, oldest] = await Promise.all([
-      redis.zcard(`${prefix}:ready`),
+    const at = now();
+    const [routine, urgent, running, oldestRoutine, oldestUrgent] = await Promise.all([
+      redis.zcard(ready),
+      redis.zcard(readyUrgent),
       redis.zcard(`${prefix}:running`),
-      redis.zrangebyscore(`${prefix}:ready`, "-inf", now(), "WITHSCORES", "LIMIT", 0, 1),
+      redis.zrangebyscore(ready, "-inf", at, "WITHSCORES", "LIMIT", 0, 1),
+      redis.zrangebyscore(readyUrgent, "-inf", at, "WITHSCORES", "LIMIT", 0, 1),
     ]);
-    return { waiting, running, oldestDueAt: oldest[1] === undefined ? undefined : Number(oldest[1]) };
+    const due = [oldestRoutine[1], oldestUrgent[1]].flatMap((score) =>
+      score === undefined ? [] : [Number(score)],
+    );
+    return {
+      waiting: routine + urgent,
+      running,
+      oldestDueAt: due.length === 0 ? undefined : Math.min(...due),
+    };
   };
   return {
     redis,
@@ -167,7 +197,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
           .set(`${prefix}:job:${name}`, seal(job, name))
           .del(`${prefix}:later:${name}`)
           .zrem(`${prefix}:running`, name)
-          .zadd(`${prefix}:ready`, "NX", now() + delayMs, name)
+          .zadd(readyOf(name), "NX", now() + delayMs, name)
           .exec();
       } catch (cause) {
         throw failure(cause);
@@ -179,7 +209,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
         const added = await redis.eval(
           ensureScript,
           4,
-          `${prefix}:ready`,
+          readyOf(name),
           `${prefix}:running`,
           `${prefix}:job:${name}`,
           `${prefix}:later:${name}`,
@@ -198,9 +228,10 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
           const at = now();
           const name = (await redis.eval(
             takeScript,
-            2,
-            `${prefix}:ready`,
+            3,
+            ready,
             `${prefix}:running`,
+            readyUrgent,
             at,
             at + leaseMs,
           )) as string | null;
@@ -217,7 +248,7 @@ export function createRedisJobQueue(options: RedisJobQueueOptions): JobQueue & {
                 laterScript,
                 4,
                 `${prefix}:running`,
-                `${prefix}:ready`,
+                readyOf(name),
                 `${prefix}:job:${name}`,
                 `${prefix}:later:${name}`,
                 name,
