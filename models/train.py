@@ -29,6 +29,8 @@ DATASETS = {
         "title": "Pneumonia on a frontal paediatric chest X-ray",
         "modality": "DX",
         "body_site": "chest",
+        # Kermany et al. 2018: children aged one to five (the platform analyses no one else's images).
+        "patient_age": {"minYears": 1, "maxYears": 5},
         "epochs": 40,
     },
     "breastmnist": {
@@ -37,6 +39,8 @@ DATASETS = {
         "title": "Malignancy on a breast ultrasound image",
         "modality": "US",
         "body_site": "breast",
+        # Al-Dhabyani et al. 2020: women aged 25 to 75.
+        "patient_age": {"minYears": 25, "maxYears": 75},
         "epochs": 80,
         # Weighting the minority class costs accuracy on so small a set (546 images).
         "class_weights": False,
@@ -252,6 +256,7 @@ def main():
         "labels": spec["labels"],
         "modality": spec["modality"],
         "bodySite": spec["body_site"],
+        "patientAge": spec["patient_age"],
         "intendedUse": "Decision support for trained clinicians, not a diagnosis. Research prototype trained on MedMNIST v2 (28x28); not validated for clinical use.",
         "training": {
             "dataset": f"MedMNIST v2 {args.dataset} (CC BY 4.0)",

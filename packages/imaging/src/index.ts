@@ -15,3 +15,11 @@ export {
 export { parsePreprocessing, preprocess, type Preprocessing } from "./preprocess.js";
 export { encodeDicom, type DicomImageInit } from "./dicom-writer.js";
 export { parseNpy, readMedMnistSplit, readNpz, type MedMnistSplit, type NpyArray } from "./npz.js";
+export {
+  ageInYears,
+  describePatientAge,
+  fitsPatientAge,
+  parsePatientAge,
+  type AgeFit,
+  type PatientAgeRange,
+} from "./intended-use.js";

@@ -1,5 +1,10 @@
 // A model's config.json: what the server needs to feed it and what a clinician needs to read its output.
-import { parsePreprocessing, type Preprocessing } from "@cloister/imaging";
+import {
+  parsePatientAge,
+  parsePreprocessing,
+  type PatientAgeRange,
+  type Preprocessing,
+} from "@cloister/imaging";
 import { InferenceError } from "./errors.js";
 
 export interface TensorSpec {
@@ -24,6 +29,8 @@ export interface ModelConfig {
   readonly encryption?: { readonly keyName: string };
   readonly modality?: string;
   readonly bodySite?: string;
+  /** The ages of the patients it was trained on: the platform analyses no image of a patient outside them. */
+  readonly patientAge?: PatientAgeRange;
 }
 
 const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -78,8 +85,10 @@ export function parseModelConfig(value: unknown, folder: { name: string; version
     );
   }
   let preprocessing: Preprocessing;
+  let patientAge: PatientAgeRange | undefined;
   try {
     preprocessing = parsePreprocessing(config.preprocessing);
+    patientAge = parsePatientAge(config.patientAge);
   } catch (cause) {
     throw new InferenceError("ERR_MODEL_REPOSITORY", `${where}: ${(cause as Error).message}`, { cause });
   }
@@ -96,5 +105,6 @@ export function parseModelConfig(value: unknown, folder: { name: string; version
     ...(encryption === undefined ? {} : { encryption: { keyName: encryption.keyName as string } }),
     ...(typeof config.modality === "string" ? { modality: config.modality } : {}),
     ...(typeof config.bodySite === "string" ? { bodySite: config.bodySite } : {}),
+    ...(patientAge === undefined ? {} : { patientAge }),
   };
 }

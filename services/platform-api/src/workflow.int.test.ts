@@ -165,7 +165,7 @@ function png(index: number): Buffer {
 
 async function order(
   image: Uint8Array,
-  person: { family: string; mrn: string } = {
+  person: { family: string; mrn: string; birthDate?: string } = {
     family: "Testperson",
     mrn: `MRN-${randomBytes(4).toString("hex")}`,
   },
@@ -176,6 +176,7 @@ async function order(
     resourceType: "Patient",
     identifier: [{ system: "urn:mrn", value: person.mrn }],
     name: [{ family: person.family }],
+    ...(person.birthDate === undefined ? {} : { birthDate: person.birthDate }),
   });
   const binary = await fhir("clerk", "POST", "/fhir/Binary", image, {
     "content-type": "image/png",
@@ -428,6 +429,47 @@ describe("diagnosis workflow", () => {
     assert.match(
       metadata,
       /"name":"order-priority","type":"token","documentation":"The priority of the order/,
+    );
+  });
+
+  it("analyses only patients the model is for: an adult's image gets no result from the paediatric model, and the order says why", async () => {
+    const person = (birthDate?: string) => ({
+      family: "Agecheck",
+      mrn: `MRN-${randomBytes(4).toString("hex")}`,
+      ...(birthDate === undefined ? {} : { birthDate }),
+    });
+    // Three years old today: within the model's 1 to 5 years.
+    const child = new Date(Date.now() - 3 * 365 * 86_400_000).toISOString().slice(0, 10);
+    const [adultOrder, childOrder, unknownOrder] = [
+      await order(png(1), person("1961-04-12")),
+      await order(png(1), person(child)),
+      await order(png(1), person()),
+    ];
+    const adult = await reportFor(adultOrder);
+    assert.equal(adult.status, "cancelled");
+    assert.match(String(adult.conclusion), /ERR_OUTSIDE_INTENDED_USE/);
+    assert.equal(adult.result, undefined, "no result");
+    const adultRequest = (await fhir("clerk", "GET", `/fhir/ServiceRequest/${adultOrder}`)).body;
+    assert.equal(adultRequest.status, "revoked");
+    assert.match(JSON.stringify(adultRequest.note), /outside the ages the model is for, so it was not run/);
+
+    const analysed = await reportFor(childOrder);
+    assert.equal(analysed.status, "preliminary");
+    assert.doesNotMatch(String(analysed.conclusion), /birth date/);
+    // No birth date recorded: analysed, and the report says the age could not be checked.
+    const unchecked = await reportFor(unknownOrder);
+    assert.equal(unchecked.status, "preliminary");
+    assert.match(
+      String(unchecked.conclusion),
+      /The model is for patients aged 1 to 5 years; this patient's recorded birth date does not show whether they are\./,
+    );
+    // The inference server publishes the ages with the model, for the portal's order form.
+    const models = (await fhir("clerk", "GET", "/models")).body as {
+      models?: { name: string; parameters?: { patient_age?: unknown } }[];
+    };
+    assert.deepEqual(
+      models.models?.find((model) => model.name === "chest-xray-pneumonia")?.parameters?.patient_age,
+      { minYears: 1, maxYears: 5 },
     );
   });
 

@@ -1,6 +1,12 @@
 // One patient: upload an image, order an AI analysis, follow it live (or cancel it), and (clinicians) read the
 // results.
 import { useCallback, useEffect, useRef, useState } from "react";
+import {
+  describePatientAge,
+  fitsPatientAge,
+  parsePatientAge,
+  type PatientAgeRange,
+} from "@cloister/imaging/intended-use";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
   modelCodeSystem,
@@ -31,7 +37,50 @@ export interface ModelInfo {
     readonly title?: string;
     readonly intended_use?: string;
     readonly labels?: readonly string[];
+    /** The ages of the patients it is for: `{minYears?, maxYears?}`. */
+    readonly patient_age?: unknown;
   };
+}
+
+/** The ages a model is for, as the inference server published them (none when absent or unreadable). */
+function patientAgeOf(model: ModelInfo | undefined): PatientAgeRange | undefined {
+  try {
+    return parsePatientAge(model?.parameters?.patient_age);
+  } catch {
+    // The platform checks the patient's age against the model's anyway.
+    return undefined;
+  }
+}
+
+/**
+ * What the order form says when the patient may not be one the model is for: the platform analyses no image
+ * of a patient whose recorded age is outside the model's, and says when it could not check.
+ */
+function IntendedPatients(props: {
+  readonly model: ModelInfo | undefined;
+  readonly birthDate: string | undefined;
+}): React.JSX.Element | null {
+  const ages = patientAgeOf(props.model);
+  const fit = fitsPatientAge(ages, props.birthDate, new Date());
+  if (ages === undefined || fit === "within") {
+    return null;
+  }
+  const forWhom = `This model is for patients ${describePatientAge(ages)}.`;
+  return fit === "outside" ? (
+    <p role="alert" className="error" data-testid="intended-use">
+      {forWhom} This patient&apos;s recorded age is outside that, so the platform would not analyse the image:
+      read it without the AI, or choose another model.
+    </p>
+  ) : (
+    <p className="muted" data-testid="intended-use">
+      {forWhom} This patient&apos;s recorded birth date does not show whether they are: check before ordering.
+    </p>
+  );
+}
+
+/** True when the platform would refuse to analyse this patient's image with this model. */
+function outsideIntendedPatients(model: ModelInfo | undefined, birthDate: string | undefined): boolean {
+  return fitsPatientAge(patientAgeOf(model), birthDate, new Date()) === "outside";
 }
 
 interface ReportView {
@@ -246,6 +295,7 @@ export function PatientRecord(props: {
   const [fileError, setFileError] = useState<string>();
   const [model, setModel] = useState("");
   const [priority, setPriority] = useState<RequestPriority>("routine");
+  const chosenModel = props.models?.find((entry) => entry.name === model);
   const [progress, setProgress] = useState<number>();
   const [orderError, setOrderError] = useState<string>();
   const [orders, setOrders] = useState<ServiceRequest[]>([]);
@@ -389,7 +439,7 @@ export function PatientRecord(props: {
 
   const order = async (event: React.SyntheticEvent): Promise<void> => {
     event.preventDefault();
-    if (file === undefined || model === "") {
+    if (file === undefined || model === "" || outsideIntendedPatients(chosenModel, patient.birthDate)) {
       return;
     }
     setOrderError(undefined);
@@ -406,7 +456,6 @@ export function PatientRecord(props: {
         [["x-security-context", subject]],
       );
       const binaryId = (binary.json() as { id: string }).id;
-      const chosen = props.models?.find((entry) => entry.name === model);
       await client.json("POST", "/fhir/ServiceRequest", {
         resourceType: "ServiceRequest",
         identifier: [{ system: "urn:ietf:rfc:3986", value: `urn:uuid:${crypto.randomUUID()}` }],
@@ -414,8 +463,10 @@ export function PatientRecord(props: {
         intent: "order",
         subject: { reference: subject },
         code: {
-          coding: [{ system: modelCodeSystem, code: model, display: chosen?.parameters?.title ?? model }],
-          text: chosen?.parameters?.title ?? model,
+          coding: [
+            { system: modelCodeSystem, code: model, display: chosenModel?.parameters?.title ?? model },
+          ],
+          text: chosenModel?.parameters?.title ?? model,
         },
         supportingInfo: [{ reference: `Binary/${binaryId}` }],
         authoredOn: new Date().toISOString(),
@@ -481,6 +532,7 @@ export function PatientRecord(props: {
               testId="priority-select"
             />
           </label>
+          <IntendedPatients model={chosenModel} birthDate={patient.birthDate} />
           <ErrorMessage message={props.modelsError} />
           <ErrorMessage message={fileError} />
           {file === undefined ? null : (
@@ -499,7 +551,15 @@ export function PatientRecord(props: {
             </label>
           )}
           <div className="actions">
-            <button type="submit" disabled={file === undefined || model === "" || progress !== undefined}>
+            <button
+              type="submit"
+              disabled={
+                file === undefined ||
+                model === "" ||
+                progress !== undefined ||
+                outsideIntendedPatients(chosenModel, patient.birthDate)
+              }
+            >
               Upload and order analysis
             </button>
           </div>

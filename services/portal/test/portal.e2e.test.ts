@@ -63,10 +63,18 @@ const scratch = mkdtempSync(join(tmpdir(), "cloister-e2e-"));
 const dataDirectory = join(scratch, "data");
 const password = `demo-${randomBytes(9).toString("base64url")}`;
 // Sentinel PHI: must never appear in a log, URL, console line or browser storage.
+/** A date `days` ago, as a FHIR date. */
+function daysAgo(days: number): string {
+  return new Date(Date.now() - days * 86_400_000).toISOString().slice(0, 10);
+}
+
 const sentinel = {
   family: `Qzxvbenchmarkfam${randomBytes(3).toString("hex")}`,
   given: `Sentinelgiven${randomBytes(3).toString("hex")}`,
   mrn: `MRN-SENT-${randomBytes(4).toString("hex").toUpperCase()}`,
+  // A three-year-old, whom the paediatric chest X-ray model is for (1 to 5 years); corrected by nine days later.
+  birthDate: daysAgo(3 * 365),
+  correctedBirthDate: daysAgo(3 * 365 - 9),
 };
 
 /** Passwords of staff accounts made during the run: like the demo password, never in a log or URL. */
@@ -420,7 +428,7 @@ describe(
       await intake.getByLabel("Medical record number").fill(sentinel.mrn);
       await intake.getByLabel("Family name").fill(sentinel.family);
       await intake.getByLabel("Given name").fill(sentinel.given);
-      await intake.getByLabel("Date of birth").fill("1961-04-12");
+      await intake.getByLabel("Date of birth").fill(sentinel.birthDate);
       await intake.getByLabel("Administrative gender").selectOption("female");
       await intake.getByRole("button", { name: "Register patient" }).click();
       await page.getByTestId("patient-name").filter({ hasText: sentinel.family.toUpperCase() }).waitFor();
@@ -783,7 +791,7 @@ describe(
       // The MRN of the other patient: refused, nothing changed.
       await header.getByRole("button", { name: "Correct details" }).click();
       const form = header.getByRole("form", { name: "Correct the patient's details" });
-      assert.equal(await form.getByLabel("Date of birth").inputValue(), "1961-04-12");
+      assert.equal(await form.getByLabel("Date of birth").inputValue(), sentinel.birthDate);
       await form.getByLabel("Medical record number").fill(otherMrn);
       await form.getByRole("button", { name: "Save details" }).click();
       await header.getByText("Another patient is registered with this MRN").waitFor();
@@ -801,14 +809,14 @@ describe(
 
       // This clerk's correction was made on the version before it: refused, and the current details shown.
       await form.getByLabel("Medical record number").fill(sentinel.mrn);
-      await form.getByLabel("Date of birth").fill("1961-04-21");
+      await form.getByLabel("Date of birth").fill(sentinel.correctedBirthDate);
       await form.getByRole("button", { name: "Save details" }).click();
       await header.getByText("Someone changed this patient's details meanwhile").waitFor();
       assert.equal(await form.getByLabel("Administrative gender").inputValue(), "other");
-      assert.equal(await form.getByLabel("Date of birth").inputValue(), "1961-04-12");
-      await form.getByLabel("Date of birth").fill("1961-04-21");
+      assert.equal(await form.getByLabel("Date of birth").inputValue(), sentinel.birthDate);
+      await form.getByLabel("Date of birth").fill(sentinel.correctedBirthDate);
       await form.getByRole("button", { name: "Save details" }).click();
-      await header.getByText(`MRN ${sentinel.mrn} · born 1961-04-21 · other`).waitFor();
+      await header.getByText(`MRN ${sentinel.mrn} · born ${sentinel.correctedBirthDate} · other`).waitFor();
       assert.equal(await form.count(), 0, "the form closes once saved");
       await clerk.context().close();
     });
@@ -998,6 +1006,61 @@ describe(
         0,
         "the error is gone once the list arrives",
       );
+      await page.context().close();
+    });
+
+    test("the order form says when a patient is not one the model is for: an adult and the paediatric model cannot be ordered; without a birth date it cautions", async () => {
+      const description = stack.stack();
+      const clerkToken = await signIn(description, "clerk@demo.hospital", password);
+      const family = `Agecheck${randomBytes(3).toString("hex")}`;
+      for (const birthDate of ["1961-04-12", undefined]) {
+        const created = await stackRequest(
+          description,
+          "POST",
+          `${description.platform}/fhir/Patient`,
+          { resourceType: "Patient", name: [{ family }], ...(birthDate === undefined ? {} : { birthDate }) },
+          clerkToken,
+        );
+        assert.equal(created.status, 201);
+      }
+      const page = await newPage(observed);
+      await signInPortal(page, "clerk@demo.hospital");
+      const search = page.getByRole("region", { name: "Find a patient" });
+      await search.getByLabel("Search by").selectOption("name");
+      await search.getByLabel("Family or given name").fill(family);
+      await search.getByRole("button", { name: "Search" }).click();
+      const found = search.getByRole("button", { name: new RegExp(family, "i") });
+      await found.nth(1).waitFor();
+
+      // The adult (born 1961): the paediatric model is not ordered; the breast model (25 to 75) may be.
+      const patientBorn = (born: string) =>
+        search
+          .getByRole("listitem")
+          .filter({ hasText: `born ${born}` })
+          .getByRole("button");
+      await patientBorn("1961-04-12").click();
+      await page.getByTestId("model-select").locator("option").first().waitFor({ state: "attached" });
+      await page.getByTestId("model-select").selectOption("chest-xray-pneumonia");
+      await page.getByTestId("image-input").setInputFiles(images.png);
+      await page.getByTestId("image-preview").waitFor();
+      assert.equal(
+        await page.getByTestId("intended-use").textContent(),
+        "This model is for patients aged 1 to 5 years. This patient's recorded age is outside that, so the platform would not analyse the image: read it without the AI, or choose another model.",
+      );
+      const orderButton = page.getByRole("button", { name: "Upload and order analysis" });
+      assert.equal(await orderButton.isDisabled(), true);
+      assert.deepEqual(await accessibilityProblems(page), [], "the refusal: WCAG 2.1 AA");
+      await page.getByTestId("model-select").selectOption("breast-ultrasound");
+      assert.equal(await page.getByTestId("intended-use").count(), 0);
+      assert.equal(await orderButton.isDisabled(), false);
+
+      // No birth date recorded: a caution, and the order may be placed.
+      await patientBorn("—").click();
+      await page.getByTestId("model-select").selectOption("chest-xray-pneumonia");
+      await page
+        .getByTestId("intended-use")
+        .filter({ hasText: "This patient's recorded birth date does not show whether they are" })
+        .waitFor();
       await page.context().close();
     });
 

@@ -6,6 +6,12 @@
 // gets no result.
 import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
+import {
+  describePatientAge,
+  fitsPatientAge,
+  parsePatientAge,
+  type PatientAgeRange,
+} from "@cloister/imaging/intended-use";
 import { PlatformError } from "../errors.js";
 import type { AuditTrail } from "../audit/audit-trail.js";
 import type { AuditEventWrite, FhirRepository, TenantContext } from "../fhir/repository.js";
@@ -54,13 +60,21 @@ export interface DiagnosisWorkerOptions {
   readonly log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
+/** What the workflow needs of a model's metadata. */
+interface ModelInfo {
+  readonly labels: string[];
+  readonly title: string;
+  /** The ages of the patients it is for (absent: any, or an answer cached before this was recorded). */
+  readonly patientAge?: PatientAgeRange;
+}
+
 interface InferenceOutcome {
   readonly result: {
     readonly model_version?: string;
     readonly outputs?: { data?: number[] }[];
     readonly parameters?: { predicted_index?: number; predicted_label?: string; model_sha256?: string };
   };
-  readonly info: { labels: string[]; title: string };
+  readonly info: ModelInfo;
   readonly identity: { measurement: string; attestationType: string; simulated: boolean; tokenId: string };
 }
 
@@ -72,6 +86,12 @@ class PermanentFailure extends Error {
     this.code = code;
   }
 }
+
+/** What staff are told to do after a failure, where "order it again with another image" would not help. */
+const failureAdvice: Readonly<Record<string, string>> = {
+  ERR_OUTSIDE_INTENDED_USE:
+    "The patient's recorded age is outside the ages the model is for, so it was not run. Read the image without it.",
+};
 
 /** Capped exponential backoff with jitter: about 1, 2, 4 … 60 s. */
 export function retryDelayMs(attempt: number): number {
@@ -95,7 +115,7 @@ function first(value: unknown): Record<string, unknown> {
 
 export class DiagnosisWorker {
   private readonly options: DiagnosisWorkerOptions;
-  private readonly labels = new Map<string, { labels: string[]; title: string }>();
+  private readonly labels = new Map<string, ModelInfo>();
   private stopped = false;
   private running: Promise<void> | undefined;
 
@@ -222,10 +242,7 @@ export class DiagnosisWorker {
     );
   }
 
-  private async modelInfo(
-    inference: ConfidentialService,
-    model: string,
-  ): Promise<{ labels: string[]; title: string }> {
+  private async modelInfo(inference: ConfidentialService, model: string): Promise<ModelInfo> {
     const cached = this.labels.get(model);
     if (cached !== undefined) {
       return cached;
@@ -238,9 +255,19 @@ export class DiagnosisWorker {
       throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
     }
     const metadata = JSON.parse(Buffer.from(response.body).toString("utf8")) as {
-      parameters?: { labels?: string[]; title?: string };
+      parameters?: { labels?: string[]; title?: string; patient_age?: unknown };
     };
-    const info = { labels: metadata.parameters?.labels ?? [], title: metadata.parameters?.title ?? model };
+    let patientAge: PatientAgeRange | undefined;
+    try {
+      patientAge = parsePatientAge(metadata.parameters?.patient_age);
+    } catch {
+      throw new PlatformError("ERR_INTERNAL", "the inference server described a model's patients wrongly");
+    }
+    const info: ModelInfo = {
+      labels: metadata.parameters?.labels ?? [],
+      title: metadata.parameters?.title ?? model,
+      ...(patientAge === undefined ? {} : { patientAge }),
+    };
     this.labels.set(model, info);
     return info;
   }
@@ -276,17 +303,23 @@ export class DiagnosisWorker {
     if (binary.securityContext !== undefined && owner !== subjectReference) {
       throw new PermanentFailure("ERR_IMAGE_PATIENT");
     }
+    const patient = typeof subjectReference === "string" ? subjectReference : undefined;
+    const birthDate = await this.birthDateOf(tenant, patient);
     const { result, info, identity } = await this.infer(
       tenant,
       serviceRequestId,
       model.code,
-      binaryId,
-      binary,
-      typeof subjectReference === "string" ? subjectReference : undefined,
+      { id: binaryId, resource: binary },
+      { reference: patient, birthDate },
     );
     const probabilities = result.outputs?.[0]?.data ?? [];
     const predicted = result.parameters?.predicted_label ?? "";
     const now = (this.options.now?.() ?? new Date()).toISOString();
+    // A patient whose age is not recorded (or only partly) could not be checked against the model's.
+    const ageUnchecked =
+      info.patientAge !== undefined && fitsPatientAge(info.patientAge, birthDate, new Date(now)) === "unknown"
+        ? ` The model is for patients ${describePatientAge(info.patientAge)}; this patient's recorded birth date does not show whether they are.`
+        : "";
     const subject = request.subject as { reference: string };
 
     const observations: FhirResource[] = probabilities.map((probability, index) => {
@@ -336,7 +369,7 @@ export class DiagnosisWorker {
       basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
       issued: now,
       result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
-      conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.`,
+      conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.${ageUnchecked}`,
     };
     const tokenId = identity.tokenId;
     const provenance: FhirResource = {
@@ -413,6 +446,33 @@ export class DiagnosisWorker {
     });
   }
 
+  /** The birth date of the order's patient, if recorded (read inside the TEE, never logged). */
+  private async birthDateOf(tenant: TenantContext, patient: string | undefined): Promise<string | undefined> {
+    const id = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(patient ?? "")?.[1];
+    if (id === undefined) {
+      return undefined;
+    }
+    try {
+      const birthDate = (await this.options.repository.read(tenant, "Patient", id)).birthDate;
+      return typeof birthDate === "string" ? birthDate : undefined;
+    } catch (error) {
+      if (error instanceof PlatformError && (error.code === "ERR_NOT_FOUND" || error.code === "ERR_GONE")) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * A model says nothing reliable about patients unlike those it learned from: a patient whose recorded age is
+   * outside the model's (its config.json's patientAge) gets no AI result.
+   */
+  private checkIntendedPatient(info: ModelInfo, birthDate: string | undefined): void {
+    if (fitsPatientAge(info.patientAge, birthDate, this.options.now?.() ?? new Date()) === "outside") {
+      throw new PermanentFailure("ERR_OUTSIDE_INTENDED_USE");
+    }
+  }
+
   /**
    * The inference for one order, once: an answer already obtained (and cached, sealed, before the platform
    * could write it) is reused instead of asking the inference server again.
@@ -421,17 +481,21 @@ export class DiagnosisWorker {
     tenant: TenantContext,
     serviceRequestId: string,
     model: string,
-    binaryId: string,
-    binary: FhirResource,
-    patient: string | undefined,
+    image: { readonly id: string; readonly resource: FhirResource },
+    patient: { readonly reference: string | undefined; readonly birthDate: string | undefined },
   ): Promise<InferenceOutcome> {
+    const binaryId = image.id;
+    const binary = image.resource;
     const cacheKey = `inference:${serviceRequestId}`;
     const cached = await this.options.cache?.get(tenant, cacheKey);
     if (cached !== undefined) {
-      return JSON.parse(Buffer.from(cached).toString("utf8")) as InferenceOutcome;
+      const outcome = JSON.parse(Buffer.from(cached).toString("utf8")) as InferenceOutcome;
+      this.checkIntendedPatient(outcome.info, patient.birthDate);
+      return outcome;
     }
     const inference = await this.options.inference();
     const info = await this.modelInfo(inference, model);
+    this.checkIntendedPatient(info, patient.birthDate);
     const response = await inference.request({
       method: "POST",
       path: `/v2/models/${model}/infer`,
@@ -470,7 +534,7 @@ export class DiagnosisWorker {
       entities: [
         `ServiceRequest/${serviceRequestId}`,
         `Binary/${binaryId}`,
-        ...(patient === undefined ? [] : [patient]),
+        ...(patient.reference === undefined ? [] : [patient.reference]),
       ],
     });
     const outcome: InferenceOutcome = { result, info, identity };
@@ -601,13 +665,17 @@ export class DiagnosisWorker {
       ...(request.subject === undefined ? {} : { subject: request.subject }),
       basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
       issued: (this.options.now?.() ?? new Date()).toISOString(),
-      conclusion: `The AI analysis could not be completed (${code}). No result was produced; order it again or read the image without it.`,
+      conclusion: `The AI analysis could not be completed (${code}). No result was produced; ${
+        failureAdvice[code] ?? "order it again or read the image without it."
+      }`,
     };
     // If an earlier attempt already wrote the AI's report, the order is completed with it instead.
     const report = await this.settleOrder(tenant, request, [cancelled], "revoked", {
       authorString: workflowAuthor,
       time: cancelled.issued,
-      text: `The AI analysis could not be completed (${code}). Order it again with another image, or read the image without it.`,
+      text: `The AI analysis could not be completed (${code}). ${
+        failureAdvice[code] ?? "Order it again with another image, or read the image without it."
+      }`,
     });
     if (report === undefined) {
       return;
