@@ -30,7 +30,7 @@ DATASETS = {
         "modality": "DX",
         "body_site": "chest",
         # Kermany et al. 2018: children aged one to five (the platform analyses no one else's images).
-        "patient_age": {"minYears": 1, "maxYears": 5},
+        "intended_patients": {"minAgeYears": 1, "maxAgeYears": 5},
         "epochs": 40,
     },
     "breastmnist": {
@@ -40,7 +40,7 @@ DATASETS = {
         "modality": "US",
         "body_site": "breast",
         # Al-Dhabyani et al. 2020: women aged 25 to 75.
-        "patient_age": {"minYears": 25, "maxYears": 75},
+        "intended_patients": {"minAgeYears": 25, "maxAgeYears": 75, "sex": ["female"]},
         "epochs": 80,
         # Weighting the minority class costs accuracy on so small a set (546 images).
         "class_weights": False,
@@ -256,7 +256,7 @@ def main():
         "labels": spec["labels"],
         "modality": spec["modality"],
         "bodySite": spec["body_site"],
-        "patientAge": spec["patient_age"],
+        "intendedPatients": spec["intended_patients"],
         "intendedUse": "Decision support for trained clinicians, not a diagnosis. Research prototype trained on MedMNIST v2 (28x28); not validated for clinical use.",
         "training": {
             "dataset": f"MedMNIST v2 {args.dataset} (CC BY 4.0)",

@@ -17,9 +17,10 @@ export { encodeDicom, type DicomImageInit } from "./dicom-writer.js";
 export { parseNpy, readMedMnistSplit, readNpz, type MedMnistSplit, type NpyArray } from "./npz.js";
 export {
   ageInYears,
-  describePatientAge,
-  fitsPatientAge,
-  parsePatientAge,
-  type AgeFit,
-  type PatientAgeRange,
+  describeIntendedPatients,
+  fitsIntendedPatients,
+  parseIntendedPatients,
+  type IntendedPatients,
+  type PatientFacts,
+  type PatientFit,
 } from "./intended-use.js";

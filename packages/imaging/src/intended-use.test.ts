@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImagingError } from "./errors.js";
-import { ageInYears, describePatientAge, fitsPatientAge, parsePatientAge } from "./intended-use.js";
+import {
+  ageInYears,
+  describeIntendedPatients,
+  fitsIntendedPatients,
+  parseIntendedPatients,
+} from "./intended-use.js";
 
 const at = new Date("2026-11-30T12:00:00Z");
 
@@ -20,41 +25,65 @@ test("a patient's age in full years, from a full or a partial FHIR birth date", 
   }
 });
 
-test("whether a patient fits a model's ages: outside only when certainly outside", () => {
-  const children = { minYears: 1, maxYears: 5 };
-  assert.equal(fitsPatientAge(children, "2023-04-12", at), "within");
-  assert.equal(fitsPatientAge(children, "1961-04-12", at), "outside");
-  assert.equal(fitsPatientAge(children, "2026-06-01", at), "outside", "an infant under one");
-  assert.equal(fitsPatientAge(children, "2021-11-30", at), "within", "five today");
-  assert.equal(fitsPatientAge(children, "2020-11-29", at), "outside", "six since yesterday");
-  assert.equal(fitsPatientAge(children, undefined, at), "unknown", "no birth date recorded");
-  assert.equal(fitsPatientAge(children, "2021", at), "within", "4 or 5");
-  assert.equal(fitsPatientAge(children, "2020", at), "unknown", "5 or 6");
-  assert.equal(fitsPatientAge({ minYears: 18 }, "1961", at), "within");
-  assert.equal(fitsPatientAge({ maxYears: 17 }, "1961", at), "outside");
-  assert.equal(fitsPatientAge(undefined, undefined, at), "within", "a model for any age");
+test("whether a patient is one a model is for: outside only when certainly outside, by age or by sex", () => {
+  const children = { minAgeYears: 1, maxAgeYears: 5 };
+  const fits = (birthDate?: string, gender?: string, intended: object = children) =>
+    fitsIntendedPatients(intended, { birthDate, gender }, at);
+  assert.equal(fits("2023-04-12"), "within");
+  assert.equal(fits("1961-04-12"), "outside");
+  assert.equal(fits("2026-06-01"), "outside", "an infant under one");
+  assert.equal(fits("2021-11-30"), "within", "five today");
+  assert.equal(fits("2020-11-29"), "outside", "six since yesterday");
+  assert.equal(fits(undefined), "unknown", "no birth date recorded");
+  assert.equal(fits("2021"), "within", "4 or 5");
+  assert.equal(fits("2020"), "unknown", "5 or 6");
+  assert.equal(fits("1961", undefined, { minAgeYears: 18 }), "within");
+  assert.equal(fits("1961", undefined, { maxAgeYears: 17 }), "outside");
+
+  const women = { minAgeYears: 25, maxAgeYears: 75, sex: ["female"] };
+  assert.equal(fits("1961-04-12", "female", women), "within");
+  assert.equal(fits("1961-04-12", "male", women), "outside");
+  assert.equal(fits("2020-01-01", "female", women), "outside", "too young");
+  assert.equal(fits("1961-04-12", "other", women), "unknown", "the record does not say");
+  assert.equal(fits("1961-04-12", undefined, women), "unknown");
+  assert.equal(fits(undefined, "male", women), "outside", "certainly outside by sex, whatever the age");
+  assert.equal(fitsIntendedPatients(undefined, {}, at), "within", "a model for anyone");
 });
 
-test("a config's patientAge is checked; its words say the range", () => {
-  assert.deepEqual(parsePatientAge({ minYears: 1, maxYears: 5 }), { minYears: 1, maxYears: 5 });
-  assert.deepEqual(parsePatientAge({ minYears: 18 }), { minYears: 18 });
-  assert.equal(parsePatientAge(undefined), undefined);
+test("a config's intendedPatients is checked; its words say whom", () => {
+  assert.deepEqual(parseIntendedPatients({ minAgeYears: 1, maxAgeYears: 5 }), {
+    minAgeYears: 1,
+    maxAgeYears: 5,
+  });
+  assert.deepEqual(parseIntendedPatients({ sex: ["female"], minAgeYears: 25 }), {
+    minAgeYears: 25,
+    sex: ["female"],
+  });
+  assert.equal(parseIntendedPatients(undefined), undefined);
   for (const bad of [
     {},
-    { minYears: 5, maxYears: 1 },
-    { minYears: -1 },
-    { maxYears: 1.5 },
-    { years: 3 },
+    { minAgeYears: 5, maxAgeYears: 1 },
+    { minAgeYears: -1 },
+    { maxAgeYears: 1.5 },
+    { ageYears: 3 },
+    { sex: [] },
+    { sex: ["woman"] },
+    { sex: "female" },
     5,
     null,
   ]) {
     assert.throws(
-      () => parsePatientAge(bad),
+      () => parseIntendedPatients(bad),
       (error: unknown) => error instanceof ImagingError && error.code === "ERR_IMAGE_CONFIG",
       JSON.stringify(bad),
     );
   }
-  assert.equal(describePatientAge({ minYears: 1, maxYears: 5 }), "aged 1 to 5 years");
-  assert.equal(describePatientAge({ minYears: 18 }), "aged 18 years and older");
-  assert.equal(describePatientAge({ maxYears: 17 }), "aged up to 17 years");
+  assert.equal(describeIntendedPatients({ minAgeYears: 1, maxAgeYears: 5 }), "patients aged 1 to 5 years");
+  assert.equal(
+    describeIntendedPatients({ minAgeYears: 25, maxAgeYears: 75, sex: ["female"] }),
+    "female patients aged 25 to 75 years",
+  );
+  assert.equal(describeIntendedPatients({ minAgeYears: 18 }), "patients aged 18 years and older");
+  assert.equal(describeIntendedPatients({ maxAgeYears: 17 }), "patients aged up to 17 years");
+  assert.equal(describeIntendedPatients({ sex: ["male"] }), "male patients");
 });

@@ -1,18 +1,25 @@
-// Whom a model is for: the ages of the patients it was trained on (its config.json's `patientAge`,
-// `{minYears?, maxYears?}`), and whether a patient is among them. The inference server publishes the range
+// Whom a model is for: the patients it was trained on (its config.json's `intendedPatients`:
+// `{minAgeYears?, maxAgeYears?, sex?}`), and whether a patient is among them. The inference server publishes it
 // with the model's metadata, the platform's workflow refuses to analyse the image of a patient outside it (a
 // model says nothing reliable about patients unlike those it learned from), and the portal says so before the
 // order is placed. Browser-safe: no Node APIs.
 import { ImagingError } from "./errors.js";
 
-/** Whole years, inclusive; either end may be open. */
-export interface PatientAgeRange {
-  readonly minYears?: number;
-  readonly maxYears?: number;
+/** Ages in whole years, inclusive, either end open; and the sexes it learned from (absent: any). */
+export interface IntendedPatients {
+  readonly minAgeYears?: number;
+  readonly maxAgeYears?: number;
+  readonly sex?: readonly ("male" | "female")[];
 }
 
-/** How a patient fits a model's age range. */
-export type AgeFit = "within" | "outside" | "unknown";
+/** What the platform knows of a patient: FHIR Patient.birthDate and Patient.gender. */
+export interface PatientFacts {
+  readonly birthDate?: string | undefined;
+  readonly gender?: string | undefined;
+}
+
+/** How a patient fits a model's intended patients. */
+export type PatientFit = "within" | "outside" | "unknown";
 
 function wholeYears(value: unknown): value is number | undefined {
   return (
@@ -20,29 +27,40 @@ function wholeYears(value: unknown): value is number | undefined {
   );
 }
 
-/** A config.json's `patientAge` (absent: any age); anything malformed is ERR_IMAGE_CONFIG. */
-export function parsePatientAge(value: unknown): PatientAgeRange | undefined {
+const keys = new Set(["minAgeYears", "maxAgeYears", "sex"]);
+
+/** A config.json's `intendedPatients` (absent: anyone); anything malformed is ERR_IMAGE_CONFIG. */
+export function parseIntendedPatients(value: unknown): IntendedPatients | undefined {
   if (value === undefined) {
     return undefined;
   }
-  const range =
+  const given =
     typeof value === "object" && value !== null && !Array.isArray(value)
       ? (value as Record<string, unknown>)
       : {};
-  const { minYears, maxYears } = range;
+  const { minAgeYears, maxAgeYears, sex } = given;
+  const sexes = Array.isArray(sex) ? (sex as unknown[]) : undefined;
   if (
-    !wholeYears(minYears) ||
-    !wholeYears(maxYears) ||
-    (minYears === undefined && maxYears === undefined) ||
-    Object.keys(range).some((key) => key !== "minYears" && key !== "maxYears") ||
-    (minYears !== undefined && maxYears !== undefined && minYears > maxYears)
+    !wholeYears(minAgeYears) ||
+    !wholeYears(maxAgeYears) ||
+    (minAgeYears !== undefined && maxAgeYears !== undefined && minAgeYears > maxAgeYears) ||
+    (sex !== undefined &&
+      (sexes === undefined ||
+        sexes.length === 0 ||
+        !sexes.every((entry) => entry === "male" || entry === "female"))) ||
+    Object.keys(given).length === 0 ||
+    Object.keys(given).some((key) => !keys.has(key))
   ) {
     throw new ImagingError(
       "ERR_IMAGE_CONFIG",
-      "patientAge is {minYears?, maxYears?}: whole years from 0 to 150, the minimum not above the maximum",
+      "intendedPatients is {minAgeYears?, maxAgeYears?, sex?}: whole years from 0 to 150, the minimum not above the maximum, and sex a list of male and female",
     );
   }
-  return { ...(minYears === undefined ? {} : { minYears }), ...(maxYears === undefined ? {} : { maxYears }) };
+  return {
+    ...(minAgeYears === undefined ? {} : { minAgeYears }),
+    ...(maxAgeYears === undefined ? {} : { maxAgeYears }),
+    ...(sexes === undefined ? {} : { sex: sexes as ("male" | "female")[] }),
+  };
 }
 
 /** Full years from a birth date (year, month 1–12, day) to `at` (UTC). */
@@ -77,35 +95,58 @@ export function ageInYears(
   return max < 0 ? undefined : { min: Math.max(0, min), max };
 }
 
-/**
- * How a patient born on `birthDate` fits `range` on `at`: "outside" only when certainly outside, "unknown" when
- * the birth date is not recorded (or is partial and straddles a limit).
- */
-export function fitsPatientAge(
-  range: PatientAgeRange | undefined,
-  birthDate: string | undefined,
-  at: Date,
-): AgeFit {
-  if (range === undefined) {
+function ageFit(intended: IntendedPatients, birthDate: string | undefined, at: Date): PatientFit {
+  if (intended.minAgeYears === undefined && intended.maxAgeYears === undefined) {
     return "within";
   }
   const age = ageInYears(birthDate, at);
   if (age === undefined) {
     return "unknown";
   }
-  const { minYears = 0, maxYears = Number.POSITIVE_INFINITY } = range;
-  if (age.max < minYears || age.min > maxYears) {
+  const { minAgeYears = 0, maxAgeYears = Number.POSITIVE_INFINITY } = intended;
+  if (age.max < minAgeYears || age.min > maxAgeYears) {
     return "outside";
   }
-  return age.min >= minYears && age.max <= maxYears ? "within" : "unknown";
+  return age.min >= minAgeYears && age.max <= maxAgeYears ? "within" : "unknown";
 }
 
-/** The range in words: "aged 1 to 5 years", "aged 18 years and older", "aged up to 17 years". */
-export function describePatientAge(range: PatientAgeRange): string {
-  if (range.minYears !== undefined && range.maxYears !== undefined) {
-    return `aged ${String(range.minYears)} to ${String(range.maxYears)} years`;
+function sexFit(intended: IntendedPatients, gender: string | undefined): PatientFit {
+  if (intended.sex === undefined) {
+    return "within";
   }
-  return range.minYears !== undefined
-    ? `aged ${String(range.minYears)} years and older`
-    : `aged up to ${String(range.maxYears ?? 0)} years`;
+  if (gender === "male" || gender === "female") {
+    return intended.sex.includes(gender) ? "within" : "outside";
+  }
+  // Not recorded, "other" or "unknown": the record does not say.
+  return "unknown";
+}
+
+/**
+ * How a patient fits a model's intended patients on `at`: "outside" only when certainly outside (by age or by
+ * sex), "unknown" when the record does not show (no birth date or sex recorded, or a partial birth date across
+ * a limit).
+ */
+export function fitsIntendedPatients(
+  intended: IntendedPatients | undefined,
+  patient: PatientFacts,
+  at: Date,
+): PatientFit {
+  if (intended === undefined) {
+    return "within";
+  }
+  const fits = [ageFit(intended, patient.birthDate, at), sexFit(intended, patient.gender)];
+  return fits.includes("outside") ? "outside" : fits.includes("unknown") ? "unknown" : "within";
+}
+
+/** Whom a model is for, in words: "patients aged 1 to 5 years", "female patients aged 25 to 75 years". */
+export function describeIntendedPatients(intended: IntendedPatients): string {
+  const { minAgeYears, maxAgeYears, sex } = intended;
+  const who = sex === undefined || sex.length === 2 ? "patients" : `${sex.join(" or ")} patients`;
+  if (minAgeYears !== undefined && maxAgeYears !== undefined) {
+    return `${who} aged ${String(minAgeYears)} to ${String(maxAgeYears)} years`;
+  }
+  if (minAgeYears !== undefined) {
+    return `${who} aged ${String(minAgeYears)} years and older`;
+  }
+  return maxAgeYears !== undefined ? `${who} aged up to ${String(maxAgeYears)} years` : who;
 }

@@ -141,12 +141,12 @@ describe("confidential inference over OHTTP", () => {
     assert.ok(list.models.some((model) => model.name === modelName));
     const metadata = body(await stack.client.request({ path: `/v2/models/${modelName}` })) as {
       inputs: { name: string; shape: number[] }[];
-      parameters: { labels: string[]; patient_age?: unknown };
+      parameters: { labels: string[]; intended_patients?: unknown };
     };
     assert.deepEqual(metadata.inputs[0], { name: "image", datatype: "FP32", shape: [-1, 1, 28, 28] });
     assert.deepEqual(metadata.parameters.labels, ["normal", "pneumonia"]);
-    // Whom it is for (config.json's patientAge): the platform analyses no one else's images.
-    assert.deepEqual(metadata.parameters.patient_age, { minYears: 1, maxYears: 5 });
+    // Whom it is for (config.json's intendedPatients): the platform analyses no one else's images.
+    assert.deepEqual(metadata.parameters.intended_patients, { minAgeYears: 1, maxAgeYears: 5 });
     assert.equal((await stack.client.request({ path: "/v2/models/no-such-model" })).status, 404);
   });
 

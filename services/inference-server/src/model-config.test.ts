@@ -1,4 +1,4 @@
-// config.json's patientAge: the ages of the patients a model is for, checked like the rest of the config.
+// config.json's intendedPatients: the patients a model is for, checked like the rest of the config.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -13,18 +13,18 @@ const committed = JSON.parse(
 ) as Record<string, unknown>;
 const folder = { name: "chest-xray-pneumonia", version: "1" };
 
-test("a model's patientAge is read with its config, and a malformed one stops the repository loading", () => {
-  assert.deepEqual(parseModelConfig(committed, folder).patientAge, { minYears: 1, maxYears: 5 });
-  const { patientAge, ...anyAge } = committed;
-  assert.ok(patientAge !== undefined);
-  assert.equal(parseModelConfig(anyAge, folder).patientAge, undefined, "no range: any age");
-  for (const bad of [{ minYears: 5, maxYears: 1 }, { minYears: "1" }, {}]) {
+test("a model's intendedPatients is read with its config, and a malformed one stops the repository loading", () => {
+  assert.deepEqual(parseModelConfig(committed, folder).intendedPatients, { minAgeYears: 1, maxAgeYears: 5 });
+  const { intendedPatients, ...anyone } = committed;
+  assert.ok(intendedPatients !== undefined);
+  assert.equal(parseModelConfig(anyone, folder).intendedPatients, undefined, "none: anyone");
+  for (const bad of [{ minAgeYears: 5, maxAgeYears: 1 }, { minAgeYears: "1" }, { sex: ["woman"] }, {}]) {
     assert.throws(
-      () => parseModelConfig({ ...committed, patientAge: bad }, folder),
+      () => parseModelConfig({ ...committed, intendedPatients: bad }, folder),
       (error: unknown) =>
         error instanceof InferenceError &&
         error.code === "ERR_MODEL_REPOSITORY" &&
-        /patientAge/.test(error.message),
+        /intendedPatients/.test(error.message),
       JSON.stringify(bad),
     );
   }

@@ -1,8 +1,8 @@
 // A model's config.json: what the server needs to feed it and what a clinician needs to read its output.
 import {
-  parsePatientAge,
+  parseIntendedPatients,
   parsePreprocessing,
-  type PatientAgeRange,
+  type IntendedPatients,
   type Preprocessing,
 } from "@cloister/imaging";
 import { InferenceError } from "./errors.js";
@@ -29,8 +29,8 @@ export interface ModelConfig {
   readonly encryption?: { readonly keyName: string };
   readonly modality?: string;
   readonly bodySite?: string;
-  /** The ages of the patients it was trained on: the platform analyses no image of a patient outside them. */
-  readonly patientAge?: PatientAgeRange;
+  /** The patients it was trained on (ages, sex): the platform analyses no image of a patient outside them. */
+  readonly intendedPatients?: IntendedPatients;
 }
 
 const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -85,10 +85,10 @@ export function parseModelConfig(value: unknown, folder: { name: string; version
     );
   }
   let preprocessing: Preprocessing;
-  let patientAge: PatientAgeRange | undefined;
+  let intendedPatients: IntendedPatients | undefined;
   try {
     preprocessing = parsePreprocessing(config.preprocessing);
-    patientAge = parsePatientAge(config.patientAge);
+    intendedPatients = parseIntendedPatients(config.intendedPatients);
   } catch (cause) {
     throw new InferenceError("ERR_MODEL_REPOSITORY", `${where}: ${(cause as Error).message}`, { cause });
   }
@@ -105,6 +105,6 @@ export function parseModelConfig(value: unknown, folder: { name: string; version
     ...(encryption === undefined ? {} : { encryption: { keyName: encryption.keyName as string } }),
     ...(typeof config.modality === "string" ? { modality: config.modality } : {}),
     ...(typeof config.bodySite === "string" ? { bodySite: config.bodySite } : {}),
-    ...(patientAge === undefined ? {} : { patientAge }),
+    ...(intendedPatients === undefined ? {} : { intendedPatients }),
   };
 }

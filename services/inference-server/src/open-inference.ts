@@ -55,8 +55,8 @@ function modelMetadata(model: LoadedModel, versions: readonly string[]): Record<
       image_input: ["image/png", "image/jpeg", "application/dicom"],
       ...(config.modality === undefined ? {} : { modality: config.modality }),
       ...(config.bodySite === undefined ? {} : { body_site: config.bodySite }),
-      // {minYears?, maxYears?}: the platform analyses no image of a patient outside these ages.
-      ...(config.patientAge === undefined ? {} : { patient_age: config.patientAge }),
+      // {minAgeYears?, maxAgeYears?, sex?}: the platform analyses no image of a patient outside them.
+      ...(config.intendedPatients === undefined ? {} : { intended_patients: config.intendedPatients }),
     },
   };
 }

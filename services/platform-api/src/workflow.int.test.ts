@@ -165,7 +165,7 @@ function png(index: number): Buffer {
 
 async function order(
   image: Uint8Array,
-  person: { family: string; mrn: string; birthDate?: string } = {
+  person: { family: string; mrn: string; birthDate?: string; gender?: string } = {
     family: "Testperson",
     mrn: `MRN-${randomBytes(4).toString("hex")}`,
   },
@@ -177,6 +177,7 @@ async function order(
     identifier: [{ system: "urn:mrn", value: person.mrn }],
     name: [{ family: person.family }],
     ...(person.birthDate === undefined ? {} : { birthDate: person.birthDate }),
+    ...(person.gender === undefined ? {} : { gender: person.gender }),
   });
   const binary = await fhir("clerk", "POST", "/fhir/Binary", image, {
     "content-type": "image/png",
@@ -432,11 +433,12 @@ describe("diagnosis workflow", () => {
     );
   });
 
-  it("analyses only patients the model is for: an adult's image gets no result from the paediatric model, and the order says why", async () => {
-    const person = (birthDate?: string) => ({
+  it("analyses only patients the model is for: no result for an adult from the paediatric model, nor for a man from the breast model, and the order says why", async () => {
+    const person = (birthDate?: string, gender?: string) => ({
       family: "Agecheck",
       mrn: `MRN-${randomBytes(4).toString("hex")}`,
       ...(birthDate === undefined ? {} : { birthDate }),
+      ...(gender === undefined ? {} : { gender }),
     });
     // Three years old today: within the model's 1 to 5 years.
     const child = new Date(Date.now() - 3 * 365 * 86_400_000).toISOString().slice(0, 10);
@@ -451,7 +453,10 @@ describe("diagnosis workflow", () => {
     assert.equal(adult.result, undefined, "no result");
     const adultRequest = (await fhir("clerk", "GET", `/fhir/ServiceRequest/${adultOrder}`)).body;
     assert.equal(adultRequest.status, "revoked");
-    assert.match(JSON.stringify(adultRequest.note), /outside the ages the model is for, so it was not run/);
+    assert.match(
+      JSON.stringify(adultRequest.note),
+      /outside the patients the model is for, so it was not run/,
+    );
 
     const analysed = await reportFor(childOrder);
     assert.equal(analysed.status, "preliminary");
@@ -461,15 +466,24 @@ describe("diagnosis workflow", () => {
     assert.equal(unchecked.status, "preliminary");
     assert.match(
       String(unchecked.conclusion),
-      /The model is for patients aged 1 to 5 years; this patient's recorded birth date does not show whether they are\./,
+      /The model is for patients aged 1 to 5 years; this patient's record does not show whether they are one\./,
     );
-    // The inference server publishes the ages with the model, for the portal's order form.
+    // The breast ultrasound model learned from women aged 25 to 75: a man's image is not analysed by it.
+    const breast = { code: { coding: [{ system: modelCodeSystem, code: "breast-ultrasound" }] } };
+    const man = await reportFor(await order(png(1), person("1961-04-12", "male"), breast));
+    assert.equal(man.status, "cancelled");
+    assert.match(String(man.conclusion), /ERR_OUTSIDE_INTENDED_USE/);
+    const woman = await reportFor(await order(png(1), person("1961-04-12", "female"), breast));
+    assert.equal(woman.status, "preliminary");
+    assert.doesNotMatch(String(woman.conclusion), /does not show/);
+
+    // The inference server publishes whom each model is for, for the portal's order form.
     const models = (await fhir("clerk", "GET", "/models")).body as {
-      models?: { name: string; parameters?: { patient_age?: unknown } }[];
+      models?: { name: string; parameters?: { intended_patients?: unknown } }[];
     };
     assert.deepEqual(
-      models.models?.find((model) => model.name === "chest-xray-pneumonia")?.parameters?.patient_age,
-      { minYears: 1, maxYears: 5 },
+      models.models?.find((model) => model.name === "chest-xray-pneumonia")?.parameters?.intended_patients,
+      { minAgeYears: 1, maxAgeYears: 5 },
     );
   });
 

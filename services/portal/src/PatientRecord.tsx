@@ -2,10 +2,10 @@
 // results.
 import { useCallback, useEffect, useRef, useState } from "react";
 import {
-  describePatientAge,
-  fitsPatientAge,
-  parsePatientAge,
-  type PatientAgeRange,
+  describeIntendedPatients,
+  fitsIntendedPatients,
+  parseIntendedPatients,
+  type IntendedPatients,
 } from "@cloister/imaging/intended-use";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
@@ -37,50 +37,51 @@ export interface ModelInfo {
     readonly title?: string;
     readonly intended_use?: string;
     readonly labels?: readonly string[];
-    /** The ages of the patients it is for: `{minYears?, maxYears?}`. */
-    readonly patient_age?: unknown;
+    /** The patients it is for: `{minAgeYears?, maxAgeYears?, sex?}`. */
+    readonly intended_patients?: unknown;
   };
 }
 
-/** The ages a model is for, as the inference server published them (none when absent or unreadable). */
-function patientAgeOf(model: ModelInfo | undefined): PatientAgeRange | undefined {
+/** Whom a model is for, as the inference server published it (anyone when absent or unreadable). */
+function intendedPatientsOf(model: ModelInfo | undefined): IntendedPatients | undefined {
   try {
-    return parsePatientAge(model?.parameters?.patient_age);
+    return parseIntendedPatients(model?.parameters?.intended_patients);
   } catch {
-    // The platform checks the patient's age against the model's anyway.
+    // The platform checks the patient against the model's anyway.
     return undefined;
   }
 }
 
 /**
  * What the order form says when the patient may not be one the model is for: the platform analyses no image
- * of a patient whose recorded age is outside the model's, and says when it could not check.
+ * of a patient whose recorded age or sex is outside the model's, and says when it could not check.
  */
-function IntendedPatients(props: {
+function IntendedPatientsNotice(props: {
   readonly model: ModelInfo | undefined;
-  readonly birthDate: string | undefined;
+  readonly patient: Patient;
 }): React.JSX.Element | null {
-  const ages = patientAgeOf(props.model);
-  const fit = fitsPatientAge(ages, props.birthDate, new Date());
-  if (ages === undefined || fit === "within") {
+  const intended = intendedPatientsOf(props.model);
+  const fit = fitsIntendedPatients(intended, props.patient, new Date());
+  if (intended === undefined || fit === "within") {
     return null;
   }
-  const forWhom = `This model is for patients ${describePatientAge(ages)}.`;
+  const forWhom = `This model is for ${describeIntendedPatients(intended)}.`;
   return fit === "outside" ? (
     <p role="alert" className="error" data-testid="intended-use">
-      {forWhom} This patient&apos;s recorded age is outside that, so the platform would not analyse the image:
-      read it without the AI, or choose another model.
+      {forWhom} This patient&apos;s recorded age or sex is outside that, so the platform would not analyse the
+      image: read it without the AI, or choose another model.
     </p>
   ) : (
     <p className="muted" data-testid="intended-use">
-      {forWhom} This patient&apos;s recorded birth date does not show whether they are: check before ordering.
+      {forWhom} This patient&apos;s record does not show whether they are one (birth date or sex not
+      recorded): check before ordering.
     </p>
   );
 }
 
 /** True when the platform would refuse to analyse this patient's image with this model. */
-function outsideIntendedPatients(model: ModelInfo | undefined, birthDate: string | undefined): boolean {
-  return fitsPatientAge(patientAgeOf(model), birthDate, new Date()) === "outside";
+function outsideIntendedPatients(model: ModelInfo | undefined, patient: Patient): boolean {
+  return fitsIntendedPatients(intendedPatientsOf(model), patient, new Date()) === "outside";
 }
 
 interface ReportView {
@@ -439,7 +440,7 @@ export function PatientRecord(props: {
 
   const order = async (event: React.SyntheticEvent): Promise<void> => {
     event.preventDefault();
-    if (file === undefined || model === "" || outsideIntendedPatients(chosenModel, patient.birthDate)) {
+    if (file === undefined || model === "" || outsideIntendedPatients(chosenModel, patient)) {
       return;
     }
     setOrderError(undefined);
@@ -532,7 +533,7 @@ export function PatientRecord(props: {
               testId="priority-select"
             />
           </label>
-          <IntendedPatients model={chosenModel} birthDate={patient.birthDate} />
+          <IntendedPatientsNotice model={chosenModel} patient={patient} />
           <ErrorMessage message={props.modelsError} />
           <ErrorMessage message={fileError} />
           {file === undefined ? null : (
@@ -557,7 +558,7 @@ export function PatientRecord(props: {
                 file === undefined ||
                 model === "" ||
                 progress !== undefined ||
-                outsideIntendedPatients(chosenModel, patient.birthDate)
+                outsideIntendedPatients(chosenModel, patient)
               }
             >
               Upload and order analysis

@@ -1013,12 +1013,12 @@ describe(
       const description = stack.stack();
       const clerkToken = await signIn(description, "clerk@demo.hospital", password);
       const family = `Agecheck${randomBytes(3).toString("hex")}`;
-      for (const birthDate of ["1961-04-12", undefined]) {
+      for (const facts of [{ birthDate: "1961-04-12", gender: "female" }, {}]) {
         const created = await stackRequest(
           description,
           "POST",
           `${description.platform}/fhir/Patient`,
-          { resourceType: "Patient", name: [{ family }], ...(birthDate === undefined ? {} : { birthDate }) },
+          { resourceType: "Patient", name: [{ family }], ...facts },
           clerkToken,
         );
         assert.equal(created.status, 201);
@@ -1032,7 +1032,7 @@ describe(
       const found = search.getByRole("button", { name: new RegExp(family, "i") });
       await found.nth(1).waitFor();
 
-      // The adult (born 1961): the paediatric model is not ordered; the breast model (25 to 75) may be.
+      // The woman born in 1961: the paediatric model is not ordered; the breast model (women of 25 to 75) may be.
       const patientBorn = (born: string) =>
         search
           .getByRole("listitem")
@@ -1045,7 +1045,7 @@ describe(
       await page.getByTestId("image-preview").waitFor();
       assert.equal(
         await page.getByTestId("intended-use").textContent(),
-        "This model is for patients aged 1 to 5 years. This patient's recorded age is outside that, so the platform would not analyse the image: read it without the AI, or choose another model.",
+        "This model is for patients aged 1 to 5 years. This patient's recorded age or sex is outside that, so the platform would not analyse the image: read it without the AI, or choose another model.",
       );
       const orderButton = page.getByRole("button", { name: "Upload and order analysis" });
       assert.equal(await orderButton.isDisabled(), true);
@@ -1059,7 +1059,7 @@ describe(
       await page.getByTestId("model-select").selectOption("chest-xray-pneumonia");
       await page
         .getByTestId("intended-use")
-        .filter({ hasText: "This patient's recorded birth date does not show whether they are" })
+        .filter({ hasText: "This patient's record does not show whether they are one" })
         .waitFor();
       await page.context().close();
     });

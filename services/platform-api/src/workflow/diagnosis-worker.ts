@@ -7,10 +7,11 @@
 import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
 import {
-  describePatientAge,
-  fitsPatientAge,
-  parsePatientAge,
-  type PatientAgeRange,
+  describeIntendedPatients,
+  fitsIntendedPatients,
+  parseIntendedPatients,
+  type IntendedPatients,
+  type PatientFacts,
 } from "@cloister/imaging/intended-use";
 import { PlatformError } from "../errors.js";
 import type { AuditTrail } from "../audit/audit-trail.js";
@@ -64,8 +65,8 @@ export interface DiagnosisWorkerOptions {
 interface ModelInfo {
   readonly labels: string[];
   readonly title: string;
-  /** The ages of the patients it is for (absent: any, or an answer cached before this was recorded). */
-  readonly patientAge?: PatientAgeRange;
+  /** The patients it is for (absent: anyone, or an answer cached before this was recorded). */
+  readonly intendedPatients?: IntendedPatients;
 }
 
 interface InferenceOutcome {
@@ -90,7 +91,7 @@ class PermanentFailure extends Error {
 /** What staff are told to do after a failure, where "order it again with another image" would not help. */
 const failureAdvice: Readonly<Record<string, string>> = {
   ERR_OUTSIDE_INTENDED_USE:
-    "The patient's recorded age is outside the ages the model is for, so it was not run. Read the image without it.",
+    "The patient's recorded age or sex is outside the patients the model is for, so it was not run. Read the image without it.",
 };
 
 /** Capped exponential backoff with jitter: about 1, 2, 4 … 60 s. */
@@ -255,18 +256,18 @@ export class DiagnosisWorker {
       throw new PlatformError("ERR_INTERNAL", `the inference server answered ${response.status}`);
     }
     const metadata = JSON.parse(Buffer.from(response.body).toString("utf8")) as {
-      parameters?: { labels?: string[]; title?: string; patient_age?: unknown };
+      parameters?: { labels?: string[]; title?: string; intended_patients?: unknown };
     };
-    let patientAge: PatientAgeRange | undefined;
+    let intendedPatients: IntendedPatients | undefined;
     try {
-      patientAge = parsePatientAge(metadata.parameters?.patient_age);
+      intendedPatients = parseIntendedPatients(metadata.parameters?.intended_patients);
     } catch {
       throw new PlatformError("ERR_INTERNAL", "the inference server described a model's patients wrongly");
     }
     const info: ModelInfo = {
       labels: metadata.parameters?.labels ?? [],
       title: metadata.parameters?.title ?? model,
-      ...(patientAge === undefined ? {} : { patientAge }),
+      ...(intendedPatients === undefined ? {} : { intendedPatients }),
     };
     this.labels.set(model, info);
     return info;
@@ -304,21 +305,22 @@ export class DiagnosisWorker {
       throw new PermanentFailure("ERR_IMAGE_PATIENT");
     }
     const patient = typeof subjectReference === "string" ? subjectReference : undefined;
-    const birthDate = await this.birthDateOf(tenant, patient);
+    const facts = await this.factsOf(tenant, patient);
     const { result, info, identity } = await this.infer(
       tenant,
       serviceRequestId,
       model.code,
       { id: binaryId, resource: binary },
-      { reference: patient, birthDate },
+      { reference: patient, facts },
     );
     const probabilities = result.outputs?.[0]?.data ?? [];
     const predicted = result.parameters?.predicted_label ?? "";
     const now = (this.options.now?.() ?? new Date()).toISOString();
-    // A patient whose age is not recorded (or only partly) could not be checked against the model's.
-    const ageUnchecked =
-      info.patientAge !== undefined && fitsPatientAge(info.patientAge, birthDate, new Date(now)) === "unknown"
-        ? ` The model is for patients ${describePatientAge(info.patientAge)}; this patient's recorded birth date does not show whether they are.`
+    // A patient whose birth date or sex is not recorded could not be checked against the model's patients.
+    const unchecked =
+      info.intendedPatients !== undefined &&
+      fitsIntendedPatients(info.intendedPatients, facts, new Date(now)) === "unknown"
+        ? ` The model is for ${describeIntendedPatients(info.intendedPatients)}; this patient's record does not show whether they are one.`
         : "";
     const subject = request.subject as { reference: string };
 
@@ -369,7 +371,7 @@ export class DiagnosisWorker {
       basedOn: [{ reference: `ServiceRequest/${serviceRequestId}` }],
       issued: now,
       result: observations.map((observation) => ({ reference: `Observation/${observation.id ?? ""}` })),
-      conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.${ageUnchecked}`,
+      conclusion: `${info.title}: ${predicted} (model probability ${(best * 100).toFixed(1)}%). AI decision support, not a diagnosis; awaiting a clinician's review of the image.${unchecked}`,
     };
     const tokenId = identity.tokenId;
     const provenance: FhirResource = {
@@ -446,29 +448,34 @@ export class DiagnosisWorker {
     });
   }
 
-  /** The birth date of the order's patient, if recorded (read inside the TEE, never logged). */
-  private async birthDateOf(tenant: TenantContext, patient: string | undefined): Promise<string | undefined> {
+  /** The birth date and sex of the order's patient, as recorded (read inside the TEE, never logged). */
+  private async factsOf(tenant: TenantContext, patient: string | undefined): Promise<PatientFacts> {
     const id = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(patient ?? "")?.[1];
     if (id === undefined) {
-      return undefined;
+      return {};
     }
     try {
-      const birthDate = (await this.options.repository.read(tenant, "Patient", id)).birthDate;
-      return typeof birthDate === "string" ? birthDate : undefined;
+      const { birthDate, gender } = await this.options.repository.read(tenant, "Patient", id);
+      return {
+        ...(typeof birthDate === "string" ? { birthDate } : {}),
+        ...(typeof gender === "string" ? { gender } : {}),
+      };
     } catch (error) {
       if (error instanceof PlatformError && (error.code === "ERR_NOT_FOUND" || error.code === "ERR_GONE")) {
-        return undefined;
+        return {};
       }
       throw error;
     }
   }
 
   /**
-   * A model says nothing reliable about patients unlike those it learned from: a patient whose recorded age is
-   * outside the model's (its config.json's patientAge) gets no AI result.
+   * A model says nothing reliable about patients unlike those it learned from: a patient whose recorded age or
+   * sex is outside the model's (its config.json's intendedPatients) gets no AI result.
    */
-  private checkIntendedPatient(info: ModelInfo, birthDate: string | undefined): void {
-    if (fitsPatientAge(info.patientAge, birthDate, this.options.now?.() ?? new Date()) === "outside") {
+  private checkIntendedPatient(info: ModelInfo, facts: PatientFacts): void {
+    if (
+      fitsIntendedPatients(info.intendedPatients, facts, this.options.now?.() ?? new Date()) === "outside"
+    ) {
       throw new PermanentFailure("ERR_OUTSIDE_INTENDED_USE");
     }
   }
@@ -482,7 +489,7 @@ export class DiagnosisWorker {
     serviceRequestId: string,
     model: string,
     image: { readonly id: string; readonly resource: FhirResource },
-    patient: { readonly reference: string | undefined; readonly birthDate: string | undefined },
+    patient: { readonly reference: string | undefined; readonly facts: PatientFacts },
   ): Promise<InferenceOutcome> {
     const binaryId = image.id;
     const binary = image.resource;
@@ -490,12 +497,12 @@ export class DiagnosisWorker {
     const cached = await this.options.cache?.get(tenant, cacheKey);
     if (cached !== undefined) {
       const outcome = JSON.parse(Buffer.from(cached).toString("utf8")) as InferenceOutcome;
-      this.checkIntendedPatient(outcome.info, patient.birthDate);
+      this.checkIntendedPatient(outcome.info, patient.facts);
       return outcome;
     }
     const inference = await this.options.inference();
     const info = await this.modelInfo(inference, model);
-    this.checkIntendedPatient(info, patient.birthDate);
+    this.checkIntendedPatient(info, patient.facts);
     const response = await inference.request({
       method: "POST",
       path: `/v2/models/${model}/infer`,
