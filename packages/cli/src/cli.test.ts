@@ -10,6 +10,8 @@ import { createSimulationPlatform } from "@cloister/attestation";
 import {
   approverId,
   checkKeyChangeApprovals,
+  createDevCertificateAuthority,
+  issueServerCertificate,
   policyDigest,
   simulationProvider,
   type KeyChange,
@@ -18,6 +20,7 @@ import { buildApp as buildAttestationService } from "../../../services/attestati
 import { readDeclaredPolicies } from "../../../services/attestation-service/src/policies.js";
 import { createPolicyManager } from "../../../services/attestation-service/src/test-support.js";
 import { openSqliteStore } from "@cloister/platform-api/sqlite-store";
+import { startTestPlatform } from "../../../services/platform-api/src/test-support/test-platform.js";
 import { runCli, type CliIo } from "./index.js";
 import { longestRestartPauseMs, restartPolicy } from "./up-processes.js";
 
@@ -380,6 +383,85 @@ test("cloister backup: a checked online copy of the embedded record store in a n
       await store.close();
     }
   } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test("cloister accounts: an admin lists staff, disables leavers, changes a role, over TLS to the running platform; refusals are reported one by one", async () => {
+  const scratch = mkdtempSync(join(tmpdir(), "cloister-accounts-cli-"));
+  const ca = createDevCertificateAuthority("Accounts test CA");
+  writeFileSync(join(scratch, "ca.pem"), ca.certificatePem);
+  const platform = await startTestPlatform({ https: issueServerCertificate(ca, { ips: ["127.0.0.1"] }) });
+  const password = "correct horse battery staple";
+  const previousPassword = process.env.CLOISTER_ADMIN_PASSWORD;
+  try {
+    for (const [email, role] of [
+      ["admin@t.test", "admin"],
+      ["clerk@t.test", "clerk"],
+      ["leaver@t.test", "clerk"],
+    ] as const) {
+      await platform.accounts.create({ email, password, tenantId: "hospital-a", role });
+    }
+    const url = await platform.app.listen({ port: 0, host: "127.0.0.1" });
+    writeFileSync(
+      join(scratch, "stack.json"),
+      JSON.stringify({ platform: url, keyBroker: url, caCert: join(scratch, "ca.pem") }),
+    );
+    process.env.CLOISTER_ADMIN_PASSWORD = password;
+    const accounts = (...args: string[]) =>
+      runAsync(["accounts", ...args, "--data-dir", scratch, "--email", "admin@t.test"]);
+
+    const listed = await accounts("list");
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^leaver@t\.test\tclerk\tactive\tlast sign-in never$/m);
+    assert.match(listed.stdout, /^admin@t\.test\tadmin\tactive\tlast sign-in 20/m);
+
+    // A leaver and a mistyped email: the one is disabled, the other refused, and the exit code says so.
+    const disabled = await accounts("disable", "leaver@t.test", "nobody@t.test");
+    assert.equal(disabled.code, 1);
+    assert.equal(disabled.stdout, "leaver@t.test: clerk, disabled\nnobody@t.test: refused (ERR_NOT_FOUND)\n");
+    const leaverId = (await platform.accounts.list("hospital-a")).find(
+      (account) => account.email === "leaver@t.test",
+    )?.id;
+    assert.equal((await platform.accounts.summary("hospital-a", leaverId ?? ""))?.active, false);
+    await assert.rejects(
+      platform.accounts.login("leaver@t.test", password, "test"),
+      (error: unknown) => (error as { code?: string }).code === "ERR_ACCOUNT_DISABLED",
+    );
+
+    const moved = await accounts("role", "clerk@t.test", "clinician", "--json");
+    assert.equal(moved.code, 0, moved.stderr);
+    const [result] = JSON.parse(moved.stdout) as { email: string; ok: boolean; account: { role: string } }[];
+    assert.equal(result?.ok, true);
+    assert.equal(result.account.role, "clinician");
+    // The platform's rules hold: an admin does not disable their own account.
+    const self = await accounts("disable", "admin@t.test");
+    assert.equal(self.code, 1);
+    assert.match(self.stdout, /admin@t\.test: refused \(ERR_LAST_ADMIN\)/);
+
+    for (const usage of [
+      ["role", "clerk@t.test"],
+      ["role", "clerk@t.test", "surgeon"],
+      ["disable"],
+      ["list", "x"],
+      ["frobnicate"],
+    ]) {
+      assert.equal((await accounts(...usage)).code, 2, usage.join(" "));
+    }
+    process.env.CLOISTER_ADMIN_PASSWORD = "not the password at all";
+    const refused = await accounts("list");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /sign-in refused \(HTTP 401\)/);
+    for (const output of [listed, disabled, moved, self, refused]) {
+      assert.ok(!`${output.stdout}${output.stderr}`.includes(password), "the password is never printed");
+    }
+  } finally {
+    if (previousPassword === undefined) {
+      delete process.env.CLOISTER_ADMIN_PASSWORD;
+    } else {
+      process.env.CLOISTER_ADMIN_PASSWORD = previousPassword;
+    }
+    await platform.close();
     rmSync(scratch, { recursive: true, force: true });
   }
 });

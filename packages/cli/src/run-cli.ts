@@ -1,3 +1,4 @@
+import { runAccounts } from "./accounts-command.js";
 import { runApprovals } from "./approvals-command.js";
 import { runAudit } from "./audit-command.js";
 import { runBackup } from "./backup-command.js";
@@ -19,6 +20,7 @@ Commands:
   measure         print each service's measurement (SHA-256 of its built code)
   audit verify    verify the running platform's audit chain against the last recorded checkpoint
   keys rotate     rotate a tenant's data key and re-encrypt its records without downtime
+  accounts        list staff accounts, disable leavers, enable, unlock or change a role
   backup          back up the embedded record store while the platform runs
   recovery        back up the key broker's keys to custodians, and restore them on another node
   approvals       approve a key broker change as one of its policy approvers (the two-person rule)
@@ -42,6 +44,8 @@ export function runCli(argv: readonly string[], io: CliIo): number | Promise<num
       return runAudit(rest, io);
     case "keys":
       return runKeys(rest, io);
+    case "accounts":
+      return runAccounts(rest, io);
     case "backup":
       return runBackup(rest, io);
     case "recovery":

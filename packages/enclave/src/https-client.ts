@@ -38,7 +38,7 @@ export interface BytesResponse {
  * header and ciphertext), which are written one after another without being joined.
  */
 export function requestBytes(
-  method: "GET" | "POST" | "PUT" | "DELETE",
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
   url: string | URL,
   body: { bytes: Uint8Array | readonly Uint8Array[]; contentType: string } | undefined,
   options: HttpsClientOptions & { accept?: string } = {},
@@ -111,7 +111,7 @@ export function requestBytes(
 }
 
 export async function requestJson(
-  method: "GET" | "POST" | "PUT" | "DELETE",
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
   url: string | URL,
   body: unknown,
   options: HttpsClientOptions = {},

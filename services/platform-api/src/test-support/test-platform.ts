@@ -35,6 +35,7 @@ export async function startTestPlatform(
       | "operatorTenant"
       | "eventHeartbeatMs"
       | "sessionVerifier"
+      | "https"
     >
   > & {
     readonly loginPolicy?: LoginPolicy;
