@@ -32,6 +32,8 @@ interface AccountSummary {
   readonly locked: boolean;
   readonly passwordChangeRequired: boolean;
   readonly lastSignInAt: string | null;
+  /** Wrong passwords since the last successful sign-in or lockout. */
+  readonly failedSignIns?: number;
 }
 
 const roles = new Set(["clerk", "clinician", "admin"]);
@@ -57,6 +59,7 @@ function statusOf(account: AccountSummary): string {
     account.active ? "active" : "disabled",
     ...(account.locked ? ["locked"] : []),
     ...(account.passwordChangeRequired ? ["temporary password"] : []),
+    ...((account.failedSignIns ?? 0) > 0 ? [`${String(account.failedSignIns)} wrong passwords`] : []),
   ].join(", ");
 }
 

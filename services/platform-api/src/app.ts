@@ -13,7 +13,7 @@ import { createMemoryEventBus, type ReportEventBus } from "./workflow/event-bus.
 import { isUrgentOrder, type DiagnosisJob, type JobQueue, type QueueStats } from "./workflow/job-queue.js";
 import { Counter, Gauge } from "prom-client";
 import { createMemoryResultCache, type ResultCache } from "./workflow/result-cache.js";
-import type { AccountService, AuditedWrite } from "./auth/accounts.js";
+import type { AccountService, AuditedWrite, LoginAudit } from "./auth/accounts.js";
 import { LoginRateLimited } from "./auth/accounts.js";
 import { registerAccountRoutes } from "./auth/account-routes.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
@@ -445,6 +445,32 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     throw new PlatformError("ERR_NOT_FOUND", "no such route");
   });
 
+  // At sign-in, a new password and a refusal of an existing account are stored with the AuditEvent that
+  // reports them, in the account's tenant's trail (its admins' log-in monitoring). A sign-in has no principal
+  // yet for the error handler to refresh the tenant's keys by, so withTenantKeys does.
+  const alongInTenant =
+    (owner: Principal, event: AuditInput): AuditedWrite =>
+    async (write) =>
+      withTenantKeys(owner.tenantId, async (tenant) => audit.recordAlong(tenant, event, write));
+  const loginAudit: LoginAudit = {
+    passwordChange: (owner) =>
+      alongInTenant(owner, {
+        type: { code: "110137", display: "User Security Attributes Changed" },
+        subtype: "password-change",
+        action: "U",
+        outcome: "0",
+        agent: { id: owner.subject, role: owner.role },
+      }),
+    refusal: (owner, code) =>
+      alongInTenant(owner, {
+        type: { code: "110114", display: "User Authentication" },
+        subtype: "login",
+        action: "E",
+        outcome: "4",
+        outcomeCode: code,
+        agent: { id: owner.subject, role: owner.role },
+      }),
+  };
   app.post<{ Body: { email?: unknown; password?: unknown; newPassword?: unknown } }>(
     "/auth/login",
     async (request) => {
@@ -459,31 +485,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         throw new PlatformError("ERR_BAD_REQUEST", "send {email, password} (and newPassword to change it)");
       }
       try {
-        // A new password is stored with the AuditEvent that reports it, in the owner's tenant's trail. This
-        // request has no principal yet for the error handler to refresh the tenant's keys by.
-        const auditPasswordChange =
-          (owner: Principal): AuditedWrite =>
-          async (write) =>
-            withTenantKeys(owner.tenantId, async (tenant) =>
-              audit.recordAlong(
-                tenant,
-                {
-                  type: { code: "110137", display: "User Security Attributes Changed" },
-                  subtype: "password-change",
-                  action: "U",
-                  outcome: "0",
-                  agent: { id: owner.subject, role: owner.role },
-                },
-                write,
-              ),
-            );
-        const principal = await config.accounts.login(
-          email,
-          password,
-          request.ip,
-          newPassword,
-          auditPasswordChange,
-        );
+        const principal = await config.accounts.login(email, password, request.ip, newPassword, loginAudit);
         request.log.info({ audit: "login", outcome: "OK", account: principal.subject }, "signed in");
         const agent = { id: principal.subject, role: principal.role };
         await withTenantKeys(principal.tenantId, async (tenant) => {

@@ -442,6 +442,64 @@ describe("staff accounts", () => {
     assert.doesNotMatch(trail.body + ownChange.body, /@a\.test|reset by the admin|temporary/);
   });
 
+  it("log-in monitoring: every refused sign-in of a staff account is in their tenant's trail, and the admin's list counts wrong passwords", async () => {
+    await replicaA.accounts.create({
+      email: "monitored@a.test",
+      password,
+      tenantId: "hospital-a",
+      role: "clerk",
+    });
+    await replicaA.accounts.create({ email: "gone@a.test", password, tenantId: "hospital-a", role: "clerk" });
+    const admin = await tokenOf("admin@a.test");
+    const monitoredId = await idOf(admin, "monitored@a.test");
+    const goneId = await idOf(admin, "gone@a.test");
+    const failedSignIns = async () =>
+      (
+        (await call(admin, "GET", "/admin/accounts")).body.accounts as { id: string; failedSignIns: number }[]
+      ).find((account) => account.id === monitoredId)?.failedSignIns;
+
+    assert.equal((await signIn("monitored@a.test", "a wrong password")).code, "ERR_LOGIN_FAILED");
+    assert.equal((await signIn("monitored@a.test", "another wrong one")).code, "ERR_LOGIN_FAILED");
+    assert.equal(await failedSignIns(), 2);
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await signIn("monitored@a.test", "still wrong")).code, "ERR_LOGIN_FAILED");
+    }
+    assert.equal((await signIn("monitored@a.test", "the fifth")).code, "ERR_LOCKED", "locked by the fifth");
+    assert.equal((await signIn("monitored@a.test", password)).code, "ERR_LOCKED", "tried while locked");
+    assert.equal((await call(admin, "PATCH", `/admin/accounts/${goneId}`, { active: false })).status, 200);
+    assert.equal((await signIn("gone@a.test", password)).code, "ERR_ACCOUNT_DISABLED");
+
+    const refusals = async (id: string) =>
+      (
+        ((await call(admin, "GET", `/fhir/AuditEvent?agent=${id}&_sort=_lastUpdated&_count=100`)).body
+          .entry ?? []) as { resource: Record<string, unknown> }[]
+      ).map(({ resource }) => ({
+        type: (resource.type as { code: string }).code,
+        outcome: resource.outcome,
+        code: resource.outcomeDesc,
+        entity: ((resource.entity ?? []) as { what: { reference: string } }[])[0]?.what.reference,
+      }));
+    const refused = (code: string, id: string) => ({
+      type: "110114",
+      outcome: "4",
+      code,
+      entity: `Account/${id}`,
+    });
+    assert.deepEqual(await refusals(monitoredId), [
+      ...Array.from({ length: 4 }, () => refused("ERR_LOGIN_FAILED", monitoredId)),
+      refused("ERR_LOCKED", monitoredId),
+      refused("ERR_LOCKED", monitoredId),
+    ]);
+    assert.deepEqual(await refusals(goneId), [refused("ERR_ACCOUNT_DISABLED", goneId)]);
+    // The lockout restarted the count; an unlock by the admin is recorded as before.
+    assert.equal(await failedSignIns(), 0);
+    assert.equal(
+      (await call(admin, "PATCH", `/admin/accounts/${monitoredId}`, { unlock: true })).status,
+      200,
+    );
+    assert.equal((await signIn("monitored@a.test", password)).status, 200);
+  });
+
   it("leaves staff accounts to the identity provider when staff sign in through OpenID Connect", async () => {
     const federated = await startTestPlatform({
       sessionVerifier: {

@@ -19,6 +19,8 @@ interface StaffAccount {
   readonly locked: boolean;
   readonly passwordChangeRequired: boolean;
   readonly lastSignInAt: string | null;
+  /** Wrong passwords since the last successful sign-in or lockout (absent from older platforms). */
+  readonly failedSignIns?: number;
 }
 
 /** An account no one has signed in to for this long is worth a look (someone left, or never started). */
@@ -58,7 +60,16 @@ function statusOf(account: StaffAccount): string {
   if (account.locked) {
     return "Locked after failed sign-ins";
   }
-  return account.passwordChangeRequired ? "Active (temporary password)" : "Active";
+  const notes = [
+    ...(account.passwordChangeRequired ? ["temporary password"] : []),
+    // Log-in monitoring: someone may be guessing this account's password (each one is in the audit trail).
+    ...((account.failedSignIns ?? 0) > 0
+      ? [
+          `${String(account.failedSignIns)} wrong password${account.failedSignIns === 1 ? "" : "s"} since the last sign-in`,
+        ]
+      : []),
+  ];
+  return notes.length === 0 ? "Active" : `Active (${notes.join("; ")})`;
 }
 
 function describeFailure(failure: unknown): string {

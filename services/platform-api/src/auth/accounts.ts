@@ -4,7 +4,7 @@
 // must not lock them out), and an account locks for 15 minutes after 5 failures in a row. The counters are per replica by default, and shared on Redis when
 // the platform has it (attempt-counters.ts); the lock is stored with the account, so it is always shared.
 import { randomUUID } from "node:crypto";
-import { PlatformError } from "../errors.js";
+import { PlatformError, type PlatformErrorCode } from "../errors.js";
 import { blindIndex, blindIndexes, openRecord, sealRecord } from "../storage/record-crypto.js";
 import type { TenantKeyring } from "../storage/record-crypto.js";
 import type { RecordStore, StoredVersion, VersionWrite } from "../storage/record-store.js";
@@ -60,6 +60,21 @@ interface AccountRecord {
  */
 export type AuditedWrite = <T>(write: (event: AuditEventWrite) => Promise<T>) => Promise<T>;
 
+/**
+ * What a sign-in records in the account's tenant's trail, for its admins' log-in monitoring (HIPAA
+ * 164.308(a)(5)(ii)(C)): each stores its event with the account's change, if any, in one transaction.
+ */
+export interface LoginAudit {
+  /** The owner chose a new password as they signed in. */
+  readonly passwordChange: (owner: Principal) => AuditedWrite;
+  /**
+   * A sign-in of an existing account was refused: a wrong password (`ERR_LOGIN_FAILED`, or `ERR_LOCKED` when
+   * it locked the account), an attempt while locked (`ERR_LOCKED`), or a disabled account
+   * (`ERR_ACCOUNT_DISABLED`).
+   */
+  readonly refusal: (owner: Principal, code: PlatformErrorCode) => AuditedWrite;
+}
+
 /** A successful sign-in is written to its account at most this often (the list shows it to the hour). */
 const signInRecordMs = 60 * 60_000;
 
@@ -75,6 +90,8 @@ export interface AccountSummary {
   readonly passwordChangeRequired: boolean;
   /** The last successful sign-in, to the hour, or null: for reviews of accounts no one uses. */
   readonly lastSignInAt: string | null;
+  /** Wrong passwords since the last successful sign-in or lockout (log-in monitoring). */
+  readonly failedSignIns: number;
 }
 
 /** An admin's change to a staff account; at least one field. */
@@ -103,6 +120,7 @@ const summaryOf = (account: AccountRecord, now: number): AccountSummary => ({
   locked: account.lockedUntil !== null && Date.parse(account.lockedUntil) > now,
   passwordChangeRequired: account.mustChangePassword === true,
   lastSignInAt: account.lastSignInAt ?? null,
+  failedSignIns: account.failedAttempts,
 });
 
 /** Account management writes move this record on in the same transaction (rules such as the last admin). */
@@ -627,15 +645,16 @@ export class AccountService {
 
   /**
    * Checks a password; the caller turns the principal into a session. With `newPassword`, the password is
-   * changed as the owner signs in (required after an admin set it), and the account's other sessions end;
-   * `auditPasswordChange` then gives what stores the change with its AuditEvent, for the account found.
+   * changed as the owner signs in (required after an admin set it), and the account's other sessions end.
+   * With `audit`, the password change and every refusal of an existing account are recorded in its tenant's
+   * trail (an unknown email names no tenant: the caller records that in the system trail).
    */
   async login(
     email: string,
     password: string,
     client: string,
     newPassword?: string,
-    auditPasswordChange?: (owner: Principal) => AuditedWrite,
+    audit?: LoginAudit,
   ): Promise<Principal> {
     const now = this.now();
     // Every attempt takes a failure slot of its address and of its email before the password is checked,
@@ -654,7 +673,7 @@ export class AccountService {
       await Promise.all([clientSlot.release(), emailSlot.release()]);
     };
     try {
-      const principal = await this.verify(email, password, now, newPassword, auditPasswordChange);
+      const principal = await this.verify(email, password, now, newPassword, audit);
       await release();
       return principal;
     } catch (error) {
@@ -671,7 +690,7 @@ export class AccountService {
     password: string,
     now: number,
     newPassword: string | undefined,
-    auditPasswordChange: ((owner: Principal) => AuditedWrite) | undefined,
+    audit: LoginAudit | undefined,
   ): Promise<Principal> {
     const found = await this.find(email);
     if (found === undefined) {
@@ -679,12 +698,21 @@ export class AccountService {
       throw new PlatformError("ERR_LOGIN_FAILED");
     }
     const { account, versionId } = found;
+    /** Records a refusal in the account's tenant's trail (with no change of the account), then throws it. */
+    const refuse = async (code: PlatformErrorCode): Promise<never> => {
+      const refusal = audit?.refusal(principalOf(account), code);
+      if (refusal !== undefined) {
+        await this.saveAudited(refusal, (events) => events(account.id));
+      }
+      throw new PlatformError(code);
+    };
     if (account.lockedUntil !== null && Date.parse(account.lockedUntil) > now) {
-      throw new PlatformError("ERR_LOCKED");
+      return refuse("ERR_LOCKED");
     }
     if (!(await verifyPassword(password, account.passwordHash))) {
       const failedAttempts = account.failedAttempts + 1;
       const locked = failedAttempts >= this.policy.maxFailures;
+      const code = locked ? "ERR_LOCKED" : "ERR_LOGIN_FAILED";
       await this.save(
         {
           ...account,
@@ -692,12 +720,13 @@ export class AccountService {
           lockedUntil: locked ? new Date(now + this.policy.lockoutMs).toISOString() : account.lockedUntil,
         },
         versionId,
+        audit?.refusal(principalOf(account), code),
       );
-      throw new PlatformError(locked ? "ERR_LOCKED" : "ERR_LOGIN_FAILED");
+      throw new PlatformError(code);
     }
     // Past the password check: the owner may learn the account's state.
     if (account.disabled === true) {
-      throw new PlatformError("ERR_ACCOUNT_DISABLED");
+      return refuse("ERR_ACCOUNT_DISABLED");
     }
     if (newPassword !== undefined) {
       checkPasswordPolicy(newPassword, account.email, password);
@@ -713,7 +742,7 @@ export class AccountService {
           lastSignInAt: new Date(now).toISOString(),
         },
         versionId,
-        auditPasswordChange?.(principalOf(account)),
+        audit?.passwordChange(principalOf(account)),
       );
       return { ...principalOf(account), sessionGeneration: generation };
     }
