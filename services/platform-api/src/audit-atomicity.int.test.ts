@@ -1,7 +1,7 @@
-// A FHIR write, or a change of a staff account, and the AuditEvent that reports it are stored in one
-// transaction: when the event cannot be stored (here the tenant's audit chain holds an event that does not
-// open at the next sequence number), the write is refused and nothing of it is stored. Before, the record
-// (or the account) was written first and the event after.
+// A FHIR write, or a change of a staff account (a wrong password's count too), and the AuditEvent that
+// reports it are stored in one transaction: when the event cannot be stored (here the tenant's audit chain
+// holds an event that does not open at the next sequence number), the write is refused and nothing of it is
+// stored. Before, the record (or the account) was written first and the event after.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
@@ -200,5 +200,9 @@ describe("a change of a staff account and its AuditEvent", () => {
       platform.accounts.login("new-starter@b.test", password, "test"),
       (error: unknown) => (error as { code?: string }).code === "ERR_PASSWORD_CHANGE_REQUIRED",
     );
+    // A wrong password: its refusal is not recorded, so the failure it would count is not stored either.
+    const wrong = await signIn("clerk@b.test", "not the password at all");
+    assert.ok(wrong.statusCode >= 500, `refused with ${wrong.statusCode}`);
+    assert.equal((await accountOf("clerk@b.test"))?.failedSignIns, 0);
   });
 });
