@@ -26,6 +26,7 @@ import { ErrorMessage } from "./ErrorMessage.js";
 import { OrderItem } from "./OrderItem.js";
 import { PatientDetails } from "./PatientDetails.js";
 import { PriorityTag } from "./PriorityTag.js";
+import { ShowMore } from "./ShowMore.js";
 import { CodeSelect } from "./CodeSelect.js";
 import { ReportImage } from "./ReportImage.js";
 import { ReportReview, reportStatus, reviewOf } from "./ReportReview.js";
@@ -123,30 +124,6 @@ const checkWhileOfflineMs = 5_000;
 // says how many there are in all when it does not show them all: nothing of the record is left out unsaid.
 const ordersPerPage = 20;
 const reportsPerPage = 10;
-
-/** "Show 10 older reports" (at most a page, at most what is left), when not all are shown. */
-function ShowOlder(props: {
-  readonly shown: number;
-  readonly total: number;
-  readonly perPage: number;
-  readonly noun: string;
-  readonly onShow: (limit: number) => void;
-}): React.JSX.Element | null {
-  const more = Math.min(props.perPage, props.total - props.shown);
-  return more <= 0 ? null : (
-    <div className="actions">
-      <button
-        type="button"
-        className="secondary"
-        onClick={() => {
-          props.onShow(props.shown + props.perPage);
-        }}
-      >
-        Show {more} older {more === 1 ? props.noun : `${props.noun}s`}
-      </button>
-    </div>
-  );
-}
 
 /** "The 20 most recently updated of 37 orders" above a list that does not hold them all. */
 function ShownOf(props: {
@@ -583,11 +560,11 @@ export function PatientRecord(props: {
             </ul>
           </>
         )}
-        <ShowOlder
+        <ShowMore
           shown={orders.length}
           total={ordersTotal}
           perPage={ordersPerPage}
-          noun="order"
+          what={(count) => (count === 1 ? "older order" : "older orders")}
           onShow={setOrderLimit}
         />
         {props.canReadResults ? null : <p className="muted">Results are shown to clinicians.</p>}
@@ -658,11 +635,11 @@ export function PatientRecord(props: {
               />
             </article>
           ))}
-          <ShowOlder
+          <ShowMore
             shown={reports.length}
             total={reportsTotal}
             perPage={reportsPerPage}
-            noun="report"
+            what={(count) => (count === 1 ? "older report" : "older reports")}
             onShow={setReportLimit}
           />
         </section>

@@ -1,6 +1,7 @@
 // A clinician's worklist: the AI results of the tenant still awaiting a clinician's review, those of urgent
-// orders first (STAT, ASAP, urgent), then the rest, each oldest first (worklist.ts), each opening its patient. Read again when a report changes (a new result, a review made elsewhere) and every
-// minute, so a result no one has reviewed is not forgotten.
+// orders first (STAT, ASAP, urgent), then the rest, each oldest first (worklist.ts), each opening its
+// patient, 20 at a time and more on request. Read again when a report changes (a new result, a review made
+// elsewhere) and every minute, so a result no one has reviewed is not forgotten.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { reportPriority, type DiagnosticReport, type Patient } from "./fhir.js";
 import { PatientLink } from "./PatientSearch.js";
@@ -9,10 +10,11 @@ import type { ReportEvent } from "./report-events.js";
 import { ErrorMessage } from "./ErrorMessage.js";
 import { PriorityTag } from "./PriorityTag.js";
 import { awaitingReview } from "./worklist.js";
+import { ShowMore } from "./ShowMore.js";
 
 const recheckMs = 60_000;
-/** The worklist shows this many, the most urgent and then the oldest; its heading counts them all. */
-const shown = 20;
+/** The worklist shows this many at first, the most urgent and then the oldest, and this many more on request. */
+const perPage = 20;
 
 interface Entry {
   readonly report: DiagnosticReport;
@@ -28,6 +30,7 @@ export function ReviewWorklist(props: {
   const [entries, setEntries] = useState<Entry[]>();
   const [total, setTotal] = useState(0);
   const [urgentTotal, setUrgentTotal] = useState(0);
+  const [limit, setLimit] = useState(perPage);
   const [error, setError] = useState<string>();
   const known = useRef(new Map<string, Patient>());
 
@@ -35,7 +38,7 @@ export function ReviewWorklist(props: {
     try {
       // The platform sorts: the oldest are found however many wait (a preliminary report is not updated until
       // its review, so its last update is when the AI result arrived).
-      const page = await awaitingReview(client, shown);
+      const page = await awaitingReview(client, limit);
       const awaiting = page.reports;
       // Each patient is read once per page (every read is audited): the worklist is read again every minute.
       const patients = known.current;
@@ -56,7 +59,7 @@ export function ReviewWorklist(props: {
     } catch (failure) {
       setError(`The worklist could not be read: ${(failure as Error).message}`);
     }
-  }, [client]);
+  }, [client, limit]);
 
   useEffect(() => {
     void load();
@@ -104,6 +107,15 @@ export function ReviewWorklist(props: {
             </li>
           ))}
         </ul>
+      )}
+      {entries === undefined ? null : (
+        <ShowMore
+          shown={entries.length}
+          total={total}
+          perPage={perPage}
+          what={() => "more"}
+          onShow={setLimit}
+        />
       )}
     </section>
   );

@@ -701,6 +701,17 @@ describe(
       );
       assert.deepEqual(await accessibilityProblems(page), []);
 
+      // The clinician's worklist holds these 21 results and more: 20 at first, then more on request.
+      const worklist = page.getByTestId("worklist");
+      const waiting = worklist.getByRole("listitem");
+      await waiting.nth(19).waitFor();
+      assert.equal(await waiting.count(), 20);
+      const total = Number(/\((\d+)\)/.exec((await worklist.getByRole("heading").textContent()) ?? "")?.[1]);
+      assert.ok(total >= 21, `${String(total)} wait`);
+      await worklist.getByRole("button", { name: `Show ${String(Math.min(20, total - 20))} more` }).click();
+      await waiting.nth(Math.min(40, total) - 1).waitFor();
+      assert.equal(await waiting.count(), Math.min(40, total));
+
       await page.getByRole("button", { name: "Show 1 older order" }).click();
       await orders.nth(20).waitFor();
       assert.equal(await page.getByTestId("orders-shown").count(), 0, "all 21 are shown: nothing to say");
