@@ -14,6 +14,9 @@ export interface DicomImageInit {
   readonly modality?: string;
   readonly patientName?: string;
   readonly patientId?: string;
+  /** DICOM DA: YYYYMMDD. */
+  readonly patientBirthDate?: string;
+  readonly patientSex?: "M" | "F" | "O";
 }
 
 function uid(): string {
@@ -71,6 +74,10 @@ export function encodeDicom(init: DicomImageInit): Uint8Array {
     element(0x0008, 0x0060, "CS", text(init.modality ?? "OT")),
     ...(init.patientName === undefined ? [] : [element(0x0010, 0x0010, "PN", text(init.patientName))]),
     ...(init.patientId === undefined ? [] : [element(0x0010, 0x0020, "LO", text(init.patientId))]),
+    ...(init.patientBirthDate === undefined
+      ? []
+      : [element(0x0010, 0x0030, "DA", text(init.patientBirthDate))]),
+    ...(init.patientSex === undefined ? [] : [element(0x0010, 0x0040, "CS", text(init.patientSex))]),
     element(0x0028, 0x0002, "US", us(1)),
     element(0x0028, 0x0004, "CS", text(init.photometric ?? "MONOCHROME2")),
     element(0x0028, 0x0010, "US", us(init.rows)),

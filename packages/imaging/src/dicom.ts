@@ -353,6 +353,30 @@ export function applyWindow(
  * (rescale slope and intercept), the VOI LUT (window centre and width, or the value range), and
  * MONOCHROME1 inversion. Colour images become ITU-R BT.601 luma.
  */
+/** What a DICOM file's own header says of its patient (PS3.3 C.7.1.1 Patient Module), where it says it. */
+export interface DicomPatient {
+  /** Patient's Birth Date (0010,0030), as a FHIR date (YYYY-MM-DD). */
+  readonly birthDate?: string;
+  /** Patient's Sex (0010,0040): M, F or O. */
+  readonly sex?: "M" | "F" | "O";
+}
+
+/**
+ * The patient's birth date and sex from a DICOM file's header, for a check against the record it is filed in
+ * (a wrong-patient image); absent, empty or malformed values are left out. The pixel data is not decoded.
+ */
+export function readDicomPatient(bytes: Uint8Array): DicomPatient {
+  const dataSet = parse(bytes);
+  const birthDate = /^(\d{4})(\d{2})(\d{2})$/.exec((dataSet.string("x00100030") ?? "").trim());
+  const sex = (dataSet.string("x00100040") ?? "").trim().toUpperCase();
+  return {
+    ...(birthDate === null
+      ? {}
+      : { birthDate: `${birthDate[1] ?? ""}-${birthDate[2] ?? ""}-${birthDate[3] ?? ""}` }),
+    ...(sex === "M" || sex === "F" || sex === "O" ? { sex } : {}),
+  };
+}
+
 export function decodeDicom(bytes: Uint8Array): GrayImage {
   const dataSet = parse(bytes);
   const module = readPixelModule(dataSet);

@@ -18,6 +18,7 @@ import {
   parsePreprocessing,
   readMedMnistSplit,
   preprocess,
+  readDicomPatient,
   type ImagingErrorCode,
 } from "./index.js";
 
@@ -279,6 +280,50 @@ describe("the test DICOM writer", () => {
     const { stdout } = await run("/usr/bin/python3", [reference, file], { maxBuffer: 16 << 20 });
     const expected = JSON.parse(stdout) as { values: number[] };
     assert.equal(maxDifference(values, expected.values), 0);
+  });
+});
+
+describe("a DICOM file's own patient", () => {
+  const image = { rows: 2, columns: 2, pixels: new Uint8Array(4) };
+  it("reads the header's birth date and sex, and leaves out what is absent or malformed", () => {
+    assert.deepEqual(
+      readDicomPatient(encodeDicom({ ...image, patientBirthDate: "19610412", patientSex: "F" })),
+      {
+        birthDate: "1961-04-12",
+        sex: "F",
+      },
+    );
+    assert.deepEqual(readDicomPatient(encodeDicom(image)), {});
+    assert.deepEqual(readDicomPatient(encodeDicom({ ...image, patientBirthDate: "1961", patientSex: "O" })), {
+      sex: "O",
+    });
+    assert.throws(
+      () => readDicomPatient(new Uint8Array(200)),
+      (error: unknown) => error instanceof ImagingError && error.code === "ERR_IMAGE_DECODE",
+    );
+  });
+  it("reads Debian's real test files as pydicom does", { skip: skipReason }, async () => {
+    const names = ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "waveform_ecg.dcm"];
+    const script = `import json, pydicom
+out = {}
+for name in ${JSON.stringify(names)}:
+    d = pydicom.dcmread("${pydicomFiles}/" + name, stop_before_pixels=True)
+    b = str(d.get("PatientBirthDate", "") or "").strip()
+    x = str(d.get("PatientSex", "") or "").strip().upper()
+    out[name] = {**({"birthDate": b[0:4] + "-" + b[4:6] + "-" + b[6:8]} if len(b) == 8 and b.isdigit() else {}),
+                 **({"sex": x} if x in ("M", "F", "O") else {})}
+print(json.dumps(out))`;
+    const { stdout } = await run("/usr/bin/python3", ["-c", script]);
+    const expected = JSON.parse(stdout) as Record<string, unknown>;
+    for (const name of names) {
+      assert.deepEqual(
+        readDicomPatient(new Uint8Array(readFileSync(join(pydicomFiles, name)))),
+        expected[name],
+        name,
+      );
+    }
+    // One of them names a birth date (the ECG), the others only a sex.
+    assert.ok(Object.values(expected).some((patient) => "birthDate" in (patient as object)));
   });
 });
 

@@ -8,8 +8,10 @@ export {
   decodeDicom,
   decodeDicomModalityValues,
   isDicom,
+  readDicomPatient,
   readPixelModule,
   transferSyntaxes,
+  type DicomPatient,
   type DicomPixelModule,
 } from "./dicom.js";
 export { parsePreprocessing, preprocess, type Preprocessing } from "./preprocess.js";

@@ -17,7 +17,7 @@ import type { AccountService, AuditedWrite, LoginAudit } from "./auth/accounts.j
 import { LoginRateLimited } from "./auth/accounts.js";
 import { registerAccountRoutes } from "./auth/account-routes.js";
 import type { LocalSessions, Principal, SessionVerifier } from "./auth/sessions.js";
-import { checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
+import { checkDicomPatient, checkImageOwner, checkNewOrder, checkOrderChange } from "./fhir/order-rules.js";
 import { auditEntities } from "./audit/audit-entities.js";
 import { SerialisedWrites, writePatientChecked } from "./fhir/patient-rules.js";
 import { everythingParameters, everythingTypesOf, patientEverything } from "./fhir/patient-everything.js";
@@ -33,7 +33,7 @@ import {
   type WriteOptions,
 } from "./fhir/repository.js";
 import { loadFhirDefinitions, validateFhirResource } from "./fhir/validation.js";
-import { requestPriorities, type FhirResource } from "./fhir/search-parameters.js";
+import { referencedId, requestPriorities, type FhirResource } from "./fhir/search-parameters.js";
 import type { TenantKeyring } from "./storage/record-crypto.js";
 import {
   keyringSource,
@@ -642,6 +642,10 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         // Every image names its patient, so it is never ordered for another one and its reads are audited
         // to them.
         await checkImageOwner(body, (id) => repository.exists(tenant, "Patient", id));
+        // A DICOM image whose header names another birth date or sex is probably another patient's.
+        await checkDicomPatient(body, async () =>
+          repository.read(tenant, "Patient", referencedId(body.securityContext, "Patient") ?? ""),
+        );
       }
       const create = (options: Omit<WriteOptions, "auditEvent"> = {}) =>
         alongside(tenant, async (auditEvent) => repository.create(tenant, body, { ...options, auditEvent }));

@@ -63,6 +63,12 @@ export const platformErrors = {
     issue: "business-rule",
     message: "the image was uploaded for another patient: it is not ordered for this one",
   },
+  ERR_IMAGE_PATIENT_MISMATCH: {
+    status: 422,
+    issue: "business-rule",
+    message:
+      "the DICOM image's own header names another birth date or sex than this patient's record: check that the image is theirs, or correct the record",
+  },
   ERR_IMMUTABLE: {
     status: 405,
     issue: "not-supported",

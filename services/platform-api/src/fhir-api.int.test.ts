@@ -18,6 +18,7 @@ import {
   type TenantKeyring,
 } from "./app.js";
 import { openRecord } from "./storage/record-crypto.js";
+import { encodeDicom, type DicomImageInit } from "@cloister/imaging";
 
 const scratch = mkdtempSync(join(tmpdir(), "cloister-fhir-"));
 const password = "correct horse battery staple";
@@ -586,6 +587,48 @@ describe("FHIR R4 API", () => {
         identifier: [{ value: "LOOSE-1" }],
       });
       assert.equal(loose.statusCode, 201, loose.body);
+    }
+  });
+
+  it("refuses a DICOM image whose own header names another birth date or sex than its patient's record", async () => {
+    const patientOf = async (facts: Record<string, string>) =>
+      (
+        await fhir("clerkA", "POST", "/fhir/Patient", {
+          resourceType: "Patient",
+          name: [{ family: "Dicomcheck" }],
+          ...facts,
+        })
+      ).json<{ id: string }>().id;
+    const woman = await patientOf({ birthDate: "1990-04-12", gender: "female" });
+    const bornIn1990 = await patientOf({ birthDate: "1990" });
+    const upload = (patient: string, header: Partial<DicomImageInit>) =>
+      app.inject({
+        method: "POST",
+        url: "/fhir/Binary",
+        headers: {
+          authorization: `Bearer ${tokens.clerkA ?? ""}`,
+          "content-type": "application/dicom",
+          "x-security-context": `Patient/${patient}`,
+        },
+        payload: Buffer.from(encodeDicom({ rows: 4, columns: 4, pixels: new Uint8Array(16), ...header })),
+      });
+    for (const header of [
+      { patientBirthDate: "19900412", patientSex: "F" as const },
+      {},
+      { patientSex: "O" as const },
+    ]) {
+      assert.equal((await upload(woman, header)).statusCode, 201, JSON.stringify(header));
+    }
+    assert.equal(
+      (await upload(bornIn1990, { patientBirthDate: "19900412", patientSex: "M" })).statusCode,
+      201,
+    );
+    for (const header of [{ patientBirthDate: "19610412" }, { patientSex: "M" as const }]) {
+      const refused = await upload(woman, header);
+      assert.equal(refused.statusCode, 422, JSON.stringify(header));
+      assert.equal(outcomeCode(refused.body), "ERR_IMAGE_PATIENT_MISMATCH");
+      assert.match(refused.body, /Binary\.securityContext/);
+      assert.doesNotMatch(refused.body, /1961|1990/, "no value of the header or the record is echoed");
     }
   });
 

@@ -1064,6 +1064,20 @@ describe(
       await page.getByTestId("model-select").selectOption("breast-ultrasound");
       assert.equal(await page.getByTestId("intended-use").count(), 0);
       assert.equal(await orderButton.isDisabled(), false);
+      // A DICOM whose own header says the patient is male is not hers: the upload is refused, nothing ordered.
+      const male = join(scratch, "male.dcm");
+      writeFileSync(
+        male,
+        encodeDicom({ rows: 64, columns: 64, pixels: new Uint16Array(64 * 64), patientSex: "M" }),
+      );
+      await page.getByTestId("image-input").setInputFiles(male);
+      await page.getByTestId("image-preview").waitFor();
+      await orderButton.click();
+      await page
+        .getByRole("alert")
+        .filter({ hasText: "names another birth date or sex than this patient's record" })
+        .waitFor();
+      assert.equal(await page.getByTestId("order").count(), 0, "nothing was ordered");
 
       // No birth date recorded: a caution, and the order may be placed.
       await patientBorn("—").click();

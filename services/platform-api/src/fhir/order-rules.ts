@@ -2,6 +2,8 @@
 // them:
 // - An image (Binary) is stored once and never changed, so the image a clinician opens beside a result is the
 //   one the model read.
+// - A DICOM image whose own header names another birth date or sex than its patient's record is refused:
+//   probably another patient's image (a wrong-patient error caught before it is analysed or read).
 // - An order (ServiceRequest) is placed active, for a patient and an image of the same hospital, so the
 //   workflow never analyses an image for nobody or for a patient the clerk cannot see; an image uploaded for
 //   one patient (X-Security-Context) is never ordered for another.
@@ -9,6 +11,7 @@
 //   optional note added. Its patient, image and model never change. Completion, failure and withdrawal are
 //   written by the workflow and the clinician's review, never by a PUT.
 import { isDeepStrictEqual } from "node:util";
+import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
 import { PlatformError } from "../errors.js";
 import { referencedId, type FhirResource } from "./search-parameters.js";
 
@@ -105,6 +108,43 @@ export async function checkImageOwner(
   const patientId = referencedId(image.securityContext, "Patient");
   if (patientId === undefined || !(await patientExists(patientId))) {
     throw new PlatformError("ERR_INVALID_RESOURCE", "the image's security context is not a stored Patient", {
+      expression: "Binary.securityContext",
+    });
+  }
+}
+
+/**
+ * A DICOM image's own header names its patient's birth date and sex. When the record says otherwise (both
+ * known, and different), the image is probably another patient's, and it is refused
+ * (ERR_IMAGE_PATIENT_MISMATCH) before anyone orders or reads it. A partial birth date in the record is
+ * compared as far as it goes; images of other types, headers without these tags and unreadable headers are not
+ * checked here (the analysis refuses an unreadable image). `patient` reads the record the image is filed in.
+ */
+export async function checkDicomPatient(
+  image: FhirResource,
+  patient: () => Promise<FhirResource>,
+): Promise<void> {
+  if (image.contentType !== "application/dicom" || typeof image.data !== "string") {
+    return;
+  }
+  let header: DicomPatient;
+  try {
+    header = readDicomPatient(Buffer.from(image.data, "base64"));
+  } catch {
+    return;
+  }
+  if (header.birthDate === undefined && (header.sex === undefined || header.sex === "O")) {
+    return;
+  }
+  const record = await patient();
+  const birthDate = typeof record.birthDate === "string" ? record.birthDate : undefined;
+  const sex = record.gender === "male" ? "M" : record.gender === "female" ? "F" : undefined;
+  const birthDiffers =
+    header.birthDate !== undefined && birthDate !== undefined && !header.birthDate.startsWith(birthDate);
+  const sexDiffers =
+    header.sex !== undefined && header.sex !== "O" && sex !== undefined && header.sex !== sex;
+  if (birthDiffers || sexDiffers) {
+    throw new PlatformError("ERR_IMAGE_PATIENT_MISMATCH", undefined, {
       expression: "Binary.securityContext",
     });
   }
