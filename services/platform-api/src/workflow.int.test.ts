@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { readMedMnistSplit } from "@cloister/imaging";
+import { encodeDicom, readMedMnistSplit } from "@cloister/imaging";
 import {
   inferenceMeasurement,
   startConfidentialStack,
@@ -171,6 +171,7 @@ async function order(
   },
   /** More of the ServiceRequest (its priority). */
   details: Record<string, unknown> = {},
+  contentType = "image/png",
 ): Promise<string> {
   const patient = await fhir("clerk", "POST", "/fhir/Patient", {
     resourceType: "Patient",
@@ -180,7 +181,7 @@ async function order(
     ...(person.gender === undefined ? {} : { gender: person.gender }),
   });
   const binary = await fhir("clerk", "POST", "/fhir/Binary", image, {
-    "content-type": "image/png",
+    "content-type": contentType,
     "x-security-context": `Patient/${String(patient.body.id)}`,
   });
   assert.equal(binary.status, 201);
@@ -468,6 +469,17 @@ describe("diagnosis workflow", () => {
       String(unchecked.conclusion),
       /The model is for patients aged 1 to 5 years; this patient's record does not show whether they are one\./,
     );
+    // No birth date recorded, but the DICOM image's own header names one (1961): that adult is refused too.
+    const adultDicom = encodeDicom({
+      rows: 28,
+      columns: 28,
+      pixels: validation.images.subarray(784, 2 * 784),
+      patientBirthDate: "19610412",
+    });
+    const fromHeader = await reportFor(await order(adultDicom, person(), {}, "application/dicom"));
+    assert.equal(fromHeader.status, "cancelled");
+    assert.match(String(fromHeader.conclusion), /ERR_OUTSIDE_INTENDED_USE/);
+
     // The breast ultrasound model learned from women aged 25 to 75: a man's image is not analysed by it.
     const breast = { code: { coding: [{ system: modelCodeSystem, code: "breast-ultrasound" }] } };
     const man = await reportFor(await order(png(1), person("1961-04-12", "male"), breast));

@@ -6,6 +6,7 @@
 // gets no result.
 import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
+import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
 import {
   describeIntendedPatients,
   fitsIntendedPatients,
@@ -86,6 +87,35 @@ class PermanentFailure extends Error {
     super(code);
     this.code = code;
   }
+}
+
+/**
+ * A patient's recorded birth date and sex, completed from a DICOM image's own header where the record has
+ * none (the upload refused a header that contradicts the record), so the intended-patient check can tell.
+ */
+function factsWithImage(facts: PatientFacts, image: FhirResource): PatientFacts {
+  if (
+    image.contentType !== "application/dicom" ||
+    typeof image.data !== "string" ||
+    (facts.birthDate !== undefined && facts.gender !== undefined)
+  ) {
+    return facts;
+  }
+  let header: DicomPatient;
+  try {
+    header = readDicomPatient(Buffer.from(image.data, "base64"));
+  } catch {
+    // An unreadable image is refused by the inference server.
+    return facts;
+  }
+  const gender = header.sex === "M" ? "male" : header.sex === "F" ? "female" : undefined;
+  return {
+    ...facts,
+    ...(facts.birthDate === undefined && header.birthDate !== undefined
+      ? { birthDate: header.birthDate }
+      : {}),
+    ...(facts.gender === undefined && gender !== undefined ? { gender } : {}),
+  };
 }
 
 /** What staff are told to do after a failure, where "order it again with another image" would not help. */
@@ -305,7 +335,7 @@ export class DiagnosisWorker {
       throw new PermanentFailure("ERR_IMAGE_PATIENT");
     }
     const patient = typeof subjectReference === "string" ? subjectReference : undefined;
-    const facts = await this.factsOf(tenant, patient);
+    const facts = factsWithImage(await this.factsOf(tenant, patient), binary);
     const { result, info, identity } = await this.infer(
       tenant,
       serviceRequestId,
