@@ -23,45 +23,40 @@ function urgency(report: DiagnosticReport): number {
   return rank === -1 ? urgentPriorities.length : rank;
 }
 
-/** The `shown` results to list, most urgent first, and how many wait. */
+/**
+ * The `shown` results to list, most urgent first, and how many wait. Each search follows the platform's pages
+ * (`searchFirst`), so any number can be shown.
+ */
 export async function awaitingReview(
-  client: Pick<PlatformClient, "searchPage">,
+  client: Pick<PlatformClient, "searchFirst" | "searchPage">,
   shown: number,
 ): Promise<AwaitingReview> {
-  const urgentPage = await client.searchPage("DiagnosticReport", {
-    ...waiting,
-    "order-priority": urgentPriorities.join(","),
-    _count: String(shown),
-  });
+  const first = async (parameters: Record<string, string>, limit: number) => {
+    const found = await client.searchFirst("DiagnosticReport", { ...waiting, ...parameters }, limit);
+    return { reports: found.resources as DiagnosticReport[], total: found.total };
+  };
+  const allUrgent = await first({ "order-priority": urgentPriorities.join(",") }, shown);
   let urgent: DiagnosticReport[];
-  if (urgentPage.total <= shown) {
+  if (allUrgent.total <= shown) {
     // All of them: by priority, each priority oldest first as the platform sorted them (a stable sort).
-    urgent = (urgentPage.resources as DiagnosticReport[]).sort((a, b) => urgency(a) - urgency(b));
+    urgent = allUrgent.reports.sort((a, b) => urgency(a) - urgency(b));
   } else {
     urgent = [];
     for (const priority of urgentPriorities) {
       if (urgent.length >= shown) {
         break;
       }
-      const page = await client.searchPage("DiagnosticReport", {
-        ...waiting,
-        "order-priority": priority,
-        _count: String(shown - urgent.length),
-      });
-      urgent.push(...(page.resources as DiagnosticReport[]));
+      urgent.push(...(await first({ "order-priority": priority }, shown - urgent.length)).reports);
     }
   }
   if (urgent.length >= shown) {
     const count = await client.searchPage("DiagnosticReport", { status: "preliminary", _summary: "count" });
-    return { reports: urgent.slice(0, shown), total: count.total, urgent: urgentPage.total };
+    return { reports: urgent.slice(0, shown), total: count.total, urgent: allUrgent.total };
   }
   // The oldest of all: at most `urgent.length` of them are urgent ones, already listed.
-  const oldest = await client.searchPage("DiagnosticReport", {
-    ...waiting,
-    _count: String(shown + urgent.length),
-  });
-  const routine = (oldest.resources as DiagnosticReport[])
+  const oldest = await first({}, shown + urgent.length);
+  const routine = oldest.reports
     .filter((report) => urgency(report) === urgentPriorities.length)
     .slice(0, shown - urgent.length);
-  return { reports: [...urgent, ...routine], total: oldest.total, urgent: urgentPage.total };
+  return { reports: [...urgent, ...routine], total: oldest.total, urgent: allUrgent.total };
 }
