@@ -19,9 +19,12 @@ export { encodeDicom, type DicomImageInit } from "./dicom-writer.js";
 export { parseNpy, readMedMnistSplit, readNpz, type MedMnistSplit, type NpyArray } from "./npz.js";
 export {
   ageInYears,
+  completeFromImage,
   describeIntendedPatients,
   fitsIntendedPatients,
+  imageContradictsRecord,
   parseIntendedPatients,
+  type ImagePatient,
   type IntendedPatients,
   type PatientFacts,
   type PatientFit,

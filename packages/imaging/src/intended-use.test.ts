@@ -3,8 +3,10 @@ import { test } from "node:test";
 import { ImagingError } from "./errors.js";
 import {
   ageInYears,
+  completeFromImage,
   describeIntendedPatients,
   fitsIntendedPatients,
+  imageContradictsRecord,
   parseIntendedPatients,
 } from "./intended-use.js";
 
@@ -86,4 +88,26 @@ test("a config's intendedPatients is checked; its words say whom", () => {
   assert.equal(describeIntendedPatients({ minAgeYears: 18 }), "patients aged 18 years and older");
   assert.equal(describeIntendedPatients({ maxAgeYears: 17 }), "patients aged up to 17 years");
   assert.equal(describeIntendedPatients({ sex: ["male"] }), "male patients");
+});
+
+test("an image's header against the record: a contradiction, and what it adds where the record says nothing", () => {
+  const record = { birthDate: "1961-04-12", gender: "female" };
+  assert.equal(imageContradictsRecord({ birthDate: "1961-04-12", sex: "F" }, record), false);
+  assert.equal(imageContradictsRecord({}, record), false, "a header that says nothing");
+  assert.equal(imageContradictsRecord({ sex: "O" }, record), false);
+  assert.equal(imageContradictsRecord({ birthDate: "1961-04-21" }, record), true);
+  assert.equal(imageContradictsRecord({ sex: "M" }, record), true);
+  assert.equal(imageContradictsRecord({ birthDate: "1961-04-21" }, { birthDate: "1961" }), false, "partial");
+  assert.equal(imageContradictsRecord({ birthDate: "1962-01-01" }, { birthDate: "1961" }), true);
+  assert.equal(imageContradictsRecord({ sex: "M" }, { gender: "unknown" }), false);
+  assert.deepEqual(completeFromImage({}, { birthDate: "1961-04-12", sex: "M" }), {
+    birthDate: "1961-04-12",
+    gender: "male",
+  });
+  assert.deepEqual(
+    completeFromImage(record, { birthDate: "2001-01-01", sex: "M" }),
+    record,
+    "the record wins",
+  );
+  assert.deepEqual(completeFromImage({ gender: "other" }, { sex: "F" }), { gender: "other" });
 });

@@ -150,3 +150,42 @@ export function describeIntendedPatients(intended: IntendedPatients): string {
   }
   return maxAgeYears !== undefined ? `${who} aged up to ${String(maxAgeYears)} years` : who;
 }
+
+/** What a DICOM image's own header says of its patient, as FHIR codes (see `readDicomPatient`). */
+export interface ImagePatient {
+  /** YYYY-MM-DD. */
+  readonly birthDate?: string;
+  readonly sex?: "M" | "F" | "O";
+}
+
+function genderOf(sex: ImagePatient["sex"]): "male" | "female" | undefined {
+  return sex === "M" ? "male" : sex === "F" ? "female" : undefined;
+}
+
+/**
+ * Whether an image's header contradicts the record it is filed in: a different birth date (compared as far as
+ * a partial one in the record goes) or sex (male or female on both sides). Probably another patient's image.
+ */
+export function imageContradictsRecord(image: ImagePatient, record: PatientFacts): boolean {
+  const birthDiffers =
+    image.birthDate !== undefined &&
+    record.birthDate !== undefined &&
+    !image.birthDate.startsWith(record.birthDate);
+  const imageGender = genderOf(image.sex);
+  const recordGender = record.gender === "male" || record.gender === "female" ? record.gender : undefined;
+  return (
+    birthDiffers || (imageGender !== undefined && recordGender !== undefined && imageGender !== recordGender)
+  );
+}
+
+/** A patient's recorded facts, completed from an image's header where the record has none. */
+export function completeFromImage(record: PatientFacts, image: ImagePatient): PatientFacts {
+  const gender = genderOf(image.sex);
+  return {
+    ...record,
+    ...(record.birthDate === undefined && image.birthDate !== undefined
+      ? { birthDate: image.birthDate }
+      : {}),
+    ...(record.gender === undefined && gender !== undefined ? { gender } : {}),
+  };
+}

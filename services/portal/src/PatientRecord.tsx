@@ -1,11 +1,16 @@
 // One patient: upload an image, order an AI analysis, follow it live (or cancel it), and (clinicians) read the
 // results.
 import { useCallback, useEffect, useRef, useState } from "react";
+import { readDicomPatient } from "@cloister/imaging/dicom";
 import {
+  completeFromImage,
   describeIntendedPatients,
   fitsIntendedPatients,
+  imageContradictsRecord,
   parseIntendedPatients,
+  type ImagePatient,
   type IntendedPatients,
+  type PatientFacts,
 } from "@cloister/imaging/intended-use";
 import { dicomPreviewUrl, isDicomFile } from "./dicom-preview.js";
 import {
@@ -59,7 +64,7 @@ function intendedPatientsOf(model: ModelInfo | undefined): IntendedPatients | un
  */
 function IntendedPatientsNotice(props: {
   readonly model: ModelInfo | undefined;
-  readonly patient: Patient;
+  readonly patient: PatientFacts;
 }): React.JSX.Element | null {
   const intended = intendedPatientsOf(props.model);
   const fit = fitsIntendedPatients(intended, props.patient, new Date());
@@ -81,7 +86,7 @@ function IntendedPatientsNotice(props: {
 }
 
 /** True when the platform would refuse to analyse this patient's image with this model. */
-function outsideIntendedPatients(model: ModelInfo | undefined, patient: Patient): boolean {
+function outsideIntendedPatients(model: ModelInfo | undefined, patient: PatientFacts): boolean {
   return fitsIntendedPatients(intendedPatientsOf(model), patient, new Date()) === "outside";
 }
 
@@ -267,13 +272,26 @@ export function PatientRecord(props: {
 }): React.JSX.Element {
   const { client, patient } = props;
   const subject = `Patient/${patient.id ?? ""}`;
-  const [file, setFile] = useState<{ file: File; bytes: Uint8Array; type: string; preview: string }>();
+  const [file, setFile] = useState<{
+    file: File;
+    bytes: Uint8Array;
+    type: string;
+    preview: string;
+    /** What a DICOM image's own header says of its patient. */
+    header: ImagePatient;
+  }>();
   // A new file input after each order: the browser's input would otherwise still name the file just sent.
   const [fileInput, setFileInput] = useState(0);
   const [fileError, setFileError] = useState<string>();
   const [model, setModel] = useState("");
   const [priority, setPriority] = useState<RequestPriority>("routine");
   const chosenModel = props.models?.find((entry) => entry.name === model);
+  // What the record says of the patient, completed by a DICOM image's own header where it says nothing; a
+  // header that contradicts the record is probably another patient's image (the platform refuses it too).
+  const imageHeader = file?.header ?? {};
+  const wrongPatientImage = imageContradictsRecord(imageHeader, patient);
+  const patientFacts = completeFromImage(patient, imageHeader);
+  const orderable = !wrongPatientImage && !outsideIntendedPatients(chosenModel, patientFacts);
   const [progress, setProgress] = useState<number>();
   const [orderError, setOrderError] = useState<string>();
   const [orders, setOrders] = useState<ServiceRequest[]>([]);
@@ -409,7 +427,8 @@ export function PatientRecord(props: {
         type === "application/dicom"
           ? dicomPreviewUrl(bytes).url
           : URL.createObjectURL(new Blob([bytes], { type }));
-      setFile({ file: chosen, bytes, type, preview });
+      const header = type === "application/dicom" ? readDicomPatient(bytes) : {};
+      setFile({ file: chosen, bytes, type, preview, header });
     } catch {
       setFileError("This DICOM file could not be read (unsupported transfer syntax or damaged file).");
     }
@@ -417,7 +436,7 @@ export function PatientRecord(props: {
 
   const order = async (event: React.SyntheticEvent): Promise<void> => {
     event.preventDefault();
-    if (file === undefined || model === "" || outsideIntendedPatients(chosenModel, patient)) {
+    if (file === undefined || model === "" || !orderable) {
       return;
     }
     setOrderError(undefined);
@@ -510,7 +529,14 @@ export function PatientRecord(props: {
               testId="priority-select"
             />
           </label>
-          <IntendedPatientsNotice model={chosenModel} patient={patient} />
+          <IntendedPatientsNotice model={chosenModel} patient={patientFacts} />
+          <ErrorMessage
+            message={
+              wrongPatientImage
+                ? "This image's own header names another birth date or sex than this patient's record: check that the image is theirs, or correct the record."
+                : undefined
+            }
+          />
           <ErrorMessage message={props.modelsError} />
           <ErrorMessage message={fileError} />
           {file === undefined ? null : (
@@ -531,12 +557,7 @@ export function PatientRecord(props: {
           <div className="actions">
             <button
               type="submit"
-              disabled={
-                file === undefined ||
-                model === "" ||
-                progress !== undefined ||
-                outsideIntendedPatients(chosenModel, patient)
-              }
+              disabled={file === undefined || model === "" || progress !== undefined || !orderable}
             >
               Upload and order analysis
             </button>

@@ -1064,7 +1064,8 @@ describe(
       await page.getByTestId("model-select").selectOption("breast-ultrasound");
       assert.equal(await page.getByTestId("intended-use").count(), 0);
       assert.equal(await orderButton.isDisabled(), false);
-      // A DICOM whose own header says the patient is male is not hers: the upload is refused, nothing ordered.
+      // A DICOM whose own header says the patient is male is not hers: the form says so before anything is
+      // sent, and does not order (the platform refuses such an upload too: fhir-api.int.test.ts).
       const male = join(scratch, "male.dcm");
       writeFileSync(
         male,
@@ -1072,11 +1073,13 @@ describe(
       );
       await page.getByTestId("image-input").setInputFiles(male);
       await page.getByTestId("image-preview").waitFor();
-      await orderButton.click();
       await page
         .getByRole("alert")
-        .filter({ hasText: "names another birth date or sex than this patient's record" })
+        .filter({
+          hasText: "This image's own header names another birth date or sex than this patient's record",
+        })
         .waitFor();
+      assert.equal(await orderButton.isDisabled(), true);
       assert.equal(await page.getByTestId("order").count(), 0, "nothing was ordered");
 
       // No birth date recorded: a caution, and the order may be placed.

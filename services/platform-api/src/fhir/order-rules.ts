@@ -12,6 +12,7 @@
 //   written by the workflow and the clinician's review, never by a PUT.
 import { isDeepStrictEqual } from "node:util";
 import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
+import { imageContradictsRecord } from "@cloister/imaging/intended-use";
 import { PlatformError } from "../errors.js";
 import { referencedId, type FhirResource } from "./search-parameters.js";
 
@@ -137,13 +138,11 @@ export async function checkDicomPatient(
     return;
   }
   const record = await patient();
-  const birthDate = typeof record.birthDate === "string" ? record.birthDate : undefined;
-  const sex = record.gender === "male" ? "M" : record.gender === "female" ? "F" : undefined;
-  const birthDiffers =
-    header.birthDate !== undefined && birthDate !== undefined && !header.birthDate.startsWith(birthDate);
-  const sexDiffers =
-    header.sex !== undefined && header.sex !== "O" && sex !== undefined && header.sex !== sex;
-  if (birthDiffers || sexDiffers) {
+  const facts = {
+    ...(typeof record.birthDate === "string" ? { birthDate: record.birthDate } : {}),
+    ...(typeof record.gender === "string" ? { gender: record.gender } : {}),
+  };
+  if (imageContradictsRecord(header, facts)) {
     throw new PlatformError("ERR_IMAGE_PATIENT_MISMATCH", undefined, {
       expression: "Binary.securityContext",
     });

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
 import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
 import {
+  completeFromImage,
   describeIntendedPatients,
   fitsIntendedPatients,
   parseIntendedPatients,
@@ -108,14 +109,7 @@ function factsWithImage(facts: PatientFacts, image: FhirResource): PatientFacts 
     // An unreadable image is refused by the inference server.
     return facts;
   }
-  const gender = header.sex === "M" ? "male" : header.sex === "F" ? "female" : undefined;
-  return {
-    ...facts,
-    ...(facts.birthDate === undefined && header.birthDate !== undefined
-      ? { birthDate: header.birthDate }
-      : {}),
-    ...(facts.gender === undefined && gender !== undefined ? { gender } : {}),
-  };
+  return completeFromImage(facts, header);
 }
 
 /** What staff are told to do after a failure, where "order it again with another image" would not help. */
