@@ -103,11 +103,17 @@ export function StaffAccounts(props: {
     setAccounts(answer.accounts);
   }, [client]);
   const [loadError, setLoadError] = useState<string>();
-  useEffect(() => {
-    load().catch((failure: unknown) => {
-      setLoadError(`The staff accounts could not be listed: ${(failure as Error).message}`);
-    });
+  const reload = useCallback(() => {
+    load().then(
+      () => {
+        setLoadError(undefined);
+      },
+      (failure: unknown) => {
+        setLoadError(`The staff accounts could not be listed: ${(failure as Error).message}`);
+      },
+    );
   }, [load]);
+  useEffect(reload, [reload]);
 
   const add = submitting(async () => {
     const password = temporaryPassword();
@@ -130,6 +136,12 @@ export function StaffAccounts(props: {
     <section className="panel" aria-labelledby="staff-title">
       <h2 id="staff-title">Staff accounts</h2>
       <ErrorMessage message={loadError} />
+      {/* Read again on request: sign-ins, lockouts and wrong passwords happen while the list is open. */}
+      <div className="actions">
+        <button type="button" className="secondary" onClick={reload}>
+          Refresh the list
+        </button>
+      </div>
       {handOver === undefined ? null : (
         <p role="status" className="notice" data-testid="temporary-password">
           Temporary password for {handOver.email}: <code>{handOver.password}</code>. Give it to them in person

@@ -933,6 +933,12 @@ describe(
       await page.goto(stack.stack().portal);
       await page.getByTestId("attestation-verified").waitFor({ timeout: 20_000 });
       await page.getByLabel("Email").fill(nurse);
+      // A mistyped password first: the admin's list shows it (log-in monitoring), once read again.
+      await page.getByLabel("Password", { exact: true }).fill("a mistyped temporary password");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByText("The email or password is not right.").waitFor();
+      await staff.getByRole("button", { name: "Refresh the list" }).click();
+      await row.getByText("Active (temporary password; 1 wrong password since the last sign-in)").waitFor();
       await page.getByLabel("Password", { exact: true }).fill(temporary);
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByTestId("choose-password").waitFor();
