@@ -556,13 +556,8 @@ describe("container images", () => {
   );
 
   test("the measurement is reproducible: a clean build of the platform API gives the repository build's value", async () => {
-    const projects = [
-      "packages/attestation",
-      "packages/ohttp",
-      "packages/enclave",
-      "packages/service-kit",
-      "services/platform-api",
-    ];
+    // Every project whose built code is measured (the service and the packages it runs).
+    const projects = serviceCodeFolders("platform-api").map((folder) => dirname(folder));
     const build = async (root: string): Promise<string> => {
       for (const project of projects) {
         await run(process.execPath, [

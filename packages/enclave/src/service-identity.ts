@@ -21,7 +21,8 @@ export const cloisterServices: Readonly<
   "attestation-service": { productId: 1, extraPackages: [] },
   "key-broker": { productId: 2, extraPackages: [] },
   "inference-server": { productId: 3, extraPackages: ["imaging"] },
-  "platform-api": { productId: 4, extraPackages: [] },
+  // The platform reads DICOM headers and checks models' intended patients (@cloister/imaging).
+  "platform-api": { productId: 4, extraPackages: ["imaging"] },
 };
 
 /** The built folders, relative to the repository root, whose bytes are the service's measurement. */
