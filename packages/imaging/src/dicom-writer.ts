@@ -17,6 +17,8 @@ export interface DicomImageInit {
   /** DICOM DA: YYYYMMDD. */
   readonly patientBirthDate?: string;
   readonly patientSex?: "M" | "F" | "O";
+  /** DICOM AS: nnnD, nnnW, nnnM or nnnY. */
+  readonly patientAge?: string;
 }
 
 function uid(): string {
@@ -78,6 +80,7 @@ export function encodeDicom(init: DicomImageInit): Uint8Array {
       ? []
       : [element(0x0010, 0x0030, "DA", text(init.patientBirthDate))]),
     ...(init.patientSex === undefined ? [] : [element(0x0010, 0x0040, "CS", text(init.patientSex))]),
+    ...(init.patientAge === undefined ? [] : [element(0x0010, 0x1010, "AS", text(init.patientAge))]),
     element(0x0028, 0x0002, "US", us(1)),
     element(0x0028, 0x0004, "CS", text(init.photometric ?? "MONOCHROME2")),
     element(0x0028, 0x0010, "US", us(init.rows)),

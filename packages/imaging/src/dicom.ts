@@ -359,6 +359,19 @@ export interface DicomPatient {
   readonly birthDate?: string;
   /** Patient's Sex (0010,0040): M, F or O. */
   readonly sex?: "M" | "F" | "O";
+  /** Patient's Age (0010,1010) when the image was taken, in whole years. */
+  readonly ageYears?: number;
+}
+
+/** A DICOM Age String (nnnD, nnnW, nnnM or nnnY) in whole years, or undefined. */
+function ageStringYears(value: string): number | undefined {
+  const match = /^(\d{3})([DWMY])$/.exec(value);
+  if (match === null) {
+    return undefined;
+  }
+  const count = Number(match[1]);
+  const perYear = { D: 365.25, W: 52.18, M: 12, Y: 1 }[match[2] as "D" | "W" | "M" | "Y"];
+  return Math.floor(count / perYear);
 }
 
 /**
@@ -369,11 +382,13 @@ export function readDicomPatient(bytes: Uint8Array): DicomPatient {
   const dataSet = parse(bytes);
   const birthDate = /^(\d{4})(\d{2})(\d{2})$/.exec((dataSet.string("x00100030") ?? "").trim());
   const sex = (dataSet.string("x00100040") ?? "").trim().toUpperCase();
+  const ageYears = ageStringYears((dataSet.string("x00101010") ?? "").trim().toUpperCase());
   return {
     ...(birthDate === null
       ? {}
       : { birthDate: `${birthDate[1] ?? ""}-${birthDate[2] ?? ""}-${birthDate[3] ?? ""}` }),
     ...(sex === "M" || sex === "F" || sex === "O" ? { sex } : {}),
+    ...(ageYears === undefined ? {} : { ageYears }),
   };
 }
 

@@ -294,6 +294,21 @@ describe("a DICOM file's own patient", () => {
       },
     );
     assert.deepEqual(readDicomPatient(encodeDicom(image)), {});
+    // Patient's Age (an Age String) when the image was taken, in whole years.
+    for (const [age, years] of [
+      ["045Y", 45],
+      ["018M", 1],
+      ["011M", 0],
+      ["104W", 1],
+      ["010D", 0],
+    ] as const) {
+      assert.deepEqual(
+        readDicomPatient(encodeDicom({ ...image, patientAge: age })),
+        { ageYears: years },
+        age,
+      );
+    }
+    assert.deepEqual(readDicomPatient(encodeDicom({ ...image, patientAge: "45Y" })), {}, "malformed");
     assert.deepEqual(readDicomPatient(encodeDicom({ ...image, patientBirthDate: "1961", patientSex: "O" })), {
       sex: "O",
     });
@@ -310,8 +325,11 @@ for name in ${JSON.stringify(names)}:
     d = pydicom.dcmread("${pydicomFiles}/" + name, stop_before_pixels=True)
     b = str(d.get("PatientBirthDate", "") or "").strip()
     x = str(d.get("PatientSex", "") or "").strip().upper()
+    a = str(d.get("PatientAge", "") or "").strip().upper()
+    per = {"D": 365.25, "W": 52.18, "M": 12, "Y": 1}
     out[name] = {**({"birthDate": b[0:4] + "-" + b[4:6] + "-" + b[6:8]} if len(b) == 8 and b.isdigit() else {}),
-                 **({"sex": x} if x in ("M", "F", "O") else {})}
+                 **({"sex": x} if x in ("M", "F", "O") else {}),
+                 **({"ageYears": int(int(a[0:3]) // per[a[3]])} if len(a) == 4 and a[0:3].isdigit() and a[3] in per else {})}
 print(json.dumps(out))`;
     const { stdout } = await run("/usr/bin/python3", ["-c", script]);
     const expected = JSON.parse(stdout) as Record<string, unknown>;

@@ -110,4 +110,17 @@ test("an image's header against the record: a contradiction, and what it adds wh
     "the record wins",
   );
   assert.deepEqual(completeFromImage({ gender: "other" }, { sex: "F" }), { gender: "other" });
+  // A header's age when the image was taken counts where no birth date is known.
+  const children = { minAgeYears: 1, maxAgeYears: 5 };
+  assert.deepEqual(completeFromImage({}, { ageYears: 45 }), { ageYears: 45 });
+  assert.deepEqual(completeFromImage({ birthDate: "2023-01-01" }, { ageYears: 45 }), {
+    birthDate: "2023-01-01",
+  });
+  assert.equal(fitsIntendedPatients(children, { ageYears: 45 }, at), "outside");
+  assert.equal(fitsIntendedPatients(children, { ageYears: 3 }, at), "within");
+  assert.equal(
+    fitsIntendedPatients(children, { birthDate: "2023-01-01", ageYears: 45 }, at),
+    "within",
+    "a birth date wins",
+  );
 });

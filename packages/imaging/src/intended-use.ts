@@ -16,6 +16,8 @@ export interface IntendedPatients {
 export interface PatientFacts {
   readonly birthDate?: string | undefined;
   readonly gender?: string | undefined;
+  /** The age in whole years when the image was taken (a DICOM header's), used when no birth date is known. */
+  readonly ageYears?: number | undefined;
 }
 
 /** How a patient fits a model's intended patients. */
@@ -95,11 +97,13 @@ export function ageInYears(
   return max < 0 ? undefined : { min: Math.max(0, min), max };
 }
 
-function ageFit(intended: IntendedPatients, birthDate: string | undefined, at: Date): PatientFit {
+function ageFit(intended: IntendedPatients, patient: PatientFacts, at: Date): PatientFit {
   if (intended.minAgeYears === undefined && intended.maxAgeYears === undefined) {
     return "within";
   }
-  const age = ageInYears(birthDate, at);
+  const age =
+    ageInYears(patient.birthDate, at) ??
+    (patient.ageYears === undefined ? undefined : { min: patient.ageYears, max: patient.ageYears });
   if (age === undefined) {
     return "unknown";
   }
@@ -134,7 +138,7 @@ export function fitsIntendedPatients(
   if (intended === undefined) {
     return "within";
   }
-  const fits = [ageFit(intended, patient.birthDate, at), sexFit(intended, patient.gender)];
+  const fits = [ageFit(intended, patient, at), sexFit(intended, patient.gender)];
   return fits.includes("outside") ? "outside" : fits.includes("unknown") ? "unknown" : "within";
 }
 
@@ -156,6 +160,8 @@ export interface ImagePatient {
   /** YYYY-MM-DD. */
   readonly birthDate?: string;
   readonly sex?: "M" | "F" | "O";
+  /** Whole years, when the image was taken. */
+  readonly ageYears?: number;
 }
 
 function genderOf(sex: ImagePatient["sex"]): "male" | "female" | undefined {
@@ -187,5 +193,8 @@ export function completeFromImage(record: PatientFacts, image: ImagePatient): Pa
       ? { birthDate: image.birthDate }
       : {}),
     ...(record.gender === undefined && gender !== undefined ? { gender } : {}),
+    ...(record.birthDate === undefined && image.birthDate === undefined && image.ageYears !== undefined
+      ? { ageYears: image.ageYears }
+      : {}),
   };
 }
