@@ -445,16 +445,16 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     throw new PlatformError("ERR_NOT_FOUND", "no such route");
   });
 
-  // At sign-in, a new password and a refusal of an existing account are stored with the AuditEvent that
-  // reports them, in the account's tenant's trail (its admins' log-in monitoring). A sign-in has no principal
-  // yet for the error handler to refresh the tenant's keys by, so withTenantKeys does.
+  // A staff account's change, stored with the AuditEvent that reports it in the account's tenant's trail. At
+  // sign-in (a new password, a refusal: its admins' log-in monitoring) there is no principal yet for the error
+  // handler to refresh the tenant's keys by, so withTenantKeys does.
   const alongInTenant =
-    (owner: Principal, event: AuditInput): AuditedWrite =>
+    (tenantId: string, event: AuditInput): AuditedWrite =>
     async (write) =>
-      withTenantKeys(owner.tenantId, async (tenant) => audit.recordAlong(tenant, event, write));
+      withTenantKeys(tenantId, async (tenant) => audit.recordAlong(tenant, event, write));
   const loginAudit: LoginAudit = {
     passwordChange: (owner) =>
-      alongInTenant(owner, {
+      alongInTenant(owner.tenantId, {
         type: { code: "110137", display: "User Security Attributes Changed" },
         subtype: "password-change",
         action: "U",
@@ -462,7 +462,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
         agent: { id: owner.subject, role: owner.role },
       }),
     refusal: (owner, code) =>
-      alongInTenant(owner, {
+      alongInTenant(owner.tenantId, {
         type: { code: "110114", display: "User Authentication" },
         subtype: "login",
         action: "E",
@@ -1069,8 +1069,7 @@ export async function buildApp(config: PlatformConfig): Promise<FastifyInstance>
     record: async (tenantId, event) => {
       await audit.record({ tenantId, keyring: await config.tenantKeyring(tenantId) }, event);
     },
-    audited: (tenantId, event) => async (write) =>
-      withTenantKeys(tenantId, async (tenant) => audit.recordAlong(tenant, event, write)),
+    audited: alongInTenant,
     external: config.sessionVerifier !== undefined,
   });
 

@@ -12,7 +12,7 @@
 //   written by the workflow and the clinician's review, never by a PUT.
 import { isDeepStrictEqual } from "node:util";
 import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
-import { imageContradictsRecord } from "@cloister/imaging/intended-use";
+import { imageContradictsRecord, type PatientFacts } from "@cloister/imaging/intended-use";
 import { PlatformError } from "../errors.js";
 import { referencedId, type FhirResource } from "./search-parameters.js";
 
@@ -125,26 +125,39 @@ export async function checkDicomPatient(
   image: FhirResource,
   patient: () => Promise<FhirResource>,
 ): Promise<void> {
-  if (image.contentType !== "application/dicom" || typeof image.data !== "string") {
+  const header = dicomPatientOf(image);
+  if (
+    header === undefined ||
+    (header.birthDate === undefined && (header.sex === undefined || header.sex === "O"))
+  ) {
     return;
   }
-  let header: DicomPatient;
-  try {
-    header = readDicomPatient(Buffer.from(image.data, "base64"));
-  } catch {
-    return;
-  }
-  if (header.birthDate === undefined && (header.sex === undefined || header.sex === "O")) {
-    return;
-  }
-  const record = await patient();
-  const facts = {
-    ...(typeof record.birthDate === "string" ? { birthDate: record.birthDate } : {}),
-    ...(typeof record.gender === "string" ? { gender: record.gender } : {}),
-  };
-  if (imageContradictsRecord(header, facts)) {
+  if (imageContradictsRecord(header, patientFactsOf(await patient()))) {
     throw new PlatformError("ERR_IMAGE_PATIENT_MISMATCH", undefined, {
       expression: "Binary.securityContext",
     });
   }
+}
+
+/**
+ * What a DICOM image (a Binary) says of its patient in its own header; undefined for other image types and for
+ * a header that cannot be read (the analysis refuses an unreadable image).
+ */
+export function dicomPatientOf(image: FhirResource): DicomPatient | undefined {
+  if (image.contentType !== "application/dicom" || typeof image.data !== "string") {
+    return undefined;
+  }
+  try {
+    return readDicomPatient(Buffer.from(image.data, "base64"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A Patient's recorded birth date and sex, for the checks against a model's patients and an image's header. */
+export function patientFactsOf(patient: FhirResource): PatientFacts {
+  return {
+    ...(typeof patient.birthDate === "string" ? { birthDate: patient.birthDate } : {}),
+    ...(typeof patient.gender === "string" ? { gender: patient.gender } : {}),
+  };
 }

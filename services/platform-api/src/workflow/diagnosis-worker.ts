@@ -6,7 +6,6 @@
 // gets no result.
 import { createHash } from "node:crypto";
 import type { ConfidentialService } from "@cloister/enclave";
-import { readDicomPatient, type DicomPatient } from "@cloister/imaging/dicom";
 import {
   completeFromImage,
   describeIntendedPatients,
@@ -23,6 +22,7 @@ import type { DiagnosisJob, JobQueue } from "./job-queue.js";
 import type { ResultCache } from "./result-cache.js";
 import { withKeyringRetry } from "../storage/tenant-keyrings.js";
 import { patientOf } from "../audit/audit-entities.js";
+import { dicomPatientOf, patientFactsOf } from "../fhir/order-rules.js";
 
 export const modelCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-model";
 export const findingCodeSystem = "https://cloister.dev/fhir/CodeSystem/ai-finding";
@@ -95,21 +95,11 @@ class PermanentFailure extends Error {
  * none (the upload refused a header that contradicts the record), so the intended-patient check can tell.
  */
 function factsWithImage(facts: PatientFacts, image: FhirResource): PatientFacts {
-  if (
-    image.contentType !== "application/dicom" ||
-    typeof image.data !== "string" ||
-    (facts.birthDate !== undefined && facts.gender !== undefined)
-  ) {
+  if (facts.birthDate !== undefined && facts.gender !== undefined) {
     return facts;
   }
-  let header: DicomPatient;
-  try {
-    header = readDicomPatient(Buffer.from(image.data, "base64"));
-  } catch {
-    // An unreadable image is refused by the inference server.
-    return facts;
-  }
-  return completeFromImage(facts, header);
+  const header = dicomPatientOf(image);
+  return header === undefined ? facts : completeFromImage(facts, header);
 }
 
 /** What staff are told to do after a failure, where "order it again with another image" would not help. */
@@ -479,11 +469,7 @@ export class DiagnosisWorker {
       return {};
     }
     try {
-      const { birthDate, gender } = await this.options.repository.read(tenant, "Patient", id);
-      return {
-        ...(typeof birthDate === "string" ? { birthDate } : {}),
-        ...(typeof gender === "string" ? { gender } : {}),
-      };
+      return patientFactsOf(await this.options.repository.read(tenant, "Patient", id));
     } catch (error) {
       if (error instanceof PlatformError && (error.code === "ERR_NOT_FOUND" || error.code === "ERR_GONE")) {
         return {};
